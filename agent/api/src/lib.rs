@@ -1,0 +1,160 @@
+//! Types that cross the wire between hostd (on the host) and hostctl (on the
+//! operator's machine). Kept free of runtime dependencies so both sides, and
+//! scripts reading `--json` output, agree on one shape.
+
+use serde::{Deserialize, Serialize};
+
+/// Where hostd serves its control API unless hostd.toml says otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hostd/control.sock";
+
+/// Version prefix of every control API path.
+pub const API_PREFIX: &str = "/v1";
+
+/// `GET /v1/status`: what hostctl shows for one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub hostname: String,
+    pub hostd_version: String,
+    /// Seconds since hostd started.
+    pub hostd_uptime_seconds: u64,
+    pub units: Vec<UnitStatus>,
+    pub health: HealthReport,
+}
+
+/// State of one systemd unit as systemd's D-Bus API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    /// The service name in hostd.toml (e.g. `postgresql`).
+    pub service: String,
+    /// The systemd unit (e.g. `postgresql@15-main.service`).
+    pub unit: String,
+    pub active_state: ActiveState,
+    /// systemd's SubState verbatim (`running`, `dead`, `exited`...).
+    pub sub_state: String,
+}
+
+/// systemd's ActiveState. Unknown values from a newer systemd map to `Unknown`
+/// rather than failing the whole status call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveState {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    Maintenance,
+    Refreshing,
+    #[serde(other)]
+    Unknown,
+}
+
+impl ActiveState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "active" => Self::Active,
+            "reloading" => Self::Reloading,
+            "inactive" => Self::Inactive,
+            "failed" => Self::Failed,
+            "activating" => Self::Activating,
+            "deactivating" => Self::Deactivating,
+            "maintenance" => Self::Maintenance,
+            "refreshing" => Self::Refreshing,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Reloading => "reloading",
+            Self::Inactive => "inactive",
+            Self::Failed => "failed",
+            Self::Activating => "activating",
+            Self::Deactivating => "deactivating",
+            Self::Maintenance => "maintenance",
+            Self::Refreshing => "refreshing",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Overall or per-component health. Ordered so that `max` gives the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    /// A warning: still serving, answers 200, but someone should look.
+    Degraded,
+    /// Answers 503.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Body of `GET /health` and part of [`HostStatus`]. Never carries secrets:
+/// reasons are built from unit names, states and figures only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// RFC 3339 time of the check this report comes from.
+    pub checked_at: String,
+    pub components: Vec<ComponentHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentHealth {
+    /// `unit:redis`, later `postgres`, `disk:/data`...
+    pub name: String,
+    pub status: HealthStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Body of every non-2xx control API answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_active_state_does_not_fail_decoding() -> Result<(), serde_json::Error> {
+        let s: ActiveState = serde_json::from_str("\"something-new\"")?;
+        assert_eq!(s, ActiveState::Unknown);
+        assert_eq!(ActiveState::parse("failed"), ActiveState::Failed);
+        Ok(())
+    }
+
+    #[test]
+    fn health_status_orders_worst_last() {
+        let worst = [HealthStatus::Degraded, HealthStatus::Unhealthy, HealthStatus::Healthy]
+            .into_iter()
+            .max();
+        assert_eq!(worst, Some(HealthStatus::Unhealthy));
+    }
+
+    #[test]
+    fn health_body_has_status_field_in_lowercase() -> Result<(), serde_json::Error> {
+        let r = HealthReport {
+            status: HealthStatus::Healthy,
+            checked_at: "2026-01-01T00:00:00Z".into(),
+            components: vec![],
+        };
+        let body = serde_json::to_string(&r)?;
+        assert!(body.contains("\"status\":\"healthy\""), "{body}");
+        Ok(())
+    }
+}
