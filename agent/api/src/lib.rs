@@ -140,9 +140,13 @@ mod tests {
 
     #[test]
     fn health_status_orders_worst_last() {
-        let worst = [HealthStatus::Degraded, HealthStatus::Unhealthy, HealthStatus::Healthy]
-            .into_iter()
-            .max();
+        let worst = [
+            HealthStatus::Degraded,
+            HealthStatus::Unhealthy,
+            HealthStatus::Healthy,
+        ]
+        .into_iter()
+        .max();
         assert_eq!(worst, Some(HealthStatus::Unhealthy));
     }
 

@@ -1,0 +1,50 @@
+//! `hostd dial-stdio`: joins stdin/stdout to the control socket, so hostctl
+//! can speak HTTP to hostd through an ordinary `ssh host hostd dial-stdio`
+//! (the same trick as `docker system dial-stdio`). SSH does authentication;
+//! the socket's mode does authorisation.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error(
+        "permission denied on {path}: hostctl's SSH user must be root or in hostd's control group (see control.group in /etc/hostd/hostd.toml)"
+    )]
+    PermissionDenied { path: PathBuf },
+    #[error(
+        "hostd is not running: {path} does not exist or refuses connections (check `systemctl status hostd`)"
+    )]
+    NotRunning {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("relaying between stdio and {path} failed")]
+    Relay {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub async fn dial_stdio(path: &Path) -> Result<(), DialError> {
+    let mut sock = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => DialError::PermissionDenied {
+                path: path.to_owned(),
+            },
+            _ => DialError::NotRunning {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+    tokio::io::copy_bidirectional(&mut stdio, &mut sock)
+        .await
+        .map_err(|source| DialError::Relay {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! systemd over its D-Bus API (zbus). Never `systemctl`: exit codes of a CLI
+//! are not a state, and D-Bus gives typed answers and signals.
+
+use hostd_api::ActiveState;
+use zbus::proxy::CacheProperties;
+use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
+
+use crate::config::UnitName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("cannot connect to the system bus (is dbus running?)")]
+    Connect(#[source] zbus::Error),
+    #[error("systemd could not load unit {unit}")]
+    LoadUnit {
+        unit: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("cannot read the state of unit {unit}")]
+    Property {
+        unit: String,
+        #[source]
+        source: zbus::Error,
+    },
+}
+
+/// A unit's state as the health checker needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    /// `loaded`, `not-found`, `masked`, `error`...
+    pub load_state: String,
+    pub active_state: ActiveState,
+    pub sub_state: String,
+}
+
+/// The narrow view of systemd the health checker uses, so its logic can be
+/// unit-tested with a hand-written fake; integration tests use the real bus.
+pub trait UnitStates {
+    fn unit_state(
+        &self,
+        unit: &UnitName,
+    ) -> impl Future<Output = Result<UnitState, SystemdError>> + Send;
+}
+
+#[derive(Clone)]
+pub struct Systemd {
+    conn: zbus::Connection,
+    manager: ManagerProxy<'static>,
+}
+
+impl Systemd {
+    /// The system bus; `DBUS_SYSTEM_BUS_ADDRESS` overrides it (handy to point
+    /// a hostd on the workstation at a sandbox's bus).
+    pub async fn connect() -> Result<Self, SystemdError> {
+        let conn = zbus::Connection::system()
+            .await
+            .map_err(SystemdError::Connect)?;
+        let manager = ManagerProxy::new(&conn)
+            .await
+            .map_err(SystemdError::Connect)?;
+        Ok(Self { conn, manager })
+    }
+
+    async fn unit_proxy(&self, unit: &UnitName) -> Result<UnitProxy<'static>, SystemdError> {
+        let load_err = |source| SystemdError::LoadUnit {
+            unit: unit.to_string(),
+            source,
+        };
+        // LoadUnit, not GetUnit: a stopped unit may have been garbage
+        // collected, and GetUnit would then fail although the unit exists.
+        let path = self
+            .manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(load_err)?;
+        UnitProxy::builder(&self.conn)
+            .path(path)
+            // Cached properties lag behind right after a job; read fresh.
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(load_err)
+    }
+}
+
+impl UnitStates for Systemd {
+    async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, SystemdError> {
+        let proxy = self.unit_proxy(unit).await?;
+        let prop_err = |source| SystemdError::Property {
+            unit: unit.to_string(),
+            source,
+        };
+        let (load_state, active_state, sub_state) =
+            tokio::try_join!(proxy.load_state(), proxy.active_state(), proxy.sub_state())
+                .map_err(prop_err)?;
+        Ok(UnitState {
+            load_state,
+            active_state: ActiveState::parse(&active_state),
+            sub_state,
+        })
+    }
+}
