@@ -1,1 +1,185 @@
+//! Fixtures for the integration suite: a booted sandbox host driven through
+//! the real `hostctl` and `hostd` binaries of this workspace.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// The directory holding the workspace's built binaries (`target/debug`),
+/// found from this test executable (`target/debug/deps/sandbox-HASH`).
+pub fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target directory")?
+        .to_owned();
+    for bin in ["hostctl", "hostd"] {
+        ensure!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (`cargo build --workspace --bins`, which tests/run does)",
+            dir.join(bin).display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Runs `f` until it returns `Ok(Some(_))` or the deadline passes; the last
+/// error or "still false" explains a timeout. Replaces sleeps as
+/// synchronisation: the wait is as short as the condition allows.
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("condition never held");
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A bare HTTP/1.0 GET: enough to read /health without pulling an HTTP
+/// client into the suite, and it shows exactly what a load balancer sends.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status line")?
+        .parse()?;
+    Ok(HttpResponse {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// A sandbox host booted by `hostctl sandbox up`, torn down on drop.
+pub struct Sandbox {
+    pub name: String,
+    pub address: String,
+    pub hostctl_toml: PathBuf,
+    bins: PathBuf,
+}
+
+impl Sandbox {
+    pub fn up(name: &str) -> Result<Sandbox> {
+        let bins = bin_dir()?;
+        let out = Command::new(bins.join("hostctl"))
+            .args(["sandbox", "up", "--name", name, "--json", "--hostd"])
+            .arg(bins.join("hostd"))
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "hostctl sandbox up failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "sandbox up printed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+        let field = |k: &str| -> Result<String> {
+            info[k]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("sandbox up --json has no `{k}`: {info}"))
+        };
+        Ok(Sandbox {
+            name: name.to_owned(),
+            address: field("address")?,
+            hostctl_toml: PathBuf::from(field("hostctl_toml")?),
+            bins,
+        })
+    }
+
+    pub fn health_addr(&self) -> Result<SocketAddr> {
+        Ok(format!("{}:7780", self.address).parse()?)
+    }
+
+    /// `hostctl --config <sandbox's hostctl.toml> ARGS`.
+    pub fn hostctl(&self, args: &[&str]) -> Result<Output> {
+        self.hostctl_with_config(&self.hostctl_toml, args)
+    }
+
+    pub fn hostctl_with_config(&self, config: &Path, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(self.bins.join("hostctl"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()?)
+    }
+
+    /// Runs a shell command as root inside the sandbox (the test's hands on
+    /// the host, like an operator's `sudo`): returns stdout, fails on non-zero.
+    pub fn root_sh(&self, script: &str) -> Result<String> {
+        let out = self.root_sh_output(script)?;
+        ensure!(
+            out.status.success(),
+            "`{script}` in sandbox failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn root_sh_output(&self, script: &str) -> Result<Output> {
+        Ok(Command::new(self.bins.join("hostctl"))
+            .args([
+                "sandbox", "exec", "--name", &self.name, "--", "/bin/sh", "-c", script,
+            ])
+            .output()?)
+    }
+
+    /// A systemd property of a unit, read inside the sandbox.
+    pub fn unit_property(&self, unit: &str, property: &str) -> Result<String> {
+        let out = self.root_sh(&format!("systemctl show -P {property} {unit}"))?;
+        Ok(out.trim().to_owned())
+    }
+
+    fn down(&self) -> Result<()> {
+        let out = Command::new(self.bins.join("hostctl"))
+            .args(["sandbox", "down", "--name", &self.name])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "hostctl sandbox down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(e) = self.down() {
+            eprintln!("warning: could not tear down sandbox {}: {e:#}", self.name);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The integration suite: one sandbox host (real systemd, PostgreSQL, Redis,
+//! OpenSSH) booted for the whole run, trials run one at a time because they
+//! stop and break things on that host, and each puts back what it changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use hostctl_tests::{Sandbox, http_get, poll};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+mod foundation;
+
+type TestFn = fn(&Sandbox) -> Result<()>;
+
+const TRIALS: &[(&str, TestFn)] = &[
+    (
+        "hostd_is_active_ready_and_pings_the_watchdog",
+        foundation::hostd_is_active_ready_and_pings_the_watchdog,
+    ),
+    (
+        "status_json_reports_units_and_health",
+        foundation::status_json_reports_units_and_health,
+    ),
+    (
+        "health_turns_503_naming_a_stopped_unit_and_recovers",
+        foundation::health_turns_503_naming_a_stopped_unit_and_recovers,
+    ),
+    (
+        "broken_config_fails_hostd_naming_file_line_and_key",
+        foundation::broken_config_fails_hostd_naming_file_line_and_key,
+    ),
+    (
+        "unreachable_host_fails_status_naming_it",
+        foundation::unreachable_host_fails_status_naming_it,
+    ),
+    (
+        "control_socket_is_root_and_group_only",
+        foundation::control_socket_is_root_and_group_only,
+    ),
+    (
+        "hostd_stops_gracefully_on_sigterm",
+        foundation::hostd_stops_gracefully_on_sigterm,
+    ),
+];
+
+fn main() -> std::process::ExitCode {
+    let mut args = Arguments::from_args();
+    // Trials share one host and change its state: never in parallel.
+    args.test_threads = Some(1);
+    if args.list {
+        let trials = TRIALS
+            .iter()
+            .map(|(name, _)| Trial::test(*name, || Ok(())))
+            .collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+    if !nix_is_root() {
+        eprintln!(
+            "the integration suite boots sandbox hosts and must run as root (sudo tests/run)"
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let name = format!("t{}", std::process::id() % 100_000);
+    let sandbox = match Sandbox::up(&name).and_then(|s| wait_until_serving(&s).map(|()| s)) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("cannot start the sandbox host for the suite: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let trials = TRIALS
+        .iter()
+        .map(|(trial_name, f)| {
+            let sandbox = Arc::clone(&sandbox);
+            let f = *f;
+            Trial::test(*trial_name, move || {
+                f(&sandbox).map_err(|e| Failed::from(format!("{e:#}")))
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Tear down before exiting: exit() would skip the destructor.
+    drop(sandbox);
+    conclusion.exit_code()
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The suite starts from a healthy host: hostd active and /health 200.
+fn wait_until_serving(s: &Sandbox) -> Result<()> {
+    let addr = s.health_addr()?;
+    poll(
+        "sandbox /health to answer 200",
+        Duration::from_secs(60),
+        || {
+            let r = http_get(addr, "/health")?;
+            Ok((r.status == 200).then_some(()))
+        },
+    )
+    .context("hostd in the fresh sandbox never became healthy")?;
+    ensure!(s.unit_property("hostd.service", "ActiveState")? == "active");
+    Ok(())
+}
