@@ -1,0 +1,227 @@
+//! `hostctl status`: ask every host of an environment for its status, in
+//! parallel, and decide the exit code from what came back.
+
+mod render;
+
+use std::path::Path;
+use std::time::Duration;
+
+use hostd_api::{API_PREFIX, HealthStatus, HostStatus};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::args::{GlobalArgs, StatusArgs};
+use crate::config::{Config, ConfigError, HostTarget};
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+/// Validated settings for one `status` run.
+#[derive(Debug, Clone)]
+pub struct StatusSettings {
+    pub environment: String,
+    pub hosts: Vec<HostTarget>,
+    pub json: bool,
+    /// Overall budget per host: ssh connect + dial-stdio + the request.
+    pub timeout: Duration,
+}
+
+impl StatusSettings {
+    pub fn resolve(
+        args: &StatusArgs,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::discover(global.config.as_deref(), cwd)?;
+        let (environment, hosts) = config.select(global.env.as_deref())?;
+        tracing::info!(config = %config.path.display(), environment, hosts = hosts.len(), "querying status");
+        Ok(Self {
+            environment: environment.to_owned(),
+            hosts: hosts.to_vec(),
+            json: args.json,
+            timeout: args.timeout,
+        })
+    }
+}
+
+/// One host's line in `status` output; `--json` prints an array of these.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub address: String,
+    /// hostd answered over HTTP (even with an error status).
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<HostStatus>,
+    #[serde(skip)]
+    pub hint: Option<String>,
+}
+
+impl HostReport {
+    fn failed(target: &HostTarget, err: &TransportError) -> Self {
+        let reachable = matches!(
+            err,
+            TransportError::Api { .. } | TransportError::Decode { .. }
+        );
+        let mut hint = err.hint();
+        let already_said = hint.as_deref().is_some_and(|h| h.contains("[hosts.NAME]"));
+        if !target.from_table && !already_said && matches!(err, TransportError::Unreachable { .. })
+        {
+            let note = format!(
+                "{:?} has no [hosts.{}] table, so it went to ssh as a destination",
+                target.name, target.name
+            );
+            hint = Some(hint.map_or(note.clone(), |h| format!("{h}; {note}")));
+        }
+        Self {
+            host: target.name.clone(),
+            address: target.destination.clone(),
+            reachable,
+            error: Some(error_chain(err)),
+            status: None,
+            hint,
+        }
+    }
+}
+
+/// What `status` exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every host answered and is healthy or degraded: exit 0.
+    AllServing,
+    /// Some host is unhealthy, unreachable or gave no status: exit 1.
+    Trouble,
+}
+
+impl From<Outcome> for std::process::ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::AllServing => Self::SUCCESS,
+            Outcome::Trouble => Self::from(1),
+        }
+    }
+}
+
+/// Degraded still serves, so it must not page anyone via the exit code.
+pub fn outcome(reports: &[HostReport]) -> Outcome {
+    let serving = |r: &HostReport| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.health.status <= HealthStatus::Degraded)
+    };
+    if reports.iter().all(serving) {
+        Outcome::AllServing
+    } else {
+        Outcome::Trouble
+    }
+}
+
+pub async fn run(settings: StatusSettings) -> Result<Outcome, StatusError> {
+    let transport = Transport::system()?;
+    let reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+    let mut out = anstream::stdout().lock();
+    if settings.json {
+        render::json(&mut out, &reports)
+    } else {
+        render::human(&mut out, &settings.environment, &reports)
+    }
+    .map_err(StatusError::Output)?;
+    Ok(outcome(&reports))
+}
+
+/// Queries all hosts concurrently; reports come back in `hosts` order.
+pub async fn query_all(
+    transport: &Transport,
+    hosts: &[HostTarget],
+    timeout: Duration,
+) -> Vec<HostReport> {
+    let mut set = JoinSet::new();
+    for (i, target) in hosts.iter().enumerate() {
+        let (transport, target) = (transport.clone(), target.clone());
+        set.spawn(async move { (i, query_host(&transport, &target, timeout).await) });
+    }
+    let mut slots: Vec<Option<HostReport>> = vec![None; hosts.len()];
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, report)) => {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(report);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "status task failed"),
+        }
+    }
+    slots
+        .into_iter()
+        .zip(hosts)
+        .map(|(slot, target)| {
+            slot.unwrap_or_else(|| HostReport {
+                host: target.name.clone(),
+                address: target.destination.clone(),
+                reachable: false,
+                error: Some("internal error: the query task died (see the log above)".into()),
+                status: None,
+                hint: None,
+            })
+        })
+        .collect()
+}
+
+pub async fn query_host(
+    transport: &Transport,
+    target: &HostTarget,
+    timeout: Duration,
+) -> HostReport {
+    let path = format!("{API_PREFIX}/status");
+    let exchange = async {
+        let mut client = transport.connect(target).await?;
+        let status = client.get_json::<HostStatus>(&path).await;
+        client.close().await;
+        status
+    };
+    let result = match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(TransportError::Timeout {
+            host: target.name.clone(),
+            after: timeout,
+        }),
+    };
+    match result {
+        Ok(status) => HostReport {
+            host: target.name.clone(),
+            address: target.destination.clone(),
+            reachable: true,
+            error: None,
+            status: Some(status),
+            hint: None,
+        },
+        Err(e) => {
+            tracing::debug!(host = target.name, error = ?e, "status failed");
+            HostReport::failed(target, &e)
+        }
+    }
+}
+
+/// `err: cause: cause`, as one line for a report field.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

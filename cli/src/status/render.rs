@@ -1,0 +1,144 @@
+//! Output of `hostctl status`. Styles are always written; anstream strips
+//! them when stdout is no terminal or NO_COLOR is set.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use hostd_api::{ActiveState, HealthStatus};
+
+use super::HostReport;
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const RED: Style = AnsiColor::Red.on_default().bold();
+
+pub(super) fn json(out: &mut impl Write, reports: &[HostReport]) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, reports)?;
+    writeln!(out)
+}
+
+fn health_style(h: HealthStatus) -> Style {
+    match h {
+        HealthStatus::Healthy => GREEN,
+        HealthStatus::Degraded => YELLOW,
+        HealthStatus::Unhealthy => RED,
+    }
+}
+
+fn unit_style(s: ActiveState) -> Style {
+    match s {
+        ActiveState::Active => GREEN,
+        ActiveState::Failed => RED,
+        ActiveState::Reloading
+        | ActiveState::Inactive
+        | ActiveState::Activating
+        | ActiveState::Deactivating
+        | ActiveState::Maintenance
+        | ActiveState::Refreshing
+        | ActiveState::Unknown => YELLOW,
+    }
+}
+
+pub(super) fn human(
+    out: &mut impl Write,
+    environment: &str,
+    reports: &[HostReport],
+) -> std::io::Result<()> {
+    for report in reports {
+        host(out, report)?;
+    }
+    summary(out, environment, reports)
+}
+
+fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
+    write!(out, "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  ", r.host, r.address)?;
+    let Some(status) = &r.status else {
+        let what = if r.reachable { "error" } else { "unreachable" };
+        writeln!(out, "{RED}{what}{RED:#}")?;
+        if let Some(error) = &r.error {
+            writeln!(out, "    {error}")?;
+        }
+        if let Some(hint) = &r.hint {
+            writeln!(out, "    {DIM}hint: {hint}{DIM:#}")?;
+        }
+        return Ok(());
+    };
+    let health = status.health.status;
+    let hs = health_style(health);
+    let uptime = humantime::format_duration(Duration::from_secs(status.hostd_uptime_seconds));
+    writeln!(
+        out,
+        "{hs}{}{hs:#}  hostd {} up {uptime}",
+        health.as_str(),
+        status.hostd_version
+    )?;
+    if status.hostname != r.host && status.hostname != r.address {
+        writeln!(out, "    {DIM}hostname {}{DIM:#}", status.hostname)?;
+    }
+    let width = status
+        .units
+        .iter()
+        .map(|u| u.service.len())
+        .max()
+        .unwrap_or(0);
+    for unit in &status.units {
+        let us = unit_style(unit.active_state);
+        writeln!(
+            out,
+            "    {:<width$}  {us}{}/{}{us:#}  {DIM}{}{DIM:#}",
+            unit.service,
+            unit.active_state.as_str(),
+            unit.sub_state,
+            unit.unit,
+        )?;
+    }
+    if status.units.is_empty() {
+        writeln!(out, "    {DIM}no units configured{DIM:#}")?;
+    }
+    for c in status
+        .health
+        .components
+        .iter()
+        .filter(|c| c.status != HealthStatus::Healthy)
+    {
+        let cs = health_style(c.status);
+        write!(out, "    {cs}{} {}{cs:#}", c.status.as_str(), c.name)?;
+        match &c.reason {
+            Some(reason) => writeln!(out, ": {reason}")?,
+            None => writeln!(out)?,
+        }
+    }
+    Ok(())
+}
+
+/// One closing line so a long listing still answers "is anything wrong?".
+fn summary(out: &mut impl Write, environment: &str, reports: &[HostReport]) -> std::io::Result<()> {
+    let troubled: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.status {
+            None if r.reachable => Some(format!("{} error", r.host)),
+            None => Some(format!("{} unreachable", r.host)),
+            Some(s) if s.health.status == HealthStatus::Unhealthy => {
+                Some(format!("{} unhealthy", r.host))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    let total = reports.len();
+    if troubled.is_empty() {
+        writeln!(
+            out,
+            "{GREEN}{environment}: all {total} host(s) serving{GREEN:#}"
+        )
+    } else {
+        writeln!(
+            out,
+            "{RED}{environment}: {} of {total} host(s) in trouble: {}{RED:#}",
+            troubled.len(),
+            troubled.join(", ")
+        )
+    }
+}

@@ -1,0 +1,162 @@
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use hostd_api::{ActiveState, ComponentHealth, HealthReport, UnitStatus};
+
+use super::*;
+
+fn status(health: HealthStatus) -> HostStatus {
+    HostStatus {
+        hostname: "h".into(),
+        hostd_version: "0.1.0".into(),
+        hostd_uptime_seconds: 3725,
+        units: vec![UnitStatus {
+            service: "redis".into(),
+            unit: "redis-server.service".into(),
+            active_state: ActiveState::Failed,
+            sub_state: "failed".into(),
+        }],
+        health: HealthReport {
+            status: health,
+            checked_at: "2026-01-01T00:00:00Z".into(),
+            components: vec![ComponentHealth {
+                name: "unit:redis".into(),
+                status: health,
+                reason: Some("redis-server.service is failed".into()),
+            }],
+        },
+    }
+}
+
+fn report(host: &str, s: Option<HostStatus>) -> HostReport {
+    HostReport {
+        host: host.into(),
+        address: format!("10.231.0.{}", host.len()),
+        reachable: s.is_some(),
+        error: s
+            .is_none()
+            .then(|| format!("{host}: ssh failed: Connection timed out")),
+        status: s,
+        hint: None,
+    }
+}
+
+#[test]
+fn exit_decision() {
+    use HealthStatus::*;
+    let ok = |h| report("a", Some(status(h)));
+    assert_eq!(outcome(&[ok(Healthy), ok(Degraded)]), Outcome::AllServing);
+    assert_eq!(outcome(&[ok(Healthy), ok(Unhealthy)]), Outcome::Trouble);
+    assert_eq!(outcome(&[ok(Healthy), report("b", None)]), Outcome::Trouble);
+    let mut api_error = report("c", None);
+    api_error.reachable = true;
+    assert_eq!(outcome(&[api_error]), Outcome::Trouble);
+    assert_eq!(outcome(&[]), Outcome::AllServing);
+}
+
+#[test]
+fn human_output_shows_units_failing_components_and_unreachable_hosts()
+-> Result<(), Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    let reports = [
+        report("a", Some(status(HealthStatus::Unhealthy))),
+        report("bb", None),
+    ];
+    render::human(&mut out, "prod", &reports)?;
+    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    assert_eq!(
+        text,
+        "a  10.231.0.1  unhealthy  hostd 0.1.0 up 1h 2m 5s\n    hostname h\n    \
+         redis  failed/failed  redis-server.service\n    \
+         unhealthy unit:redis: redis-server.service is failed\n\
+         bb  10.231.0.2  unreachable\n    bb: ssh failed: Connection timed out\n\
+         prod: 2 of 2 host(s) in trouble: a unhealthy, bb unreachable\n"
+    );
+    Ok(())
+}
+
+#[test]
+fn json_output_has_the_documented_shape() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    render::json(
+        &mut out,
+        &[
+            report("a", Some(status(HealthStatus::Healthy))),
+            report("b", None),
+        ],
+    )?;
+    let v: serde_json::Value = serde_json::from_slice(&out)?;
+    assert_eq!(v[0]["host"], "a");
+    assert_eq!(v[0]["reachable"], true);
+    assert_eq!(v[0]["status"]["health"]["status"], "healthy");
+    assert!(v[0].get("error").is_none());
+    assert_eq!(v[1]["reachable"], false);
+    assert_eq!(v[1]["error"], "b: ssh failed: Connection timed out");
+    assert!(v[1].get("status").is_none());
+    Ok(())
+}
+
+/// Plays ssh: answers as hostd for destination `good`, fails like ssh for
+/// anything else, hangs for `slow`.
+const FAKE_SSH: &str = r#"#!/bin/bash
+dest=""
+while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
+case "$dest" in
+  good)
+    while IFS= read -r line; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
+    printf 'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s' "${#BODY}" "$BODY" ;;
+  slow) sleep 30 ;;
+  *) echo "ssh: connect to host $dest port 22: Connection refused" >&2; exit 255 ;;
+esac
+"#;
+
+#[tokio::test]
+async fn queries_hosts_in_parallel_and_keeps_config_order() -> Result<(), Box<dyn std::error::Error>>
+{
+    let dir = std::env::temp_dir().join(format!("hostctl-status-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let fake = dir.join("ssh");
+    std::fs::write(&fake, FAKE_SSH)?;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+    let config = Config::from_str(
+        "[environments.x]\nhosts = [\"slow\", \"good\", \"nowhere\"]\n",
+        Path::new("/p/hostctl.toml"),
+    )?;
+    let (_, hosts) = config.select(None)?;
+    let body = serde_json::to_string(&status(HealthStatus::Healthy))?;
+    let transport = Transport::with_program(&fake, dir.clone()).with_env("BODY", &body);
+    let started = std::time::Instant::now();
+    let reports = query_all(&transport, hosts, Duration::from_secs(2)).await;
+    let elapsed = started.elapsed();
+    std::fs::remove_dir_all(&dir)?;
+
+    let names: Vec<&str> = reports.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(names, ["slow", "good", "nowhere"]);
+    assert_eq!(
+        reports[0].error.as_deref(),
+        Some("slow: no answer within 2s")
+    );
+    assert!(reports[1].status.is_some(), "{:?}", reports[1]);
+    let nowhere = &reports[2];
+    assert!(!nowhere.reachable);
+    assert!(
+        nowhere
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("nowhere port 22: Connection refused")
+    );
+    assert!(
+        nowhere
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no [hosts.nowhere] table")
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "took {elapsed:?}: not parallel?"
+    );
+    assert_eq!(outcome(&reports), Outcome::Trouble);
+    Ok(())
+}
