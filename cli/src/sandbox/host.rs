@@ -1,0 +1,220 @@
+//! Turning a fresh root filesystem into this sandbox's host: identity,
+//! provisioning with packer/provision.sh, operator access, AWS settings.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tracing::info;
+
+use super::SandboxError;
+use super::cmd::{Cmd, tail};
+use super::rootfs::{remove_host_keys, write};
+use super::state::{Layout, known_hosts_line};
+use super::{SSH_USER, aws};
+
+/// Embedded so an installed hostctl works anywhere.
+const PROVISION_SH: &str = include_str!("../../../packer/provision.sh");
+const HOSTD_TOML: &str = include_str!("../../../packer/files/hostd.toml");
+const UNITS: &[(&str, &str)] = &[(
+    "hostd.service",
+    include_str!("../../../units/hostd.service"),
+)];
+
+/// Staging directory inside the root, as Packer would upload it.
+const STAGING: &str = "tmp/hostd-provision";
+
+/// Fresh hostname, machine-id and SSH host key.
+pub(crate) async fn set_identity(root: &Path, name: &str) -> Result<(), SandboxError> {
+    write(&root.join("etc/hostname"), &format!("{name}\n"))?;
+    write(
+        &root.join("etc/hosts"),
+        &format!(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        ),
+    )?;
+    write(
+        &root.join("etc/machine-id"),
+        &format!("{}\n", random_hex(16)?),
+    )?;
+    remove_host_keys(root)?;
+    Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+        .arg(format!("root@{name}"))
+        .arg("-f")
+        .arg(root.join("etc/ssh/ssh_host_ed25519_key"))
+        .run("generate the sandbox SSH host key")
+        .await?;
+    // Only the key we made (sshd would complain about the missing others).
+    let dropin = root.join("etc/ssh/sshd_config.d/40-sandbox-hostkey.conf");
+    if let Some(dir) = dropin.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("create", dir, e))?;
+    }
+    write(
+        &dropin,
+        "# hostctl sandbox\nHostKey /etc/ssh/ssh_host_ed25519_key\n",
+    )
+}
+
+fn random_hex(bytes: usize) -> Result<String, SandboxError> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| SandboxError::io("read random bytes", "/dev/urandom", e))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Check the hostd binary before anything is started.
+pub(crate) fn check_hostd(path: &Path) -> Result<(), SandboxError> {
+    let bad = |reason: String| SandboxError::HostdBinary {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".to_owned()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(bad("not executable".to_owned()));
+    }
+    Ok(())
+}
+
+/// Stage hostd, units, config and provision.sh in ROOT/tmp/hostd-provision
+/// and run provision.sh there through chroot, exactly as Packer runs it on
+/// EC2. Output goes to `log`.
+pub(crate) async fn provision(
+    root: &Path,
+    name: &str,
+    hostd: &Path,
+    log: &Path,
+) -> Result<(), SandboxError> {
+    let staging = root.join(STAGING);
+    let units = staging.join("units");
+    std::fs::create_dir_all(&units).map_err(|e| SandboxError::io("create", &units, e))?;
+    let dest = staging.join("hostd");
+    std::fs::copy(hostd, &dest)
+        .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
+    for (file, text) in UNITS {
+        write(&units.join(file), text)?;
+    }
+    write(&staging.join("hostd.toml"), HOSTD_TOML)?;
+    let script = staging.join("provision.sh");
+    write(&script, PROVISION_SH)?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| SandboxError::io("chmod", &script, e))?;
+
+    info!("provisioning {name} with packer/provision.sh");
+    let inside = format!("/{STAGING}");
+    let out = Cmd::new("chroot")
+        .arg(root)
+        .args(["/bin/bash", &format!("{inside}/provision.sh"), &inside])
+        .clean_env()
+        .env("HOSTD_OPERATOR_USER", SSH_USER)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("HOME", "/root")
+        .run_unchecked("run provision.sh")
+        .await?;
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    write(log, &String::from_utf8_lossy(&text))?;
+    std::fs::remove_dir_all(&staging)
+        .map_err(|e| SandboxError::io("remove the staging directory", &staging, e))?;
+    if !out.status.success() {
+        return Err(SandboxError::Provision {
+            name: name.to_owned(),
+            detail: tail(&String::from_utf8_lossy(&out.stderr), 5)
+                .unwrap_or_else(|| format!("{}", out.status)),
+            log: log.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Operator key pair, authorized_keys, pinned known_hosts, and the AWS
+/// settings hostd reads from /etc/hostd/environment.
+pub(crate) async fn operator_access(
+    layout: &Layout,
+    name: &str,
+    address: &str,
+) -> Result<(), SandboxError> {
+    let root = layout.root(name);
+    let key = layout.identity(name);
+    Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+        .arg(format!("hostctl-sandbox-{name}"))
+        .arg("-f")
+        .arg(&key)
+        .run("generate the operator SSH key")
+        .await?;
+    let public = key.with_extension("pub");
+    let pubkey =
+        std::fs::read_to_string(&public).map_err(|e| SandboxError::io("read", &public, e))?;
+
+    let ssh_dir = root.join(format!("home/{SSH_USER}/.ssh"));
+    std::fs::create_dir_all(&ssh_dir).map_err(|e| SandboxError::io("create", &ssh_dir, e))?;
+    let auth = ssh_dir.join("authorized_keys");
+    write(&auth, &pubkey)?;
+    set_mode(&ssh_dir, 0o700)?;
+    set_mode(&auth, 0o600)?;
+
+    let env = root.join("etc/hostd/environment");
+    write(
+        &env,
+        &format!(
+            "# Written by `hostctl sandbox up`: the AWS stand-in.\n\
+             AWS_ENDPOINT_URL={}\nAWS_REGION={}\nAWS_ACCESS_KEY_ID=sandbox\n\
+             AWS_SECRET_ACCESS_KEY=sandbox\nAWS_EC2_METADATA_DISABLED=true\n",
+            aws::endpoint(),
+            aws::REGION
+        ),
+    )?;
+    set_mode(&env, 0o640)?;
+    // Names resolve through the sandbox's own /etc/passwd and /etc/group.
+    Cmd::new("chroot")
+        .arg(&root)
+        .args([
+            "/bin/sh",
+            "-c",
+            &format!("chown -R {SSH_USER}:{SSH_USER} /home/{SSH_USER}/.ssh && chown root:hostd /etc/hostd/environment"),
+        ])
+        .clean_env()
+        .run("set owners of authorized_keys and /etc/hostd/environment")
+        .await?;
+
+    let host_pub = root.join("etc/ssh/ssh_host_ed25519_key.pub");
+    let host_key =
+        std::fs::read_to_string(&host_pub).map_err(|e| SandboxError::io("read", &host_pub, e))?;
+    write(
+        &layout.known_hosts(name),
+        &known_hosts_line(address, &host_key)?,
+    )
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), SandboxError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| SandboxError::io("chmod", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_files_are_the_real_ones() {
+        assert!(PROVISION_SH.starts_with("#!/bin/bash"));
+        assert!(HOSTD_TOML.contains("[control]"));
+        assert!(
+            UNITS
+                .iter()
+                .any(|(n, t)| *n == "hostd.service" && t.contains("[Service]"))
+        );
+    }
+
+    #[test]
+    fn random_hex_has_the_right_length() {
+        let h = random_hex(16).unwrap_or_default();
+        assert_eq!(h.len(), 32);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

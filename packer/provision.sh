@@ -1,0 +1,120 @@
+#!/bin/bash
+# Provision a host for hostd. The same script runs on EC2 (Packer) and in the
+# local sandbox (hostctl sandbox up, through chroot).
+#
+# Usage: provision.sh STAGING_DIR      (as root on the target)
+#
+# STAGING_DIR holds:
+#   hostd        the hostd binary
+#   units/       systemd units to install into /etc/systemd/system/
+#   hostd.toml   default configuration (installed only if none exists)
+#
+# Environment: HOSTD_OPERATOR_USER (default: admin), the operator account.
+#
+# Idempotent. It needs no network when the packages are already installed.
+# It writes no secrets: hostd fetches them at run time.
+set -euo pipefail
+
+log() { printf 'provision: %s\n' "$*" >&2; }
+die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $# -eq 1 ]] || die "usage: $0 STAGING_DIR"
+staging=$1
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+[[ -f $staging/hostd ]] || die "$staging/hostd is missing"
+[[ -d $staging/units ]] || die "$staging/units/ is missing"
+[[ -f $staging/hostd.toml ]] || die "$staging/hostd.toml is missing"
+[[ -r /etc/os-release ]] || die "/etc/os-release is missing: cannot detect the distribution"
+
+operator=${HOSTD_OPERATOR_USER:-admin}
+[[ $operator =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid HOSTD_OPERATOR_USER: $operator"
+
+# shellcheck disable=SC1091
+. /etc/os-release
+
+# --- Packages and unit names: one branch per distribution family ----------
+case "${ID:-}" in
+debian | ubuntu)
+    packages=(postgresql redis-server openssh-server)
+    units=(hostd.service ssh.service postgresql.service redis-server.service)
+    missing=()
+    for p in "${packages[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -q -y --no-install-recommends "${missing[@]}"
+    fi
+    ;;
+amzn)
+    packages=(postgresql15-server redis6 openssh-server)
+    units=(hostd.service sshd.service postgresql.service redis6.service)
+    missing=()
+    for p in "${packages[@]}"; do
+        rpm -q "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        dnf install -y "${missing[@]}"
+    fi
+    if [[ ! -f /var/lib/pgsql/data/PG_VERSION ]]; then
+        log "initialising the PostgreSQL cluster"
+        postgresql-setup --initdb
+    fi
+    ;;
+*)
+    die "unsupported distribution '${ID:-unknown}' (supported: debian, ubuntu, amzn)"
+    ;;
+esac
+
+# --- Groups and the operator account ---------------------------------------
+getent group hostd >/dev/null || { log "creating group hostd"; groupadd --system hostd; }
+
+if ! getent passwd "$operator" >/dev/null; then
+    log "creating operator user $operator"
+    useradd --create-home --shell /bin/bash "$operator"
+    # No password at all ('*'): the only way in is an SSH key.
+    usermod --password '*' "$operator"
+fi
+extra_groups=hostd
+getent group systemd-journal >/dev/null && extra_groups+=,systemd-journal
+usermod --append --groups "$extra_groups" "$operator"
+
+# --- Directories --------------------------------------------------------------
+install -d -m 0755 -o root -g root /data
+install -d -m 0700 -o root -g root /var/lib/hostd
+install -d -m 0755 -o root -g root /etc/hostd
+
+# --- hostd, its units and its configuration ----------------------------------
+install -m 0755 -o root -g root "$staging/hostd" /usr/local/bin/hostd
+for unit in "$staging"/units/*; do
+    [[ -f $unit ]] || continue
+    install -m 0644 -o root -g root "$unit" "/etc/systemd/system/$(basename "$unit")"
+done
+if [[ ! -e /etc/hostd/hostd.toml ]]; then
+    install -m 0640 -o root -g hostd "$staging/hostd.toml" /etc/hostd/hostd.toml
+else
+    log "keeping existing /etc/hostd/hostd.toml"
+fi
+
+# --- sshd hardening -------------------------------------------------------------
+install -d -m 0755 /etc/ssh/sshd_config.d
+cat >/etc/ssh/sshd_config.d/50-hostd.conf.tmp <<'CONF'
+# Installed by hostd's provision.sh.
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+X11Forwarding no
+CONF
+chmod 0644 /etc/ssh/sshd_config.d/50-hostd.conf.tmp
+mv -f /etc/ssh/sshd_config.d/50-hostd.conf.tmp /etc/ssh/sshd_config.d/50-hostd.conf
+if ! grep -Eqs '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/' /etc/ssh/sshd_config; then
+    die "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf; the hardening drop-in would be ignored"
+fi
+
+# --- Enable services (offline: only creates links, works in a chroot) --------
+systemctl enable "${units[@]}"
+
+log "done"
