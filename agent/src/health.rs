@@ -107,27 +107,40 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Runs checks every `interval` until `shutdown` flips, publishing each
-/// snapshot. The first snapshot is taken before this returns, so hostd never
-/// answers /health with a made-up state.
-pub async fn spawn_checker<S>(
+/// Runs checks every `interval`, and at once whenever `changes` yields (a
+/// unit changed state), until `shutdown` flips, publishing each snapshot.
+/// The first snapshot is taken before this returns, so hostd never answers
+/// /health with a made-up state.
+pub async fn spawn_checker<S, C>(
     source: Arc<S>,
     services: Vec<WatchedService>,
     interval: Duration,
+    mut changes: C,
     mut shutdown: watch::Receiver<bool>,
 ) -> (watch::Receiver<Snapshot>, tokio::task::JoinHandle<()>)
 where
     S: UnitStates + Send + Sync + 'static,
+    C: futures_util::Stream<Item = ()> + Send + Unpin + 'static,
 {
+    use futures_util::StreamExt;
+
     let first = check_once(source.as_ref(), &services).await;
     let (tx, rx) = watch::channel(first);
     let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; we just checked
+        let mut changes_open = true;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                change = changes.next(), if changes_open => {
+                    if change.is_none() {
+                        tracing::warn!("unit change signals ended; checking on the interval only");
+                        changes_open = false;
+                        continue;
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
             let snap = check_once(source.as_ref(), &services).await;
@@ -145,6 +158,7 @@ mod tests {
     use super::*;
     use crate::systemd::{SystemdError, UnitState};
     use std::collections::HashMap;
+    use std::sync::Mutex;
 
     /// Answers from a table; a unit missing from it behaves like a bus error.
     struct FakeSystemd(HashMap<&'static str, (&'static str, ActiveState, &'static str)>);
@@ -234,6 +248,50 @@ mod tests {
             1,
             "a unit we could not read has no state to show"
         );
+        Ok(())
+    }
+
+    /// One unit whose state the test flips.
+    struct Flippable(Mutex<ActiveState>);
+
+    impl UnitStates for Flippable {
+        async fn unit_state(&self, _: &UnitName) -> Result<UnitState, SystemdError> {
+            let active_state = *self
+                .0
+                .lock()
+                .map_err(|_| SystemdError::Connect(zbus::Error::Failure("poisoned".into())))?;
+            Ok(UnitState {
+                load_state: "loaded".into(),
+                active_state,
+                sub_state: "x".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_signal_triggers_a_check_without_waiting_for_the_interval()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let source = Arc::new(Flippable(Mutex::new(ActiveState::Active)));
+        let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let changes = futures_util::stream::unfold(signal_rx, |mut rx| async move {
+            rx.recv().await.map(|()| ((), rx))
+        });
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let (mut snaps, _task) = spawn_checker(
+            Arc::clone(&source),
+            vec![svc("redis", "redis-server.service")?],
+            Duration::from_secs(3600),
+            Box::pin(changes),
+            stop_rx,
+        )
+        .await;
+        assert_eq!(snaps.borrow().report.status, HealthStatus::Healthy);
+
+        *source.0.lock().map_err(|_| "poisoned")? = ActiveState::Failed;
+        signal_tx.send(())?;
+        // The interval is an hour: only the signal can bring this snapshot.
+        tokio::time::timeout(Duration::from_secs(10), snaps.changed()).await??;
+        assert_eq!(snaps.borrow().report.status, HealthStatus::Unhealthy);
         Ok(())
     }
 }

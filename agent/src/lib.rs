@@ -47,11 +47,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         })
         .collect();
 
+    let units: Vec<_> = services.iter().map(|s| s.unit.clone()).collect();
+    let changes = systemd.unit_changes(&units).await?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let (snapshot, checker) = health::spawn_checker(
         systemd,
         services,
         config.health.check_interval.0,
+        changes,
         stop_rx.clone(),
     )
     .await;

@@ -1,6 +1,8 @@
 //! systemd over its D-Bus API (zbus). Never `systemctl`: exit codes of a CLI
 //! are not a state, and D-Bus gives typed answers and signals.
 
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use hostd_api::ActiveState;
 use zbus::proxy::CacheProperties;
 use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
@@ -17,6 +19,8 @@ pub enum SystemdError {
         #[source]
         source: zbus::Error,
     },
+    #[error("cannot subscribe to systemd's unit signals")]
+    Subscribe(#[source] zbus::Error),
     #[error("cannot read the state of unit {unit}")]
     Property {
         unit: String,
@@ -62,7 +66,40 @@ impl Systemd {
         Ok(Self { conn, manager })
     }
 
-    async fn unit_proxy(&self, unit: &UnitName) -> Result<UnitProxy<'static>, SystemdError> {
+    /// A stream that yields whenever one of `units` changes ActiveState,
+    /// from systemd's PropertiesChanged signals: hostd learns of a stopped or
+    /// failed unit when it happens, not at the next poll.
+    pub async fn unit_changes(
+        &self,
+        units: &[UnitName],
+    ) -> Result<BoxStream<'static, ()>, SystemdError> {
+        // systemd only emits unit signals to clients that subscribed.
+        self.manager
+            .subscribe()
+            .await
+            .map_err(SystemdError::Subscribe)?;
+        let mut streams = Vec::with_capacity(units.len());
+        for unit in units {
+            // Signals need the property cache, unlike reads (see unit_proxy).
+            let proxy = self.unit_proxy(unit, CacheProperties::Lazily).await?;
+            let changes = proxy.receive_active_state_changed().await;
+            // The closure owns the proxy so it lives as long as its stream.
+            streams.push(
+                changes
+                    .map(move |_| {
+                        let _owned = &proxy;
+                    })
+                    .boxed(),
+            );
+        }
+        Ok(futures_util::stream::select_all(streams).boxed())
+    }
+
+    async fn unit_proxy(
+        &self,
+        unit: &UnitName,
+        cache: CacheProperties,
+    ) -> Result<UnitProxy<'static>, SystemdError> {
         let load_err = |source| SystemdError::LoadUnit {
             unit: unit.to_string(),
             source,
@@ -76,8 +113,7 @@ impl Systemd {
             .map_err(load_err)?;
         UnitProxy::builder(&self.conn)
             .path(path)
-            // Cached properties lag behind right after a job; read fresh.
-            .cache_properties(CacheProperties::No)
+            .cache_properties(cache)
             .build()
             .await
             .map_err(load_err)
@@ -86,7 +122,8 @@ impl Systemd {
 
 impl UnitStates for Systemd {
     async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, SystemdError> {
-        let proxy = self.unit_proxy(unit).await?;
+        // Cached properties lag behind right after a job: read fresh.
+        let proxy = self.unit_proxy(unit, CacheProperties::No).await?;
         let prop_err = |source| SystemdError::Property {
             unit: unit.to_string(),
             source,

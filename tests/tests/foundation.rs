@@ -142,6 +142,39 @@ pub fn health_turns_503_naming_a_stopped_unit_and_recovers(s: &Sandbox) -> Resul
     Ok(())
 }
 
+pub fn unit_changes_reach_health_through_signals_not_polling(s: &Sandbox) -> Result<()> {
+    // With checks an hour apart, only systemd's PropertiesChanged signals
+    // can bring the stop of redis to /health within the test's deadline.
+    s.root_sh(&format!(
+        "cp -p {CONFIG} {CONFIG}.good && sed -i 's/^check_interval = .*/check_interval = \"1h\"/' {CONFIG} && \
+         grep -q '^check_interval = \"1h\"' {CONFIG} && systemctl restart hostd.service"
+    ))?;
+    let addr = s.health_addr()?;
+    let result = (|| {
+        ensure!(http_get(addr, "/health")?.status == 200);
+        s.root_sh("systemctl stop redis-server.service")?;
+        let down = poll(
+            "/health to turn 503 after a signal",
+            Duration::from_secs(20),
+            || {
+                let r = http_get(addr, "/health")?;
+                Ok((r.status == 503).then_some(r))
+            },
+        )?;
+        ensure!(down.body.contains("unit:redis"), "{}", down.body);
+        s.root_sh("systemctl start redis-server.service")?;
+        poll(
+            "/health back to 200 after a signal",
+            Duration::from_secs(20),
+            || Ok((http_get(addr, "/health")?.status == 200).then_some(())),
+        )
+    })();
+    s.root_sh(&format!(
+        "systemctl start redis-server.service; mv {CONFIG}.good {CONFIG} && systemctl restart hostd.service"
+    ))?;
+    result
+}
+
 pub fn broken_config_fails_hostd_naming_file_line_and_key(s: &Sandbox) -> Result<()> {
     s.root_sh(&format!(
         "cp -p {CONFIG} {CONFIG}.good && printf '\\n[health]\\nlisen = \"0.0.0.0:1\"\\n' > /tmp/bad.toml && \

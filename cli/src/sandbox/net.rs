@@ -154,7 +154,11 @@ pub(crate) async fn delete_namespace(name: &str) -> Result<(), SandboxError> {
             .run_unchecked("delete a veth")
             .await?;
         if !out.status.success() && link_exists(&hs).await {
-            return Err(command_failed("delete a veth", &format!("ip link del {hs}"), &out));
+            return Err(command_failed(
+                "delete a veth",
+                &format!("ip link del {hs}"),
+                &out,
+            ));
         }
     }
     Ok(())

@@ -32,6 +32,8 @@ pub struct StatusSettings {
     pub json: bool,
     /// Overall budget per host: ssh connect + dial-stdio + the request.
     pub timeout: Duration,
+    /// Keep asking until all hosts serve, for at most this long.
+    pub wait: Option<Duration>,
 }
 
 impl StatusSettings {
@@ -48,6 +50,7 @@ impl StatusSettings {
             hosts: hosts.to_vec(),
             json: args.json,
             timeout: args.timeout,
+            wait: args.wait,
         })
     }
 }
@@ -127,8 +130,21 @@ pub fn outcome(reports: &[HostReport]) -> Outcome {
 }
 
 pub async fn run(settings: StatusSettings) -> Result<Outcome, StatusError> {
+    /// Between two rounds of `--wait`: the multiplexed SSH connection makes
+    /// a round cheap, and hostd answers from its cached checks.
+    const WAIT_ROUND: Duration = Duration::from_secs(1);
+
     let transport = Transport::system()?;
-    let reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+    let deadline = settings.wait.map(|w| tokio::time::Instant::now() + w);
+    let mut reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+    while let Some(deadline) = deadline {
+        if outcome(&reports) == Outcome::AllServing || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tracing::info!("not every host is serving yet; asking again");
+        tokio::time::sleep(WAIT_ROUND).await;
+        reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+    }
     let mut out = anstream::stdout().lock();
     if settings.json {
         render::json(&mut out, &reports)

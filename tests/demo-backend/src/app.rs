@@ -1,0 +1,232 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+pub const VERSION: &str = match option_env!("DEMO_BACKEND_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// Each dependency check gets this long: /health must answer fast even when
+/// a dependency hangs.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Settings {
+    database_url: String,
+    redis_url: String,
+    listen: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        let var = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.to_owned());
+        Self {
+            database_url: var("DATABASE_URL", "host=/run/postgresql dbname=postgres"),
+            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379/"),
+            listen: var("LISTEN_ADDR", "127.0.0.1:8080"),
+        }
+    }
+}
+
+struct AppState {
+    database_url: String,
+    /// Connected lazily and again after a drop: a PostgreSQL restart must
+    /// not need an API restart. Client methods take &self, so an Arc is a
+    /// handle requests can share.
+    db: Mutex<Option<Arc<tokio_postgres::Client>>>,
+    redis: redis::Client,
+    redis_conn: Mutex<Option<redis::aio::ConnectionManager>>,
+}
+
+type Shared = Arc<AppState>;
+
+impl AppState {
+    async fn db(&self) -> Result<Arc<tokio_postgres::Client>> {
+        let mut guard = self.db.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let (client, conn) = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls),
+        )
+        .await
+        .context("PostgreSQL did not answer in time")?
+        .context("cannot connect to PostgreSQL")?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::warn!("PostgreSQL connection closed: {e}");
+            }
+        });
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS notes (id bigserial PRIMARY KEY, body text NOT NULL, \
+                 created_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .context("cannot create the notes table")?;
+        let client = Arc::new(client);
+        *guard = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    async fn redis(&self) -> Result<redis::aio::ConnectionManager> {
+        let mut guard = self.redis_conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let conn = tokio::time::timeout(CHECK_TIMEOUT, self.redis.get_connection_manager())
+            .await
+            .context("Redis did not answer in time")?
+            .context("cannot connect to Redis")?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn check(&self) -> Result<()> {
+        if cfg!(feature = "broken") {
+            anyhow::bail!("this is the deliberately broken build");
+        }
+        let db = self.db().await?;
+        tokio::time::timeout(CHECK_TIMEOUT, db.simple_query("SELECT 1"))
+            .await
+            .context("PostgreSQL did not answer SELECT 1 in time")?
+            .context("PostgreSQL SELECT 1 failed")?;
+        let mut redis = self.redis().await?;
+        let pong: String =
+            tokio::time::timeout(CHECK_TIMEOUT, redis::cmd("PING").query_async(&mut redis))
+                .await
+                .context("Redis did not answer PING in time")?
+                .context("Redis PING failed")?;
+        anyhow::ensure!(pong == "PONG", "Redis answered PING with {pong:?}");
+        Ok(())
+    }
+}
+
+fn error(code: StatusCode, e: &anyhow::Error) -> Response {
+    (
+        code,
+        Json(json!({ "error": format!("{e:#}"), "version": VERSION })),
+    )
+        .into_response()
+}
+
+async fn health(State(st): State<Shared>) -> Response {
+    match st.check().await {
+        Ok(()) => Json(json!({ "status": "ok", "version": VERSION })).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "error", "reason": format!("{e:#}"), "version": VERSION })),
+        )
+            .into_response(),
+    }
+}
+
+async fn version() -> String {
+    format!("{VERSION}\n")
+}
+
+async fn add_note(State(st): State<Shared>, body: String) -> Response {
+    let result = async {
+        let db = st.db().await?;
+        let row = db
+            .query_one(
+                "INSERT INTO notes (body) VALUES ($1) RETURNING id",
+                &[&body],
+            )
+            .await
+            .context("insert failed")?;
+        let id: i64 = row.get(0);
+        let mut redis = st.redis().await?;
+        let count: i64 = redis::cmd("INCR")
+            .arg("notes:created")
+            .query_async(&mut redis)
+            .await
+            .context("Redis INCR failed")?;
+        Ok::<_, anyhow::Error>(json!({ "id": id, "created_total": count, "version": VERSION }))
+    }
+    .await;
+    match result {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+async fn list_notes(State(st): State<Shared>) -> Response {
+    let result = async {
+        let db = st.db().await?;
+        let rows = db
+            .query("SELECT id, body FROM notes ORDER BY id DESC LIMIT 20", &[])
+            .await
+            .context("select failed")?;
+        let notes: Vec<_> = rows
+            .iter()
+            .map(|r| json!({ "id": r.get::<_, i64>(0), "body": r.get::<_, String>(1) }))
+            .collect();
+        Ok::<_, anyhow::Error>(json!({ "notes": notes, "version": VERSION }))
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+fn router(st: Shared) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/notes", get(list_notes).post(add_note))
+        .with_state(st)
+}
+
+/// The socket systemd passed us (socket activation), else our own.
+async fn listener(addr: &str) -> Result<tokio::net::TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(std_listener) = fds.take_tcp_listener(0).context("bad LISTEN_FDS socket")? {
+        std_listener.set_nonblocking(true)?;
+        tracing::info!("using the socket passed by systemd");
+        return Ok(tokio::net::TcpListener::from_std(std_listener)?);
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+pub async fn serve(settings: Settings) -> Result<()> {
+    let listener = listener(&settings.listen).await?;
+    let state = Arc::new(AppState {
+        database_url: settings.database_url,
+        db: Mutex::new(None),
+        redis: redis::Client::open(settings.redis_url.as_str()).context("invalid REDIS_URL")?,
+        redis_conn: Mutex::new(None),
+    });
+    tracing::info!(version = VERSION, addr = %listener.local_addr()?, "demo-backend serving");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                // Without a handler SIGTERM kills us outright; never "shut
+                // down" because the handler is missing.
+                Err(e) => {
+                    tracing::error!("cannot handle SIGTERM: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+            tracing::info!("SIGTERM: finishing in-flight requests");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        })
+        .await
+        .context("server failed")
+}
