@@ -81,6 +81,8 @@ pub struct Sandbox {
     pub name: String,
     pub address: String,
     pub hostctl_toml: PathBuf,
+    pub identity_file: PathBuf,
+    pub known_hosts: PathBuf,
     bins: PathBuf,
 }
 
@@ -113,12 +115,32 @@ impl Sandbox {
             name: name.to_owned(),
             address: field("address")?,
             hostctl_toml: PathBuf::from(field("hostctl_toml")?),
+            identity_file: PathBuf::from(field("identity_file")?),
+            known_hosts: PathBuf::from(field("known_hosts")?),
             bins,
         })
     }
 
     pub fn health_addr(&self) -> Result<SocketAddr> {
         Ok(format!("{}:7780", self.address).parse()?)
+    }
+
+    /// `hostctl ARGS` with no config (for `sandbox` subcommands).
+    pub fn hostctl_bare(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(self.bins.join("hostctl"))
+            .args(args)
+            .output()?)
+    }
+
+    /// This host as a `[hosts.NAME]` table, for fleet configs.
+    pub fn host_table(&self) -> String {
+        format!(
+            "[hosts.{}]\naddress = \"{}\"\nuser = \"admin\"\nidentity_file = \"{}\"\nknown_hosts_file = \"{}\"\n",
+            self.name,
+            self.address,
+            self.identity_file.display(),
+            self.known_hosts.display()
+        )
     }
 
     /// `hostctl --config <sandbox's hostctl.toml> ARGS`.

@@ -10,6 +10,7 @@ use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 mod foundation;
+mod sandbox_host;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
 
@@ -31,6 +32,8 @@ const TRIALS: &[(&str, TestFn)] = trials![
     foundation::unreachable_host_fails_status_naming_it,
     foundation::control_socket_is_root_and_group_only,
     foundation::hostd_stops_gracefully_on_sigterm,
+    sandbox_host::a_second_sandbox_runs_beside_the_first_and_leaves_nothing,
+    sandbox_host::a_failed_up_says_what_failed_and_leaves_nothing,
 ];
 
 fn main() -> std::process::ExitCode {
