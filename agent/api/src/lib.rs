@@ -17,7 +17,15 @@ pub struct HostStatus {
     pub hostd_version: String,
     /// Seconds since hostd started.
     pub hostd_uptime_seconds: u64,
+    /// One entry per unit: a plain service has one, an instanced service
+    /// (`api@.service`) one per instance.
     pub units: Vec<UnitStatus>,
+    /// What hostd keeps each service at (persisted across restarts).
+    #[serde(default)]
+    pub services: Vec<ServiceSummary>,
+    /// Recent failures hostd saw and what it did, oldest first (bounded).
+    #[serde(default)]
+    pub events: Vec<UnitEvent>,
     pub health: HealthReport,
 }
 
@@ -26,11 +34,85 @@ pub struct HostStatus {
 pub struct UnitStatus {
     /// The service name in hostd.toml (e.g. `postgresql`).
     pub service: String,
-    /// The systemd unit (e.g. `postgresql@15-main.service`).
+    /// The systemd unit (e.g. `postgresql@15-main.service`, `api@2.service`).
     pub unit: String,
+    /// The instance number of an instanced service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u32>,
     pub active_state: ActiveState,
     /// systemd's SubState verbatim (`running`, `dead`, `exited`...).
     pub sub_state: String,
+}
+
+/// A service as configured and as hostd keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub name: String,
+    /// The unit, or the template for an instanced service (`api@.service`).
+    pub unit: String,
+    /// Whether hostd keeps it running (false after `hostctl stop`).
+    pub running: bool,
+    /// Desired instance count of an instanced service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Restarts hostd has made after failures since it started.
+    pub restarts: u64,
+}
+
+/// A managed unit failed; what hostd saw and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitEvent {
+    /// RFC 3339.
+    pub time: String,
+    pub service: String,
+    pub unit: String,
+    /// systemd's Result of the service (`signal`, `exit-code`, `timeout`...).
+    pub result: String,
+    /// Exit status, or the signal number when `result` is `signal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// `restarting in 2s`, `restarted`, `gave up after 5 restarts`...
+    pub action: String,
+}
+
+/// `POST /v1/services/{name}/{start|stop|restart}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl ServiceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+}
+
+/// Answer to a service action or a scale: the units touched and their state
+/// afterwards. Errors come as [`ErrorBody`] with 404 (unknown service; the
+/// message lists the known ones), 422 (count out of range), 409 (another
+/// operation holds the host), 500 (a job failed; the message carries the
+/// unit's last journal lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub service: String,
+    pub units: Vec<UnitStatus>,
+    /// Seconds the operation took, waits for health included.
+    pub seconds: f64,
+}
+
+/// `PUT /v1/services/{name}/instances`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub instances: u32,
 }
 
 /// systemd's ActiveState. Unknown values from a newer systemd map to `Unknown`
@@ -135,6 +217,17 @@ mod tests {
         let s: ActiveState = serde_json::from_str("\"something-new\"")?;
         assert_eq!(s, ActiveState::Unknown);
         assert_eq!(ActiveState::parse("failed"), ActiveState::Failed);
+        Ok(())
+    }
+
+    #[test]
+    fn status_from_an_older_hostd_still_decodes() -> Result<(), serde_json::Error> {
+        let old = r#"{"hostname":"h","hostd_version":"0.1.0","hostd_uptime_seconds":1,
+            "units":[{"service":"redis","unit":"redis-server.service","active_state":"active","sub_state":"running"}],
+            "health":{"status":"healthy","checked_at":"x","components":[]}}"#;
+        let s: HostStatus = serde_json::from_str(old)?;
+        assert!(s.services.is_empty() && s.events.is_empty());
+        assert_eq!(s.units[0].instance, None);
         Ok(())
     }
 
