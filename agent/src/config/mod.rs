@@ -1,0 +1,281 @@
+//! hostd.toml: parsed strictly, so a typo is an error at start rather than a
+//! silently ignored setting. Every error names the file, line and key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+mod sections;
+mod values;
+
+pub use sections::*;
+pub use values::*;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostd/hostd.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `path:line: key: message`, the shape editors and operators jump to.
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// Keyed by the name operators use (`postgresql`, `redis`, `api`).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    #[serde(default)]
+    pub checks: ChecksConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Where hostd keeps its state (desired service state...).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hostd")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default = "default_health_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_check_interval")]
+    pub check_interval: CheckInterval,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_health_listen(),
+            check_interval: default_check_interval(),
+        }
+    }
+}
+
+fn default_health_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7780))
+}
+
+fn default_check_interval() -> CheckInterval {
+    CheckInterval(Duration::from_secs(5))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default = "default_control_socket")]
+    pub socket: PathBuf,
+    /// Group allowed to open the socket besides root. None: root only.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: default_control_socket(),
+            group: None,
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(hostd_api::DEFAULT_CONTROL_SOCKET)
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// `path` is only used to name the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line: span.map_or(1, |s| line_of(text, s.start)),
+                key,
+                message,
+            }
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(e.span(), "(syntax)".into(), e.message().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_owned();
+            invalid(inner.span(), key_of(&path), message)
+        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| invalid(find_key(text, &key), key, message))?;
+        Ok(config)
+    }
+
+    /// Rules that span keys, which serde cannot check field by field.
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (name, svc) in &self.services {
+            let key = |k: &str| format!("services.{name}.{k}");
+            let valid_name = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                return Err((
+                    format!("services.{name}"),
+                    "service names are 1 to 32 of a-z, 0-9 and -".into(),
+                ));
+            }
+            let template = svc.unit.is_template();
+            if !template && (svc.instances.is_some() || svc.health_socket.is_some()) {
+                let k = if svc.instances.is_some() {
+                    "instances"
+                } else {
+                    "health_socket"
+                };
+                return Err((
+                    key(k),
+                    format!("only a template unit (like `{name}@.service`) runs instances"),
+                ));
+            }
+            if let Some(n) = svc.instances
+                && n > svc.max_instances
+            {
+                return Err((
+                    key("instances"),
+                    format!("{} is above max_instances ({})", n.0, svc.max_instances.0),
+                ));
+            }
+            if let Some(h) = &svc.health_socket
+                && (!h.starts_with('/') || !h.contains("{instance}"))
+            {
+                return Err((
+                    key("health_socket"),
+                    "must be an absolute path containing {instance}".into(),
+                ));
+            }
+            if !svc.health_path.starts_with('/') {
+                return Err((key("health_path"), "must start with /".into()));
+            }
+            let r = &svc.restart;
+            if r.backoff_initial.0.is_zero() || r.backoff_initial > r.backoff_max {
+                return Err((
+                    key("restart.backoff_initial"),
+                    "must be above zero and at most backoff_max".into(),
+                ));
+            }
+        }
+        let c = &self.checks;
+        if c.disk.degraded_percent > c.disk.unhealthy_percent {
+            return Err((
+                "checks.disk.degraded_percent".into(),
+                "must not be above unhealthy_percent".into(),
+            ));
+        }
+        if c.memory.degraded_percent > c.memory.unhealthy_percent {
+            return Err((
+                "checks.memory.degraded_percent".into(),
+                "must not be above unhealthy_percent".into(),
+            ));
+        }
+        if self.metrics.emf_interval.0 < Duration::from_secs(1) {
+            return Err(("metrics.emf_interval".into(), "must be at least 1s".into()));
+        }
+        Ok(())
+    }
+
+    /// The instanced service whose template `unit` is an instance of.
+    pub fn service_of_unit(&self, unit: &str) -> Option<(&str, Option<u32>)> {
+        self.services.iter().find_map(|(name, svc)| {
+            if svc.unit.as_str() == unit {
+                Some((name.as_str(), None))
+            } else {
+                svc.unit.instance_of(unit).map(|n| (name.as_str(), Some(n)))
+            }
+        })
+    }
+}
+
+/// serde_path_to_error already ends the path with an unknown field's name;
+/// `.` is what it says for the top level of a syntax-level problem.
+fn key_of(path: &str) -> String {
+    match path {
+        "." | "" => "(top level)".to_owned(),
+        p => p.to_owned(),
+    }
+}
+
+/// Where `a.b.c` is set, for errors found after parsing: the line of the
+/// last path segment written as a key (`c = ...`) after its table header,
+/// else the table header itself.
+fn find_key(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut segments: Vec<&str> = key.split('.').collect();
+    while !segments.is_empty() {
+        let (last, table) = segments.split_last()?;
+        let header = format!("[{}]", table.join("."));
+        let start = if table.is_empty() {
+            Some(0)
+        } else {
+            text.find(&header)
+        };
+        if let Some(start) = start {
+            let mut offset = start;
+            for line in text[start..].split_inclusive('\n') {
+                let trimmed = line.trim_start();
+                if offset > start && trimmed.starts_with('[') {
+                    break;
+                }
+                if trimmed
+                    .strip_prefix(last)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+                {
+                    return Some(offset..offset + line.len());
+                }
+                offset += line.len();
+            }
+            let whole = format!("[{}]", segments.join("."));
+            if let Some(at) = text.find(&whole) {
+                return Some(at..at + whole.len());
+            }
+            return Some(start..start + header.len());
+        }
+        segments.pop();
+    }
+    None
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The sections of hostd.toml beyond `[health]` and `[control]`: managed
+//! services, component checks and metrics. Defaults live beside each field.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values::{Count, HumanDuration, Percent, UnitName};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// A unit, or a template (`api@.service`) for a service that runs as
+    /// numbered instances (`api@1.service`, `api@2.service`...).
+    pub unit: UnitName,
+    /// A socket unit the instances share (`api.socket`): started first and
+    /// kept open, so restarts refuse no connection.
+    #[serde(default)]
+    pub socket: Option<UnitName>,
+    /// Instances to run on first start; afterwards `hostctl scale` decides
+    /// and hostd remembers. Only for templates.
+    #[serde(default)]
+    pub instances: Option<Count>,
+    #[serde(default = "default_max_instances")]
+    pub max_instances: Count,
+    /// Per-instance health over HTTP on a Unix socket; `{instance}` is
+    /// replaced by the instance number (`/run/api/{instance}/health.sock`).
+    #[serde(default)]
+    pub health_socket: Option<String>,
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_max_instances() -> Count {
+    Count(8)
+}
+
+fn default_health_path() -> String {
+    "/health".to_owned()
+}
+
+/// What hostd does when a managed unit fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default = "default_restart_mode")]
+    pub policy: RestartMode,
+    /// First wait before a restart; doubles per failure up to `backoff_max`.
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial: HumanDuration,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: HumanDuration,
+    /// More failures than this within `window` and hostd gives up (and says so).
+    #[serde(default = "default_max_restarts")]
+    pub max_restarts: u32,
+    #[serde(default = "default_restart_window")]
+    pub window: HumanDuration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            policy: default_restart_mode(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            max_restarts: default_max_restarts(),
+            window: default_restart_window(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    OnFailure,
+    Never,
+}
+
+fn default_restart_mode() -> RestartMode {
+    RestartMode::OnFailure
+}
+fn default_backoff_initial() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_backoff_max() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_max_restarts() -> u32 {
+    10
+}
+fn default_restart_window() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+/// Component checks beyond unit states. Each is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksConfig {
+    /// libpq connection string for `SELECT 1` (no password here: use peer
+    /// authentication or, later, a secret).
+    #[serde(default)]
+    pub postgres: Option<String>,
+    /// Redis URL for PING.
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// Bound on each check.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default)]
+    pub disk: DiskThresholds,
+    #[serde(default)]
+    pub memory: PercentThresholds,
+    #[serde(default)]
+    pub load: LoadThresholds,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        Self {
+            postgres: None,
+            redis: None,
+            timeout: default_check_timeout(),
+            disk: DiskThresholds::default(),
+            memory: PercentThresholds::default(),
+            load: LoadThresholds::default(),
+        }
+    }
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskThresholds {
+    /// Mount points to watch; a path that is not mounted is checked on the
+    /// file system that holds it.
+    #[serde(default = "default_disk_paths")]
+    pub paths: Vec<PathBuf>,
+    #[serde(default = "default_degraded_percent")]
+    pub degraded_percent: Percent,
+    #[serde(default = "default_unhealthy_percent")]
+    pub unhealthy_percent: Percent,
+}
+
+impl Default for DiskThresholds {
+    fn default() -> Self {
+        Self {
+            paths: default_disk_paths(),
+            degraded_percent: default_degraded_percent(),
+            unhealthy_percent: default_unhealthy_percent(),
+        }
+    }
+}
+
+fn default_disk_paths() -> Vec<PathBuf> {
+    vec![PathBuf::from("/"), PathBuf::from("/data")]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PercentThresholds {
+    #[serde(default = "default_degraded_percent")]
+    pub degraded_percent: Percent,
+    #[serde(default = "default_unhealthy_percent")]
+    pub unhealthy_percent: Percent,
+}
+
+impl Default for PercentThresholds {
+    fn default() -> Self {
+        Self {
+            degraded_percent: default_degraded_percent(),
+            unhealthy_percent: default_unhealthy_percent(),
+        }
+    }
+}
+
+fn default_degraded_percent() -> Percent {
+    Percent(80.0)
+}
+fn default_unhealthy_percent() -> Percent {
+    Percent(95.0)
+}
+
+/// 1-minute load average per CPU.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadThresholds {
+    #[serde(default = "default_load_degraded")]
+    pub degraded_per_cpu: f64,
+    #[serde(default = "default_load_unhealthy")]
+    pub unhealthy_per_cpu: f64,
+}
+
+impl Default for LoadThresholds {
+    fn default() -> Self {
+        Self {
+            degraded_per_cpu: default_load_degraded(),
+            unhealthy_per_cpu: default_load_unhealthy(),
+        }
+    }
+}
+
+fn default_load_degraded() -> f64 {
+    2.0
+}
+fn default_load_unhealthy() -> f64 {
+    8.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// CloudWatch Embedded Metric Format: one JSON document per line,
+    /// appended here for the CloudWatch agent to ship. None: off.
+    #[serde(default)]
+    pub emf_path: Option<PathBuf>,
+    #[serde(default = "default_emf_interval")]
+    pub emf_interval: HumanDuration,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Dimensions added to every EMF metric (e.g. `InstanceId`).
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            emf_path: None,
+            emf_interval: default_emf_interval(),
+            namespace: default_namespace(),
+            dimensions: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_emf_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_namespace() -> String {
+    "hostd".to_owned()
+}

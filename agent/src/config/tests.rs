@@ -1,0 +1,130 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/hostd/hostd.toml"), text)
+}
+
+fn error_text(text: &str) -> String {
+    match parse(text) {
+        Ok(c) => format!("unexpectedly valid: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn shipped_default_config_is_valid() -> Result<(), ConfigError> {
+    let c = parse(include_str!("../../../packer/files/hostd.toml"))?;
+    assert_eq!(c.services.len(), 2);
+    assert_eq!(c.control.group.as_deref(), Some("hostd"));
+    Ok(())
+}
+
+#[test]
+fn empty_config_gets_defaults() -> Result<(), ConfigError> {
+    let c = parse("")?;
+    assert_eq!(c.health.listen.port(), 7780);
+    assert_eq!(c.health.check_interval.0, Duration::from_secs(5));
+    assert!(c.services.is_empty());
+    Ok(())
+}
+
+#[test]
+fn unknown_key_names_file_line_and_full_key() {
+    let e = error_text("[health]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+    assert!(
+        e.starts_with("/etc/hostd/hostd.toml:3: key `health.lisen`"),
+        "{e}"
+    );
+    assert!(e.contains("expected `listen` or `check_interval`"), "{e}");
+}
+
+#[test]
+fn unknown_top_level_table_is_named() {
+    let e = error_text("\n[helth]\n");
+    assert!(e.contains(":2: key `helth`"), "{e}");
+}
+
+#[test]
+fn bad_address_names_the_key_and_line() {
+    let e = error_text("[health]\n\nlisten = \"localhost\"\n");
+    assert!(e.contains(":3: key `health.listen`"), "{e}");
+}
+
+#[test]
+fn bad_unit_name_is_rejected_with_the_service_key() {
+    let e = error_text("[services.redis]\nunit = \"redis server\"\n");
+    assert!(e.contains(":2: key `services.redis.unit`"), "{e}");
+    assert!(e.contains("not a systemd unit name"), "{e}");
+}
+
+#[test]
+fn interval_out_of_range_is_rejected() {
+    let e = error_text("[health]\ncheck_interval = \"10ms\"\n");
+    assert!(e.contains("key `health.check_interval`"), "{e}");
+    assert!(e.contains("out of range"), "{e}");
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = error_text("[health]\nlisten = \n");
+    assert!(e.contains(":2:"), "{e}");
+}
+
+#[test]
+fn instanced_service_config() -> Result<(), ConfigError> {
+    let c = parse(
+        "[services.api]\nunit = \"api@.service\"\nsocket = \"api.socket\"\ninstances = 2\n\
+         health_socket = \"/run/api/{instance}/health.sock\"\n[services.api.restart]\nbackoff_max = \"30s\"\n",
+    )?;
+    let api = &c.services["api"];
+    assert_eq!(api.instances, Some(Count(2)));
+    assert_eq!(api.max_instances, Count(8));
+    assert_eq!(api.restart.backoff_max.0, Duration::from_secs(30));
+    assert_eq!(api.restart.policy, RestartMode::OnFailure);
+    assert_eq!(c.service_of_unit("api@7.service"), Some(("api", Some(7))));
+    assert_eq!(c.service_of_unit("api@x.service"), None);
+    Ok(())
+}
+
+#[test]
+fn instances_above_max_names_the_line() {
+    let e =
+        error_text("[services.api]\nunit = \"api@.service\"\nmax_instances = 2\ninstances = 3\n");
+    assert!(e.contains(":4: key `services.api.instances`"), "{e}");
+    assert!(e.contains("above max_instances"), "{e}");
+}
+
+#[test]
+fn instances_on_a_plain_unit_is_rejected() {
+    let e = error_text("[services.redis]\nunit = \"redis-server.service\"\ninstances = 2\n");
+    assert!(e.contains(":3: key `services.redis.instances`"), "{e}");
+}
+
+#[test]
+fn instance_count_out_of_range() {
+    let e = error_text("[services.api]\nunit = \"api@.service\"\ninstances = 0\n");
+    assert!(e.contains(":3: key `services.api.instances`"), "{e}");
+}
+
+#[test]
+fn template_instances_round_trip() -> Result<(), String> {
+    let t = UnitName::try_from("api@.service".to_owned())?;
+    assert!(t.is_template());
+    assert_eq!(
+        t.instance(3).map(|u| u.to_string()),
+        Some("api@3.service".into())
+    );
+    assert_eq!(t.instance_of("api@3.service"), Some(3));
+    assert_eq!(t.instance_of("api@3.socket"), None);
+    assert_eq!(t.instance_of("apix@3.service"), None);
+    Ok(())
+}
+
+#[test]
+fn unit_names_follow_systemd_rules() {
+    assert!(UnitName::try_from("postgresql@15-main.service".to_owned()).is_ok());
+    assert!(UnitName::try_from("api@.service".to_owned()).is_ok());
+    assert!(UnitName::try_from(".service".to_owned()).is_err());
+    assert!(UnitName::try_from("redis".to_owned()).is_err());
+    assert!(UnitName::try_from("a/b.service".to_owned()).is_err());
+}
