@@ -41,6 +41,7 @@ pub async fn check_once<S: UnitStates>(source: &S, services: &[WatchedService]) 
                 units.push(UnitStatus {
                     service: svc.service.clone(),
                     unit: svc.unit.to_string(),
+                    instance: None,
                     active_state: st.active_state,
                     sub_state: st.sub_state,
                 });

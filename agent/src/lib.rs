@@ -2,6 +2,8 @@
 //! arguments and maps errors to exit codes.
 
 pub mod config;
+pub mod control;
+pub mod desired;
 pub mod dial;
 pub mod health;
 pub mod notify;
@@ -14,6 +16,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::desired::{DesiredState, ManagerView};
 use crate::health::WatchedService;
 use crate::server::AppState;
 
@@ -23,6 +26,8 @@ pub enum RunError {
     Systemd(#[from] systemd::SystemdError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
     #[error("a server task failed")]
     Serve(#[source] std::io::Error),
 }
@@ -35,7 +40,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // else is set up, with the key that caused it.
     let health_listener = server::bind_health(config.health.listen).await?;
     let control_listener =
-        server::bind_control(&config.control.socket, config.control.group.as_deref())?;
+        control::bind_control(&config.control.socket, config.control.group.as_deref())?;
 
     let systemd = Arc::new(systemd::Systemd::connect().await?);
     let services: Vec<WatchedService> = config
@@ -59,8 +64,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop_rx.clone(),
     )
     .await;
+    // Until the service manager lands, the view is the reconciled desired
+    // state with no history.
+    let (_view_tx, view) = watch::channel(ManagerView {
+        desired: DesiredState::reconcile_with(&config, None),
+        ..ManagerView::default()
+    });
     let state = AppState {
         snapshot,
+        view,
         started,
         hostname: nix::unistd::gethostname()
             .ok()
@@ -73,7 +85,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let health_server = axum::serve(health_listener, server::health_router(state.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let control_server = axum::serve(control_listener, server::control_router(state))
+    let control_server = axum::serve(control_listener, control::control_router(state))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });
     let control_task = tokio::spawn(async move { control_server.await });

@@ -1,0 +1,156 @@
+//! The control API for hostctl: HTTP/JSON on a Unix socket, never on TCP.
+//! The socket's owner and mode (root and `control.group`) are its access
+//! control; SSH in front of it (`hostd dial-stdio`) authenticates.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use hostd_api::{HostStatus, ServiceSummary};
+
+use crate::server::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot create the control socket {path} (control.socket)")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control.group: no group named `{0}` on this host (create it, or remove the key)")]
+    NoSuchGroup(String),
+    #[error("cannot set owner and mode of the control socket {path}")]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn control_router(state: AppState) -> Router {
+    Router::new()
+        .route(&format!("{}/status", hostd_api::API_PREFIX), get(status))
+        .with_state(state)
+}
+
+async fn status(State(st): State<AppState>) -> Json<HostStatus> {
+    let snap = st.snapshot.borrow().clone();
+    let view = st.view.borrow().clone();
+    let services = view
+        .desired
+        .services
+        .iter()
+        .map(|(name, d)| ServiceSummary {
+            name: name.clone(),
+            unit: String::new(),
+            running: d.running,
+            instances: d.instances,
+            max_instances: None,
+            restarts: view.restarts.get(name).copied().unwrap_or(0),
+        })
+        .collect();
+    Json(HostStatus {
+        hostname: st.hostname.clone(),
+        hostd_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostd_uptime_seconds: st.started.elapsed().as_secs(),
+        units: snap.units,
+        services,
+        events: view.events,
+        health: snap.report,
+    })
+}
+
+/// Binds the control socket, replacing a stale one from a previous run, then
+/// opens it to root and `group` (0660). Until the chmod the socket has the
+/// umask's 0755, which only root can connect to, so there is no open window.
+pub fn bind_control(
+    path: &Path,
+    group: Option<&str>,
+) -> Result<tokio::net::UnixListener, ControlError> {
+    let bind_err = |source| ControlError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .map_err(|e| bind_err(e.into()))?
+                .ok_or_else(|| ControlError::NoSuchGroup(name.to_owned()))?
+                .gid,
+        ),
+        None => None,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::debug!(path = %path.display(), "removed stale control socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(bind_err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
+    let perm_err = |source| ControlError::Permissions {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::os::unix::fs::chown(path, None, gid.map(|g| g.as_raw())).map_err(perm_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perm_err)?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, StatusCode};
+    use hostd_api::HealthStatus;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn control_socket_is_private_and_serves_status() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("control.sock");
+        // A stale socket file from a crashed run must not block the bind.
+        std::fs::write(&path, b"stale")?;
+        let listener = bind_control(&path, None)?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let app = control_router(crate::server::tests::state(HealthStatus::Healthy, vec![]));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let stream = tokio::net::UnixStream::connect(&path).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(
+                Request::get("/v1/status")
+                    .body(http_body_util::Empty::<axum::body::Bytes>::new())?,
+            )
+            .await?;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await?.to_bytes();
+        let status: HostStatus = serde_json::from_slice(&body)?;
+        assert_eq!(status.hostname, "test");
+        assert_eq!(status.hostd_version, env!("CARGO_PKG_VERSION"));
+        server.abort();
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_group_is_a_clear_error() -> Result<(), std::io::Error> {
+        let dir = tempfile::tempdir()?;
+        let err = bind_control(&dir.path().join("s"), Some("no-such-group-hostd-test"))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("control.group: no group named `no-such-group-hostd-test` on this host (create it, or remove the key)".into())
+        );
+        Ok(())
+    }
+}
