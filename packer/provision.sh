@@ -47,6 +47,7 @@ debian | ubuntu)
         apt-get update -q
         apt-get install -q -y --no-install-recommends "${missing[@]}"
     fi
+    pg_conf_dirs=(/etc/postgresql/*/main)
     ;;
 amzn)
     packages=(postgresql15-server redis6 openssh-server)
@@ -63,6 +64,7 @@ amzn)
         log "initialising the PostgreSQL cluster"
         postgresql-setup --initdb
     fi
+    pg_conf_dirs=(/var/lib/pgsql/data)
     ;;
 *)
     die "unsupported distribution '${ID:-unknown}' (supported: debian, ubuntu, amzn)"
@@ -98,6 +100,18 @@ if [[ ! -e /etc/hostd/hostd.toml ]]; then
 else
     log "keeping existing /etc/hostd/hostd.toml"
 fi
+
+# --- PostgreSQL: hostd (root) acts as the postgres superuser ----------------
+# Through peer authentication with a map, so no password exists for it; the
+# default `local all postgres peer` line gains `map=hostd`.
+for dir in "${pg_conf_dirs[@]}"; do
+    [[ -f $dir/pg_hba.conf ]] || die "no pg_hba.conf in $dir"
+    grep -Eq '^hostd[[:space:]]+root[[:space:]]+postgres' "$dir/pg_ident.conf" ||
+        printf 'hostd root postgres\nhostd postgres postgres\n' >>"$dir/pg_ident.conf"
+    sed -i -E 's/^(local[[:space:]]+all[[:space:]]+postgres[[:space:]]+peer)[[:space:]]*$/\1 map=hostd/' "$dir/pg_hba.conf"
+    grep -Eq '^local[[:space:]]+all[[:space:]]+postgres[[:space:]]+peer[[:space:]]+map=hostd' "$dir/pg_hba.conf" ||
+        die "$dir/pg_hba.conf has no 'local all postgres peer' line to extend"
+done
 
 # --- sshd hardening -------------------------------------------------------------
 install -d -m 0755 /etc/ssh/sshd_config.d
