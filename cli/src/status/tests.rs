@@ -11,11 +11,14 @@ fn status(health: HealthStatus) -> HostStatus {
         hostd_version: "0.1.0".into(),
         hostd_uptime_seconds: 3725,
         units: vec![UnitStatus {
+            instance: None,
             service: "redis".into(),
             unit: "redis-server.service".into(),
             active_state: ActiveState::Failed,
             sub_state: "failed".into(),
         }],
+        services: vec![],
+        events: vec![],
         health: HealthReport {
             status: health,
             checked_at: "2026-01-01T00:00:00Z".into(),
