@@ -37,6 +37,18 @@ pub enum Command {
     /// Run and manage sandbox hosts on this machine
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Set the instance count of instanced services on every host, one host
+    /// at a time (e.g. `hostctl scale api=3`)
+    Scale(ScaleArgs),
+    /// Start a service on every host, one host at a time
+    Start(ServiceArgs),
+    /// Stop a service on every host, one host at a time (hostd keeps it
+    /// stopped until `hostctl start`)
+    Stop(ServiceArgs),
+    /// Restart a service on every host, one host at a time
+    Restart(ServiceArgs),
+    /// Show a service's journal from every host (over ssh, no sudo needed)
+    Logs(LogsArgs),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]
@@ -56,6 +68,111 @@ pub struct StatusArgs {
     /// report the last answers (for runbooks: "wait until healthy")
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+}
+
+/// Flags shared by the commands that change services.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// Print a JSON array (one object per host) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a request hostd has not answered after this long (hostd
+    /// waits for new instances to be healthy, which can take minutes)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Act on this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The service, as named in hostd.toml (e.g. redis)
+    #[arg(value_name = "SERVICE", value_parser = parse_service_name)]
+    pub service: String,
+    #[command(flatten)]
+    pub action: ActionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// SERVICE=N: run N instances of SERVICE (e.g. api=3)
+    #[arg(value_name = "SERVICE=N", required = true, value_parser = parse_scale_target)]
+    pub targets: Vec<ScaleTarget>,
+    #[command(flatten)]
+    pub action: ActionArgs,
+}
+
+/// One `SERVICE=N` of `hostctl scale`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleTarget {
+    pub service: String,
+    pub instances: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The service, as named in hostd.toml (e.g. redis)
+    #[arg(value_name = "SERVICE", value_parser = parse_service_name)]
+    pub service: String,
+    /// Keep printing new entries until interrupted
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the latest entries to show per host
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+    pub lines: u32,
+    /// Only entries since this time, as journalctl reads it ("2 hours ago",
+    /// "2026-01-01 12:00", "yesterday")
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<String>,
+    /// Read this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+/// hostd's rule for service names (hostd.toml rejects anything else). Checked
+/// here too because the name goes into a URL path and a remote command line,
+/// and a typo is better caught before any connection.
+pub fn parse_service_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is no service name: service names are 1 to 32 of a-z, 0-9 and -"
+        ))
+    }
+}
+
+/// `SERVICE=N`, strictly: no spaces, no sign, a whole number.
+pub fn parse_scale_target(s: &str) -> Result<ScaleTarget, String> {
+    let usage = || format!("expected SERVICE=N, e.g. api=3, not {s:?}");
+    let (service, count) = s.split_once('=').ok_or_else(usage)?;
+    if service.is_empty() || count.is_empty() {
+        return Err(usage());
+    }
+    let service = parse_service_name(service)?;
+    if !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{count:?} is no instance count: write a whole number, e.g. {service}=3"
+        ));
+    }
+    let instances = count
+        .parse()
+        .map_err(|_| format!("{count} instances is more than anyone can run"))?;
+    Ok(ScaleTarget { service, instances })
+}
+
+/// journalctl parses the value; only what can never work is refused here.
+fn parse_since(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("give a time, e.g. --since \"2 hours ago\"".into())
+    } else {
+        Ok(s.to_owned())
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -86,6 +203,81 @@ mod tests {
             cli.command,
             Command::Status(StatusArgs { json: true, .. })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn scale_targets_parse_strictly() {
+        let ok = |s| parse_scale_target(s);
+        assert_eq!(
+            ok("api=3"),
+            Ok(ScaleTarget {
+                service: "api".into(),
+                instances: 3
+            })
+        );
+        assert_eq!(ok("api=0").map(|t| t.instances), Ok(0));
+        for bad in [
+            "api",
+            "api=",
+            "=3",
+            "api=3x",
+            "api=+3",
+            "api=-1",
+            "api= 3",
+            " api=3",
+            "API=3",
+            "api=3=4",
+            "a/b=1",
+            "api=99999999999",
+        ] {
+            let err = ok(bad).err().unwrap_or_default();
+            assert!(!err.is_empty(), "{bad:?} was accepted");
+        }
+        assert!(
+            ok("api")
+                .err()
+                .unwrap_or_default()
+                .contains("SERVICE=N, e.g. api=3"),
+            "usage names the form"
+        );
+        assert!(
+            ok("api=x")
+                .err()
+                .unwrap_or_default()
+                .contains("whole number")
+        );
+    }
+
+    #[test]
+    fn bad_scale_argument_is_a_usage_error_exiting_2() {
+        let err = Cli::try_parse_from(["hostctl", "scale", "api"]).err();
+        let err = err
+            .map(|e| (e.exit_code(), e.to_string()))
+            .unwrap_or_default();
+        assert_eq!(err.0, 2);
+        assert!(err.1.contains("expected SERVICE=N"), "{}", err.1);
+        let several = Cli::try_parse_from(["hostctl", "scale", "api=3", "worker=2", "--json"]);
+        assert!(
+            matches!(several, Ok(Cli { command: Command::Scale(ScaleArgs { ref targets, .. }), .. }) if targets.len() == 2)
+        );
+        assert!(Cli::try_parse_from(["hostctl", "scale"]).is_err());
+    }
+
+    #[test]
+    fn logs_defaults_and_short_flags() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from(["hostctl", "logs", "redis", "-f", "-n", "5"])?;
+        let Command::Logs(args) = cli.command else {
+            return Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand));
+        };
+        assert!(args.follow);
+        assert_eq!(args.lines, 5);
+        let cli = Cli::try_parse_from(["hostctl", "logs", "redis", "--since", "2 hours ago"])?;
+        let Command::Logs(args) = cli.command else {
+            return Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand));
+        };
+        assert_eq!(args.lines, 100);
+        assert_eq!(args.since.as_deref(), Some("2 hours ago"));
         Ok(())
     }
 }

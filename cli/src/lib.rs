@@ -4,7 +4,9 @@
 pub mod args;
 pub mod config;
 pub mod logging;
+pub mod logs;
 pub mod sandbox;
+pub mod service;
 pub mod status;
 pub mod transport;
 
@@ -14,6 +16,7 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 
 use args::{Cli, Command};
+use hostd_api::ServiceAction;
 
 /// Exit code for usage and configuration mistakes, as clap uses for bad flags.
 pub const EXIT_USAGE: u8 = 2;
@@ -24,6 +27,10 @@ pub enum Error {
     Status(#[from] status::StatusError),
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error(transparent)]
+    Logs(#[from] logs::LogsError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -35,17 +42,33 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Status(status::StatusError::Config(_)) => ExitCode::from(EXIT_USAGE),
+            Self::Service(e) => e.exit_code(),
+            Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
+            | Self::Logs(_)
             | Self::CurrentDir(_)
             | Self::Output(_) => ExitCode::FAILURE,
+        }
+    }
+
+    /// What to try next, shown under the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Status(status::StatusError::Transport(t)) => t.hint(),
+            Self::Service(e) => e.hint(),
+            Self::Logs(e) => e.hint(),
+            _ => None,
         }
     }
 
     /// A closed pipe (`hostctl status | head`) is not worth an error message.
     pub fn is_broken_pipe(&self) -> bool {
         let io = match self {
-            Self::Output(e) | Self::Status(status::StatusError::Output(e)) => e,
+            Self::Output(e)
+            | Self::Status(status::StatusError::Output(e))
+            | Self::Service(service::ServiceError::Output(e))
+            | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
         io.kind() == std::io::ErrorKind::BrokenPipe
@@ -55,10 +78,33 @@ impl Error {
 pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Status(args) => {
-            let cwd = std::env::current_dir().map_err(Error::CurrentDir)?;
-            let settings = status::StatusSettings::resolve(&args, &cli.global, &cwd)
+            let settings = status::StatusSettings::resolve(&args, &cli.global, &current_dir()?)
                 .map_err(status::StatusError::from)?;
             Ok(status::run(settings).await?.into())
+        }
+        Command::Scale(args) => {
+            let targets = service::Targets::resolve(
+                &cli.global,
+                args.action.host.as_deref(),
+                &current_dir()?,
+            )
+            .map_err(service::ServiceError::from)?;
+            let settings = service::ServiceSettings::scale(targets, &args.targets, &args.action)?;
+            service::run(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start(args) => service_action(&cli.global, &args, ServiceAction::Start).await,
+        Command::Stop(args) => service_action(&cli.global, &args, ServiceAction::Stop).await,
+        Command::Restart(args) => service_action(&cli.global, &args, ServiceAction::Restart).await,
+        Command::Logs(args) => {
+            let targets = service::targets::Targets::resolve(
+                &cli.global,
+                args.host.as_deref(),
+                &current_dir()?,
+            )
+            .map_err(logs::LogsError::from)?;
+            logs::run(logs::LogsSettings::new(targets, &args)).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),
         Command::Completions { shell } => {
@@ -71,4 +117,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn current_dir() -> Result<std::path::PathBuf, Error> {
+    std::env::current_dir().map_err(Error::CurrentDir)
+}
+
+async fn service_action(
+    global: &args::GlobalArgs,
+    args: &args::ServiceArgs,
+    action: ServiceAction,
+) -> Result<ExitCode, Error> {
+    let targets = service::Targets::resolve(global, args.action.host.as_deref(), &current_dir()?)
+        .map_err(service::ServiceError::from)?;
+    let settings = service::ServiceSettings::action(targets, &args.service, action, &args.action);
+    service::run(settings).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,10 +12,7 @@ async fn main() -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
-            let hint = match &e {
-                hostctl::Error::Status(hostctl::status::StatusError::Transport(t)) => t.hint(),
-                _ => None,
-            };
+            let hint = e.hint();
             // anyhow's alternate form prints the whole cause chain on one line.
             anstream::eprintln!("error: {:#}", anyhow::Error::from(e));
             if let Some(hint) = hint {

@@ -242,7 +242,7 @@ impl HostClient {
     }
 }
 
-async fn collect_stderr(
+pub(super) async fn collect_stderr(
     host: String,
     stderr: tokio::process::ChildStderr,
     buffer: Arc<Mutex<Vec<u8>>>,

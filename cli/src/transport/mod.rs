@@ -1,9 +1,10 @@
 //! Reaching hostd's control API on a host: system `ssh` runs
 //! `hostd dial-stdio`, and HTTP/1.1 flows over the child's stdin/stdout.
 //! Later commands (deploy, logs, restore) reuse [`Transport::connect`] and
-//! [`HostClient`].
+//! [`HostClient`]; [`Transport::spawn_remote`] runs other commands there.
 
 mod client;
+mod remote;
 mod ssh;
 
 use std::ffi::OsString;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::HostClient;
+pub use remote::{RemoteProcess, shell_join, shell_quote};
 pub use ssh::{control_dir, ssh_args};
 
 use crate::config::HostTarget;
@@ -36,6 +38,14 @@ pub enum TransportError {
     Unreachable { host: String, stderr: String },
     #[error("{host}: `{command}` on the host failed ({}){}", exit_text(*exit), tail(stderr))]
     Remote {
+        host: String,
+        command: String,
+        exit: Option<i32>,
+        stderr: String,
+    },
+    /// A command other than hostd's failed (`journalctl` for logs).
+    #[error("{host}: `{command}` failed on the host ({}){}", exit_text(*exit), tail(stderr))]
+    Command {
         host: String,
         command: String,
         exit: Option<i32>,
@@ -110,7 +120,7 @@ impl TransportError {
             Self::Remote { .. } => Some("is hostd running there? on the host: systemctl status hostd".into()),
             Self::Timeout { .. } => Some("the host or hostd is slow or stuck; try `ssh HOST hostd --version` by hand".into()),
             Self::Decode { .. } => Some("upgrade hostctl or hostd so both speak the same API".into()),
-            Self::RuntimeDir { .. } | Self::Spawn { .. } | Self::InvalidRequest { .. } | Self::Protocol { .. } | Self::Api { .. } => None,
+            Self::RuntimeDir { .. } | Self::Command { .. } | Self::Spawn { .. } | Self::InvalidRequest { .. } | Self::Protocol { .. } | Self::Api { .. } => None,
         }
     }
 }

@@ -1,0 +1,247 @@
+//! `hostctl logs SERVICE`: journalctl on each host through the same
+//! multiplexed ssh as the control API. hostd only says which units make up
+//! the service; the journal is read directly rather than relayed by hostd,
+//! so following it costs hostd nothing. The operator account is in
+//! systemd-journal: no sudo.
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use hostd_api::HostStatus;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::args::LogsArgs;
+use crate::service::targets::{self, TargetError, Targets, Unreadable, known_services};
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot read the status of {} to find the service's units: {}", .0.host, .0.error)]
+    Unreadable(Unreadable),
+    #[error("unknown service {service:?} on {host}; it has: {}", known.join(", "))]
+    UnknownService {
+        host: String,
+        service: String,
+        known: Vec<String>,
+    },
+    #[error("{host} lists no unit for {service}; is hostd up to date?")]
+    NoUnits { host: String, service: String },
+    #[error("reading the journal failed on {}", hosts.join(", "))]
+    Journal {
+        hosts: Vec<String>,
+        /// The first failure; the others were logged as they happened.
+        #[source]
+        first: TransportError,
+    },
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+impl LogsError {
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::Target(_) | Self::UnknownService { .. })
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Unreadable(u) => u.hint.clone(),
+            Self::Transport(e) | Self::Journal { first: e, .. } => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Validated settings for one `logs` run.
+#[derive(Debug, Clone)]
+pub struct LogsSettings {
+    pub targets: Targets,
+    pub service: String,
+    pub follow: bool,
+    pub lines: u32,
+    pub since: Option<String>,
+}
+
+impl LogsSettings {
+    pub fn new(targets: Targets, args: &LogsArgs) -> Self {
+        Self {
+            targets,
+            service: args.service.clone(),
+            follow: args.follow,
+            lines: args.lines,
+            since: args.since.clone(),
+        }
+    }
+}
+
+/// The `-u` patterns for `service` on a host. A template unit stands for
+/// all its instances, including ones stopped by a scale-down whose last
+/// lines are often the interesting ones; hence a glob rather than the
+/// instances running now.
+pub fn unit_patterns(status: &HostStatus, service: &str) -> Vec<String> {
+    let configured = status
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .map(|s| s.unit.as_str())
+        .filter(|u| !u.is_empty());
+    if let Some(unit) = configured {
+        let glob = match unit.split_once("@.") {
+            Some((prefix, suffix)) => format!("{prefix}@*.{suffix}"),
+            None => unit.to_owned(),
+        };
+        return vec![glob];
+    }
+    // An older hostd names units only in `units`.
+    let mut units: Vec<String> = status
+        .units
+        .iter()
+        .filter(|u| u.service == service)
+        .map(|u| u.unit.clone())
+        .collect();
+    units.sort_unstable();
+    units.dedup();
+    units
+}
+
+/// journalctl's argv (quoted later, by the transport).
+pub fn journalctl_argv(settings: &LogsSettings, units: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = ["journalctl", "--no-pager", "-o", "short-iso", "-n"]
+        .map(str::to_owned)
+        .into();
+    argv.push(settings.lines.to_string());
+    if let Some(since) = &settings.since {
+        argv.push("--since".into());
+        argv.push(since.clone());
+    }
+    if settings.follow {
+        argv.push("--follow".into());
+    }
+    for unit in units {
+        argv.push("-u".into());
+        argv.push(unit.clone());
+    }
+    argv
+}
+
+pub async fn run(settings: LogsSettings) -> Result<(), LogsError> {
+    let transport = Transport::system()?;
+    run_with(&transport, &settings, &mut anstream::stdout()).await
+}
+
+/// [`run`] with the transport and output given, for tests.
+pub async fn run_with(
+    transport: &Transport,
+    settings: &LogsSettings,
+    out: &mut impl Write,
+) -> Result<(), LogsError> {
+    let statuses = targets::statuses(transport, &settings.targets.hosts)
+        .await
+        .map_err(LogsError::Unreadable)?;
+    // Every host's units first, so a typo runs nothing anywhere.
+    let mut commands = Vec::new();
+    for (target, (host, status)) in settings.targets.hosts.iter().zip(&statuses) {
+        let known = known_services(status);
+        if !known.contains(&settings.service) {
+            return Err(LogsError::UnknownService {
+                host: host.clone(),
+                service: settings.service.clone(),
+                known,
+            });
+        }
+        let units = unit_patterns(status, &settings.service);
+        if units.is_empty() {
+            return Err(LogsError::NoUnits {
+                host: host.clone(),
+                service: settings.service.clone(),
+            });
+        }
+        commands.push((target, journalctl_argv(settings, &units)));
+    }
+
+    // One reader task per host; lines meet in one channel so each is written
+    // whole, and a slow stdout slows the readers instead of filling memory.
+    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+    let mut tasks = JoinSet::new();
+    for (i, (target, argv)) in commands.iter().enumerate() {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut process = transport.spawn_remote(target, &argv)?;
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            while let Some(line) = process.next_line().await {
+                if tx.send((i, line)).await.is_err() {
+                    break;
+                }
+            }
+            let host = process.host().to_owned();
+            (host, process.finish().await)
+        });
+    }
+    drop(tx);
+
+    let prefixes = prefixes(&settings.targets.names());
+    while let Some((i, line)) = rx.recv().await {
+        let prefix = prefixes.get(i).map_or("", String::as_str);
+        out.write_all(prefix.as_bytes())
+            .and_then(|()| out.write_all(&line))
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(LogsError::Output)?;
+    }
+    out.flush().map_err(LogsError::Output)?;
+
+    let mut failed: Vec<(String, TransportError)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((host, Ok(stderr))) => {
+                // journalctl's own warnings (e.g. "not seeing messages from
+                // other users") explain an empty output.
+                if !stderr.is_empty() {
+                    tracing::warn!("{host}: {stderr}");
+                }
+            }
+            Ok((host, Err(e))) => failed.push((host, e)),
+            Err(e) => tracing::error!(error = %e, "log reader task failed"),
+        }
+    }
+    let hosts: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
+    let mut failed = failed.into_iter();
+    let Some((_, first)) = failed.next() else {
+        return Ok(());
+    };
+    // The first comes back as the error; the others would be lost.
+    for (_, e) in failed {
+        tracing::error!("{e}");
+    }
+    Err(LogsError::Journal { hosts, first })
+}
+
+/// `host | ` in a colour per host, padded to one width, when there is more
+/// than one host; nothing for a single host, so its output is journalctl's.
+fn prefixes(hosts: &[String]) -> Vec<String> {
+    const COLORS: [AnsiColor; 5] = [
+        AnsiColor::Cyan,
+        AnsiColor::Magenta,
+        AnsiColor::Blue,
+        AnsiColor::Yellow,
+        AnsiColor::Green,
+    ];
+    if hosts.len() < 2 {
+        return vec![String::new(); hosts.len()];
+    }
+    let width = hosts.iter().map(String::len).max().unwrap_or(0);
+    hosts
+        .iter()
+        .zip(COLORS.iter().cycle())
+        .map(|(h, c)| {
+            let style = Style::new().fg_color(Some((*c).into()));
+            format!("{style}{h:<width$}{style:#} | ")
+        })
+        .collect()
+}

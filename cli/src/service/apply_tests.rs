@@ -1,0 +1,235 @@
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use hostd_api::ActiveState;
+
+use super::tests::{host_status, result, scale, unit};
+use super::*;
+use crate::config::Config;
+
+/// Plays ssh and hostd for any number of requests on one connection: the
+/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>" as
+/// `CODE REASON|BODY`. Every request line is appended to $LOG.
+const FAKE_SSH: &str = r#"#!/bin/bash
+dest=""
+while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
+while IFS= read -r first; do
+  first="${first%$'\r'}"; len=0; body=""
+  while IFS= read -r line; do
+    line="${line%$'\r'}"; [ -z "$line" ] && break
+    case "$line" in [Cc]ontent-[Ll]ength:*) len="${line#*: }";; esac
+  done
+  [ "$len" -gt 0 ] && IFS= read -r -N "$len" body
+  echo "$dest ${first% HTTP/1.1} $body" >> "$LOG"
+  case "$first" in
+    "GET /v1/status "*) code="200 OK"; out="$STATUS_BODY" ;;
+    *) var="ANSWER_$dest"; code="${!var%%|*}"; out="${!var#*|}" ;;
+  esac
+  printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$code" "${#out}" "$out"
+done
+"#;
+
+struct Fake {
+    dir: PathBuf,
+    transport: Transport,
+    hosts: Vec<crate::config::HostTarget>,
+}
+
+impl Fake {
+    fn new(test: &str, answers: &[(&str, &str)]) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("hostctl-svc-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let fake = dir.join("ssh");
+        std::fs::write(&fake, FAKE_SSH)?;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+        let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
+        let config = Config::from_str(
+            &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
+            Path::new("/p/hostctl.toml"),
+        )?;
+        let (_, hosts) = config.select(None)?;
+        let mut transport = Transport::with_program(&fake, dir.clone())
+            .with_env("LC_ALL", "C")
+            .with_env("LOG", dir.join("log"))
+            .with_env("STATUS_BODY", serde_json::to_string(&host_status())?);
+        for (host, answer) in answers {
+            transport = transport.with_env(format!("ANSWER_{host}"), *answer);
+        }
+        Ok(Self {
+            dir,
+            transport,
+            hosts: hosts.to_vec(),
+        })
+    }
+
+    async fn run(&self, steps: Vec<Step>) -> (Result<(), ServiceError>, String) {
+        let settings = ServiceSettings {
+            targets: Targets {
+                environment: "x".into(),
+                hosts: self.hosts.clone(),
+            },
+            steps,
+            json: false,
+            timeout: Duration::from_secs(10),
+        };
+        let mut out = Vec::new();
+        let result = run_with(&self.transport, &settings, &mut out).await;
+        let text = anstream::adapter::strip_str(&String::from_utf8_lossy(&out)).to_string();
+        (result, text)
+    }
+
+    /// Requests other than the status, as `host METHOD PATH BODY`.
+    fn changes(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.contains("/v1/status"))
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ok_answer(service: &str) -> Result<String, serde_json::Error> {
+    let r = result(
+        service,
+        vec![unit(
+            "redis",
+            "redis-server.service",
+            None,
+            ActiveState::Active,
+        )],
+    );
+    Ok(format!("200 OK|{}", serde_json::to_string(&r)?))
+}
+
+#[tokio::test]
+async fn stops_at_the_first_failed_host_and_says_who_was_done()
+-> Result<(), Box<dyn std::error::Error>> {
+    let ok = ok_answer("redis")?;
+    let failed = r#"500 Internal Server Error|{"error":"restart of redis-server.service failed:\nredis-server[12]: Fatal error, can't open config file"}"#;
+    let fake = Fake::new("stop", &[("a", &ok), ("b", failed), ("c", &ok)])?;
+    let (result, out) = fake
+        .run(vec![Step::Action {
+            service: "redis".into(),
+            action: ServiceAction::Restart,
+        }])
+        .await;
+    assert_eq!(
+        fake.changes(),
+        [
+            "a POST /v1/services/redis/restart",
+            "b POST /v1/services/redis/restart"
+        ]
+    );
+    assert!(
+        out.ends_with("x: restart redis failed on b; done on: a; not touched: c\n"),
+        "{out}"
+    );
+    let err = result.err().ok_or("expected a failure")?;
+    let chain = crate::status::error_chain(&err);
+    assert_eq!(
+        chain,
+        "restart redis failed on b (done on: a; not touched: c): b: hostd answered 500 to \
+         /v1/services/redis/restart: restart of redis-server.service failed:\n\
+         redis-server[12]: Fatal error, can't open config file"
+    );
+    assert_eq!(err.exit_code(), ExitCode::FAILURE);
+    assert!(err.hint().unwrap_or_default().contains("--host b"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn refusals_reach_the_operator_verbatim_and_exit_2() -> Result<(), Box<dyn std::error::Error>>
+{
+    for (answer, message) in [
+        (
+            r#"404 Not Found|{"error":"no service \"apii\"; known: api, postgresql, redis"}"#,
+            "no service \"apii\"; known: api, postgresql, redis",
+        ),
+        (
+            r#"422 Unprocessable Entity|{"error":"api runs 1 to 8 instances, not 0"}"#,
+            "api runs 1 to 8 instances, not 0",
+        ),
+    ] {
+        // The status passes the local check; hostd has the last word.
+        let fake = Fake::new("refusal", &[("a", answer), ("b", "200 OK|{}")])?;
+        let (result, _) = fake.run(vec![scale("api", 0)]).await;
+        assert_eq!(
+            fake.changes(),
+            [r#"a PUT /v1/services/api/instances {"instances":0}"#]
+        );
+        let err = result.err().ok_or("expected a refusal")?;
+        let chain = crate::status::error_chain(&err);
+        assert!(chain.ends_with(&format!(": {message}")), "{chain}");
+        assert_eq!(err.exit_code(), ExitCode::from(EXIT_USAGE));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn busy_host_exits_1_with_a_retry_hint() -> Result<(), Box<dyn std::error::Error>> {
+    let fake = Fake::new(
+        "busy",
+        &[(
+            "a",
+            r#"409 Conflict|{"error":"scale api=3 is in progress"}"#,
+        )],
+    )?;
+    let (result, _) = fake.run(vec![scale("api", 2)]).await;
+    let err = result.err().ok_or("expected busy")?;
+    assert_eq!(err.exit_code(), ExitCode::FAILURE);
+    assert!(crate::status::error_chain(&err).ends_with("scale api=3 is in progress"));
+    assert!(err.hint().unwrap_or_default().contains("retry"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_service_or_count_out_of_range_changes_nothing()
+-> Result<(), Box<dyn std::error::Error>> {
+    let ok = ok_answer("api")?;
+    let fake = Fake::new("nothing", &[("a", &ok), ("b", &ok)])?;
+    let (result, out) = fake.run(vec![scale("api", 2), scale("nosuch", 2)]).await;
+    assert!(
+        matches!(result, Err(ServiceError::UnknownService { .. })),
+        "{result:?}"
+    );
+    let (result, _) = fake.run(vec![scale("api", 999)]).await;
+    assert!(
+        matches!(result, Err(ServiceError::OutOfRange { max: 8, .. })),
+        "{result:?}"
+    );
+    assert!(fake.changes().is_empty(), "{:?}", fake.changes());
+    assert!(out.is_empty(), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn scales_several_services_host_by_host_over_one_connection()
+-> Result<(), Box<dyn std::error::Error>> {
+    let ok = ok_answer("api")?;
+    let fake = Fake::new("several", &[("a", &ok), ("b", &ok)])?;
+    let (result, out) = fake.run(vec![scale("api", 3), scale("redis", 1)]).await;
+    // redis is no instanced service: refused before anything runs.
+    assert!(
+        matches!(result, Err(ServiceError::NotScalable { .. })),
+        "{result:?}"
+    );
+    assert!(out.is_empty());
+    let (result, out) = fake.run(vec![scale("api", 3)]).await;
+    result?;
+    assert_eq!(
+        fake.changes(),
+        [
+            r#"a PUT /v1/services/api/instances {"instances":3}"#,
+            r#"b PUT /v1/services/api/instances {"instances":3}"#
+        ]
+    );
+    assert!(out.ends_with("x: scale api=3 done on 2 host(s)\n"), "{out}");
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Output of the commands that change services. Styles are always written;
+//! anstream strips them when stdout is no terminal or NO_COLOR is set. The
+//! reason a host failed goes to stderr with the error, not here.
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use hostd_api::{ActionResult, ActiveState};
+
+use super::{HostOutcome, Outcome};
+
+const BOLD: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const RED: Style = AnsiColor::Red.on_default().bold();
+
+pub(super) fn json(out: &mut impl Write, hosts: &[HostOutcome]) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, hosts)?;
+    writeln!(out)
+}
+
+pub(super) fn human(
+    out: &mut impl Write,
+    environment: &str,
+    what: &str,
+    hosts: &[HostOutcome],
+) -> std::io::Result<()> {
+    for h in hosts {
+        let (style, label) = match h.outcome {
+            Outcome::Done => (GREEN, "done"),
+            Outcome::Failed => (RED, "failed"),
+            Outcome::NotTouched => (DIM, "not touched"),
+        };
+        writeln!(
+            out,
+            "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  {style}{label}{style:#}",
+            h.host, h.address
+        )?;
+        for r in &h.results {
+            result(out, r)?;
+        }
+    }
+    summary(out, environment, what, hosts)
+}
+
+/// `    api  4.2s` then the units hostd touched, as they are now.
+fn result(out: &mut impl Write, r: &ActionResult) -> std::io::Result<()> {
+    writeln!(out, "    {}  {DIM}{:.1}s{DIM:#}", r.service, r.seconds)?;
+    let width = r.units.iter().map(|u| u.unit.len()).max().unwrap_or(0);
+    for u in &r.units {
+        let style = match u.active_state {
+            ActiveState::Active => GREEN,
+            ActiveState::Failed => RED,
+            _ => YELLOW,
+        };
+        writeln!(
+            out,
+            "      {:<width$}  {style}{}/{}{style:#}",
+            u.unit,
+            u.active_state.as_str(),
+            u.sub_state
+        )?;
+    }
+    Ok(())
+}
+
+/// One closing line answering "where did it happen, where not?".
+fn summary(
+    out: &mut impl Write,
+    environment: &str,
+    what: &str,
+    hosts: &[HostOutcome],
+) -> std::io::Result<()> {
+    let names = |o: Outcome| {
+        let v: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h.outcome == o)
+            .map(|h| h.host.as_str())
+            .collect();
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    if hosts.iter().all(|h| h.outcome == Outcome::Done) {
+        writeln!(
+            out,
+            "{GREEN}{environment}: {what} done on {} host(s){GREEN:#}",
+            hosts.len()
+        )
+    } else if hosts.len() == 1 {
+        writeln!(out, "{RED}{environment}: {what} failed{RED:#}")
+    } else {
+        writeln!(
+            out,
+            "{RED}{environment}: {what} failed on {}; done on: {}; not touched: {}{RED:#}",
+            names(Outcome::Failed),
+            names(Outcome::Done),
+            names(Outcome::NotTouched)
+        )
+    }
+}
