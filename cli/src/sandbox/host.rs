@@ -16,10 +16,15 @@ use super::{SSH_USER, aws};
 /// Embedded so an installed hostctl works anywhere.
 const PROVISION_SH: &str = include_str!("../../../packer/provision.sh");
 const HOSTD_TOML: &str = include_str!("../../../packer/files/hostd.toml");
-const UNITS: &[(&str, &str)] = &[(
-    "hostd.service",
-    include_str!("../../../units/hostd.service"),
-)];
+/// Every file in units/ (a test checks none is missing).
+pub(crate) const UNITS: &[(&str, &str)] = &[
+    (
+        "hostd.service",
+        include_str!("../../../units/hostd.service"),
+    ),
+    ("api@.service", include_str!("../../../units/api@.service")),
+    ("api.socket", include_str!("../../../units/api.socket")),
+];
 
 /// Staging directory inside the root, as Packer would upload it.
 const STAGING: &str = "tmp/hostd-provision";
@@ -87,6 +92,7 @@ pub(crate) async fn provision(
     root: &Path,
     name: &str,
     hostd: &Path,
+    api: Option<&Path>,
     log: &Path,
 ) -> Result<(), SandboxError> {
     let staging = root.join(STAGING);
@@ -97,6 +103,13 @@ pub(crate) async fn provision(
         .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
     for (file, text) in UNITS {
         write(&units.join(file), text)?;
+    }
+    if let Some(api) = api {
+        let bin = staging.join("api/bin");
+        std::fs::create_dir_all(&bin).map_err(|e| SandboxError::io("create", &bin, e))?;
+        std::fs::copy(api, bin.join("api")).map_err(|e| {
+            SandboxError::io("copy the API release into the staging directory", &bin, e)
+        })?;
     }
     write(&staging.join("hostd.toml"), HOSTD_TOML)?;
     let script = staging.join("provision.sh");
@@ -209,6 +222,23 @@ mod tests {
                 .iter()
                 .any(|(n, t)| *n == "hostd.service" && t.contains("[Service]"))
         );
+    }
+
+    #[test]
+    fn every_unit_file_in_the_repository_is_embedded() -> Result<(), std::io::Error> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units");
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let on_disk = std::fs::read_to_string(entry.path())?;
+            let embedded = UNITS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+            assert_eq!(
+                embedded,
+                Some(on_disk.as_str()),
+                "{name} is not embedded in hostctl"
+            );
+        }
+        Ok(())
     }
 
     #[test]

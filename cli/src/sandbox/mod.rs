@@ -50,6 +50,10 @@ pub enum SandboxCommand {
         /// hostd binary to install (default: `hostd` next to the running hostctl executable)
         #[arg(long)]
         hostd: Option<PathBuf>,
+        /// API binary installed as the initial release, /srv/api/current/bin/api
+        /// (default: `demo-backend` next to the hostd binary, when built)
+        #[arg(long)]
+        api: Option<PathBuf>,
         /// Print a JSON object instead of the hostctl.toml path
         #[arg(long)]
         json: bool,
@@ -81,9 +85,14 @@ pub enum SandboxCommand {
 pub async fn run(cmd: SandboxCommand) -> Result<ExitCode, SandboxError> {
     let layout = state::Layout::from_env();
     match cmd {
-        SandboxCommand::Up { name, hostd, json } => {
+        SandboxCommand::Up {
+            name,
+            hostd,
+            api,
+            json,
+        } => {
             require_root()?;
-            up::up(&layout, &name, hostd, json).await
+            up::up(&layout, &name, hostd, api, json).await
         }
         SandboxCommand::Down { name, all } => {
             require_root()?;

@@ -46,6 +46,7 @@ pub(crate) async fn up(
     layout: &Layout,
     name: &str,
     hostd: Option<PathBuf>,
+    api: Option<PathBuf>,
     json: bool,
 ) -> Result<ExitCode, SandboxError> {
     validate_name(name)?;
@@ -56,6 +57,13 @@ pub(crate) async fn up(
             .with_file_name("hostd"),
     };
     host::check_hostd(&hostd)?;
+    let api = match api {
+        Some(p) => {
+            host::check_hostd(&p)?;
+            Some(p)
+        }
+        None => Some(hostd.with_file_name("demo-backend")).filter(|p| p.is_file()),
+    };
     require_tools(&[
         ("systemd-nspawn", "systemd-container"),
         ("ip", "iproute2"),
@@ -69,7 +77,7 @@ pub(crate) async fn up(
 
     let mut undo = Vec::new();
     let result = tokio::select! {
-        r = build(layout, name, &hostd, &mut undo) => r,
+        r = build(layout, name, &hostd, api.as_deref(), &mut undo) => r,
         _ = tokio::signal::ctrl_c() => Err(SandboxError::Interrupted),
     };
     match result {
@@ -95,6 +103,7 @@ async fn build(
     layout: &Layout,
     name: &str,
     hostd: &Path,
+    api: Option<&Path>,
     undo: &mut Vec<Undo>,
 ) -> Result<UpOutput, SandboxError> {
     let cache = rootfs::ensure_cache(layout).await?;
@@ -131,7 +140,7 @@ async fn build(
     state.overlay = rootfs::prepare_root(&cache, &dir).await?;
     layout.save(&state)?;
     host::set_identity(&root, name).await?;
-    host::provision(&root, name, hostd, &dir.join("provision.log")).await?;
+    host::provision(&root, name, hostd, api, &dir.join("provision.log")).await?;
     host::operator_access(layout, name, &state.address).await?;
 
     down::clean_nspawn_leftovers(name, &root);
