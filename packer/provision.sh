@@ -5,6 +5,7 @@
 # Usage: provision.sh STAGING_DIR      (as root on the target)
 #
 # STAGING_DIR holds:
+#   api/         optional: an initial API release (bin/api inside)
 #   hostd        the hostd binary
 #   units/       systemd units to install into /etc/systemd/system/
 #   hostd.toml   default configuration (installed only if none exists)
@@ -36,7 +37,7 @@ operator=${HOSTD_OPERATOR_USER:-admin}
 case "${ID:-}" in
 debian | ubuntu)
     packages=(postgresql redis-server openssh-server)
-    units=(hostd.service ssh.service postgresql.service redis-server.service)
+    units=(hostd.service ssh.service postgresql.service redis-server.service api.socket)
     missing=()
     for p in "${packages[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -51,7 +52,7 @@ debian | ubuntu)
     ;;
 amzn)
     packages=(postgresql15-server redis6 openssh-server)
-    units=(hostd.service sshd.service postgresql.service redis6.service)
+    units=(hostd.service sshd.service postgresql.service redis6.service api.socket)
     missing=()
     for p in "${packages[@]}"; do
         rpm -q "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -83,6 +84,23 @@ fi
 extra_groups=hostd
 getent group systemd-journal >/dev/null && extra_groups+=,systemd-journal
 usermod --append --groups "$extra_groups" "$operator"
+
+# --- The API's account and release layout -------------------------------------
+# /srv/api/releases/<version>/ holds releases; /srv/api/current links to the
+# live one (deploys switch the link atomically).
+getent group api >/dev/null || groupadd --system api
+getent passwd api >/dev/null ||
+    useradd --system --gid api --no-create-home --home-dir /srv/api --shell /usr/sbin/nologin api
+install -d -m 0755 -o root -g root /srv/api /srv/api/releases
+if [[ -d $staging/api ]]; then
+    # An initial release (the sandbox ships the demo backend); EC2 images
+    # get theirs from the first deploy.
+    log "installing the initial API release"
+    rm -rf /srv/api/releases/initial
+    cp -a "$staging/api" /srv/api/releases/initial
+    chown -R root:root /srv/api/releases/initial
+    ln -sfn releases/initial /srv/api/current
+fi
 
 # --- Directories --------------------------------------------------------------
 install -d -m 0755 -o root -g root /data

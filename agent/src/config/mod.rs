@@ -182,6 +182,14 @@ impl Config {
                     "must be an absolute path containing {instance}".into(),
                 ));
             }
+            if let Some(db) = &svc.database
+                && !is_sql_identifier(db)
+            {
+                return Err((
+                    key("database"),
+                    "must be a plain SQL name: a-z, 0-9 and _, not starting with a digit, at most 63".into(),
+                ));
+            }
             if !svc.health_path.starts_with('/') {
                 return Err((key("health_path"), "must start with /".into()));
             }
@@ -222,6 +230,16 @@ impl Config {
             }
         })
     }
+}
+
+/// Names hostd puts into SQL unquoted; anything else is refused at load.
+pub fn is_sql_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
 }
 
 /// serde_path_to_error already ends the path with an unknown field's name;

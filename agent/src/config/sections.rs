@@ -31,8 +31,21 @@ pub struct ServiceConfig {
     pub health_socket: Option<String>,
     #[serde(default = "default_health_path")]
     pub health_path: String,
+    /// How long a started instance has to answer its health check before
+    /// the start counts as failed.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout: HumanDuration,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// A PostgreSQL role and database of this name that hostd creates
+    /// before starting the service (the service's OS user reaches it by peer
+    /// authentication).
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+fn default_health_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 fn default_max_instances() -> Count {

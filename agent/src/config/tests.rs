@@ -128,3 +128,12 @@ fn unit_names_follow_systemd_rules() {
     assert!(UnitName::try_from("redis".to_owned()).is_err());
     assert!(UnitName::try_from("a/b.service".to_owned()).is_err());
 }
+
+#[test]
+fn database_names_must_be_plain_sql_names() {
+    let e = error_text("[services.api]\nunit = \"api@.service\"\ndatabase = \"api; drop\"\n");
+    assert!(e.contains(":3: key `services.api.database`"), "{e}");
+    assert!(is_sql_identifier("api_v2"));
+    assert!(!is_sql_identifier("2api"));
+    assert!(!is_sql_identifier("Api"));
+}

@@ -71,7 +71,7 @@ impl TryFrom<String> for CheckInterval {
 
 /// A systemd unit name, checked the way systemd checks them (allowed
 /// characters, a known suffix) so a typo fails at load, not at first use.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(try_from = "String")]
 pub struct UnitName(String);
 

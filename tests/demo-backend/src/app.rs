@@ -23,6 +23,9 @@ pub struct Settings {
     database_url: String,
     redis_url: String,
     listen: String,
+    /// A private Unix socket serving the same routes, so the supervisor can
+    /// ask this instance in particular (the TCP socket is shared).
+    health_socket: Option<String>,
 }
 
 impl Settings {
@@ -32,6 +35,7 @@ impl Settings {
             database_url: var("DATABASE_URL", "host=/run/postgresql dbname=postgres"),
             redis_url: var("REDIS_URL", "redis://127.0.0.1:6379/"),
             listen: var("LISTEN_ADDR", "127.0.0.1:8080"),
+            health_socket: std::env::var("HEALTH_SOCKET").ok().filter(|s| !s.is_empty()),
         }
     }
 }
@@ -209,9 +213,27 @@ pub async fn serve(settings: Settings) -> Result<()> {
         redis: redis::Client::open(settings.redis_url.as_str()).context("invalid REDIS_URL")?,
         redis_conn: Mutex::new(None),
     });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let private = match &settings.health_socket {
+        Some(path) => {
+            let _ = std::fs::remove_file(path);
+            let unix = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("cannot listen on {path}"))?;
+            let mut stop = stop_rx.clone();
+            let app = router(Arc::clone(&state));
+            Some(tokio::spawn(async move {
+                axum::serve(unix, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
     tracing::info!(version = VERSION, addr = %listener.local_addr()?, "demo-backend serving");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut term) => {
@@ -228,5 +250,10 @@ pub async fn serve(settings: Settings) -> Result<()> {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         })
         .await
-        .context("server failed")
+        .context("server failed");
+    stop_tx.send_replace(true);
+    if let Some(task) = private {
+        let _ = task.await;
+    }
+    served
 }
