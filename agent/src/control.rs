@@ -5,12 +5,21 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use hostd_api::{HostStatus, ServiceSummary};
+use hostd_api::{ErrorBody, HostStatus, ScaleRequest, ServiceAction, ServiceSummary};
 
+use crate::manager::{ManagerError, ManagerHandle};
 use crate::server::AppState;
+
+#[derive(Clone)]
+struct ControlState {
+    app: AppState,
+    manager: ManagerHandle,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -30,26 +39,79 @@ pub enum ControlError {
     },
 }
 
-pub fn control_router(state: AppState) -> Router {
+pub fn control_router(app: AppState, manager: ManagerHandle) -> Router {
+    let v = hostd_api::API_PREFIX;
     Router::new()
-        .route(&format!("{}/status", hostd_api::API_PREFIX), get(status))
-        .with_state(state)
+        .route(&format!("{v}/status"), get(status))
+        .route(
+            &format!("{v}/services/{{name}}/{{action}}"),
+            post(service_action),
+        )
+        .route(&format!("{v}/services/{{name}}/instances"), put(scale))
+        .with_state(ControlState { app, manager })
 }
 
-async fn status(State(st): State<AppState>) -> Json<HostStatus> {
+fn error_response(e: &ManagerError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::warn!(status = code.as_u16(), "{}", crate::health::error_chain(e));
+    let body = ErrorBody {
+        error: crate::health::error_chain(e),
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn service_action(
+    State(st): State<ControlState>,
+    UrlPath((name, action)): UrlPath<(String, String)>,
+) -> Response {
+    let action = match action.as_str() {
+        "start" => ServiceAction::Start,
+        "stop" => ServiceAction::Stop,
+        "restart" => ServiceAction::Restart,
+        other => {
+            let body = ErrorBody {
+                error: format!("unknown action `{other}`; use start, stop or restart"),
+            };
+            return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        }
+    };
+    tracing::info!(service = name, action = action.as_str(), "hostctl request");
+    match st.manager.action(name, action).await {
+        Ok(result) => Json(result).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn scale(
+    State(st): State<ControlState>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<ScaleRequest>,
+) -> Response {
+    tracing::info!(service = name, instances = req.instances, "hostctl scale");
+    match st.manager.scale(name, req.instances).await {
+        Ok(result) => Json(result).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn status(State(st): State<ControlState>) -> Json<HostStatus> {
+    let st = st.app;
     let snap = st.snapshot.borrow().clone();
     let view = st.view.borrow().clone();
     let services = view
         .desired
         .services
         .iter()
-        .map(|(name, d)| ServiceSummary {
-            name: name.clone(),
-            unit: String::new(),
-            running: d.running,
-            instances: d.instances,
-            max_instances: None,
-            restarts: view.restarts.get(name).copied().unwrap_or(0),
+        .map(|(name, d)| {
+            let svc = st.config.services.get(name);
+            ServiceSummary {
+                name: name.clone(),
+                unit: svc.map(|s| s.unit.to_string()).unwrap_or_default(),
+                running: d.running,
+                instances: d.instances,
+                max_instances: d.instances.and(svc.map(|s| s.max_instances.0)),
+                restarts: view.restarts.get(name).copied().unwrap_or(0),
+            }
         })
         .collect();
     Json(HostStatus {
@@ -120,7 +182,10 @@ mod tests {
         let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        let app = control_router(crate::server::tests::state(HealthStatus::Healthy, vec![]));
+        let app = control_router(
+            crate::server::tests::state(HealthStatus::Healthy, vec![]),
+            ManagerHandle::detached(),
+        );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let stream = tokio::net::UnixStream::connect(&path).await?;
         let (mut sender, conn) =

@@ -104,6 +104,9 @@ pub struct ManagerView {
     pub desired: DesiredState,
     /// Restarts hostd made after failures, per service, since it started.
     pub restarts: BTreeMap<String, u64>,
+    /// Failures hostd saw, per service, since it started (exact: `events`
+    /// is bounded and only the recent ones).
+    pub failures: BTreeMap<String, u64>,
     /// Recent failures and what hostd did, oldest first, at most
     /// [`MAX_EVENTS`].
     pub events: Vec<hostd_api::UnitEvent>,

@@ -1,12 +1,16 @@
 //! hostd, the host agent. `run` is the whole daemon; main.rs only parses
 //! arguments and maps errors to exit codes.
 
+pub mod checks;
 pub mod config;
 pub mod control;
 pub mod desired;
 pub mod dial;
 pub mod health;
+pub mod manager;
+pub mod metrics;
 pub mod notify;
+pub mod postgres;
 pub mod server;
 pub mod systemd;
 
@@ -16,8 +20,6 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::desired::{DesiredState, ManagerView};
-use crate::health::WatchedService;
 use crate::server::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum RunError {
     Server(#[from] server::ServerError),
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    #[error(transparent)]
+    Manager(#[from] manager::ManagerError),
     #[error("a server task failed")]
     Serve(#[source] std::io::Error),
 }
@@ -42,37 +46,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let control_listener =
         control::bind_control(&config.control.socket, config.control.group.as_deref())?;
 
-    let systemd = Arc::new(systemd::Systemd::connect().await?);
-    let services: Vec<WatchedService> = config
-        .services
-        .iter()
-        .map(|(name, svc)| WatchedService {
-            service: name.clone(),
-            unit: svc.unit.clone(),
-        })
-        .collect();
-
-    let units: Vec<_> = services.iter().map(|s| s.unit.clone()).collect();
-    let changes = systemd.unit_changes(&units).await?;
-
+    let systemd = systemd::Systemd::connect().await?;
+    let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let manager = manager::spawn(systemd.clone(), Arc::clone(&config), stop_rx.clone()).await?;
+
     let (snapshot, checker) = health::spawn_checker(
-        systemd,
-        services,
-        config.health.check_interval.0,
-        changes,
+        Arc::new(systemd),
+        Arc::clone(&config),
+        health::Probes::from_config(&config),
+        manager.view.clone(),
+        manager.changes,
         stop_rx.clone(),
     )
     .await;
-    // Until the service manager lands, the view is the reconciled desired
-    // state with no history.
-    let (_view_tx, view) = watch::channel(ManagerView {
-        desired: DesiredState::reconcile_with(&config, None),
-        ..ManagerView::default()
-    });
+    let _ = manager.snapshots.send(snapshot.clone());
+    let emf = metrics::spawn_emf_writer(
+        Arc::clone(&config),
+        snapshot.clone(),
+        manager.view.clone(),
+        stop_rx.clone(),
+    );
+    let view = manager.view;
     let state = AppState {
         snapshot,
         view,
+        config: Arc::clone(&config),
         started,
         hostname: nix::unistd::gethostname()
             .ok()
@@ -85,8 +84,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let health_server = axum::serve(health_listener, server::health_router(state.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let control_server = axum::serve(control_listener, control::control_router(state))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let control_server = axum::serve(
+        control_listener,
+        control::control_router(state, manager.handle),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });
     let control_task = tokio::spawn(async move { control_server.await });
 
@@ -102,7 +104,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     notify::stopping();
     stop_tx.send_replace(true);
-    let (h, c, _) = tokio::join!(health_task, control_task, checker);
+    let (h, c, _, _) = tokio::join!(health_task, control_task, checker, manager.task);
+    if let Some(emf) = emf {
+        let _ = emf.await;
+    }
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -31,6 +31,7 @@ pub enum ServerError {
 pub struct AppState {
     pub snapshot: watch::Receiver<Snapshot>,
     pub view: watch::Receiver<ManagerView>,
+    pub config: std::sync::Arc<crate::config::Config>,
     pub started: Instant,
     pub hostname: String,
 }
@@ -38,6 +39,7 @@ pub struct AppState {
 pub fn health_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -48,6 +50,26 @@ async fn health(State(st): State<AppState>) -> Response {
         HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, Json(report)).into_response()
+}
+
+/// Renders the cached snapshot: a scrape never runs a check.
+async fn metrics(State(st): State<AppState>) -> Response {
+    let snap = st.snapshot.borrow().clone();
+    let view = st.view.borrow().clone();
+    match crate::metrics::render(&snap, &view) {
+        Ok(body) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render /metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 pub async fn bind_health(
@@ -68,17 +90,21 @@ pub(crate) mod tests {
     use tower::ServiceExt;
 
     pub(crate) fn state(status: HealthStatus, components: Vec<ComponentHealth>) -> AppState {
-        let snap = Snapshot {
-            units: vec![],
-            report: HealthReport {
+        let snap = Snapshot::new(
+            vec![],
+            HealthReport {
                 status,
                 checked_at: "2026-11-22T00:00:00Z".into(),
                 components,
             },
-        };
+        );
         AppState {
             snapshot: watch::channel(snap).1,
             view: watch::channel(ManagerView::default()).1,
+            config: std::sync::Arc::new(
+                crate::config::Config::parse(std::path::Path::new("t.toml"), "")
+                    .unwrap_or_else(|e| unreachable!("empty config is valid: {e}")),
+            ),
             started: Instant::now(),
             hostname: "test".into(),
         }
@@ -134,6 +160,28 @@ pub(crate) mod tests {
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("unit:redis"), "{body}");
         assert!(body.contains("\"status\":\"unhealthy\""), "{body}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn metrics_serves_the_snapshot_in_openmetrics_text()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let failing = ComponentHealth {
+            name: "postgres".into(),
+            status: HealthStatus::Unhealthy,
+            reason: Some("PostgreSQL at /run/postgresql: connection refused".into()),
+        };
+        let (code, body) = get(
+            health_router(state(HealthStatus::Unhealthy, vec![failing])),
+            "/metrics",
+        )
+        .await?;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            body.contains("hostd_component_health{component=\"postgres\"} 2"),
+            "{body}"
+        );
+        assert!(body.contains("hostd_health 2"), "{body}");
         Ok(())
     }
 }

@@ -202,6 +202,24 @@ impl Config {
             }
         }
         let c = &self.checks;
+        // The parsers' messages describe the problem without repeating the
+        // value, which may one day hold a password.
+        if let Some(conninfo) = &c.postgres
+            && let Err(e) = conninfo.parse::<postgres::Config>()
+        {
+            return Err((
+                "checks.postgres".into(),
+                format!("not a libpq connection string: {e}"),
+            ));
+        }
+        if let Some(url) = &c.redis
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            return Err((
+                "checks.redis".into(),
+                format!("not a Redis URL ({:?})", e.kind()),
+            ));
+        }
         if c.disk.degraded_percent > c.disk.unhealthy_percent {
             return Err((
                 "checks.disk.degraded_percent".into(),

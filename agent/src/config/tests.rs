@@ -14,7 +14,8 @@ fn error_text(text: &str) -> String {
 #[test]
 fn shipped_default_config_is_valid() -> Result<(), ConfigError> {
     let c = parse(include_str!("../../../packer/files/hostd.toml"))?;
-    assert_eq!(c.services.len(), 2);
+    assert_eq!(c.services.len(), 3);
+    assert!(c.services["api"].unit.is_template());
     assert_eq!(c.control.group.as_deref(), Some("hostd"));
     Ok(())
 }
@@ -136,4 +137,20 @@ fn database_names_must_be_plain_sql_names() {
     assert!(is_sql_identifier("api_v2"));
     assert!(!is_sql_identifier("2api"));
     assert!(!is_sql_identifier("Api"));
+}
+
+#[test]
+fn bad_check_targets_are_rejected_at_load_without_echoing_them() {
+    let e = error_text("[checks]\nredis = \"htp://secret@host\"\n");
+    assert!(e.contains(":2: key `checks.redis`"), "{e}");
+    assert!(
+        !e.contains("secret"),
+        "the value leaked into the error: {e}"
+    );
+    let e = error_text("[checks]\npostgres = \"host='unterminated password=hunter2\"\n");
+    assert!(e.contains(":2: key `checks.postgres`"), "{e}");
+    assert!(
+        !e.contains("hunter2"),
+        "the value leaked into the error: {e}"
+    );
 }

@@ -9,6 +9,9 @@ use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 
 use crate::config::UnitName;
 
+mod jobs;
+pub use jobs::{JobError, JobKind, ServiceOutcome, journal_tail};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
     #[error("cannot connect to the system bus (is dbus running?)")]
@@ -49,8 +52,8 @@ pub trait UnitStates {
 
 #[derive(Clone)]
 pub struct Systemd {
-    conn: zbus::Connection,
-    manager: ManagerProxy<'static>,
+    pub(crate) conn: zbus::Connection,
+    pub(crate) manager: ManagerProxy<'static>,
 }
 
 impl Systemd {
@@ -66,33 +69,32 @@ impl Systemd {
         Ok(Self { conn, manager })
     }
 
-    /// A stream that yields whenever one of `units` changes ActiveState,
-    /// from systemd's PropertiesChanged signals: hostd learns of a stopped or
-    /// failed unit when it happens, not at the next poll.
-    pub async fn unit_changes(
-        &self,
-        units: &[UnitName],
-    ) -> Result<BoxStream<'static, ()>, SystemdError> {
-        // systemd only emits unit signals to clients that subscribed.
+    /// systemd only emits unit signals to clients that subscribed.
+    pub async fn subscribe(&self) -> Result<(), SystemdError> {
         self.manager
             .subscribe()
             .await
-            .map_err(SystemdError::Subscribe)?;
-        let mut streams = Vec::with_capacity(units.len());
-        for unit in units {
-            // Signals need the property cache, unlike reads (see unit_proxy).
-            let proxy = self.unit_proxy(unit, CacheProperties::Lazily).await?;
-            let changes = proxy.receive_active_state_changed().await;
-            // The closure owns the proxy so it lives as long as its stream.
-            streams.push(
-                changes
-                    .map(move |_| {
-                        let _owned = &proxy;
-                    })
-                    .boxed(),
-            );
-        }
-        Ok(futures_util::stream::select_all(streams).boxed())
+            .map_err(SystemdError::Subscribe)
+    }
+
+    /// Yields `unit` whenever its ActiveState changes, from systemd's
+    /// PropertiesChanged signals (after [`Systemd::subscribe`]): hostd
+    /// learns of a stopped or failed unit when it happens, not at a poll.
+    pub async fn watch_unit(
+        &self,
+        unit: &UnitName,
+    ) -> Result<BoxStream<'static, UnitName>, SystemdError> {
+        // Signals need the property cache, unlike reads (see unit_state).
+        let proxy = self.unit_proxy(unit, CacheProperties::Lazily).await?;
+        let changes = proxy.receive_active_state_changed().await;
+        let unit = unit.clone();
+        // The closure owns the proxy so it lives as long as its stream.
+        Ok(changes
+            .map(move |_| {
+                let _owned = &proxy;
+                unit.clone()
+            })
+            .boxed())
     }
 
     async fn unit_proxy(

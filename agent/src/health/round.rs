@@ -1,0 +1,159 @@
+//! One round of checks: every wanted unit, then PostgreSQL, Redis, each API
+//! instance and the host's figures, all concurrently.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use hostd_api::{ActiveState, ComponentHealth, HealthStatus, UnitStatus};
+
+use super::{Probes, Snapshot, error_chain, report};
+use crate::checks::{CheckError, Probe, SystemSample, system};
+use crate::config::{Config, UnitName};
+use crate::desired::{ManagerView, WantedUnit, wanted_units};
+use crate::systemd::{UnitState, UnitStates};
+
+/// A bound on one unit read so a hung bus cannot stall the loop (and with it
+/// the watchdog and the freshness of /health).
+const UNIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn check_once<S: UnitStates>(
+    source: &S,
+    config: &Config,
+    view: &ManagerView,
+    probes: &Probes,
+) -> Snapshot {
+    let round_started = tokio::time::Instant::now();
+    let wanted = wanted_units(config, &view.desired);
+    let sockets = instance_sockets(config, &wanted);
+    let (units, postgres, redis, instances, sample) = tokio::join!(
+        check_units(source, &wanted),
+        probe("postgres", probes.postgres.as_deref()),
+        probe("redis", probes.redis.as_deref()),
+        join_all(sockets.iter().map(|(name, sock, path)| async move {
+            let r = probes.instances.check(sock, path).await;
+            from_result(name, r)
+        })),
+        async {
+            match &probes.system {
+                Some(p) => Some(p.sample().await),
+                None => None,
+            }
+        },
+    );
+    let (units, mut components) = units;
+    components.extend(postgres);
+    components.extend(redis);
+    components.extend(instances);
+    if let Some(s) = &sample {
+        components.extend(system::evaluate(s, &config.checks));
+    }
+    let mut snap = Snapshot::new(units, report(components));
+    snap.system = sample.unwrap_or_else(SystemSample::default);
+    snap.round_started = round_started;
+    snap
+}
+
+fn unit_label(w: &WantedUnit) -> String {
+    match w.instance {
+        Some(n) => format!("{}@{n}", w.service),
+        None => w.service.clone(),
+    }
+}
+
+async fn check_units<S: UnitStates>(
+    source: &S,
+    wanted: &[WantedUnit],
+) -> (Vec<UnitStatus>, Vec<ComponentHealth>) {
+    let mut units = Vec::with_capacity(wanted.len());
+    let mut components = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let name = format!("unit:{}", unit_label(w));
+        let state = tokio::time::timeout(UNIT_TIMEOUT, source.unit_state(&w.unit)).await;
+        let component = match state {
+            Ok(Ok(st)) => {
+                units.push(UnitStatus {
+                    service: w.service.clone(),
+                    unit: w.unit.to_string(),
+                    instance: w.instance,
+                    active_state: st.active_state,
+                    sub_state: st.sub_state.clone(),
+                });
+                if w.running {
+                    unit_component(&name, &w.unit, &st)
+                } else {
+                    unhealthy(&name, "stopped by hostctl stop".into())
+                }
+            }
+            Ok(Err(e)) => unhealthy(&name, error_chain(&e)),
+            Err(_) => unhealthy(
+                &name,
+                format!("no answer from systemd within {}s", UNIT_TIMEOUT.as_secs()),
+            ),
+        };
+        components.push(component);
+    }
+    (units, components)
+}
+
+/// `(component name, socket, path)` for each running instance of a service
+/// with a `health_socket`; a stopped one is already reported by its unit.
+fn instance_sockets(config: &Config, wanted: &[WantedUnit]) -> Vec<(String, PathBuf, String)> {
+    wanted
+        .iter()
+        .filter(|w| w.running)
+        .filter_map(|w| {
+            let svc = config.services.get(&w.service)?;
+            let template = svc.health_socket.as_deref()?;
+            let socket = match w.instance {
+                Some(n) => template.replace("{instance}", &n.to_string()),
+                None => template.to_owned(),
+            };
+            Some((
+                format!("instance:{}", unit_label(w)),
+                PathBuf::from(socket),
+                svc.health_path.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn probe(name: &str, p: Option<&dyn Probe>) -> Option<ComponentHealth> {
+    Some(from_result(name, p?.check().await))
+}
+
+fn from_result(name: &str, r: Result<(), CheckError>) -> ComponentHealth {
+    match r {
+        Ok(()) => ComponentHealth {
+            name: name.to_owned(),
+            status: HealthStatus::Healthy,
+            reason: None,
+        },
+        Err(e) => unhealthy(name, e.to_string()),
+    }
+}
+
+fn unit_component(name: &str, unit: &UnitName, st: &UnitState) -> ComponentHealth {
+    if st.load_state != "loaded" {
+        return unhealthy(name, format!("{unit} is {}", st.load_state));
+    }
+    match st.active_state {
+        ActiveState::Active | ActiveState::Reloading | ActiveState::Refreshing => ComponentHealth {
+            name: name.to_owned(),
+            status: HealthStatus::Healthy,
+            reason: None,
+        },
+        other => unhealthy(
+            name,
+            format!("{unit} is {} ({})", other.as_str(), st.sub_state),
+        ),
+    }
+}
+
+fn unhealthy(name: &str, reason: String) -> ComponentHealth {
+    ComponentHealth {
+        name: name.to_owned(),
+        status: HealthStatus::Unhealthy,
+        reason: Some(reason),
+    }
+}

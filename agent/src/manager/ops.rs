@@ -1,0 +1,439 @@
+//! What the manager does: bring units to the desired state, act on
+//! hostctl's requests, and restart failed units by their policy.
+
+use std::time::SystemTime;
+
+use hostd_api::{ActionResult, ActiveState, ServiceAction, UnitEvent, UnitStatus};
+use tokio::time::Instant;
+
+use super::backoff::Decision;
+use super::{JOB_TIMEOUT, Manager, ManagerError, probe};
+use crate::config::{RestartMode, ServiceConfig, UnitName};
+use crate::desired::WantedUnit;
+use crate::systemd::{JobKind, UnitStates, journal_tail};
+
+const RECONCILE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const RECONCILE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Manager {
+    fn service(&self, name: &str) -> Result<&ServiceConfig, ManagerError> {
+        self.config
+            .services
+            .get(name)
+            .ok_or_else(|| ManagerError::UnknownService {
+                name: name.to_owned(),
+                known: self.config.services.keys().cloned().collect(),
+            })
+    }
+
+    fn wanted_of(&self, service: &str) -> Vec<WantedUnit> {
+        self.wanted()
+            .into_iter()
+            .filter(|w| w.service == service)
+            .collect()
+    }
+
+    /// Brings `services` to the desired state. Run at start: after a reboot
+    /// or a hostd restart this is what restores `hostctl scale`/`stop`. A
+    /// service that cannot get there yet (PostgreSQL still starting at
+    /// boot) is retried with backoff; one broken service never keeps hostd
+    /// from managing the others.
+    pub(super) async fn reconcile(&mut self, services: Vec<String>) {
+        for name in services {
+            let running = self.desired.services.get(&name).is_some_and(|d| d.running);
+            let result = if running {
+                self.bring_up(&name, false).await
+            } else {
+                self.bring_down(&name).await
+            };
+            match result {
+                Ok(()) => {
+                    if self.unreconciled.remove(&name) {
+                        tracing::info!(service = name, "now in its desired state");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        service = name,
+                        "not yet in its desired state, will retry: {e}"
+                    );
+                    self.unreconciled.insert(name);
+                }
+            }
+        }
+        self.reconcile_retry = if self.unreconciled.is_empty() {
+            None
+        } else {
+            // 1 s, doubling to 30 s: quick while services boot, quiet after.
+            let delay = self
+                .reconcile_retry
+                .map_or(RECONCILE_FIRST_RETRY, |(_, d)| {
+                    (d * 2).min(RECONCILE_MAX_RETRY)
+                });
+            Some((Instant::now() + delay, delay))
+        };
+        self.publish();
+    }
+
+    pub(super) async fn retry_reconcile(&mut self) {
+        if self
+            .reconcile_retry
+            .is_some_and(|(at, _)| at <= Instant::now())
+        {
+            let pending: Vec<String> = self.unreconciled.iter().cloned().collect();
+            self.reconcile(pending).await;
+        }
+    }
+
+    /// Starts the socket and every wanted unit that is not running, and
+    /// stops instances beyond the desired count. With `wait_health`, each
+    /// instance it starts must pass its health check.
+    async fn bring_up(&mut self, service: &str, wait_health: bool) -> Result<(), ManagerError> {
+        let svc = self.service(service)?.clone();
+        if let Some(db) = &svc.database {
+            let admin = self.config.checks.postgres.as_deref();
+            let conninfo = admin.unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO);
+            crate::postgres::ensure_app_database(conninfo, db).await?;
+        }
+        if let Some(socket) = &svc.socket {
+            self.systemd
+                .job(JobKind::Start, socket, JOB_TIMEOUT)
+                .await?;
+        }
+        for w in self.wanted_of(service) {
+            self.watch(&w.unit).await;
+            let state = self.systemd.unit_state(&w.unit).await?;
+            if matches!(
+                state.active_state,
+                ActiveState::Active | ActiveState::Reloading
+            ) {
+                continue;
+            }
+            self.systemd.reset_failed(&w.unit).await?;
+            self.systemd
+                .job(JobKind::Start, &w.unit, JOB_TIMEOUT)
+                .await?;
+            if wait_health {
+                self.wait_healthy(&svc, &w).await?;
+            }
+        }
+        self.stop_extra_instances(service).await
+    }
+
+    async fn bring_down(&mut self, service: &str) -> Result<(), ManagerError> {
+        let svc = self.service(service)?.clone();
+        // The socket first: left open, a connection would start an instance
+        // (its Service=) right after we stopped it.
+        if let Some(socket) = &svc.socket {
+            self.systemd.job(JobKind::Stop, socket, JOB_TIMEOUT).await?;
+        }
+        for unit in self.loaded_units(service).await? {
+            self.scheduled.remove(&unit);
+            self.systemd.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// The units of a service systemd has loaded: the unit, or every loaded
+    /// instance of a template (including ones no longer wanted).
+    async fn loaded_units(&self, service: &str) -> Result<Vec<UnitName>, ManagerError> {
+        let svc = self.service(service)?;
+        if !svc.unit.is_template() {
+            return Ok(vec![svc.unit.clone()]);
+        }
+        let pattern = svc.unit.as_str().replacen("@.", "@*.", 1);
+        Ok(self
+            .systemd
+            .units_matching(&pattern)
+            .await?
+            .into_iter()
+            .filter_map(|u| {
+                let n = svc.unit.instance_of(&u)?;
+                svc.unit.instance(n)
+            })
+            .collect())
+    }
+
+    async fn stop_extra_instances(&mut self, service: &str) -> Result<(), ManagerError> {
+        let wanted: Vec<UnitName> = self
+            .wanted_of(service)
+            .into_iter()
+            .map(|w| w.unit)
+            .collect();
+        for unit in self.loaded_units(service).await? {
+            if !wanted.contains(&unit) {
+                let state = self.systemd.unit_state(&unit).await?;
+                if state.active_state != ActiveState::Inactive {
+                    tracing::info!(%unit, "stopping an instance beyond the desired count");
+                    self.scheduled.remove(&unit);
+                    self.systemd.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the unit and its health socket until healthy, failed or late.
+    async fn wait_healthy(&self, svc: &ServiceConfig, w: &WantedUnit) -> Result<(), ManagerError> {
+        let deadline = Instant::now() + svc.health_timeout.0;
+        let socket = match (&svc.health_socket, w.instance) {
+            (Some(template), Some(n)) => Some(template.replace("{instance}", &n.to_string())),
+            _ => None,
+        };
+        let mut last;
+        loop {
+            let state = self.systemd.unit_state(&w.unit).await?;
+            match state.active_state {
+                ActiveState::Failed | ActiveState::Inactive => {
+                    last = format!(
+                        "the unit is {} ({})",
+                        state.active_state.as_str(),
+                        state.sub_state
+                    );
+                    break;
+                }
+                ActiveState::Active => match &socket {
+                    None => return Ok(()),
+                    Some(path) => match probe::get(path, &svc.health_path).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = e,
+                    },
+                },
+                other => last = format!("the unit is {}", other.as_str()),
+            }
+            if Instant::now() >= deadline {
+                last = format!("{last} after {}s", svc.health_timeout.0.as_secs());
+                break;
+            }
+            tokio::time::sleep(probe::POLL).await;
+        }
+        Err(ManagerError::Unhealthy {
+            unit: w.unit.to_string(),
+            reason: last,
+            journal: journal_tail(&w.unit).await,
+        })
+    }
+
+    pub(super) async fn action(
+        &mut self,
+        service: &str,
+        action: ServiceAction,
+    ) -> Result<ActionResult, ManagerError> {
+        let started = Instant::now();
+        let svc = self.service(service)?.clone();
+        let running = !matches!(action, ServiceAction::Stop);
+        if let Some(d) = self.desired.services.get_mut(service) {
+            d.running = running;
+        }
+        self.store.save(&self.desired)?;
+        self.publish();
+        match action {
+            ServiceAction::Start => self.bring_up(service, true).await?,
+            ServiceAction::Stop => self.bring_down(service).await?,
+            ServiceAction::Restart => {
+                self.bring_up(service, true).await?;
+                // One at a time, each healthy before the next: the others
+                // keep serving.
+                for w in self.wanted_of(service) {
+                    self.scheduled.remove(&w.unit);
+                    self.histories.remove(&w.unit);
+                    self.systemd
+                        .job(JobKind::Restart, &w.unit, JOB_TIMEOUT)
+                        .await?;
+                    self.wait_healthy(&svc, &w).await?;
+                }
+            }
+        }
+        self.result(service, started).await
+    }
+
+    pub(super) async fn scale(
+        &mut self,
+        service: &str,
+        instances: u32,
+    ) -> Result<ActionResult, ManagerError> {
+        let started = Instant::now();
+        let svc = self.service(service)?.clone();
+        if !svc.unit.is_template() {
+            return Err(ManagerError::NotInstanced {
+                service: service.to_owned(),
+            });
+        }
+        if !(1..=svc.max_instances.0).contains(&instances) {
+            return Err(ManagerError::OutOfRange {
+                service: service.to_owned(),
+                requested: instances,
+                max: svc.max_instances.0,
+            });
+        }
+        let Some(before) = self.desired.services.get(service).cloned() else {
+            return Err(ManagerError::UnknownService {
+                name: service.to_owned(),
+                known: self.config.services.keys().cloned().collect(),
+            });
+        };
+        self.set_instances(service, instances, true)?;
+        if let Err(e) = self.bring_up(service, true).await {
+            // A scale that cannot be healthy changes nothing: back to the
+            // previous count, and the new instances go away again.
+            tracing::warn!(
+                service,
+                "scale failed, returning to {:?} instances: {e}",
+                before.instances
+            );
+            self.set_instances(service, before.instances.unwrap_or(1), before.running)?;
+            if let Err(undo) = self.stop_extra_instances(service).await {
+                tracing::error!(
+                    service,
+                    "cannot stop the instances of the failed scale: {undo}"
+                );
+            }
+            return Err(e);
+        }
+        self.result(service, started).await
+    }
+
+    fn set_instances(&mut self, service: &str, n: u32, running: bool) -> Result<(), ManagerError> {
+        if let Some(d) = self.desired.services.get_mut(service) {
+            d.instances = Some(n);
+            d.running = running;
+        }
+        self.store.save(&self.desired)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// The answer to a successful action or scale, which also means the
+    /// service is where it should be.
+    async fn result(
+        &mut self,
+        service: &str,
+        started: Instant,
+    ) -> Result<ActionResult, ManagerError> {
+        self.unreconciled.remove(service);
+        let mut units = Vec::new();
+        let mut names: Vec<(UnitName, Option<u32>)> = self
+            .wanted_of(service)
+            .into_iter()
+            .map(|w| (w.unit, w.instance))
+            .collect();
+        if let Some(socket) = &self.service(service)?.socket {
+            names.push((socket.clone(), None));
+        }
+        for (unit, instance) in names {
+            let st = self.systemd.unit_state(&unit).await?;
+            units.push(UnitStatus {
+                service: service.to_owned(),
+                unit: unit.to_string(),
+                instance,
+                active_state: st.active_state,
+                sub_state: st.sub_state,
+            });
+        }
+        Ok(ActionResult {
+            service: service.to_owned(),
+            units,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// A watched unit changed. A wanted unit that failed gets an event and,
+    /// by its policy, a restart after its backoff.
+    pub(super) async fn on_change(&mut self, unit: UnitName) {
+        let _ = self.poke.send(());
+        let Some(w) = self.wanted().into_iter().find(|w| w.unit == unit) else {
+            return;
+        };
+        if !w.running || self.scheduled.contains_key(&unit) {
+            return;
+        }
+        match self.systemd.unit_state(&unit).await {
+            Ok(st) if st.active_state == ActiveState::Failed => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%unit, "cannot read state after a change: {e}");
+                return;
+            }
+        }
+        let outcome = self.systemd.service_outcome(&unit).await.ok();
+        let Some(policy) = self
+            .config
+            .services
+            .get(&w.service)
+            .map(|s| s.restart.clone())
+        else {
+            return;
+        };
+        let action = match policy.policy {
+            RestartMode::Never => "failed; not restarted (restart.policy = never)".to_owned(),
+            RestartMode::OnFailure => {
+                let history = self.histories.entry(unit.clone()).or_default();
+                match history.on_failure(&policy, std::time::Instant::now()) {
+                    Decision::RestartIn(delay) => {
+                        self.scheduled.insert(unit.clone(), Instant::now() + delay);
+                        format!(
+                            "failed; restarting in {}",
+                            humantime::format_duration(delay)
+                        )
+                    }
+                    Decision::GiveUp { failures } => format!(
+                        "failed {failures} times within {}; gave up restarting it",
+                        humantime::format_duration(policy.window.0)
+                    ),
+                }
+            }
+        };
+        self.record(UnitEvent {
+            time: now_rfc3339(),
+            service: w.service,
+            unit: unit.to_string(),
+            result: outcome
+                .as_ref()
+                .map_or_else(|| "unknown".into(), |o| o.result.clone()),
+            exit_status: outcome.and_then(|o| o.exit_status),
+            action,
+        });
+    }
+
+    pub(super) async fn run_due_restarts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<UnitName> = self
+            .scheduled
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for unit in due {
+            self.scheduled.remove(&unit);
+            let Some(w) = self
+                .wanted()
+                .into_iter()
+                .find(|w| w.unit == unit && w.running)
+            else {
+                continue;
+            };
+            let started = async {
+                self.systemd.reset_failed(&unit).await?;
+                self.systemd
+                    .job(JobKind::Start, &unit, super::JOB_TIMEOUT)
+                    .await?;
+                Ok::<_, ManagerError>(())
+            }
+            .await;
+            match started {
+                Ok(()) => {
+                    *self.restarts.entry(w.service).or_default() += 1;
+                    tracing::info!(%unit, "restarted after a failure");
+                    self.publish();
+                }
+                // The unit is failed again: its change signal schedules the
+                // next try with a longer backoff.
+                Err(e) => tracing::warn!(%unit, "restart failed: {e}"),
+            }
+        }
+    }
+}
