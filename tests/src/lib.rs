@@ -59,9 +59,22 @@ pub struct HttpResponse {
 /// A bare HTTP/1.0 GET: enough to read /health without pulling an HTTP
 /// client into the suite, and it shows exactly what a load balancer sends.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<HttpResponse> {
+    http_request(addr, "GET", path, "")
+}
+
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<HttpResponse> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
@@ -177,6 +190,19 @@ impl Sandbox {
                 "sandbox", "exec", "--name", &self.name, "--", "/bin/sh", "-c", script,
             ])
             .output()?)
+    }
+
+    /// `hostctl status --json` with this sandbox's config: (exit code, hosts).
+    pub fn status_json(&self) -> Result<(i32, Vec<serde_json::Value>)> {
+        let out = self.hostctl(&["status", "--json"])?;
+        let hosts = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "status --json printed no JSON array; stdout: {} stderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        Ok((out.status.code().unwrap_or(-1), hosts))
     }
 
     /// A systemd property of a unit, read inside the sandbox.

@@ -10,7 +10,10 @@ use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 mod foundation;
+mod health_checks;
+mod manager;
 mod sandbox_host;
+mod services;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
 
@@ -32,8 +35,22 @@ const TRIALS: &[(&str, TestFn)] = trials![
     foundation::unreachable_host_fails_status_naming_it,
     foundation::control_socket_is_root_and_group_only,
     foundation::hostd_stops_gracefully_on_sigterm,
+    manager::the_demo_api_serves_through_the_shared_socket,
+    manager::a_killed_instance_is_seen_by_signal_recorded_and_restarted,
+    manager::scale_survives_a_hostd_restart_and_a_full_stop,
+    manager::every_unit_verifies_and_the_api_is_confined,
+    services::logs_prints_recent_journal_lines_of_redis,
+    services::logs_of_an_unknown_service_lists_the_known_ones,
+    services::restart_redis_reports_it_active_with_a_new_invocation,
+    services::stop_then_start_redis_moves_health_to_503_and_back,
+    services::scale_api_to_3_and_back_to_1,
+    services::scale_refusals_exit_2_and_change_nothing,
     sandbox_host::a_second_sandbox_runs_beside_the_first_and_leaves_nothing,
     sandbox_host::a_failed_up_says_what_failed_and_leaves_nothing,
+    health_checks::postgres_down_is_503_naming_it_and_recovers,
+    health_checks::metrics_expose_unit_and_component_series,
+    health_checks::a_burst_of_health_requests_does_not_query_postgres_more,
+    health_checks::emf_lines_appear_when_emf_path_is_configured,
 ];
 
 fn main() -> std::process::ExitCode {
@@ -67,7 +84,13 @@ fn main() -> std::process::ExitCode {
             let sandbox = Arc::clone(&sandbox);
             let f = *f;
             Trial::test(*trial_name, move || {
-                f(&sandbox).map_err(|e| Failed::from(format!("{e:#}")))
+                // Trials restart hostd on purpose, more often than its
+                // StartLimitBurst allows in a minute; start each with a
+                // fresh counter (reset-failed zeroes it).
+                sandbox
+                    .root_sh("systemctl reset-failed hostd.service")
+                    .and_then(|_| f(&sandbox))
+                    .map_err(|e| Failed::from(format!("{e:#}")))
             })
         })
         .collect();

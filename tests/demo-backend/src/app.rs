@@ -35,7 +35,9 @@ impl Settings {
             database_url: var("DATABASE_URL", "host=/run/postgresql dbname=postgres"),
             redis_url: var("REDIS_URL", "redis://127.0.0.1:6379/"),
             listen: var("LISTEN_ADDR", "127.0.0.1:8080"),
-            health_socket: std::env::var("HEALTH_SOCKET").ok().filter(|s| !s.is_empty()),
+            health_socket: std::env::var("HEALTH_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 }

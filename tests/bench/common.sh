@@ -1,0 +1,28 @@
+# Shared by the benchmarks (sourced). Benchmarks are commands, not tests:
+# they are not part of tests/run or CI, their figures depend on the machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+[ "$(id -u)" = 0 ] || { echo "benchmarks boot a sandbox host and must run as root" >&2; exit 1; }
+
+# A release hostd is what runs on hosts; the debug one is several times
+# bigger and slower. The demo API comes from the debug build.
+cargo build --release -p hostd >&2
+cargo build --workspace --bins >&2
+HOSTCTL=target/debug/hostctl
+
+boot() { # NAME -> sets ADDR; tears the sandbox down on exit
+    BENCH_NAME=$1
+    trap '"$HOSTCTL" sandbox down --name "$BENCH_NAME" >/dev/null 2>&1 || true' EXIT
+    "$HOSTCTL" sandbox up --name "$BENCH_NAME" --hostd target/release/hostd \
+        --api target/debug/demo-backend >&2
+    ADDR=$("$HOSTCTL" sandbox list | awk -v n="$BENCH_NAME" '$1 == n {print $2}')
+    [ -n "$ADDR" ] || { echo "sandbox $BENCH_NAME has no address" >&2; exit 1; }
+    for _ in $(seq 60); do
+        curl -fs -m 2 -o /dev/null "http://$ADDR:7780/health" && return 0
+        sleep 1
+    done
+    echo "sandbox $BENCH_NAME: /health never answered 200" >&2
+    exit 1
+}
+
+in_sandbox() { "$HOSTCTL" sandbox exec --name "$BENCH_NAME" -- "$@"; }
