@@ -13,6 +13,7 @@ pub mod notify;
 pub mod postgres;
 pub mod server;
 pub mod systemd;
+pub mod units;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +33,8 @@ pub enum RunError {
     Control(#[from] control::ControlError),
     #[error(transparent)]
     Manager(#[from] manager::ManagerError),
+    #[error(transparent)]
+    Units(#[from] units::UnitsError),
     #[error("a server task failed")]
     Serve(#[source] std::io::Error),
 }
@@ -47,6 +50,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         control::bind_control(&config.control.socket, config.control.group.as_deref())?;
 
     let systemd = systemd::Systemd::connect().await?;
+    // Before anything is started: units must be current when the manager
+    // brings services up.
+    let synced = units::sync(&config.units.source_dir, &config.units.target_dir)?;
+    if !synced.written.is_empty() {
+        systemd.reload().await?;
+        systemd.enable(&synced.installable).await?;
+    }
     let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let manager = manager::spawn(systemd.clone(), Arc::clone(&config), stop_rx.clone()).await?;

@@ -51,6 +51,8 @@ pub struct Config {
     /// Where hostd keeps its state (desired service state...).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    #[serde(default)]
+    pub units: UnitsConfig,
 }
 
 fn default_state_dir() -> PathBuf {

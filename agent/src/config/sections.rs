@@ -259,3 +259,30 @@ fn default_emf_interval() -> HumanDuration {
 fn default_namespace() -> String {
     "hostd".to_owned()
 }
+
+/// The unit files hostd installs (see `units.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitsConfig {
+    /// Shipped with hostd; copied into `target_dir` when different.
+    #[serde(default = "default_units_source")]
+    pub source_dir: PathBuf,
+    #[serde(default = "default_units_target")]
+    pub target_dir: PathBuf,
+}
+
+impl Default for UnitsConfig {
+    fn default() -> Self {
+        Self {
+            source_dir: default_units_source(),
+            target_dir: default_units_target(),
+        }
+    }
+}
+
+fn default_units_source() -> PathBuf {
+    PathBuf::from("/usr/local/lib/hostd/units")
+}
+fn default_units_target() -> PathBuf {
+    PathBuf::from("/etc/systemd/system")
+}

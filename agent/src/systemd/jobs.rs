@@ -120,6 +120,26 @@ impl Systemd {
         }
     }
 
+    /// daemon-reload: systemd rereads unit files after hostd installed some.
+    pub async fn reload(&self) -> Result<(), SystemdError> {
+        self.manager.reload().await.map_err(SystemdError::Subscribe)
+    }
+
+    /// Enables unit files (their [Install] links). Idempotent.
+    pub async fn enable(&self, units: &[String]) -> Result<(), SystemdError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        self.manager
+            .enable_unit_files(units.to_vec(), false, false)
+            .await
+            .map(|_| ())
+            .map_err(|source| SystemdError::LoadUnit {
+                unit: units.join(" "),
+                source,
+            })
+    }
+
     /// Clears a failed unit so it can be started again.
     pub async fn reset_failed(&self, unit: &UnitName) -> Result<(), SystemdError> {
         match self.manager.reset_failed_unit(unit.to_string()).await {
