@@ -78,10 +78,14 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
     if status.hostname != r.host && status.hostname != r.address {
         writeln!(out, "    {DIM}hostname {}{DIM:#}", status.hostname)?;
     }
+    let label = |u: &hostd_api::UnitStatus| match u.instance {
+        Some(n) => format!("{}@{n}", u.service),
+        None => u.service.clone(),
+    };
     let width = status
         .units
         .iter()
-        .map(|u| u.service.len())
+        .map(|u| label(u).len())
         .max()
         .unwrap_or(0);
     for unit in &status.units {
@@ -89,11 +93,28 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
         writeln!(
             out,
             "    {:<width$}  {us}{}/{}{us:#}  {DIM}{}{DIM:#}",
-            unit.service,
+            label(unit),
             unit.active_state.as_str(),
             unit.sub_state,
             unit.unit,
         )?;
+    }
+    for svc in &status.services {
+        let mut notes = Vec::new();
+        if !svc.running {
+            notes.push("stopped by hostctl stop".to_owned());
+        }
+        if svc.restarts > 0 {
+            notes.push(format!("{} restart(s) after failures", svc.restarts));
+        }
+        if !notes.is_empty() {
+            writeln!(
+                out,
+                "    {YELLOW}{}: {}{YELLOW:#}",
+                svc.name,
+                notes.join(", ")
+            )?;
+        }
     }
     if status.units.is_empty() {
         writeln!(out, "    {DIM}no units configured{DIM:#}")?;
@@ -110,6 +131,24 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
             Some(reason) => writeln!(out, ": {reason}")?,
             None => writeln!(out)?,
         }
+    }
+    // The newest few; `--json` has them all (hostd keeps the last 50).
+    const SHOWN_EVENTS: usize = 5;
+    let recent = status.events.len().saturating_sub(SHOWN_EVENTS);
+    if !status.events.is_empty() {
+        writeln!(out, "    {DIM}recent failures:{DIM:#}")?;
+    }
+    for e in &status.events[recent..] {
+        let exit = match (e.result.as_str(), e.exit_status) {
+            ("signal", Some(n)) => format!(" (signal {n})"),
+            (_, Some(n)) => format!(" (exit {n})"),
+            (_, None) => String::new(),
+        };
+        writeln!(
+            out,
+            "      {DIM}{}{DIM:#} {} {}{exit}: {}",
+            e.time, e.unit, e.result, e.action
+        )?;
     }
     Ok(())
 }

@@ -79,6 +79,62 @@ fn human_output_shows_units_failing_components_and_unreachable_hosts()
 }
 
 #[test]
+fn human_output_labels_instances_and_shows_stops_restarts_and_failures()
+-> Result<(), Box<dyn std::error::Error>> {
+    let mut st = status(HealthStatus::Healthy);
+    st.units = vec![UnitStatus {
+        instance: Some(2),
+        service: "api".into(),
+        unit: "api@2.service".into(),
+        active_state: ActiveState::Active,
+        sub_state: "running".into(),
+    }];
+    st.health.components.clear();
+    st.services = vec![
+        hostd_api::ServiceSummary {
+            name: "api".into(),
+            unit: "api@.service".into(),
+            running: true,
+            instances: Some(2),
+            max_instances: Some(8),
+            restarts: 1,
+        },
+        hostd_api::ServiceSummary {
+            name: "redis".into(),
+            unit: "redis-server.service".into(),
+            running: false,
+            instances: None,
+            max_instances: None,
+            restarts: 0,
+        },
+    ];
+    st.events = vec![hostd_api::UnitEvent {
+        time: "2026-11-22T03:00:00Z".into(),
+        service: "api".into(),
+        unit: "api@2.service".into(),
+        result: "signal".into(),
+        exit_status: Some(9),
+        action: "failed; restarting in 1s".into(),
+    }];
+    let mut out = Vec::new();
+    render::human(&mut out, "prod", &[report("a", Some(st))])?;
+    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    assert!(
+        text.contains("    api@2  active/running  api@2.service\n"),
+        "{text}"
+    );
+    assert!(text.contains("api: 1 restart(s) after failures"), "{text}");
+    assert!(text.contains("redis: stopped by hostctl stop"), "{text}");
+    assert!(
+        text.contains(
+            "2026-11-22T03:00:00Z api@2.service signal (signal 9): failed; restarting in 1s"
+        ),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
 fn json_output_has_the_documented_shape() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     render::json(
