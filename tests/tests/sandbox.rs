@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod data_volume;
 mod foundation;
 mod health_checks;
 mod manager;
@@ -51,6 +52,9 @@ const TRIALS: &[(&str, TestFn)] = trials![
     health_checks::metrics_expose_unit_and_component_series,
     health_checks::a_burst_of_health_requests_does_not_query_postgres_more,
     health_checks::emf_lines_appear_when_emf_path_is_configured,
+    data_volume::postgres_keeps_its_cluster_in_data,
+    data_volume::redis_keeps_its_dump_and_aof_in_data_redis,
+    data_volume::postgres_and_redis_wait_for_the_data_mount,
 ];
 
 fn main() -> std::process::ExitCode {

@@ -16,7 +16,8 @@ use super::{SSH_USER, aws};
 /// Embedded so an installed hostctl works anywhere.
 const PROVISION_SH: &str = include_str!("../../../packer/provision.sh");
 const HOSTD_TOML: &str = include_str!("../../../packer/files/hostd.toml");
-/// Every file in units/ (a test checks none is missing).
+/// Every file in units/, by its path there: our units at the top, drop-ins
+/// for the distribution's units in `NAME.d/` (a test checks none is missing).
 pub(crate) const UNITS: &[(&str, &str)] = &[
     (
         "hostd.service",
@@ -24,6 +25,14 @@ pub(crate) const UNITS: &[(&str, &str)] = &[
     ),
     ("api@.service", include_str!("../../../units/api@.service")),
     ("api.socket", include_str!("../../../units/api.socket")),
+    (
+        "redis-server.service.d/50-hostd.conf",
+        include_str!("../../../units/redis-server.service.d/50-hostd.conf"),
+    ),
+    (
+        "postgresql@.service.d/50-hostd.conf",
+        include_str!("../../../units/postgresql@.service.d/50-hostd.conf"),
+    ),
 ];
 
 /// Staging directory inside the root, as Packer would upload it.
@@ -102,7 +111,11 @@ pub(crate) async fn provision(
     std::fs::copy(hostd, &dest)
         .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
     for (file, text) in UNITS {
-        write(&units.join(file), text)?;
+        let path = units.join(file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("create", dir, e))?;
+        }
+        write(&path, text)?;
     }
     if let Some(api) = api {
         let bin = staging.join("api/bin");
@@ -224,14 +237,34 @@ mod tests {
         );
     }
 
+    /// Every file under units/, as a path relative to it ("a/b"), one
+    /// directory level down at most (drop-in directories).
+    fn files_under(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type()?.is_dir() {
+                assert!(prefix.is_empty(), "{name}: units/ nests one level at most");
+                files_under(&entry.path(), &format!("{name}/"), out)?;
+            } else {
+                out.push(name);
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn every_unit_file_in_the_repository_is_embedded() -> Result<(), std::io::Error> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units");
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let on_disk = std::fs::read_to_string(entry.path())?;
-            let embedded = UNITS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        let mut files = Vec::new();
+        files_under(&dir, "", &mut files)?;
+        assert!(
+            files.iter().any(|f| f.contains(".d/")),
+            "the drop-ins in units/*.d/ were not found"
+        );
+        for name in &files {
+            let on_disk = std::fs::read_to_string(dir.join(name))?;
+            let embedded = UNITS.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
             assert_eq!(
                 embedded,
                 Some(on_disk.as_str()),
