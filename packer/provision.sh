@@ -123,6 +123,15 @@ for dropin in "$staging"/units/*.d/*.conf; do
     install -d -m 0755 -o root -g root "$dir"
     install_file "$dropin" "$dir/$(basename "$dropin")"
 done
+# hostd's own copy (units.source_dir): at every start hostd installs these
+# into /etc/systemd/system when they differ and reloads systemd, so a new
+# hostd build brings its units along without a new image.
+for file in "$staging"/units/* "$staging"/units/*.d/*.conf; do
+    [[ -f $file ]] || continue
+    rel=${file#"$staging"/units/}
+    install -d -m 0755 -o root -g root "/usr/local/lib/hostd/units/$(dirname "$rel")"
+    install_file "$file" "/usr/local/lib/hostd/units/$rel"
+done
 if [[ ! -e /etc/hostd/hostd.toml ]]; then
     install -m 0640 -o root -g hostd "$staging/hostd.toml" /etc/hostd/hostd.toml
 else

@@ -166,3 +166,40 @@ pub fn every_unit_verifies_and_the_api_is_confined(s: &Sandbox) -> Result<()> {
     );
     Ok(())
 }
+
+pub fn hostd_installs_a_changed_shipped_unit_and_reloads_systemd(s: &Sandbox) -> Result<()> {
+    const SHIPPED: &str = "/usr/local/lib/hostd/units/api.socket";
+    const MARK: &str = "# changed by the suite";
+    ensure!(
+        s.root_sh(&format!(
+            "cmp {SHIPPED} /etc/systemd/system/api.socket && echo same"
+        ))?
+        .trim()
+            == "same",
+        "provisioning did not give hostd its own copy of the units"
+    );
+    s.root_sh(&format!(
+        "cp -p {SHIPPED} /tmp/api.socket.good && echo '{MARK}' >> {SHIPPED}"
+    ))?;
+    let result = (|| {
+        s.root_sh("systemctl restart hostd.service")?;
+        let installed = s.root_sh("cat /etc/systemd/system/api.socket")?;
+        ensure!(
+            installed.contains(MARK),
+            "hostd did not install the changed unit:\n{installed}"
+        );
+        // hostd reloaded systemd itself: the unit is not marked stale.
+        ensure!(s.unit_property("api.socket", "NeedDaemonReload")? == "no");
+        Ok(())
+    })();
+    s.root_sh(&format!(
+        "mv /tmp/api.socket.good {SHIPPED} && systemctl restart hostd.service"
+    ))?;
+    result?;
+    let back = s.root_sh("cat /etc/systemd/system/api.socket")?;
+    ensure!(
+        !back.contains(MARK),
+        "the original unit was not reinstalled"
+    );
+    Ok(())
+}

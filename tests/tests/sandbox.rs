@@ -40,6 +40,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     manager::a_killed_instance_is_seen_by_signal_recorded_and_restarted,
     manager::scale_survives_a_hostd_restart_and_a_full_stop,
     manager::every_unit_verifies_and_the_api_is_confined,
+    manager::hostd_installs_a_changed_shipped_unit_and_reloads_systemd,
     services::logs_prints_recent_journal_lines_of_redis,
     services::logs_of_an_unknown_service_lists_the_known_ones,
     services::restart_redis_reports_it_active_with_a_new_invocation,
