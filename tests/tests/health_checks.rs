@@ -205,11 +205,11 @@ pub fn a_burst_of_health_requests_does_not_query_postgres_more(s: &Sandbox) -> R
 }
 
 pub fn emf_lines_appear_when_emf_path_is_configured(s: &Sandbox) -> Result<()> {
-    let path = "/var/log/hostd-emf.log";
+    let path = "/var/log/hostd/emf.log";
     s.root_sh(&format!("rm -f {path}"))?;
     let result = with_config(
         s,
-        "printf '\\n[metrics]\\nemf_path = \"/var/log/hostd-emf.log\"\\nemf_interval = \"1s\"\\n\\n[metrics.dimensions]\\nInstanceId = \"i-sandbox\"\\n' >> $CONFIG",
+        "printf '\\n[metrics]\\nemf_path = \"/var/log/hostd/emf.log\"\\nemf_interval = \"1s\"\\n\\n[metrics.dimensions]\\nInstanceId = \"i-sandbox\"\\n' >> $CONFIG",
         || {
             let text = poll("EMF lines", Duration::from_secs(20), || {
                 let t = s.root_sh(&format!("cat {path} 2>/dev/null || true"))?;
