@@ -194,7 +194,12 @@ impl Sandbox {
 
     /// `hostctl status --json` with this sandbox's config: (exit code, hosts).
     pub fn status_json(&self) -> Result<(i32, Vec<serde_json::Value>)> {
-        let out = self.hostctl(&["status", "--json"])?;
+        self.status_json_with(&self.hostctl_toml)
+    }
+
+    /// The same with another hostctl.toml (fleets, unreachable hosts).
+    pub fn status_json_with(&self, config: &Path) -> Result<(i32, Vec<serde_json::Value>)> {
+        let out = self.hostctl_with_config(config, &["status", "--json"])?;
         let hosts = serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
                 "status --json printed no JSON array; stdout: {} stderr: {}",

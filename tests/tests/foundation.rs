@@ -8,25 +8,6 @@ use hostd_api::HealthStatus;
 
 const CONFIG: &str = "/etc/hostd/hostd.toml";
 
-/// `hostctl status --json`: (exit code, parsed array).
-fn status_json(
-    s: &Sandbox,
-    config: Option<&std::path::Path>,
-) -> Result<(i32, Vec<serde_json::Value>)> {
-    let out = match config {
-        Some(c) => s.hostctl_with_config(c, &["status", "--json"])?,
-        None => s.hostctl(&["status", "--json"])?,
-    };
-    let hosts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "status --json printed no JSON array; stdout: {} stderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    Ok((out.status.code().unwrap_or(-1), hosts))
-}
-
 pub fn hostd_is_active_ready_and_pings_the_watchdog(s: &Sandbox) -> Result<()> {
     ensure!(s.unit_property("hostd.service", "Type")? == "notify");
     ensure!(s.unit_property("hostd.service", "ActiveState")? == "active");
@@ -48,7 +29,7 @@ pub fn hostd_is_active_ready_and_pings_the_watchdog(s: &Sandbox) -> Result<()> {
 }
 
 pub fn status_json_reports_units_and_health(s: &Sandbox) -> Result<()> {
-    let (code, hosts) = status_json(s, None)?;
+    let (code, hosts) = s.status_json()?;
     ensure!(
         code == 0,
         "status exited {code} on a healthy host: {hosts:?}"
@@ -124,7 +105,7 @@ pub fn health_turns_503_naming_a_stopped_unit_and_recovers(s: &Sandbox) -> Resul
             down.body
         );
 
-        let (code, hosts) = status_json(s, None)?;
+        let (code, hosts) = s.status_json()?;
         ensure!(
             code == 1,
             "status must exit 1 for an unhealthy host, got {code}"
@@ -236,7 +217,7 @@ pub fn unreachable_host_fails_status_naming_it(s: &Sandbox) -> Result<()> {
     let config = dir.path().join("hostctl.toml");
     std::fs::write(&config, with_ghost)?;
 
-    let (code, hosts) = status_json(s, Some(&config))?;
+    let (code, hosts) = s.status_json_with(&config)?;
     ensure!(
         code == 1,
         "status must exit 1 when a host is unreachable, got {code}"
