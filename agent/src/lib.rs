@@ -11,6 +11,7 @@ pub mod manager;
 pub mod metrics;
 pub mod notify;
 pub mod postgres;
+pub mod secrets;
 pub mod server;
 pub mod systemd;
 pub mod units;

@@ -24,6 +24,15 @@ enum Command {
         #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Debugging: fetch `[secrets]` once with the SDK's default chain and
+    /// print names, versions and the count (never values). Exit 0 when the
+    /// fetch worked and every required name exists, 1 otherwise. Writes
+    /// nothing to the store.
+    #[command(hide = true)]
+    SecretsCheck {
+        #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Join stdin/stdout to the control socket (hostctl runs this over SSH).
     DialStdio {
         #[arg(long, default_value = hostd_api::DEFAULT_CONTROL_SOCKET)]
@@ -59,6 +68,7 @@ fn main() -> ExitCode {
                     ExitCode::from(EXIT_CONFIG)
                 }
             },
+            Command::SecretsCheck { config } => secrets_check(&config).await,
             Command::DialStdio { socket } => match hostd::dial::dial_stdio(&socket).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -82,6 +92,41 @@ async fn run(path: &std::path::Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{}", hostd::health::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn secrets_check(path: &std::path::Path) -> ExitCode {
+    use hostd::secrets::{SecretSource, SsmSource, check_required};
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostd: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(secrets) = config.secrets else {
+        eprintln!("hostd: {} has no [secrets] section", path.display());
+        return ExitCode::FAILURE;
+    };
+    let prefix = secrets.path.as_str();
+    let fetched = match SsmSource::from_config(&secrets).await {
+        Ok(source) => source.fetch().await,
+        Err(e) => Err(e),
+    }
+    .and_then(|set| check_required(prefix, &set, &secrets.required).map(|()| set));
+    match fetched {
+        Ok(set) => {
+            // Names and versions only: this output may end up in a ticket.
+            for (name, version) in set.fingerprint() {
+                println!("{name}\tversion {version}");
+            }
+            println!("{} parameter(s) under {prefix}", set.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hostd: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,7 @@ mod foundation;
 mod health_checks;
 mod manager;
 mod sandbox_host;
+mod secrets;
 mod services;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
@@ -56,6 +57,8 @@ const TRIALS: &[(&str, TestFn)] = trials![
     data_volume::postgres_keeps_its_cluster_in_data,
     data_volume::redis_keeps_its_dump_and_aof_in_data_redis,
     data_volume::postgres_and_redis_wait_for_the_data_mount,
+    secrets::imds_standin_answers_only_with_a_token,
+    secrets::secrets_check_lists_names_through_the_instance_profile_never_values,
 ];
 
 fn main() -> std::process::ExitCode {

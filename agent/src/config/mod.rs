@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod secrets;
 mod sections;
 mod values;
 
+pub use secrets::*;
 pub use sections::*;
 pub use values::*;
 
@@ -53,6 +55,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     #[serde(default)]
     pub units: UnitsConfig,
+    /// None: hostd delivers no secrets.
+    #[serde(default)]
+    pub secrets: Option<SecretsConfig>,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -154,3 +154,65 @@ fn bad_check_targets_are_rejected_at_load_without_echoing_them() {
         "the value leaked into the error: {e}"
     );
 }
+
+#[test]
+fn secrets_section_defaults() -> Result<(), ConfigError> {
+    let c =
+        parse("[secrets]\npath = \"/zmanim/prod/\"\nrequired = [\"db_password\", \"api/key\"]\n")?;
+    let s = c.secrets.as_ref().map(|s| {
+        (
+            s.path.as_str(),
+            s.refresh_interval.0,
+            s.store_dir.0.clone(),
+            s.required.len(),
+            s.region.is_none() && s.endpoint_url.is_none(),
+        )
+    });
+    assert_eq!(
+        s,
+        Some((
+            "/zmanim/prod/",
+            Duration::from_secs(300),
+            PathBuf::from("/var/lib/hostd/secrets"),
+            2,
+            true
+        ))
+    );
+    assert!(parse("")?.secrets.is_none());
+    Ok(())
+}
+
+#[test]
+fn secrets_errors_name_file_line_and_key() {
+    let e = error_text("[secrets]\n\npath = \"zmanim/prod\"\n");
+    assert!(
+        e.starts_with("/etc/hostd/hostd.toml:3: key `secrets.path`"),
+        "{e}"
+    );
+    assert!(e.contains("start and end with `/`"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nrefresh_interval = \"5s\"\n");
+    assert!(e.contains(":3: key `secrets.refresh_interval`"), "{e}");
+    assert!(e.contains("at least 10s"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nrequired = [\"ok\", \"/abs\"]\n");
+    assert!(e.contains(":3: key `secrets.required[1]`"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nregion = \"Mars\"\n");
+    assert!(e.contains(":3: key `secrets.region`"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nstore_dir = \"relative\"\n");
+    assert!(e.contains(":3: key `secrets.store_dir`"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nendpoint_url = \"http://k:hunter2@x\"\n");
+    assert!(e.contains(":3: key `secrets.endpoint_url`"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+
+    let e = error_text("[secrets]\npath = \"/a/\"\nrefresh = \"1m\"\n");
+    assert!(e.contains(":3: key `secrets.refresh`"), "{e}");
+    assert!(e.contains("expected"), "{e}");
+
+    let e = error_text("[secrets]\nregion = \"us-east-1\"\n");
+    assert!(e.contains("key `secrets`"), "{e}");
+    assert!(e.contains("missing field `path`"), "{e}");
+}

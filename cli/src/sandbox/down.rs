@@ -8,7 +8,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::state::{Layout, SandboxState, validate_name};
-use super::{SandboxError, aws, net, rootfs};
+use super::{SandboxError, aws, imds, net, rootfs};
 
 /// How long an orderly container shutdown may take before SIGKILL.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(45);
@@ -58,6 +58,9 @@ async fn teardown(layout: &Layout, s: &SandboxState) -> Result<(), SandboxError>
     if let Some(p) = s.nspawn {
         p.terminate(&format!("sandbox {}", s.name), STOP_GRACE)
             .await;
+    }
+    if let Some(p) = s.imds {
+        imds::stop(p).await;
     }
     clean_nspawn_leftovers(&s.name, &layout.root(&s.name));
     rootfs::umount_below(&layout.dir(&s.name)).await?;

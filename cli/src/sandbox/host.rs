@@ -185,14 +185,14 @@ pub(crate) async fn operator_access(
     set_mode(&auth, 0o600)?;
 
     let env = root.join("etc/hostd/environment");
+    // Only the endpoint: region and credentials come from the sandbox's
+    // IMDSv2 stand-in, the way they do on EC2.
     write(
         &env,
         &format!(
             "# Written by `hostctl sandbox up`: the AWS stand-in.\n\
-             AWS_ENDPOINT_URL={}\nAWS_REGION={}\nAWS_ACCESS_KEY_ID=sandbox\n\
-             AWS_SECRET_ACCESS_KEY=sandbox\nAWS_EC2_METADATA_DISABLED=true\n",
+             AWS_ENDPOINT_URL={}\n",
             aws::endpoint(),
-            aws::REGION
         ),
     )?;
     set_mode(&env, 0o640)?;

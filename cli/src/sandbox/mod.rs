@@ -15,7 +15,8 @@
 //! rootfs-<key>/         cached root filesystem (read-only lower layer)
 //! aws/                  venv/, moto.log, moto.json (pid)
 //! NAME/                 state.json, root/ (+ upper/, work/), id_ed25519,
-//!                       known_hosts, hostctl.toml, console.log, provision.log
+//!                       known_hosts, hostctl.toml, console.log, provision.log,
+//!                       imds_standin.py, imds.log, imds.ready (IMDSv2 stand-in)
 //! ```
 
 mod aws;
@@ -24,6 +25,7 @@ mod down;
 mod error;
 mod exec;
 mod host;
+mod imds;
 mod net;
 mod proc;
 mod rootfs;

@@ -150,6 +150,9 @@ pub(crate) struct SandboxState {
     pub nspawn: Option<Proc>,
     /// `root/` is an overlay mount (otherwise a plain copy).
     pub overlay: bool,
+    /// The IMDSv2 stand-in in the sandbox's namespace, once started.
+    #[serde(default)]
+    pub imds: Option<Proc>,
 }
 
 impl SandboxState {

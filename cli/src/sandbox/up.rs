@@ -13,7 +13,7 @@ use super::cmd::{Cmd, require_tools};
 use super::down::{self, release_shared};
 use super::proc::Proc;
 use super::state::{Layout, SandboxState, render_hostctl_toml, validate_name};
-use super::{SSH_USER, SandboxError, aws, host, net, rootfs};
+use super::{SSH_USER, SandboxError, aws, host, imds, net, rootfs};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,6 +27,8 @@ struct UpOutput {
     identity_file: PathBuf,
     known_hosts: PathBuf,
     aws_endpoint: String,
+    /// What the IMDSv2 stand-in reports as this instance.
+    instance_id: String,
     console_log: PathBuf,
     pid: Option<i32>,
 }
@@ -39,6 +41,7 @@ enum Undo {
     DeleteNamespace(String),
     /// Also removes nspawn's leftovers for this root.
     Unmount(String),
+    StopImds(Proc),
     StopNspawn(Proc),
 }
 
@@ -128,12 +131,19 @@ async fn build(
         address: address.to_string(),
         nspawn: None,
         overlay: false,
+        imds: None,
     };
     layout.save(&state)?;
     aws::ensure(layout).await?;
     undo.push(Undo::DeleteNamespace(name.to_owned()));
     net::ensure_namespace(name, address).await?;
     drop(guard);
+    // Before boot, so hostd finds instance metadata from its first start.
+    let metadata = imds::start(layout, name, &state.address, aws::REGION).await?;
+    undo.push(Undo::StopImds(metadata));
+    state.imds = Some(metadata);
+    layout.save(&state)?;
+    imds::wait_ready(layout, name, metadata).await?;
 
     let root = layout.root(name);
     undo.push(Undo::Unmount(name.to_owned()));
@@ -189,6 +199,7 @@ fn output(layout: &Layout, s: &SandboxState) -> UpOutput {
         identity_file: layout.identity(&s.name),
         known_hosts: layout.known_hosts(&s.name),
         aws_endpoint: aws::endpoint(),
+        instance_id: imds::instance_id(&s.name),
         console_log: layout.console_log(&s.name),
         pid: s.nspawn.map(|p| p.pid),
     }
@@ -361,6 +372,10 @@ async fn run_undo(layout: &Layout, undo: Vec<Undo>) {
             Undo::Unmount(name) => {
                 down::clean_nspawn_leftovers(&name, &layout.root(&name));
                 rootfs::umount_below(&layout.dir(&name)).await
+            }
+            Undo::StopImds(p) => {
+                imds::stop(p).await;
+                Ok(())
             }
             Undo::DeleteNamespace(name) => net::delete_namespace(&name).await,
             Undo::RemoveDir(name) => rootfs::remove_tree(&layout.dir(&name)).await,
