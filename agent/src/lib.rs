@@ -54,18 +54,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Before anything is started: units must be current when the manager
     // brings services up.
     let synced = units::sync(&config.units.source_dir, &config.units.target_dir)?;
-    if !synced.written.is_empty() {
+    let config = Arc::new(config);
+    // Secrets too, before anything is started: credential files and
+    // drop-ins in place (or the gate closed) when the manager brings
+    // services up. One daemon-reload covers both.
+    let (mut secrets_runtime, secrets) = secrets_runtime(&config).await;
+    let delivered = secrets_runtime.refresh(std::time::SystemTime::now()).await;
+    if !synced.written.is_empty() || delivered.reload {
         systemd.reload().await?;
+    }
+    if !synced.written.is_empty() {
         systemd.enable(&synced.installable).await?;
     }
-    let config = Arc::new(config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let manager = manager::spawn(systemd.clone(), Arc::clone(&config), stop_rx.clone()).await?;
+    let manager = manager::spawn(
+        systemd.clone(),
+        Arc::clone(&config),
+        secrets.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
 
+    let mut probes = health::Probes::from_config(&config);
+    probes.secrets = Some(secrets);
     let (snapshot, checker) = health::spawn_checker(
         Arc::new(systemd),
         Arc::clone(&config),
-        health::Probes::from_config(&config),
+        probes,
         manager.view.clone(),
         manager.changes,
         stop_rx.clone(),
@@ -122,6 +137,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(w) = watchdog {
         w.abort();
     }
+    // Owns the state channel's sender; the next slice refreshes through it.
+    drop(secrets_runtime);
     let _ = std::fs::remove_file(&config.control.socket);
     for result in [h, c] {
         match result {
@@ -131,4 +148,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The runtime over the real SSM source. Without `[secrets]` it fetches
+/// nothing (the source is never asked) and only clears drop-ins an earlier
+/// configuration left.
+async fn secrets_runtime(
+    config: &Arc<Config>,
+) -> (
+    secrets::Runtime<secrets::SsmSource>,
+    watch::Receiver<secrets::SecretsState>,
+) {
+    let source = match &config.secrets {
+        Some(s) => secrets::SsmSource::from_config(s).await,
+        None => Err(secrets::FetchError::Unreachable {
+            prefix: String::new(),
+            detail: "no [secrets] section".to_owned(),
+        }),
+    };
+    secrets::Runtime::new(
+        Arc::clone(config),
+        source,
+        secrets::delivery::CREDENTIALS_ROOT.into(),
+    )
 }

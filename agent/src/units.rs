@@ -6,7 +6,7 @@
 //! does not cost a daemon-reload.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,10 @@ pub fn sync(source: &Path, target: &Path) -> Result<Synced, UnitsError> {
         if std::fs::read(&dest).ok().as_deref() == Some(wanted.as_slice()) {
             continue;
         }
-        write_atomically(&dest, &wanted)?;
+        write_atomically(&dest, &wanted, 0o644).map_err(|source| UnitsError::Write {
+            path: dest.clone(),
+            source,
+        })?;
         tracing::info!(unit = rel, "installed unit file");
         synced.written.push(rel.clone());
         if !rel.contains('/') && String::from_utf8_lossy(&wanted).contains("[Install]") {
@@ -89,26 +92,42 @@ fn unit_files(source: &Path) -> Result<Vec<(String, PathBuf)>, UnitsError> {
     Ok(out)
 }
 
-/// Temporary file, fsync, rename: systemd never reads half a unit.
-fn write_atomically(dest: &Path, body: &[u8]) -> Result<(), UnitsError> {
-    let err = |source| UnitsError::Write {
-        path: dest.to_owned(),
-        source,
-    };
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+/// Writes `body` to `dest` (atomically, with `mode`) unless it already
+/// holds exactly that with that mode; true when it wrote. Shared with the
+/// secrets delivery, which writes credentials and drop-ins the same way so
+/// an unchanged file never costs a daemon-reload.
+pub fn write_if_changed(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<bool> {
+    let same_mode = std::fs::metadata(dest).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
+    if same_mode && std::fs::read(dest).ok().as_deref() == Some(body) {
+        return Ok(false);
     }
-    let tmp = dest.with_extension("hostd-tmp");
+    write_atomically(dest, body, mode)?;
+    Ok(true)
+}
+
+/// Temporary file, fsync, rename: systemd never reads half a unit, and a
+/// service never starts with half a secret. The temporary file gets `mode`
+/// before any byte is written, so a secret is never briefly world-readable.
+/// Creates missing parent directories (0755: callers that need a private
+/// directory create it first).
+pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp_name = dest.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".hostd-tmp");
+    let tmp = dest.with_file_name(tmp_name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(body).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, dest).map_err(err)
+        .mode(mode)
+        .open(&tmp)?;
+    // A leftover temporary file keeps its old mode through open(): set it.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dest)
 }
 
 #[cfg(test)]
@@ -156,7 +175,7 @@ mod tests {
         let third = sync(src.path(), dst.path())?;
         assert_eq!(third.written, ["api@.service"]);
         assert!(third.installable.is_empty());
-        assert!(!dst.path().join("api@.hostd-tmp").exists());
+        assert!(!dst.path().join("api@.service.hostd-tmp").exists());
         Ok(())
     }
 

@@ -200,6 +200,12 @@ impl Config {
             if !svc.health_path.starts_with('/') {
                 return Err((key("health_path"), "must start with /".into()));
             }
+            if svc.secrets.is_some() && self.secrets.is_none() {
+                return Err((
+                    key("secrets"),
+                    "names secrets, but there is no [secrets] section to fetch them from".into(),
+                ));
+            }
             let r = &svc.restart;
             if r.backoff_initial.0.is_zero() || r.backoff_initial > r.backoff_max {
                 return Err((

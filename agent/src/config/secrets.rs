@@ -31,6 +31,56 @@ pub struct SecretsConfig {
     pub endpoint_url: Option<EndpointUrl>,
 }
 
+/// Which parameters one service receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection<'a> {
+    /// Every parameter under the prefix.
+    All,
+    /// These names (never empty).
+    Names(&'a [ParameterName]),
+}
+
+impl Selection<'_> {
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Names(names) => names.iter().any(|n| n.as_str() == name),
+        }
+    }
+}
+
+impl super::Config {
+    /// The secrets `service` receives; None when it receives none (no
+    /// `[secrets]` section, an empty list, or a non-template service
+    /// without a list). App services (templates) get every parameter by
+    /// default because that is what an app's settings are; PostgreSQL and
+    /// Redis must opt in, so a new parameter never lands in them unasked.
+    pub fn secrets_for(&self, service: &str) -> Option<Selection<'_>> {
+        self.secrets.as_ref()?;
+        let svc = self.services.get(service)?;
+        match &svc.secrets {
+            Some(names) if names.is_empty() => None,
+            Some(names) => Some(Selection::Names(names)),
+            None if svc.unit.is_template() => Some(Selection::All),
+            None => None,
+        }
+    }
+
+    /// `secrets.required` ∩ what `service` receives: the names it must
+    /// have before it is started.
+    pub fn required_for(&self, service: &str) -> Vec<&str> {
+        let (Some(secrets), Some(selection)) = (&self.secrets, self.secrets_for(service)) else {
+            return Vec::new();
+        };
+        secrets
+            .required
+            .iter()
+            .map(ParameterName::as_str)
+            .filter(|n| selection.includes(n))
+            .collect()
+    }
+}
+
 fn default_refresh_interval() -> RefreshInterval {
     RefreshInterval(Duration::from_secs(300))
 }

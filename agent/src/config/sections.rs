@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::secrets::ParameterName;
 use super::values::{Count, HumanDuration, Percent, UnitName};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +43,12 @@ pub struct ServiceConfig {
     /// authentication).
     #[serde(default)]
     pub database: Option<String>,
+    /// Parameter names (relative to `secrets.path`) this service receives
+    /// as systemd credentials. Unset: every parameter for a template (app)
+    /// service, none for others; `[]` gives it none. See
+    /// [`Config::secrets_for`](super::Config::secrets_for).
+    #[serde(default)]
+    pub secrets: Option<Vec<ParameterName>>,
 }
 
 fn default_health_timeout() -> HumanDuration {

@@ -216,3 +216,60 @@ fn secrets_errors_name_file_line_and_key() {
     assert!(e.contains("key `secrets`"), "{e}");
     assert!(e.contains("missing field `path`"), "{e}");
 }
+
+#[test]
+fn secrets_go_to_app_services_by_default_and_to_others_by_name() -> Result<(), ConfigError> {
+    let c = parse(
+        r#"
+[secrets]
+path = "/app/prod/"
+required = ["db_url", "redis_password", "backup_key"]
+
+[services.api]
+unit = "api@.service"
+
+[services.worker]
+unit = "worker@.service"
+secrets = []
+
+[services.redis]
+unit = "redis-server.service"
+secrets = ["redis_password"]
+
+[services.postgresql]
+unit = "postgresql.service"
+"#,
+    )?;
+    assert_eq!(c.secrets_for("api"), Some(Selection::All));
+    assert_eq!(
+        c.required_for("api"),
+        ["db_url", "redis_password", "backup_key"]
+    );
+    assert_eq!(c.secrets_for("worker"), None);
+    assert!(c.required_for("worker").is_empty());
+    assert_eq!(c.required_for("redis"), ["redis_password"]);
+    assert_eq!(c.secrets_for("postgresql"), None);
+    assert!(c.required_for("postgresql").is_empty());
+    Ok(())
+}
+
+#[test]
+fn service_secrets_are_checked_names_and_need_a_secrets_section() {
+    let text = error_text(
+        "[secrets]\npath = \"/a/\"\n[services.api]\nunit = \"api@.service\"\nsecrets = [\"/abs\"]\n",
+    );
+    assert!(
+        text.contains("services.api.secrets") && text.contains("/abs"),
+        "{text}"
+    );
+    let text = error_text("[services.redis]\nunit = \"redis-server.service\"\nsecrets = [\"x\"]\n");
+    assert!(
+        text.contains("services.redis.secrets") && text.contains("[secrets]"),
+        "{text}"
+    );
+    let c = parse("[services.api]\nunit = \"api@.service\"\n");
+    assert!(
+        c.is_ok_and(|c| c.secrets_for("api").is_none()),
+        "no [secrets]: nothing"
+    );
+}

@@ -52,6 +52,8 @@ pub struct Probes {
     pub redis: Option<Arc<dyn Probe>>,
     pub instances: Arc<dyn InstanceProbe>,
     pub system: Option<Arc<dyn SystemProbe>>,
+    /// What the secrets runtime publishes; read each round (no I/O).
+    pub secrets: Option<watch::Receiver<crate::secrets::SecretsState>>,
 }
 
 impl Probes {
@@ -77,6 +79,7 @@ impl Probes {
                 .map(|u| Arc::new(RedisProbe::new(u, timeout)) as Arc<dyn Probe>),
             instances: Arc::new(HttpUnixProbe { timeout }),
             system,
+            secrets: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{Probes, Snapshot, error_chain, report};
 use crate::checks::{CheckError, Probe, SystemSample, system};
 use crate::config::{Config, UnitName};
 use crate::desired::{ManagerView, WantedUnit, wanted_units};
+use crate::secrets::SecretsState;
 use crate::systemd::{UnitState, UnitStates};
 
 /// A bound on one unit read so a hung bus cannot stall the loop (and with it
@@ -47,6 +48,9 @@ pub async fn check_once<S: UnitStates>(
     components.extend(instances);
     if let Some(s) = &sample {
         components.extend(system::evaluate(s, &config.checks));
+    }
+    if let Some(rx) = &probes.secrets {
+        components.extend(secrets_component(&rx.borrow()));
     }
     let mut snap = Snapshot::new(units, report(components));
     snap.system = sample.unwrap_or_else(SystemSample::default);
@@ -131,6 +135,32 @@ fn from_result(name: &str, r: Result<(), CheckError>) -> ComponentHealth {
         },
         Err(e) => unhealthy(name, e.to_string()),
     }
+}
+
+/// `secrets`: healthy when fresh; degraded "secrets stale since T" while
+/// services run on the stored set; unhealthy when none could be delivered.
+/// Absent without `[secrets]`.
+pub(crate) fn secrets_component(state: &SecretsState) -> Option<ComponentHealth> {
+    const NAME: &str = "secrets";
+    if !state.configured {
+        return None;
+    }
+    if state.delivered.is_none() {
+        let why = state.problem.as_deref().unwrap_or("not fetched yet");
+        return Some(unhealthy(NAME, format!("no secrets delivered: {why}")));
+    }
+    Some(match state.stale_message() {
+        Some(reason) => ComponentHealth {
+            name: NAME.to_owned(),
+            status: HealthStatus::Degraded,
+            reason: Some(reason),
+        },
+        None => ComponentHealth {
+            name: NAME.to_owned(),
+            status: HealthStatus::Healthy,
+            reason: None,
+        },
+    })
 }
 
 fn unit_component(name: &str, unit: &UnitName, st: &UnitState) -> ComponentHealth {

@@ -113,6 +113,7 @@ fn probes(pg: Result<(), CheckError>, system: SystemSample) -> (Probes, Arc<Fake
         redis: Some(Arc::new(FakeProbe(Ok(()), AtomicUsize::new(0)))),
         instances: Arc::new(FakeInstances),
         system: Some(Arc::new(FakeSystem(system))),
+        secrets: None,
     };
     (p, pg)
 }
@@ -208,6 +209,34 @@ async fn a_warning_is_degraded_not_unhealthy() -> Res {
     let (p, _) = probes(Ok(()), full);
     let snap = check_once(&all_active(), &c, &view(&c), &p).await;
     assert_eq!(snap.report.status, HealthStatus::Degraded);
+    Ok(())
+}
+
+#[tokio::test]
+async fn stale_secrets_are_degraded_saying_since_when_and_fresh_ones_healthy() -> Res {
+    use crate::secrets::SecretsState;
+    let c = config(CONFIG)?;
+    let since = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let state = SecretsState {
+        configured: true,
+        delivered: Some(Default::default()),
+        stale_since: Some(since),
+        ..SecretsState::default()
+    };
+    let (tx, rx) = watch::channel(state);
+    let (mut p, _) = probes(Ok(()), calm());
+    p.secrets = Some(rx);
+    let snap = check_once(&all_active(), &c, &view(&c), &p).await;
+    assert_eq!(snap.report.status, HealthStatus::Degraded);
+    let secrets = snap.report.components.iter().find(|c| c.name == "secrets");
+    assert_eq!(
+        secrets.and_then(|c| c.reason.as_deref()),
+        Some("secrets stale since 2023-11-14T22:13:20Z")
+    );
+    tx.send_modify(|s| s.stale_since = None);
+    let snap = check_once(&all_active(), &c, &view(&c), &p).await;
+    assert_eq!(snap.report.status, HealthStatus::Healthy);
+    assert!(names(&snap).contains(&("secrets", HealthStatus::Healthy)));
     Ok(())
 }
 

@@ -56,6 +56,10 @@ pub enum ManagerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Postgres(#[from] crate::postgres::PgError),
+    /// A service that receives secrets lacks required ones: it is not
+    /// started with a partial set (the reconcile retry tries again).
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::GateError),
     #[error("the service manager has stopped (hostd is shutting down)")]
     Gone,
 }
@@ -71,7 +75,8 @@ impl ManagerError {
             | Self::Job(_)
             | Self::Systemd(_)
             | Self::Store(_)
-            | Self::Postgres(_) => 500,
+            | Self::Postgres(_)
+            | Self::Secrets(_) => 500,
             Self::Gone => 503,
         }
     }
@@ -178,6 +183,8 @@ struct Manager {
     view_tx: watch::Sender<ManagerView>,
     poke: mpsc::UnboundedSender<()>,
     snapshots: Option<watch::Receiver<crate::health::Snapshot>>,
+    /// What the secrets runtime delivered: the start gate reads it.
+    secrets: watch::Receiver<crate::secrets::SecretsState>,
 }
 
 /// Restores the desired state (saved, else from the config), starts the
@@ -186,6 +193,7 @@ struct Manager {
 pub async fn spawn(
     systemd: Systemd,
     config: Arc<Config>,
+    secrets: watch::Receiver<crate::secrets::SecretsState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Spawned, ManagerError> {
     let store = store::Store::new(&config.state_dir);
@@ -216,6 +224,7 @@ pub async fn spawn(
         view_tx,
         poke,
         snapshots: None,
+        secrets,
     };
     let (snapshots_tx, mut snapshots_rx) = oneshot::channel();
     let task = tokio::spawn(async move {

@@ -94,6 +94,9 @@ impl Manager {
     /// instance it starts must pass its health check.
     async fn bring_up(&mut self, service: &str, wait_health: bool) -> Result<(), ManagerError> {
         let svc = self.service(service)?.clone();
+        // Before anything of it starts, the socket included: a connection
+        // to an open socket would start an instance without its secrets.
+        crate::secrets::gate(&self.config, &self.secrets.borrow(), service)?;
         if let Some(db) = &svc.database {
             let admin = self.config.checks.postgres.as_deref();
             let conninfo = admin.unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO);

@@ -5,6 +5,8 @@
 //! No value is ever formatted: [`SecretValue`] has no `Display` and a
 //! redacting `Debug`; errors name prefixes and parameters only.
 
+pub mod delivery;
+pub mod runtime;
 mod set;
 mod source;
 mod ssm;
@@ -12,6 +14,7 @@ mod store;
 
 use std::time::SystemTime;
 
+pub use runtime::{GateError, Refreshed, Runtime, SecretsState, gate};
 pub use set::{Changes, Secret, SecretSet, SecretValue, relative_name};
 pub use source::{FetchError, SecretSource};
 pub use ssm::SsmSource;

@@ -32,14 +32,24 @@ impl Settings {
     pub fn from_env() -> Self {
         let var = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.to_owned());
         Self {
-            database_url: var("DATABASE_URL", "host=/run/postgresql dbname=postgres"),
-            redis_url: var("REDIS_URL", "redis://127.0.0.1:6379/"),
+            database_url: credential("database_url")
+                .unwrap_or_else(|| var("DATABASE_URL", "host=/run/postgresql dbname=postgres")),
+            redis_url: credential("redis_url")
+                .unwrap_or_else(|| var("REDIS_URL", "redis://127.0.0.1:6379/")),
             listen: var("LISTEN_ADDR", "127.0.0.1:8080"),
             health_socket: std::env::var("HEALTH_SOCKET")
                 .ok()
                 .filter(|s| !s.is_empty()),
         }
     }
+}
+
+/// A systemd credential (`LoadCredential=` in a drop-in hostd writes):
+/// preferred over the environment, which other processes of the same user
+/// can read in /proc. The file holds the exact value, no newline added.
+fn credential(name: &str) -> Option<String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
 }
 
 struct AppState {

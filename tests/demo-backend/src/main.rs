@@ -4,7 +4,9 @@
 //! when socket-activated (so a restart refuses no connection), and drains
 //! in-flight requests on SIGTERM.
 //!
-//! Environment: `DATABASE_URL` (libpq key=value or URL), `REDIS_URL`,
+//! Environment: `DATABASE_URL` (libpq key=value or URL), `REDIS_URL` (each
+//! read from `$CREDENTIALS_DIRECTORY/database_url` / `redis_url` instead
+//! when that file exists),
 //! `LISTEN_ADDR` (when not socket-activated; default 127.0.0.1:8080).
 //! Build-time: `DEMO_BACKEND_VERSION` names the release; feature `broken`
 //! makes /health fail.

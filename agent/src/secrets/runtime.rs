@@ -1,0 +1,262 @@
+//! The secrets runtime: fetch (falling back to the last good set), deliver
+//! as credentials, and publish what services have through a `watch`
+//! channel for the manager's start gate and /health. hostd runs
+//! [`Runtime::refresh`] once before the manager starts anything; periodic
+//! refresh and rotation build on the same call (its [`Refreshed::changed`]
+//! names the services to restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use super::delivery::{DeliveryError, deliver};
+use super::{FetchError, Outcome, SecretSet, SecretSource, Store, Tracker, fetch_with_fallback};
+use crate::config::Config;
+
+/// What services have been given, for the gate and /health. Names and
+/// versions only: nothing here is a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretsState {
+    /// `[secrets]` is configured.
+    pub configured: bool,
+    /// Parameter names each service received; None when nothing could be
+    /// delivered (no set known, or writing failed).
+    pub delivered: Option<BTreeMap<String, BTreeSet<String>>>,
+    /// Name → version of the set in use.
+    pub versions: BTreeMap<String, i64>,
+    pub last_success: Option<SystemTime>,
+    /// First failed fetch since the last success.
+    pub stale_since: Option<SystemTime>,
+    /// Why the last fetch or delivery failed (names prefixes and
+    /// parameters only).
+    pub problem: Option<String>,
+}
+
+impl SecretsState {
+    /// "secrets stale since T", for /health's `degraded`.
+    pub fn stale_message(&self) -> Option<String> {
+        self.stale_since.map(|t| {
+            format!(
+                "secrets stale since {}",
+                humantime::format_rfc3339_seconds(t)
+            )
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GateError {
+    #[error("{service} is not started: its secrets are not available ({reason})")]
+    Unavailable { service: String, reason: String },
+    #[error("{service} is not started: required parameter(s) missing: {}", names.join(", "))]
+    MissingRequired { service: String, names: Vec<String> },
+}
+
+/// Whether `service` may start: it receives no secrets, or it has every
+/// required one it selects. Never a partial set.
+pub fn gate(config: &Config, state: &SecretsState, service: &str) -> Result<(), GateError> {
+    if config.secrets_for(service).is_none() {
+        return Ok(());
+    }
+    let Some(delivered) = &state.delivered else {
+        return Err(GateError::Unavailable {
+            service: service.to_owned(),
+            reason: state
+                .problem
+                .clone()
+                .unwrap_or_else(|| "not fetched yet".to_owned()),
+        });
+    };
+    let has = delivered.get(service);
+    let missing: Vec<String> = config
+        .required_for(service)
+        .into_iter()
+        .filter(|n| !has.is_some_and(|h| h.contains(*n)))
+        .map(str::to_owned)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(GateError::MissingRequired {
+            service: service.to_owned(),
+            names: missing,
+        })
+    }
+}
+
+/// What one refresh did.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Services whose credential files changed: the ones to restart.
+    pub changed: BTreeSet<String>,
+    /// A drop-in changed: systemd must reload before starting anything.
+    pub reload: bool,
+}
+
+pub struct Runtime<S> {
+    source: Result<S, FetchError>,
+    config: Arc<Config>,
+    store: Store,
+    tracker: Tracker,
+    credentials: PathBuf,
+    state: watch::Sender<SecretsState>,
+}
+
+impl<S: SecretSource + Sync> Runtime<S> {
+    /// `source` is an error when the SDK could not even be set up (no
+    /// region): every refresh then falls back like a failed fetch.
+    pub fn new(
+        config: Arc<Config>,
+        source: Result<S, FetchError>,
+        credentials: PathBuf,
+    ) -> (Self, watch::Receiver<SecretsState>) {
+        let store = match &config.secrets {
+            Some(s) => Store::new(&s.store_dir.0, s.path.as_str()),
+            None => Store::new(&config.state_dir, ""),
+        };
+        let tracker = match config.secrets {
+            Some(_) => Tracker::load(&store),
+            None => Tracker::default(),
+        };
+        let (state, rx) = watch::channel(SecretsState {
+            configured: config.secrets.is_some(),
+            ..SecretsState::default()
+        });
+        let runtime = Self {
+            source,
+            config,
+            store,
+            tracker,
+            credentials,
+            state,
+        };
+        (runtime, rx)
+    }
+
+    /// Fetch (or fall back), deliver, publish. Without `[secrets]` it still
+    /// delivers an empty set, which removes drop-ins a previous
+    /// configuration left.
+    pub async fn refresh(&mut self, now: SystemTime) -> Refreshed {
+        let Some(secrets) = &self.config.secrets else {
+            return self.deliver(&SecretSet::new(), None);
+        };
+        let outcome = match &self.source {
+            Ok(source) => {
+                fetch_with_fallback(
+                    source,
+                    secrets.path.as_str(),
+                    &secrets.required,
+                    &self.store,
+                    &mut self.tracker,
+                    now,
+                )
+                .await
+            }
+            Err(e) => {
+                let failing = Failing(e.clone());
+                fetch_with_fallback(
+                    &failing,
+                    secrets.path.as_str(),
+                    &secrets.required,
+                    &self.store,
+                    &mut self.tracker,
+                    now,
+                )
+                .await
+            }
+        };
+        match outcome {
+            Outcome::Fresh { set, changes, .. } => {
+                tracing::info!(
+                    count = set.len(),
+                    changed = changes.all().len(),
+                    "secrets fetched"
+                );
+                self.state.send_modify(|s| s.last_success = Some(now));
+                self.deliver(&set, None)
+            }
+            Outcome::Stale { set, since, error } => {
+                let message = crate::health::error_chain(&error);
+                tracing::warn!(
+                    since = %humantime::format_rfc3339_seconds(since),
+                    "secrets fetch failed; services keep the last good set: {message}"
+                );
+                self.deliver(&set, Some(message))
+            }
+            Outcome::Unavailable { error } => {
+                let message = crate::health::error_chain(&error);
+                tracing::error!(
+                    "secrets fetch failed and no good set is stored; services that need secrets are not started: {message}"
+                );
+                self.publish(None, BTreeMap::new(), Some(message));
+                Refreshed::default()
+            }
+        }
+    }
+
+    fn deliver(&mut self, set: &SecretSet, problem: Option<String>) -> Refreshed {
+        let versions: BTreeMap<String, i64> = set
+            .fingerprint()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
+        match deliver(
+            &self.config,
+            set,
+            &self.credentials,
+            &self.config.units.target_dir,
+        ) {
+            Ok(d) => {
+                if !d.changed.is_empty() {
+                    tracing::info!(services = ?d.changed, "delivered secrets as credentials");
+                }
+                self.publish(Some(d.services), versions, problem);
+                Refreshed {
+                    changed: d.changed,
+                    reload: d.drop_ins_changed,
+                }
+            }
+            Err(e) => {
+                let message = delivery_message(&e);
+                tracing::error!("{message}");
+                self.publish(None, versions, Some(message));
+                Refreshed::default()
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        delivered: Option<BTreeMap<String, BTreeSet<String>>>,
+        versions: BTreeMap<String, i64>,
+        problem: Option<String>,
+    ) {
+        let stale_since = self.tracker.stale_since();
+        self.state.send_modify(|s| {
+            s.delivered = delivered;
+            s.versions = versions;
+            s.stale_since = stale_since;
+            s.problem = problem;
+        });
+    }
+}
+
+fn delivery_message(e: &DeliveryError) -> String {
+    format!("cannot deliver secrets: {}", crate::health::error_chain(e))
+}
+
+/// A source that could not be built answers every fetch with why.
+struct Failing(FetchError);
+
+impl SecretSource for Failing {
+    async fn fetch(&self) -> Result<SecretSet, FetchError> {
+        Err(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;
