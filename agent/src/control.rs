@@ -13,12 +13,14 @@ use axum::{Json, Router};
 use hostd_api::{ErrorBody, HostStatus, ScaleRequest, ServiceAction, ServiceSummary};
 
 use crate::manager::{ManagerError, ManagerHandle};
+use crate::secrets::{RefreshError, SecretsHandle};
 use crate::server::AppState;
 
 #[derive(Clone)]
 struct ControlState {
     app: AppState,
     manager: ManagerHandle,
+    secrets: SecretsHandle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +41,7 @@ pub enum ControlError {
     },
 }
 
-pub fn control_router(app: AppState, manager: ManagerHandle) -> Router {
+pub fn control_router(app: AppState, manager: ManagerHandle, secrets: SecretsHandle) -> Router {
     let v = hostd_api::API_PREFIX;
     Router::new()
         .route(&format!("{v}/status"), get(status))
@@ -48,7 +50,13 @@ pub fn control_router(app: AppState, manager: ManagerHandle) -> Router {
             post(service_action),
         )
         .route(&format!("{v}/services/{{name}}/instances"), put(scale))
-        .with_state(ControlState { app, manager })
+        .route(&format!("{v}/secrets"), get(secrets_list))
+        .route(&format!("{v}/secrets/sync"), post(secrets_sync))
+        .with_state(ControlState {
+            app,
+            manager,
+            secrets,
+        })
 }
 
 fn error_response(e: &ManagerError) -> Response {
@@ -58,6 +66,32 @@ fn error_response(e: &ManagerError) -> Response {
         error: crate::health::error_chain(e),
     };
     (code, Json(body)).into_response()
+}
+
+fn secrets_error(e: &RefreshError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        error: e.to_string(),
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Names, versions and dates: never a value.
+async fn secrets_list(State(st): State<ControlState>) -> Response {
+    match st.secrets.list() {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => secrets_error(&e),
+    }
+}
+
+/// A refresh now. 200 even when the fetch failed: the body says why, and
+/// the host keeps serving on the last good set.
+async fn secrets_sync(State(st): State<ControlState>) -> Response {
+    tracing::info!("hostctl secrets sync");
+    match st.secrets.sync().await {
+        Ok(result) => Json(result).into_response(),
+        Err(e) => secrets_error(&e),
+    }
 }
 
 async fn service_action(
@@ -182,10 +216,11 @@ mod tests {
         let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        let app = control_router(
-            crate::server::tests::state(HealthStatus::Healthy, vec![]),
-            ManagerHandle::detached(),
-        );
+        let app_state = crate::server::tests::state(HealthStatus::Healthy, vec![]);
+        let (_secrets_tx, secrets_rx) =
+            tokio::sync::watch::channel(crate::secrets::SecretsState::default());
+        let secrets = SecretsHandle::detached(std::sync::Arc::clone(&app_state.config), secrets_rx);
+        let app = control_router(app_state, ManagerHandle::detached(), secrets);
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let stream = tokio::net::UnixStream::connect(&path).await?;
         let (mut sender, conn) =
@@ -202,6 +237,17 @@ mod tests {
         let status: HostStatus = serde_json::from_slice(&body)?;
         assert_eq!(status.hostname, "test");
         assert_eq!(status.hostd_version, env!("CARGO_PKG_VERSION"));
+        // Without [secrets]: a clear 404, not an empty list.
+        let resp = sender
+            .send_request(
+                Request::get("/v1/secrets")
+                    .body(http_body_util::Empty::<axum::body::Bytes>::new())?,
+            )
+            .await?;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let body = resp.into_body().collect().await?.to_bytes();
+        let error: ErrorBody = serde_json::from_slice(&body)?;
+        assert!(error.error.contains("[secrets]"), "{}", error.error);
         server.abort();
         Ok(())
     }

@@ -74,6 +74,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop_rx.clone(),
     )
     .await?;
+    // Rotation: the refresh task owns the runtime from here on.
+    let (secrets_handle, refresher) = secrets::refresh::spawn(
+        secrets_runtime,
+        secrets.clone(),
+        Arc::clone(&config),
+        secrets::refresh::Live {
+            systemd: systemd.clone(),
+            manager: manager.handle.clone(),
+            view: manager.view.clone(),
+        },
+        stop_rx.clone(),
+    );
 
     let mut probes = health::Probes::from_config(&config);
     probes.secrets = Some(secrets);
@@ -112,7 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let control_server = axum::serve(
         control_listener,
-        control::control_router(state, manager.handle),
+        control::control_router(state, manager.handle, secrets_handle),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });
@@ -130,15 +142,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down");
     notify::stopping();
     stop_tx.send_replace(true);
-    let (h, c, _, _) = tokio::join!(health_task, control_task, checker, manager.task);
+    let (h, c, _, _, _) = tokio::join!(health_task, control_task, checker, manager.task, refresher);
     if let Some(emf) = emf {
         let _ = emf.await;
     }
     if let Some(w) = watchdog {
         w.abort();
     }
-    // Owns the state channel's sender; the next slice refreshes through it.
-    drop(secrets_runtime);
     let _ = std::fs::remove_file(&config.control.socket);
     for result in [h, c] {
         match result {

@@ -49,6 +49,10 @@ pub enum Command {
     Restart(ServiceArgs),
     /// Show a service's journal from every host (over ssh, no sudo needed)
     Logs(LogsArgs),
+    /// Secrets from SSM Parameter Store: list what each host uses (never
+    /// values), or re-read them now
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]
@@ -83,6 +87,17 @@ pub struct ActionArgs {
     /// Act on this host of the environment only
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Names, versions, last-modified dates and the services using each
+    /// parameter, per host; never a value
+    List(ActionArgs),
+    /// Re-read SSM now, one host at a time; only services whose secrets
+    /// changed restart (instances one at a time). Exit 1 when a host's
+    /// fetch or a restart failed
+    Sync(ActionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +277,26 @@ mod tests {
             matches!(several, Ok(Cli { command: Command::Scale(ScaleArgs { ref targets, .. }), .. }) if targets.len() == 2)
         );
         assert!(Cli::try_parse_from(["hostctl", "scale"]).is_err());
+    }
+
+    #[test]
+    fn secrets_subcommands_take_the_action_flags() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from(["hostctl", "secrets", "sync", "--json", "--host", "a"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Secrets(SecretsCommand::Sync(ActionArgs { json: true, host: Some(ref h), .. })) if h == "a"
+        ));
+        let cli = Cli::try_parse_from(["hostctl", "secrets", "list"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Secrets(SecretsCommand::List(ActionArgs {
+                json: false,
+                host: None,
+                ..
+            }))
+        ));
+        assert!(Cli::try_parse_from(["hostctl", "secrets", "show"]).is_err());
+        Ok(())
     }
 
     #[test]

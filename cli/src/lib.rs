@@ -6,6 +6,7 @@ pub mod config;
 pub mod logging;
 pub mod logs;
 pub mod sandbox;
+pub mod secrets;
 pub mod service;
 pub mod status;
 pub mod transport;
@@ -31,6 +32,8 @@ pub enum Error {
     Service(#[from] service::ServiceError),
     #[error(transparent)]
     Logs(#[from] logs::LogsError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -43,6 +46,7 @@ impl Error {
         match self {
             Self::Status(status::StatusError::Config(_)) => ExitCode::from(EXIT_USAGE),
             Self::Service(e) => e.exit_code(),
+            Self::Secrets(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
@@ -57,6 +61,7 @@ impl Error {
         match self {
             Self::Status(status::StatusError::Transport(t)) => t.hint(),
             Self::Service(e) => e.hint(),
+            Self::Secrets(e) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
         }
@@ -68,6 +73,7 @@ impl Error {
             Self::Output(e)
             | Self::Status(status::StatusError::Output(e))
             | Self::Service(service::ServiceError::Output(e))
+            | Self::Secrets(secrets::SecretsError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -104,6 +110,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             )
             .map_err(logs::LogsError::from)?;
             logs::run(logs::LogsSettings::new(targets, &args)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets(cmd) => {
+            let (args::SecretsCommand::List(a) | args::SecretsCommand::Sync(a)) = &cmd;
+            let targets =
+                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                    .map_err(secrets::SecretsError::from)?;
+            let settings = secrets::SecretsSettings {
+                targets,
+                json: a.json,
+                timeout: a.timeout,
+            };
+            match cmd {
+                args::SecretsCommand::List(_) => secrets::list(settings).await?,
+                args::SecretsCommand::Sync(_) => secrets::sync(settings).await?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),

@@ -208,6 +208,48 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// `POST /v1/secrets/sync`: what one on-demand refresh did. Names only,
+/// never a value. 404 with [`ErrorBody`] when `[secrets]` is not configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretsSyncResult {
+    /// SSM answered with a usable set (false: the last good set stays).
+    pub fetched: bool,
+    /// RFC 3339: first failed fetch since the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_since: Option<String>,
+    /// Services whose credentials changed.
+    pub changed: Vec<String>,
+    /// Services hostd restarted for it (instances one at a time).
+    pub restarted: Vec<String>,
+    /// Why the fetch, the delivery or a restart failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/secrets`: the parameters in use, by name. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretsList {
+    /// The SSM prefix (`secrets.path`).
+    pub path: String,
+    /// RFC 3339 times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_since: Option<String>,
+    pub parameters: Vec<SecretInfo>,
+}
+
+/// One parameter: its name relative to the prefix, SSM's version, when it
+/// last changed and the services that receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    pub services: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! redacting `Debug`; errors name prefixes and parameters only.
 
 pub mod delivery;
+pub mod refresh;
 pub mod runtime;
 mod set;
 mod source;
@@ -14,6 +15,7 @@ mod store;
 
 use std::time::SystemTime;
 
+pub use refresh::{RefreshError, SecretsHandle};
 pub use runtime::{GateError, Refreshed, Runtime, SecretsState, gate};
 pub use set::{Changes, Secret, SecretSet, SecretValue, relative_name};
 pub use source::{FetchError, SecretSource};

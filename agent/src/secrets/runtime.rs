@@ -27,6 +27,8 @@ pub struct SecretsState {
     pub delivered: Option<BTreeMap<String, BTreeSet<String>>>,
     /// Name → version of the set in use.
     pub versions: BTreeMap<String, i64>,
+    /// Name → SSM's LastModifiedDate, where SSM gave one.
+    pub modified: BTreeMap<String, SystemTime>,
     pub last_success: Option<SystemTime>,
     /// First failed fetch since the last success.
     pub stale_since: Option<SystemTime>,
@@ -191,7 +193,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 tracing::error!(
                     "secrets fetch failed and no good set is stored; services that need secrets are not started: {message}"
                 );
-                self.publish(None, BTreeMap::new(), Some(message));
+                self.publish(None, Listed::default(), Some(message));
                 Refreshed::default()
             }
         }
@@ -203,6 +205,10 @@ impl<S: SecretSource + Sync> Runtime<S> {
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v))
             .collect();
+        let modified: BTreeMap<String, SystemTime> = set
+            .iter()
+            .filter_map(|s| s.last_modified.map(|t| (s.name.clone(), t)))
+            .collect();
         match deliver(
             &self.config,
             set,
@@ -213,7 +219,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 if !d.changed.is_empty() {
                     tracing::info!(services = ?d.changed, "delivered secrets as credentials");
                 }
-                self.publish(Some(d.services), versions, problem);
+                self.publish(Some(d.services), Listed { versions, modified }, problem);
                 Refreshed {
                     changed: d.changed,
                     reload: d.drop_ins_changed,
@@ -222,7 +228,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
             Err(e) => {
                 let message = delivery_message(&e);
                 tracing::error!("{message}");
-                self.publish(None, versions, Some(message));
+                self.publish(None, Listed { versions, modified }, Some(message));
                 Refreshed::default()
             }
         }
@@ -231,17 +237,25 @@ impl<S: SecretSource + Sync> Runtime<S> {
     fn publish(
         &self,
         delivered: Option<BTreeMap<String, BTreeSet<String>>>,
-        versions: BTreeMap<String, i64>,
+        listed: Listed,
         problem: Option<String>,
     ) {
         let stale_since = self.tracker.stale_since();
         self.state.send_modify(|s| {
             s.delivered = delivered;
-            s.versions = versions;
+            s.versions = listed.versions;
+            s.modified = listed.modified;
             s.stale_since = stale_since;
             s.problem = problem;
         });
     }
+}
+
+/// Names, versions and dates of the set in use: what `secrets list` shows.
+#[derive(Default)]
+struct Listed {
+    versions: BTreeMap<String, i64>,
+    modified: BTreeMap<String, SystemTime>,
 }
 
 fn delivery_message(e: &DeliveryError) -> String {

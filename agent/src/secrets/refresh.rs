@@ -1,0 +1,274 @@
+//! Rotation: one task owns the [`Runtime`] and refreshes every
+//! `secrets.refresh_interval` and whenever `hostctl secrets sync` asks, so
+//! two refreshes never run at once. After a refresh it daemon-reloads when a
+//! drop-in changed, then restarts, through the manager (rolling for
+//! instances), only the services whose credentials changed and that hostd
+//! keeps running. A failed fetch changes nothing: the runtime keeps the last
+//! good set and publishes since when it is stale.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use hostd_api::{SecretInfo, SecretsList, SecretsSyncResult, ServiceAction};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::{Runtime, SecretSource, SecretsState};
+use crate::config::Config;
+use crate::desired::ManagerView;
+use crate::manager::ManagerHandle;
+use crate::systemd::Systemd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("secrets are not configured on this host (no [secrets] section in hostd.toml)")]
+    NotConfigured,
+    #[error("the secrets task has stopped (hostd is shutting down)")]
+    Gone,
+}
+
+impl RefreshError {
+    /// The control API's status code.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::NotConfigured => 404,
+            Self::Gone => 503,
+        }
+    }
+}
+
+/// What a refresh does to the host besides writing files: systemd and the
+/// manager in hostd, a recorder in tests.
+pub trait Apply: Send + Sync {
+    fn reload(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Whether hostd keeps `service` running (a stopped one gets its new
+    /// secrets when it is next started).
+    fn keeps_running(&self, service: &str) -> bool;
+    fn restart(&self, service: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// The real thing: daemon-reload over D-Bus, restarts through the manager.
+pub struct Live {
+    pub systemd: Systemd,
+    pub manager: ManagerHandle,
+    pub view: watch::Receiver<ManagerView>,
+}
+
+impl Apply for Live {
+    async fn reload(&self) -> Result<(), String> {
+        self.systemd
+            .reload()
+            .await
+            .map_err(|e| crate::health::error_chain(&e))
+    }
+
+    fn keeps_running(&self, service: &str) -> bool {
+        self.view
+            .borrow()
+            .desired
+            .services
+            .get(service)
+            .is_some_and(|d| d.running)
+    }
+
+    async fn restart(&self, service: &str) -> Result<(), String> {
+        self.manager
+            .action(service.to_owned(), ServiceAction::Restart)
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::health::error_chain(&e))
+    }
+}
+
+type SyncReply = oneshot::Sender<SecretsSyncResult>;
+
+/// How the control API reaches the refresh task and what it publishes.
+#[derive(Clone)]
+pub struct SecretsHandle {
+    tx: mpsc::Sender<SyncReply>,
+    config: Arc<Config>,
+    state: watch::Receiver<SecretsState>,
+}
+
+impl SecretsHandle {
+    /// Refresh now (after any refresh already running) and say what it did.
+    pub async fn sync(&self) -> Result<SecretsSyncResult, RefreshError> {
+        if self.config.secrets.is_none() {
+            return Err(RefreshError::NotConfigured);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(reply).await.map_err(|_| RefreshError::Gone)?;
+        rx.await.map_err(|_| RefreshError::Gone)
+    }
+
+    pub fn list(&self) -> Result<SecretsList, RefreshError> {
+        list(&self.config, &self.state.borrow())
+    }
+
+    /// A handle whose task is gone, over a given state.
+    #[cfg(test)]
+    pub fn detached(config: Arc<Config>, state: watch::Receiver<SecretsState>) -> Self {
+        Self {
+            tx: mpsc::channel(1).0,
+            config,
+            state,
+        }
+    }
+}
+
+/// Names, versions, dates and receiving services of the set in use.
+pub fn list(config: &Config, state: &SecretsState) -> Result<SecretsList, RefreshError> {
+    let secrets = config.secrets.as_ref().ok_or(RefreshError::NotConfigured)?;
+    let mut receivers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (service, names) in state.delivered.iter().flatten() {
+        for name in names {
+            receivers.entry(name).or_default().insert(service);
+        }
+    }
+    let parameters = state
+        .versions
+        .iter()
+        .map(|(name, version)| SecretInfo {
+            name: name.clone(),
+            version: *version,
+            last_modified: state.modified.get(name).copied().map(rfc3339),
+            services: receivers
+                .get(name.as_str())
+                .map(|s| s.iter().map(|s| (*s).to_owned()).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(SecretsList {
+        path: secrets.path.as_str().to_owned(),
+        last_success: state.last_success.map(rfc3339),
+        stale_since: state.stale_since.map(rfc3339),
+        parameters,
+    })
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Starts the task. Without `[secrets]` it never refreshes on its own (the
+/// startup refresh already cleared what an earlier configuration left).
+pub fn spawn<S, A>(
+    mut runtime: Runtime<S>,
+    state: watch::Receiver<SecretsState>,
+    config: Arc<Config>,
+    apply: A,
+    mut shutdown: watch::Receiver<bool>,
+) -> (SecretsHandle, JoinHandle<()>)
+where
+    S: SecretSource + Send + Sync + 'static,
+    A: Apply + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<SyncReply>(8);
+    let handle = SecretsHandle {
+        tx,
+        config: Arc::clone(&config),
+        state: state.clone(),
+    };
+    let every = config
+        .secrets
+        .as_ref()
+        .map(|s| s.refresh_interval.0)
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    let periodic = config.secrets.is_some();
+    let task = tokio::spawn(async move {
+        // hostd refreshed once before starting services: the first periodic
+        // one is due a full interval later.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick(), if periodic => {
+                    refresh_once(&mut runtime, &state, &apply).await;
+                }
+                req = rx.recv() => match req {
+                    Some(reply) => {
+                        let result = refresh_once(&mut runtime, &state, &apply).await;
+                        let _ = reply.send(result);
+                        // Just fetched: the next periodic one can wait.
+                        tick.reset();
+                    }
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    (handle, task)
+}
+
+/// One refresh and what follows from it.
+pub async fn refresh_once<S, A>(
+    runtime: &mut Runtime<S>,
+    state: &watch::Receiver<SecretsState>,
+    apply: &A,
+) -> SecretsSyncResult
+where
+    S: SecretSource + Sync,
+    A: Apply,
+{
+    let now = SystemTime::now();
+    let refreshed = runtime.refresh(now).await;
+    let (fetched, stale_since, problem) = {
+        let st = state.borrow();
+        (
+            st.last_success == Some(now),
+            st.stale_since.map(rfc3339),
+            st.problem.clone(),
+        )
+    };
+    let mut errors: Vec<String> = problem.into_iter().collect();
+    let mut restarted = Vec::new();
+    let reloaded = if refreshed.reload {
+        match apply.reload().await {
+            Ok(()) => true,
+            Err(e) => {
+                // Restarting without the new drop-ins would hand out the old
+                // credential list: better to say so and leave them running.
+                errors.push(format!("systemd daemon-reload failed: {e}"));
+                false
+            }
+        }
+    } else {
+        true
+    };
+    for service in refreshed.changed.iter().filter(|_| reloaded) {
+        if !apply.keeps_running(service) {
+            tracing::info!(
+                service,
+                "secrets changed for a stopped service; it gets them when started"
+            );
+            continue;
+        }
+        tracing::info!(service, "secrets changed; restarting");
+        match apply.restart(service).await {
+            Ok(()) => restarted.push(service.clone()),
+            Err(e) => errors.push(format!("restarting {service} failed: {e}")),
+        }
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    if let Some(e) = &error {
+        tracing::warn!("secrets refresh: {e}");
+    } else if refreshed.changed.is_empty() {
+        tracing::debug!("secrets refreshed; nothing changed");
+    } else {
+        tracing::info!(restarted = ?restarted, "secrets rotated");
+    }
+    SecretsSyncResult {
+        fetched,
+        stale_since,
+        changed: refreshed.changed.into_iter().collect(),
+        restarted,
+        error,
+    }
+}
+
+#[cfg(test)]
+#[path = "refresh_tests.rs"]
+mod tests;

@@ -1,0 +1,226 @@
+//! `hostctl secrets list|sync`: what each host got from SSM Parameter Store
+//! (names, versions, dates, receiving services; hostd never sends a value),
+//! and a refresh now. `sync` goes one host at a time and stops at the first
+//! host that reports a failure, as the service commands do: a rotation that
+//! breaks the API on one host does not reach the others.
+
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hostd_api::{API_PREFIX, SecretsList, SecretsSyncResult};
+use hyper::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::EXIT_USAGE;
+use crate::config::HostTarget;
+use crate::service::{Outcome, TargetError, Targets};
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("secrets {what} failed on {}", hosts.join(", "))]
+    Failed {
+        what: &'static str,
+        hosts: Vec<String>,
+    },
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+impl SecretsError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Target(_) => ExitCode::from(EXIT_USAGE),
+            Self::Transport(_) | Self::Failed { .. } | Self::Output(_) => ExitCode::FAILURE,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Transport(e) => e.hint(),
+            Self::Failed { what: "sync", .. } => Some(
+                "hosts whose fetch failed keep serving their last good set; see each host's error above".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// One host's `secrets list`; `--json` prints an array of these.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostList {
+    pub host: String,
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsList>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One host's `secrets sync`; `--json` prints an array of these.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostSync {
+    pub host: String,
+    pub address: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<SecretsSyncResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretsSettings {
+    pub targets: Targets,
+    pub json: bool,
+    /// Per host: a sync answers once the restarts it caused are done.
+    pub timeout: Duration,
+}
+
+pub async fn list(settings: SecretsSettings) -> Result<(), SecretsError> {
+    let transport = Transport::system()?;
+    list_with(&transport, &settings, &mut anstream::stdout().lock()).await
+}
+
+pub async fn sync(settings: SecretsSettings) -> Result<(), SecretsError> {
+    let transport = Transport::system()?;
+    sync_with(&transport, &settings, &mut anstream::stdout().lock()).await
+}
+
+/// [`list`] with the transport and output given, for tests.
+pub async fn list_with(
+    transport: &Transport,
+    settings: &SecretsSettings,
+    out: &mut impl std::io::Write,
+) -> Result<(), SecretsError> {
+    let path = format!("{API_PREFIX}/secrets");
+    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
+    for target in &settings.targets.hosts {
+        let answer = call::<SecretsList>(transport, target, Method::GET, &path, settings.timeout);
+        let (secrets, error) = match answer.await {
+            Ok(list) => (Some(list), None),
+            Err(e) => (None, Some(crate::status::error_chain(&e))),
+        };
+        hosts.push(HostList {
+            host: target.name.clone(),
+            address: target.destination.clone(),
+            secrets,
+            error,
+        });
+    }
+    if settings.json {
+        render::json(out, &hosts)
+    } else {
+        render::list(out, &hosts)
+    }
+    .map_err(SecretsError::Output)?;
+    let failed: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.error.is_some())
+        .map(|h| h.host.clone())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(SecretsError::Failed {
+            what: "list",
+            hosts: failed,
+        })
+    }
+}
+
+/// [`sync`] with the transport and output given, for tests.
+pub async fn sync_with(
+    transport: &Transport,
+    settings: &SecretsSettings,
+    out: &mut impl std::io::Write,
+) -> Result<(), SecretsError> {
+    let path = format!("{API_PREFIX}/secrets/sync");
+    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
+    let mut stopped = false;
+    for target in &settings.targets.hosts {
+        let mut host = HostSync {
+            host: target.name.clone(),
+            address: target.destination.clone(),
+            outcome: Outcome::NotTouched,
+            result: None,
+            error: None,
+        };
+        if !stopped {
+            tracing::info!(host = target.name, "secrets sync");
+            let answer =
+                call::<SecretsSyncResult>(transport, target, Method::POST, &path, settings.timeout);
+            match answer.await {
+                Ok(r) => {
+                    host.outcome = if r.error.is_none() && r.fetched {
+                        Outcome::Done
+                    } else {
+                        Outcome::Failed
+                    };
+                    host.result = Some(r);
+                }
+                Err(e) => {
+                    host.outcome = Outcome::Failed;
+                    host.error = Some(crate::status::error_chain(&e));
+                }
+            }
+            stopped = host.outcome == Outcome::Failed;
+        }
+        hosts.push(host);
+    }
+    if settings.json {
+        render::json(out, &hosts)
+    } else {
+        render::sync(out, &settings.targets.environment, &hosts)
+    }
+    .map_err(SecretsError::Output)?;
+    let failed: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.outcome == Outcome::Failed)
+        .map(|h| h.host.clone())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(SecretsError::Failed {
+            what: "sync",
+            hosts: failed,
+        })
+    }
+}
+
+/// One request on its own connection, bounded by `timeout`.
+async fn call<T: DeserializeOwned>(
+    transport: &Transport,
+    target: &HostTarget,
+    method: Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<T, TransportError> {
+    let exchange = async {
+        let mut client = transport.connect(target).await?;
+        let answer = client.request(method, path, None).await;
+        client.close().await;
+        let body = answer?;
+        serde_json::from_slice::<T>(&body).map_err(|source| TransportError::Decode {
+            host: target.name.clone(),
+            path: path.to_owned(),
+            source,
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| TransportError::Timeout {
+            host: target.name.clone(),
+            after: timeout,
+        })?
+}
