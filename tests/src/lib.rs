@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+mod ssm;
+
 /// The directory holding the workspace's built binaries (`target/debug`),
 /// found from this test executable (`target/debug/deps/sandbox-HASH`).
 pub fn bin_dir() -> Result<PathBuf> {

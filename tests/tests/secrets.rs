@@ -2,10 +2,7 @@
 //! region and instance-profile credentials from the sandbox's IMDSv2
 //! stand-in, parameters from moto. No value may ever reach an output.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use hostctl_tests::Sandbox;
 
 const IMDS: &str = "http://169.254.169.254";
@@ -163,36 +160,10 @@ fn texts(out: &std::process::Output) -> (String, String) {
     )
 }
 
-const CANARY_PY: &str = r#"
-import boto3, json, sys
-c = boto3.client("ssm", endpoint_url="http://10.231.0.2:5000", region_name="us-east-1",
-                 aws_access_key_id="canary", aws_secret_access_key="canary")
-out = []
-for page in c.get_paginator("get_parameters_by_path").paginate(
-        Path=sys.argv[1], Recursive=True, WithDecryption=True):
-    out += [[p["Name"], p["Value"]] for p in page["Parameters"]]
-json.dump(out, sys.stdout)
-"#;
-
 /// The canary: the real values, read from moto on the host side. They stay
 /// in memory; a failure names the parameter, not its value.
 fn parameter_values(s: &Sandbox) -> Result<Vec<(String, String)>> {
-    let python = state_dir(s)?.join("aws/venv/bin/python");
-    let out = Command::new(&python)
-        .args(["-c", CANARY_PY, PREFIX])
-        .env_clear()
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .with_context(|| format!("run {}", python.display()))?;
-    ensure!(
-        out.status.success(),
-        "reading the parameters from moto failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pairs: Vec<(String, String)> =
-        serde_json::from_slice(&out.stdout).context("boto3 printed no JSON list")?;
+    let pairs: Vec<(String, String)> = s.ssm_values(PREFIX)?.into_iter().collect();
     ensure!(
         pairs.iter().all(|(_, v)| v.len() >= 16),
         "a canary value is too short to be a meaningful check"
@@ -208,14 +179,4 @@ fn no_value_in(values: &[(String, String)], stdout: &str, stderr: &str) -> Resul
         );
     }
     Ok(())
-}
-
-/// `/var/lib/hostctl/sandbox` (or `$HOSTCTL_SANDBOX_DIR`): the parent of
-/// the sandbox's own directory.
-fn state_dir(s: &Sandbox) -> Result<PathBuf> {
-    s.hostctl_toml
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .context("no state directory above the sandbox's hostctl.toml")
 }

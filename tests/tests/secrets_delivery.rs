@@ -6,11 +6,9 @@
 //! `hostctl status`. The shipped config has no [secrets]: each trial adds
 //! one and puts the file back.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use hostd_api::{HealthReport, HealthStatus};
 
@@ -61,7 +59,7 @@ pub fn secrets_reach_the_api_byte_exact_root_only_and_never_leak(s: &Sandbox) ->
         planted.iter().any(|(_, v)| v.len() == 4096),
         "no 4 KB value"
     );
-    moto(s, "put", &planted)?;
+    s.ssm_put(PREFIX, &planted)?;
     let result = with_config(s, &format!("printf '{SECRETS}' >> $CONFIG"), || {
         wait_secrets(s, HealthStatus::Healthy)?;
         // The running instance predates the credentials: a restart gives
@@ -108,7 +106,8 @@ pub fn secrets_reach_the_api_byte_exact_root_only_and_never_leak(s: &Sandbox) ->
         }
         no_leak(s, &planted, &run)
     });
-    let cleaned = moto(s, "delete", &planted);
+    let names: Vec<&str> = planted.iter().map(|(n, _)| n.as_str()).collect();
+    let cleaned = s.ssm_delete(PREFIX, &names);
     result?;
     cleaned
 }
@@ -257,58 +256,4 @@ fn with_config(s: &Sandbox, edit: &str, f: impl FnOnce() -> Result<()>) -> Resul
     poll("hostd to answer /health", Duration::from_secs(30), || {
         Ok(http_get(s.health_addr()?, "/health").ok().map(|_| ()))
     })
-}
-
-const MOTO_PY: &str = r#"
-import boto3, json, sys
-c = boto3.client("ssm", endpoint_url="http://10.231.0.2:5000", region_name="us-east-1",
-                 aws_access_key_id="delivery", aws_secret_access_key="delivery")
-for name, value in json.load(sys.stdin):
-    if sys.argv[1] == "put":
-        c.put_parameter(Name=sys.argv[2] + name, Value=value, Type="SecureString", Overwrite=True)
-    else:
-        try:
-            c.delete_parameter(Name=sys.argv[2] + name)
-        except c.exceptions.ParameterNotFound:
-            pass
-"#;
-
-/// Puts or deletes parameters in the shared moto from the host side. The
-/// values go through stdin, never through arguments.
-fn moto(s: &Sandbox, action: &str, params: &[(String, Vec<u8>)]) -> Result<()> {
-    let pairs: Vec<(&str, String)> = params
-        .iter()
-        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned()))
-        .collect();
-    let python = state_dir(s)?.join("aws/venv/bin/python");
-    let mut child = Command::new(&python)
-        .args(["-c", MOTO_PY, action, PREFIX])
-        .env_clear()
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("run {}", python.display()))?;
-    if let Some(stdin) = child.stdin.take() {
-        serde_json::to_writer(stdin, &pairs)?;
-    }
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "{action} in moto failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// The parent of the sandbox's own directory, where the AWS venv lives.
-fn state_dir(s: &Sandbox) -> Result<PathBuf> {
-    s.hostctl_toml
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .context("no state directory above the sandbox's hostctl.toml")
 }

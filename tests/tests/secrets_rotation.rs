@@ -5,8 +5,6 @@
 //! section and puts hostd.toml and every parameter it changed back.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -170,64 +168,11 @@ fn with_rotation(s: &Sandbox, interval: &str, f: impl FnOnce(&str) -> Result<()>
     })
 }
 
-const MOTO_PY: &str = r#"
-import boto3, json, sys
-c = boto3.client("ssm", endpoint_url="http://10.231.0.2:5000", region_name="us-east-1",
-                 aws_access_key_id="rotation", aws_secret_access_key="rotation")
-if sys.argv[1] == "put":
-    name, value = json.load(sys.stdin)
-    c.put_parameter(Name=sys.argv[2] + name, Value=value, Type="SecureString", Overwrite=True)
-else:
-    out = {}
-    for page in c.get_paginator("get_parameters_by_path").paginate(
-            Path=sys.argv[2], Recursive=True, WithDecryption=True):
-        for p in page["Parameters"]:
-            out[p["Name"][len(sys.argv[2]):]] = p["Value"]
-    json.dump(out, sys.stdout)
-"#;
-
 /// Every value under the prefix, read from the shared moto on the host side.
 fn moto_values(s: &Sandbox) -> Result<BTreeMap<String, String>> {
-    let out = moto(s, "get", None)?;
-    Ok(serde_json::from_slice(&out)?)
+    s.ssm_values(PREFIX)
 }
 
-/// Values go through stdin, never through arguments.
 fn moto_put(s: &Sandbox, name: &str, value: &str) -> Result<()> {
-    moto(s, "put", Some(serde_json::to_vec(&(name, value))?)).map(|_| ())
-}
-
-fn moto(s: &Sandbox, action: &str, stdin: Option<Vec<u8>>) -> Result<Vec<u8>> {
-    let python = state_dir(s)?.join("aws/venv/bin/python");
-    let mut child = Command::new(&python)
-        .args(["-c", MOTO_PY, action, PREFIX])
-        .env_clear()
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("run {}", python.display()))?;
-    if let Some(mut pipe) = child.stdin.take() {
-        use std::io::Write;
-        pipe.write_all(&stdin.unwrap_or_default())?;
-    }
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "{action} in moto failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(out.stdout)
-}
-
-/// The parent of the sandbox's own directory, where the AWS venv lives.
-fn state_dir(s: &Sandbox) -> Result<PathBuf> {
-    s.hostctl_toml
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .context("no state directory above the sandbox's hostctl.toml")
+    s.ssm_put(PREFIX, &[(name.to_owned(), value.as_bytes().to_vec())])
 }

@@ -8,7 +8,7 @@ use hostd_api::{SecretsList, SecretsSyncResult};
 use serde::Serialize;
 
 use super::{HostList, HostSync};
-use crate::service::Outcome;
+use crate::service::{Outcome, render::host_line};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -81,16 +81,7 @@ pub(super) fn sync(
     hosts: &[HostSync],
 ) -> std::io::Result<()> {
     for h in hosts {
-        let (style, label) = match h.outcome {
-            Outcome::Done => (GREEN, "done"),
-            Outcome::Failed => (RED, "failed"),
-            Outcome::NotTouched => (DIM, "not touched"),
-        };
-        writeln!(
-            out,
-            "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  {style}{label}{style:#}",
-            h.host, h.address
-        )?;
+        host_line(out, &h.host, &h.address, h.outcome)?;
         if let Some(r) = &h.result {
             result(out, r)?;
         }

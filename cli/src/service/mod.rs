@@ -5,7 +5,7 @@
 mod apply;
 #[cfg(test)]
 mod apply_tests;
-mod render;
+pub(crate) mod render;
 pub mod targets;
 #[cfg(test)]
 mod tests;

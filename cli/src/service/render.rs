@@ -20,6 +20,25 @@ pub(super) fn json(out: &mut impl Write, hosts: &[HostOutcome]) -> std::io::Resu
     writeln!(out)
 }
 
+/// The first line of a host's block, for every command applied host by
+/// host (`scale`, `restart`, `secrets sync`...).
+pub(crate) fn host_line(
+    out: &mut impl Write,
+    host: &str,
+    address: &str,
+    outcome: Outcome,
+) -> std::io::Result<()> {
+    let (style, label) = match outcome {
+        Outcome::Done => (GREEN, "done"),
+        Outcome::Failed => (RED, "failed"),
+        Outcome::NotTouched => (DIM, "not touched"),
+    };
+    writeln!(
+        out,
+        "{BOLD}{host}{BOLD:#}  {DIM}{address}{DIM:#}  {style}{label}{style:#}"
+    )
+}
+
 pub(super) fn human(
     out: &mut impl Write,
     environment: &str,
@@ -27,16 +46,7 @@ pub(super) fn human(
     hosts: &[HostOutcome],
 ) -> std::io::Result<()> {
     for h in hosts {
-        let (style, label) = match h.outcome {
-            Outcome::Done => (GREEN, "done"),
-            Outcome::Failed => (RED, "failed"),
-            Outcome::NotTouched => (DIM, "not touched"),
-        };
-        writeln!(
-            out,
-            "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  {style}{label}{style:#}",
-            h.host, h.address
-        )?;
+        host_line(out, &h.host, &h.address, h.outcome)?;
         for r in &h.results {
             result(out, r)?;
         }
