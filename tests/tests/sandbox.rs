@@ -64,6 +64,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     secrets_delivery::secrets_reach_the_api_byte_exact_root_only_and_never_leak,
     secrets_delivery::a_missing_required_secret_keeps_the_api_down_naming_it,
     secrets_delivery::unreachable_ssm_starts_services_from_the_stored_copy_degraded,
+    secrets_delivery::an_aws_outage_keeps_services_up_degrades_and_recovers,
     secrets_rotation::sync_restarts_only_the_api_and_a_second_sync_restarts_nothing,
     secrets_rotation::secrets_list_json_shows_names_versions_and_services_never_values,
     secrets_rotation::the_refresh_interval_rotates_without_a_sync,

@@ -186,6 +186,61 @@ pub fn unreachable_ssm_starts_services_from_the_stored_copy_degraded(s: &Sandbox
     cleaned.map(|_| ())
 }
 
+/// The host side of the AWS stand-in's veth (cli/src/sandbox/net.rs): with
+/// it down, SSM is unreachable from every sandbox, like a network outage,
+/// and moto keeps its parameters for when it comes back.
+const AWS_LINK: &str = "hs-aws";
+
+fn set_aws_link(state: &str) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(["link", "set", AWS_LINK, state])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ip link set {AWS_LINK} {state}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+pub fn an_aws_outage_keeps_services_up_degrades_and_recovers(s: &Sandbox) -> Result<()> {
+    let edit = format!("printf '{SECRETS}refresh_interval = \"10s\"\n' >> $CONFIG");
+    let result = with_config(s, &edit, || {
+        wait_secrets(s, HealthStatus::Healthy)?;
+        let api_before = s.unit_property("api@1.service", "InvocationID")?;
+        set_aws_link("down")?;
+        let outage = (|| {
+            // The next refresh fails (after the SDK's retries) and the
+            // stored copy stays in force.
+            let reason = wait_secrets_within(s, HealthStatus::Degraded, Duration::from_secs(180))?;
+            ensure!(reason.starts_with("secrets stale since "), "{reason}");
+            ensure!(
+                s.unit_property("api@1.service", "InvocationID")? == api_before,
+                "the API was restarted by a failed refresh"
+            );
+            // hostd restarted during the outage still brings services up.
+            s.root_sh("systemctl stop 'api@*' api.socket; systemctl restart hostd")?;
+            poll(
+                "api@1 active during the outage",
+                Duration::from_secs(60),
+                || Ok((s.unit_property("api@1.service", "ActiveState")? == "active").then_some(())),
+            )?;
+            s.root_sh(&format!("test -s {API_CREDS}/postgres_password"))?;
+            Ok(())
+        })();
+        set_aws_link("up")?;
+        outage?;
+        // The stand-in is back: the next refresh succeeds.
+        wait_secrets_within(s, HealthStatus::Healthy, Duration::from_secs(120)).map(|_| ())
+    });
+    // Whatever happened above, the stand-in must be reachable again.
+    let relinked = set_aws_link("up");
+    let cleaned = s.root_sh("rm -rf /var/lib/hostd/secrets");
+    result?;
+    relinked?;
+    cleaned.map(|_| ())
+}
+
 /// No planted value, nor its marker, in any place an operator or another
 /// process could read.
 fn no_leak(s: &Sandbox, planted: &[(String, Vec<u8>)], run: &str) -> Result<()> {
@@ -226,9 +281,13 @@ fn no_leak(s: &Sandbox, planted: &[(String, Vec<u8>)], run: &str) -> Result<()> 
 
 /// Polls /health until its `secrets` component has `status`; its reason.
 fn wait_secrets(s: &Sandbox, status: HealthStatus) -> Result<String> {
+    wait_secrets_within(s, status, Duration::from_secs(60))
+}
+
+fn wait_secrets_within(s: &Sandbox, status: HealthStatus, deadline: Duration) -> Result<String> {
     poll(
         &format!("/health's secrets component to be {}", status.as_str()),
-        Duration::from_secs(60),
+        deadline,
         || {
             let r = http_get(s.health_addr()?, "/health")?;
             let report: HealthReport = serde_json::from_str(&r.body)?;
