@@ -61,6 +61,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     data_volume::postgres_and_redis_wait_for_the_data_mount,
     secrets::imds_standin_answers_only_with_a_token,
     secrets::secrets_check_lists_names_through_the_instance_profile_never_values,
+    secrets::every_page_and_level_of_a_large_prefix_is_fetched,
     secrets_delivery::secrets_reach_the_api_byte_exact_root_only_and_never_leak,
     secrets_delivery::a_missing_required_secret_keeps_the_api_down_naming_it,
     secrets_delivery::unreachable_ssm_starts_services_from_the_stored_copy_degraded,

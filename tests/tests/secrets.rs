@@ -139,12 +139,58 @@ pub fn secrets_check_lists_names_through_the_instance_profile_never_values(
     result
 }
 
+pub fn every_page_and_level_of_a_large_prefix_is_fetched(s: &Sandbox) -> Result<()> {
+    // SSM returns at most 10 parameters a page: 35 take four pages, and one
+    // a level down needs the recursive flag.
+    const BIG: &str = "/hostd/paging/";
+    let mut params: Vec<(String, Vec<u8>)> = (0..35)
+        .map(|i| {
+            (
+                format!("p{i:02}"),
+                format!("paging-value-{i:02}").into_bytes(),
+            )
+        })
+        .collect();
+    params.push(("nested/deep".into(), b"paging-value-nested".to_vec()));
+    s.ssm_put(BIG, &params)?;
+    let result = (|| {
+        let out = secrets_check_at(s, BIG, &["p00", "p34", "nested/deep"])?;
+        let (stdout, stderr) = texts(&out);
+        ensure!(
+            out.status.success(),
+            "secrets-check failed: {stdout}{stderr}"
+        );
+        ensure!(
+            stdout.contains(&format!("36 parameter(s) under {BIG}")),
+            "not every page was fetched:\n{stdout}"
+        );
+        for (name, _) in &params {
+            ensure!(
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name}\tversion "))),
+                "{name} missing from:\n{stdout}"
+            );
+        }
+        Ok(())
+    })();
+    let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+    let cleaned = s.ssm_delete(BIG, &names);
+    s.root_sh(&format!("rm -f {CHECK_CONFIG}"))?;
+    result?;
+    cleaned
+}
+
 /// `hostd secrets-check` as hostd.service would run it: the environment
 /// file's variables only, so region and credentials come from IMDS.
 fn secrets_check(s: &Sandbox, required: &[&str]) -> Result<std::process::Output> {
+    secrets_check_at(s, PREFIX, required)
+}
+
+fn secrets_check_at(s: &Sandbox, prefix: &str, required: &[&str]) -> Result<std::process::Output> {
     let required: Vec<String> = required.iter().map(|r| format!("\"{r}\"")).collect();
     s.root_sh(&format!(
-        "printf '[secrets]\\npath = \"{PREFIX}\"\\nrequired = [{}]\\n' > {CHECK_CONFIG}",
+        "printf '[secrets]\\npath = \"{prefix}\"\\nrequired = [{}]\\n' > {CHECK_CONFIG}",
         required.join(", ")
     ))?;
     s.root_sh_output(&format!(
