@@ -269,3 +269,48 @@ pub async fn serve(settings: Settings) -> Result<()> {
     }
     served
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(database_url: &str) -> Result<AppState> {
+        Ok(AppState {
+            database_url: database_url.to_owned(),
+            db: Mutex::new(None),
+            redis: redis::Client::open("redis://127.0.0.1:1/")?,
+            redis_conn: Mutex::new(None),
+        })
+    }
+
+    /// The broken build fails its health check before touching anything:
+    /// the rollback drills rely on it failing every time, for that reason.
+    #[cfg(feature = "broken")]
+    #[tokio::test]
+    async fn the_broken_build_fails_its_health_check() -> Result<()> {
+        let err = state("host=/nonexistent")?.check().await.err();
+        let text = err.map(|e| format!("{e:#}")).unwrap_or_default();
+        assert_eq!(text, "this is the deliberately broken build");
+        Ok(())
+    }
+
+    /// A normal build's health check really asks PostgreSQL (and fails when
+    /// it cannot reach it), rather than answering ok blindly.
+    #[cfg(not(feature = "broken"))]
+    #[tokio::test]
+    async fn a_normal_build_checks_postgres() -> Result<()> {
+        let err = state("host=/nonexistent/socket-dir dbname=x connect_timeout=1")?
+            .check()
+            .await
+            .err();
+        let text = err.map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(text.contains("PostgreSQL"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_version_is_chosen_at_build_time() {
+        let expected = option_env!("DEMO_BACKEND_VERSION").unwrap_or(env!("CARGO_PKG_VERSION"));
+        assert_eq!(VERSION, expected);
+    }
+}
