@@ -8,11 +8,10 @@ use hostd_api::{SecretsList, SecretsSyncResult};
 use serde::Serialize;
 
 use super::{HostList, HostSync};
-use crate::service::{Outcome, render::host_line};
+use crate::service::render::{host_line, summary};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
 
@@ -89,33 +88,12 @@ pub(super) fn sync(
             writeln!(out, "    {RED}{e}{RED:#}")?;
         }
     }
-    let done = hosts.iter().filter(|h| h.outcome == Outcome::Done).count();
-    if done == hosts.len() {
-        writeln!(
-            out,
-            "{GREEN}{environment}: secrets sync done on {done} host(s){GREEN:#}"
-        )
-    } else {
-        let names = |o: Outcome| {
-            let v: Vec<&str> = hosts
-                .iter()
-                .filter(|h| h.outcome == o)
-                .map(|h| h.host.as_str())
-                .collect();
-            if v.is_empty() {
-                "none".to_owned()
-            } else {
-                v.join(", ")
-            }
-        };
-        writeln!(
-            out,
-            "{RED}{environment}: secrets sync failed on {}; done on: {}; not touched: {}{RED:#}",
-            names(Outcome::Failed),
-            names(Outcome::Done),
-            names(Outcome::NotTouched)
-        )
-    }
+    summary(
+        out,
+        environment,
+        "secrets sync",
+        hosts.iter().map(|h| (h.host.as_str(), h.outcome)),
+    )
 }
 
 fn result(out: &mut impl Write, r: &SecretsSyncResult) -> std::io::Result<()> {

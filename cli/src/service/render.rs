@@ -51,7 +51,12 @@ pub(super) fn human(
             result(out, r)?;
         }
     }
-    summary(out, environment, what, hosts)
+    summary(
+        out,
+        environment,
+        what,
+        hosts.iter().map(|h| (h.host.as_str(), h.outcome)),
+    )
 }
 
 /// `    api  4.2s` then the units hostd touched, as they are now.
@@ -75,26 +80,24 @@ fn result(out: &mut impl Write, r: &ActionResult) -> std::io::Result<()> {
     Ok(())
 }
 
-/// One closing line answering "where did it happen, where not?".
-fn summary(
+/// One closing line answering "where did it happen, where not?", for every
+/// command applied host by host.
+pub(crate) fn summary<'a>(
     out: &mut impl Write,
     environment: &str,
     what: &str,
-    hosts: &[HostOutcome],
+    hosts: impl IntoIterator<Item = (&'a str, Outcome)>,
 ) -> std::io::Result<()> {
+    let hosts: Vec<(&str, Outcome)> = hosts.into_iter().collect();
     let names = |o: Outcome| {
-        let v: Vec<&str> = hosts
-            .iter()
-            .filter(|h| h.outcome == o)
-            .map(|h| h.host.as_str())
-            .collect();
+        let v: Vec<&str> = hosts.iter().filter(|h| h.1 == o).map(|h| h.0).collect();
         if v.is_empty() {
             "none".to_owned()
         } else {
             v.join(", ")
         }
     };
-    if hosts.iter().all(|h| h.outcome == Outcome::Done) {
+    if hosts.iter().all(|h| h.1 == Outcome::Done) {
         writeln!(
             out,
             "{GREEN}{environment}: {what} done on {} host(s){GREEN:#}",
