@@ -3,6 +3,8 @@
 
 pub mod args;
 pub mod config;
+#[cfg(test)]
+mod fake_hosts;
 pub mod logging;
 pub mod logs;
 pub mod sandbox;

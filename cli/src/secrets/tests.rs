@@ -1,75 +1,27 @@
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use super::*;
-use crate::config::Config;
-
-/// Plays ssh and hostd: every request gets "$ANSWER_<host>" as
-/// `CODE REASON|BODY`; request lines are appended to $LOG.
-const FAKE_SSH: &str = r#"#!/bin/bash
-dest=""
-while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
-while IFS= read -r first; do
-  first="${first%$'\r'}"
-  while IFS= read -r line; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
-  echo "$dest ${first% HTTP/1.1}" >> "$LOG"
-  var="ANSWER_$dest"; code="${!var%%|*}"; out="${!var#*|}"
-  printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$code" "${#out}" "$out"
-done
-"#;
+use crate::fake_hosts::FakeHosts;
 
 struct Fake {
-    dir: PathBuf,
-    transport: Transport,
+    fake: FakeHosts,
     settings: SecretsSettings,
 }
 
 impl Fake {
     fn new(test: &str, answers: &[(&str, &str)]) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir().join(format!("hostctl-sec-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let fake = dir.join("ssh");
-        std::fs::write(&fake, FAKE_SSH)?;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
-        let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
-        let config = Config::from_str(
-            &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
-            Path::new("/p/hostctl.toml"),
-        )?;
-        let (_, hosts) = config.select(None)?;
-        let mut transport = Transport::with_program(&fake, dir.clone())
-            .with_env("LC_ALL", "C")
-            .with_env("LOG", dir.join("log"));
-        for (host, answer) in answers {
-            transport = transport.with_env(format!("ANSWER_{host}"), *answer);
-        }
+        let fake = FakeHosts::new(test, answers, "{}")?;
         let settings = SecretsSettings {
             targets: Targets {
                 environment: "x".into(),
-                hosts: hosts.to_vec(),
+                hosts: fake.hosts.clone(),
             },
             json: false,
             timeout: Duration::from_secs(10),
         };
-        Ok(Self {
-            dir,
-            transport,
-            settings,
-        })
+        Ok(Self { fake, settings })
     }
 
     fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.trim_end().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.fake.requests()
     }
 }
 
@@ -95,7 +47,7 @@ async fn sync_says_per_host_what_changed_and_what_restarted()
     let b = synced(&[], &[], true);
     let fake = Fake::new("sync", &[("a", &a), ("b", &b)])?;
     let mut out = Vec::new();
-    sync_with(&fake.transport, &fake.settings, &mut out).await?;
+    sync_with(&fake.fake.transport, &fake.settings, &mut out).await?;
     let out = text(&out);
     assert_eq!(
         fake.requests(),
@@ -118,7 +70,7 @@ async fn a_failed_fetch_fails_the_sync_and_stops_before_the_next_host()
     let mut fake = Fake::new("fail", &[("a", &a), ("b", &b)])?;
     fake.settings.json = true;
     let mut out = Vec::new();
-    let err = sync_with(&fake.transport, &fake.settings, &mut out)
+    let err = sync_with(&fake.fake.transport, &fake.settings, &mut out)
         .await
         .err()
         .ok_or("expected a failure")?;
@@ -150,7 +102,7 @@ async fn list_shows_a_table_per_host_and_names_a_host_without_secrets()
     let b = r#"404 Not Found|{"error":"secrets are not configured on this host (no [secrets] section in hostd.toml)"}"#;
     let fake = Fake::new("list", &[("a", &a), ("b", b)])?;
     let mut out = Vec::new();
-    let err = list_with(&fake.transport, &fake.settings, &mut out)
+    let err = list_with(&fake.fake.transport, &fake.settings, &mut out)
         .await
         .err();
     let out = text(&out);

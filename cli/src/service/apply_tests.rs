@@ -1,97 +1,38 @@
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-
 use hostd_api::ActiveState;
 
 use super::tests::{host_status, result, scale, unit};
 use super::*;
-use crate::config::Config;
+use crate::fake_hosts::FakeHosts;
 
-/// Plays ssh and hostd for any number of requests on one connection: the
-/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>" as
-/// `CODE REASON|BODY`. Every request line is appended to $LOG.
-const FAKE_SSH: &str = r#"#!/bin/bash
-dest=""
-while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
-while IFS= read -r first; do
-  first="${first%$'\r'}"; len=0; body=""
-  while IFS= read -r line; do
-    line="${line%$'\r'}"; [ -z "$line" ] && break
-    case "$line" in [Cc]ontent-[Ll]ength:*) len="${line#*: }";; esac
-  done
-  [ "$len" -gt 0 ] && IFS= read -r -N "$len" body
-  echo "$dest ${first% HTTP/1.1} $body" >> "$LOG"
-  case "$first" in
-    "GET /v1/status "*) code="200 OK"; out="$STATUS_BODY" ;;
-    *) var="ANSWER_$dest"; code="${!var%%|*}"; out="${!var#*|}" ;;
-  esac
-  printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$code" "${#out}" "$out"
-done
-"#;
-
-struct Fake {
-    dir: PathBuf,
-    transport: Transport,
-    hosts: Vec<crate::config::HostTarget>,
-}
+struct Fake(FakeHosts);
 
 impl Fake {
     fn new(test: &str, answers: &[(&str, &str)]) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir().join(format!("hostctl-svc-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let fake = dir.join("ssh");
-        std::fs::write(&fake, FAKE_SSH)?;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
-        let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
-        let config = Config::from_str(
-            &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
-            Path::new("/p/hostctl.toml"),
-        )?;
-        let (_, hosts) = config.select(None)?;
-        let mut transport = Transport::with_program(&fake, dir.clone())
-            .with_env("LC_ALL", "C")
-            .with_env("LOG", dir.join("log"))
-            .with_env("STATUS_BODY", serde_json::to_string(&host_status())?);
-        for (host, answer) in answers {
-            transport = transport.with_env(format!("ANSWER_{host}"), *answer);
-        }
-        Ok(Self {
-            dir,
-            transport,
-            hosts: hosts.to_vec(),
-        })
+        let status = serde_json::to_string(&host_status())?;
+        Ok(Self(FakeHosts::new(test, answers, &status)?))
     }
 
     async fn run(&self, steps: Vec<Step>) -> (Result<(), ServiceError>, String) {
         let settings = ServiceSettings {
             targets: Targets {
                 environment: "x".into(),
-                hosts: self.hosts.clone(),
+                hosts: self.0.hosts.clone(),
             },
             steps,
             json: false,
             timeout: Duration::from_secs(10),
         };
         let mut out = Vec::new();
-        let result = run_with(&self.transport, &settings, &mut out).await;
+        let result = run_with(&self.0.transport, &settings, &mut out).await;
         let text = anstream::adapter::strip_str(&String::from_utf8_lossy(&out)).to_string();
         (result, text)
     }
 
     /// Requests other than the status, as `host METHOD PATH BODY`.
     fn changes(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.contains("/v1/status"))
-            .map(|l| l.trim_end().to_owned())
-            .collect()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let mut all = self.0.requests();
+        all.retain(|l| !l.contains("/v1/status"));
+        all
     }
 }
 

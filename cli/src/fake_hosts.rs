@@ -1,0 +1,87 @@
+//! Test support: a fake `ssh` that plays hostd for any number of hosts, so
+//! commands applied host by host are tested without SSH or a host.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, HostTarget};
+use crate::transport::Transport;
+
+/// Plays ssh and hostd for any number of requests on one connection: the
+/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>" as
+/// `CODE REASON|BODY`. Every request line is appended to $LOG.
+const FAKE_SSH: &str = r#"#!/bin/bash
+dest=""
+while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
+while IFS= read -r first; do
+  first="${first%$'\r'}"; len=0; body=""
+  while IFS= read -r line; do
+    line="${line%$'\r'}"; [ -z "$line" ] && break
+    case "$line" in [Cc]ontent-[Ll]ength:*) len="${line#*: }";; esac
+  done
+  [ "$len" -gt 0 ] && IFS= read -r -N "$len" body
+  echo "$dest ${first% HTTP/1.1} $body" >> "$LOG"
+  case "$first" in
+    "GET /v1/status "*) code="200 OK"; out="$STATUS_BODY" ;;
+    *) var="ANSWER_$dest"; code="${!var%%|*}"; out="${!var#*|}" ;;
+  esac
+  printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$code" "${#out}" "$out"
+done
+"#;
+
+/// A temporary directory with the fake ssh and its request log; removed on
+/// drop.
+pub(crate) struct FakeHosts {
+    dir: PathBuf,
+    pub transport: Transport,
+    pub hosts: Vec<HostTarget>,
+}
+
+impl FakeHosts {
+    /// `answers`: per host, the answer to every request but the status, as
+    /// `CODE REASON|BODY`; `status_body` answers `GET /v1/status`.
+    pub fn new(
+        test: &str,
+        answers: &[(&str, &str)],
+        status_body: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("hostctl-fake-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let fake = dir.join("ssh");
+        std::fs::write(&fake, FAKE_SSH)?;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+        let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
+        let config = Config::from_str(
+            &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
+            Path::new("/p/hostctl.toml"),
+        )?;
+        let (_, hosts) = config.select(None)?;
+        let mut transport = Transport::with_program(&fake, dir.clone())
+            .with_env("LC_ALL", "C")
+            .with_env("LOG", dir.join("log"))
+            .with_env("STATUS_BODY", status_body);
+        for (host, answer) in answers {
+            transport = transport.with_env(format!("ANSWER_{host}"), *answer);
+        }
+        Ok(Self {
+            dir,
+            transport,
+            hosts: hosts.to_vec(),
+        })
+    }
+
+    /// Every request, as `host METHOD PATH BODY` (trimmed).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for FakeHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
