@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod desired;
 pub mod dial;
+pub mod fsutil;
 pub mod health;
 pub mod manager;
 pub mod metrics;

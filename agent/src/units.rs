@@ -5,9 +5,9 @@
 //! along; nothing is rewritten when nothing changed, so a restart of hostd
 //! does not cost a daemon-reload.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::write_atomically;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnitsError {
@@ -92,44 +92,6 @@ fn unit_files(source: &Path) -> Result<Vec<(String, PathBuf)>, UnitsError> {
     Ok(out)
 }
 
-/// Writes `body` to `dest` (atomically, with `mode`) unless it already
-/// holds exactly that with that mode; true when it wrote. Shared with the
-/// secrets delivery, which writes credentials and drop-ins the same way so
-/// an unchanged file never costs a daemon-reload.
-pub fn write_if_changed(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<bool> {
-    let same_mode = std::fs::metadata(dest).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
-    if same_mode && std::fs::read(dest).ok().as_deref() == Some(body) {
-        return Ok(false);
-    }
-    write_atomically(dest, body, mode)?;
-    Ok(true)
-}
-
-/// Temporary file, fsync, rename: systemd never reads half a unit, and a
-/// service never starts with half a secret. The temporary file gets `mode`
-/// before any byte is written, so a secret is never briefly world-readable.
-/// Creates missing parent directories (0755: callers that need a private
-/// directory create it first).
-pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp_name = dest.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".hostd-tmp");
-    let tmp = dest.with_file_name(tmp_name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    // A leftover temporary file keeps its old mode through open(): set it.
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +137,7 @@ mod tests {
         let third = sync(src.path(), dst.path())?;
         assert_eq!(third.written, ["api@.service"]);
         assert!(third.installable.is_empty());
-        assert!(!dst.path().join("api@.service.hostd-tmp").exists());
+        assert!(!crate::fsutil::tmp_path(&dst.path().join("api@.service")).exists());
         Ok(())
     }
 

@@ -2,8 +2,6 @@
 //! rename) so a crash or power loss leaves the old or the new state, never
 //! half of one. Root-only: it will sit beside secrets later.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::desired::DesiredState;
@@ -63,27 +61,8 @@ impl Store {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("json.tmp");
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
         let body = serde_json::to_vec_pretty(state).map_err(|e| err(e.into()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        // The rename is durable only once the directory is synced.
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(err)?;
-        }
+        crate::fsutil::write_atomically(&self.path, &body, 0o600).map_err(err)?;
         Ok(())
     }
 }
@@ -113,7 +92,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!dir.path().join("desired.json.tmp").exists());
+        assert!(!crate::fsutil::tmp_path(&dir.path().join("desired.json")).exists());
         Ok(())
     }
 

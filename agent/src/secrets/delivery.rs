@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::set::SecretSet;
 use crate::config::{Config, Selection};
-use crate::units::write_if_changed;
+use crate::fsutil::write_if_changed;
 
 /// Where hostd keeps the credential files systemd loads.
 pub const CREDENTIALS_ROOT: &str = "/run/hostd/credentials";

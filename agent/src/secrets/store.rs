@@ -3,9 +3,8 @@
 //! temporary file, fsync, rename, directory fsync; a crash leaves the old
 //! file or the new one, never half of one.
 
-use std::fs::{DirBuilder, File, OpenOptions, Permissions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{DirBuilder, File, Permissions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::set::{Secret, SecretSet, SecretValue};
 
 const FILE: &str = "last-good.json";
-const TMP: &str = "last-good.json.tmp";
 const FORMAT: u32 = 1;
 
 /// Messages name the file and the operation, never its contents.
@@ -139,29 +137,10 @@ impl Store {
                 })
                 .collect(),
         };
-        let tmp = dir.join(TMP);
-        // A leftover temporary file may have other modes; start afresh.
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove", &tmp, e)),
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("create", &tmp, e))?;
         let bytes =
-            serde_json::to_vec(&stored).map_err(|_| StoreError::Corrupt { path: tmp.clone() })?;
-        f.write_all(&bytes).map_err(|e| io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
-        drop(f);
+            serde_json::to_vec(&stored).map_err(|_| StoreError::Corrupt { path: self.path() })?;
         let path = self.path();
-        std::fs::rename(&tmp, &path).map_err(|e| io("rename into place", &path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync", dir, e))
+        crate::fsutil::write_atomically(&path, &bytes, 0o600).map_err(|e| io("replace", &path, e))
     }
 }
 
@@ -202,7 +181,7 @@ mod tests {
         store.save(&set())?;
         assert_eq!(std::fs::metadata(&dir)?.mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(store.path())?.mode() & 0o777, 0o600);
-        assert!(!dir.join(TMP).exists());
+        assert!(!crate::fsutil::tmp_path(&dir.join(FILE)).exists());
         assert_eq!(store.load()?, Some(set()));
         // Saved again over the old one.
         store.save(&SecretSet::new())?;

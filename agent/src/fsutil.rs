@@ -1,0 +1,79 @@
+//! Durable file replacement, shared by everything hostd writes that must
+//! never be seen half-written: unit files, credentials, the desired state
+//! and the last-good secrets.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where [`write_atomically`] stages `dest` before the rename.
+pub fn tmp_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".hostd-tmp");
+    dest.with_file_name(name)
+}
+
+/// Temporary file, fsync, rename, directory fsync: a reader sees the old
+/// or the new content, and after a power loss too. The temporary file gets
+/// `mode` before any byte is written, so a secret is never briefly
+/// readable by others. Creates missing parent directories (0755: callers
+/// that need a private directory create it first).
+pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tmp_path(dest);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    // A leftover temporary file keeps its old mode through open(): set it.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dest)?;
+    // The rename is durable only once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `body` to `dest` (atomically, with `mode`) unless it already
+/// holds exactly that with that mode; true when it wrote. An unchanged unit
+/// file or credential thereby never costs a daemon-reload.
+pub fn write_if_changed(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<bool> {
+    let same_mode = std::fs::metadata(dest).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
+    if same_mode && std::fs::read(dest).ok().as_deref() == Some(body) {
+        return Ok(false);
+    }
+    write_atomically(dest, body, mode)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_with_the_mode_even_over_a_leftover_temporary_file() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let dest = dir.path().join("secret");
+        std::fs::write(tmp_path(&dest), b"stale")?;
+        std::fs::set_permissions(tmp_path(&dest), std::fs::Permissions::from_mode(0o644))?;
+        write_atomically(&dest, b"new", 0o600)?;
+        assert_eq!(std::fs::read(&dest)?, b"new");
+        assert_eq!(
+            std::fs::metadata(&dest)?.permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!tmp_path(&dest).exists());
+        assert!(
+            !write_if_changed(&dest, b"new", 0o600)?,
+            "unchanged: no write"
+        );
+        assert!(
+            write_if_changed(&dest, b"new", 0o640)?,
+            "a mode change is a change"
+        );
+        Ok(())
+    }
+}
