@@ -212,6 +212,25 @@ impl Sandbox {
         Ok((out.status.code().unwrap_or(-1), hosts))
     }
 
+    /// Waits until the running hostd has brought every service to its
+    /// desired state (its start-up reconcile logs a line in this invocation's
+    /// journal): before that, hostd may start a unit the caller just stopped.
+    pub fn wait_reconciled(&self) -> Result<()> {
+        poll(
+            "hostd's start-up reconcile",
+            Duration::from_secs(60),
+            || {
+                let out = self.root_sh_output(
+                "journalctl -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID hostd.service)",
+            )?;
+                let log = String::from_utf8_lossy(&out.stdout);
+                Ok(log
+                    .contains("every service is in its desired state")
+                    .then_some(()))
+            },
+        )
+    }
+
     /// A systemd property of a unit, read inside the sandbox.
     pub fn unit_property(&self, unit: &str, property: &str) -> Result<String> {
         let out = self.root_sh(&format!("systemctl show -P {property} {unit}"))?;

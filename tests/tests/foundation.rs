@@ -144,6 +144,7 @@ pub fn unit_changes_reach_health_through_signals_not_polling(s: &Sandbox) -> Res
             Duration::from_secs(30),
             || Ok((http_get(addr, "/health")?.status == 200).then_some(())),
         )?;
+        s.wait_reconciled()?;
         s.root_sh("systemctl stop redis-server.service")?;
         let down = poll(
             "/health to turn 503 after a signal",

@@ -31,7 +31,9 @@ fn with_config(s: &Sandbox, edit: &str, f: impl FnOnce() -> Result<()>) -> Resul
     s.root_sh(&format!(
         "CONFIG={CONFIG}; cp -p $CONFIG $CONFIG.good && {{ {edit}; }} && systemctl restart hostd.service"
     ))?;
-    let result = wait_for_health(s).and_then(|()| f());
+    let result = wait_for_health(s)
+        .and_then(|()| s.wait_reconciled())
+        .and_then(|()| f());
     let restored = s.root_sh(&format!(
         "mv {CONFIG}.good {CONFIG} && systemctl restart hostd.service"
     ));
@@ -53,6 +55,9 @@ pub fn postgres_down_is_503_naming_it_and_recovers(s: &Sandbox) -> Result<()> {
         component(&before, "postgres") == Some(HealthStatus::Healthy),
         "PostgreSQL must be healthy to start with: {before:?}"
     );
+    // A hostd restarted by the previous trial may still be bringing units
+    // up, and would start PostgreSQL again under this stop.
+    s.wait_reconciled()?;
     s.root_sh(&format!("systemctl stop {PG_UNIT}"))?;
     let result = (|| {
         let (code, down) = poll("/health to name postgres", Duration::from_secs(30), || {

@@ -66,6 +66,9 @@ impl Manager {
             }
         }
         self.reconcile_retry = if self.unreconciled.is_empty() {
+            // Operators (and the test suite) wait for this line: until then
+            // hostd may still start what it finds stopped.
+            tracing::info!("every service is in its desired state");
             None
         } else {
             // 1 s, doubling to 30 s: quick while services boot, quiet after.
