@@ -1,0 +1,18 @@
+//! Backups into a restic-format repository (format version 2) on S3,
+//! through rustic_core. Any stock `restic` can read what is written here,
+//! which keeps restores possible without hostd.
+//!
+//! rustic_core is synchronous: everything here that touches the repository
+//! runs inside `tokio::task::spawn_blocking` (see [`s3`] for why).
+
+mod layout;
+pub mod repo;
+pub mod s3;
+pub mod s3_client;
+mod s3_error;
+
+pub use layout::BadLocation;
+pub use repo::{OpenRepo, RepoError, Storage, open_or_init};
+pub use s3::S3Backend;
+pub use s3_client::{ClientError, client, client_with_loader};
+pub use s3_error::S3Error;
