@@ -51,6 +51,7 @@ debian | ubuntu)
         apt-get install -q -y --no-install-recommends "${missing[@]}"
     fi
     pg_conf_dirs=(/etc/postgresql/*/main)
+    redis_conf=/etc/redis/redis.conf
     ;;
 amzn)
     packages=(postgresql15-server redis6 openssh-server)
@@ -63,6 +64,7 @@ amzn)
         log "installing ${missing[*]}"
         dnf install -y "${missing[@]}"
     fi
+    redis_conf=/etc/redis6/redis6.conf
     ;;
 *)
     die "unsupported distribution '${ID:-unknown}' (supported: debian, ubuntu, amzn)"
@@ -251,6 +253,17 @@ for dir in "${pg_conf_dirs[@]}"; do
     grep -Eq '^local[[:space:]]+all[[:space:]]+postgres[[:space:]]+peer[[:space:]]+map=hostd' "$dir/pg_hba.conf" ||
         die "$dir/pg_hba.conf has no 'local all postgres peer' line to extend"
 done
+
+# --- Redis: the password hostd sets from secrets.redis_password -------------
+# hostd writes `requirepass` into this file (0640 root:redis) and sets it live
+# with CONFIG SET; Redis reads it when it starts. Empty until hostd has a
+# password, so the include never fails.
+auth=/etc/redis/hostd-auth.conf
+install -d -m 0755 /etc/redis
+[[ -e $auth ]] || install -m 0640 -o root -g redis /dev/null "$auth"
+[[ -f $redis_conf ]] || die "no Redis configuration at $redis_conf"
+grep -Fxq "include $auth" "$redis_conf" ||
+    printf '\n# Added by hostd provisioning: requirepass from SSM (hostd writes it).\ninclude %s\n' "$auth" >>"$redis_conf"
 
 # --- sshd hardening -------------------------------------------------------------
 install -d -m 0755 /etc/ssh/sshd_config.d

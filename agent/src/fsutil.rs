@@ -3,7 +3,7 @@
 //! and the last-good secrets.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Where [`write_atomically`] stages `dest` before the rename.
@@ -19,6 +19,17 @@ pub fn tmp_path(dest: &Path) -> PathBuf {
 /// readable by others. Creates missing parent directories (0755: callers
 /// that need a private directory create it first).
 pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomically_as(dest, body, mode, None)
+}
+
+/// [`write_atomically`], the file owned by group `gid` (set before any
+/// byte is written, like the mode).
+fn write_atomically_as(
+    dest: &Path,
+    body: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = tmp_path(dest);
@@ -30,6 +41,9 @@ pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<
         .open(&tmp)?;
     // A leftover temporary file keeps its old mode through open(): set it.
     f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if gid.is_some() {
+        std::os::unix::fs::fchown(&f, None, gid)?;
+    }
     f.write_all(body)?;
     f.sync_all()?;
     std::fs::rename(&tmp, dest)?;
@@ -41,11 +55,32 @@ pub fn write_atomically(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<
 /// holds exactly that with that mode; true when it wrote. An unchanged unit
 /// file or credential thereby never costs a daemon-reload.
 pub fn write_if_changed(dest: &Path, body: &[u8], mode: u32) -> std::io::Result<bool> {
-    let same_mode = std::fs::metadata(dest).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
-    if same_mode && std::fs::read(dest).ok().as_deref() == Some(body) {
+    replace_if_changed(dest, body, mode, None)
+}
+
+/// [`write_if_changed`] for a file group `gid` must read (a service's own
+/// config that holds a secret).
+pub fn write_if_changed_for_group(
+    dest: &Path,
+    body: &[u8],
+    mode: u32,
+    gid: u32,
+) -> std::io::Result<bool> {
+    replace_if_changed(dest, body, mode, Some(gid))
+}
+
+fn replace_if_changed(
+    dest: &Path,
+    body: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+) -> std::io::Result<bool> {
+    let same_meta = std::fs::metadata(dest)
+        .is_ok_and(|m| m.permissions().mode() & 0o7777 == mode && gid.is_none_or(|g| m.gid() == g));
+    if same_meta && std::fs::read(dest).ok().as_deref() == Some(body) {
         return Ok(false);
     }
-    write_atomically(dest, body, mode)?;
+    write_atomically_as(dest, body, mode, gid)?;
     Ok(true)
 }
 

@@ -1,6 +1,8 @@
 //! hostd, the host agent. `run` is the whole daemon; main.rs only parses
 //! arguments and maps errors to exit codes.
 
+pub mod aws;
+pub mod backup;
 pub mod checks;
 pub mod config;
 pub mod control;
@@ -88,8 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop_rx.clone(),
     );
 
-    let mut probes = health::Probes::from_config(&config);
-    probes.secrets = Some(secrets);
+    let probes = health::Probes::from_config(&config, Some(secrets));
     let (snapshot, checker) = health::spawn_checker(
         Arc::new(systemd),
         Arc::clone(&config),

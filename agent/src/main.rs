@@ -115,7 +115,7 @@ async fn secrets_check(path: &std::path::Path) -> ExitCode {
         Ok(source) => source.fetch().await,
         Err(e) => Err(e),
     }
-    .and_then(|set| check_required(prefix, &set, &secrets.required).map(|()| set));
+    .and_then(|set| check_required(prefix, &set, &secrets.required_all()).map(|()| set));
     match fetched {
         Ok(set) => {
             // Names and versions only: this output may end up in a ticket.

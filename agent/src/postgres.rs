@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::config::is_sql_identifier;
+use crate::secrets::SecretValue;
 
 /// Used when `checks.postgres` is not set.
 pub const DEFAULT_ADMIN_CONNINFO: &str = "host=/run/postgresql user=postgres dbname=postgres";
@@ -16,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PgError {
     #[error("cannot connect to PostgreSQL as its administrator")]
     Connect(#[source] postgres::Error),
-    #[error("PostgreSQL refused to create role or database `{name}`")]
+    #[error("PostgreSQL refused to create or alter role or database `{name}`")]
     Create {
         name: String,
         #[source]
@@ -28,19 +29,30 @@ pub enum PgError {
     Worker(#[source] tokio::task::JoinError),
 }
 
-/// Creates role `name` (LOGIN, no password: peer authentication) and a
-/// database `name` owned by it, when missing. Idempotent.
-pub async fn ensure_app_database(conninfo: &str, name: &str) -> Result<(), PgError> {
+/// Creates role `name` (LOGIN) and a database `name` owned by it, when
+/// missing, and sets the role's password when one is given (the role is
+/// reached by peer authentication on the local socket regardless).
+/// Idempotent.
+pub async fn ensure_app_database(
+    conninfo: &str,
+    name: &str,
+    password: Option<&SecretValue>,
+) -> Result<(), PgError> {
     if !is_sql_identifier(name) {
         return Err(PgError::BadName(name.to_owned()));
     }
+    // Hashed here: PostgreSQL stores a SCRAM verifier given as one as it
+    // is, so the plaintext never reaches the server, its logs or
+    // pg_stat_activity.
+    let verifier =
+        password.map(|p| postgres_protocol::password::scram_sha_256(p.expose().as_bytes()));
     let (conninfo, name) = (conninfo.to_owned(), name.to_owned());
-    tokio::task::spawn_blocking(move || ensure_blocking(&conninfo, &name))
+    tokio::task::spawn_blocking(move || ensure_blocking(&conninfo, &name, verifier.as_deref()))
         .await
         .map_err(PgError::Worker)?
 }
 
-fn ensure_blocking(conninfo: &str, name: &str) -> Result<(), PgError> {
+fn ensure_blocking(conninfo: &str, name: &str, verifier: Option<&str>) -> Result<(), PgError> {
     let mut config: postgres::Config = conninfo.parse().map_err(PgError::Connect)?;
     config.connect_timeout(CONNECT_TIMEOUT);
     let mut client = config.connect(postgres::NoTls).map_err(PgError::Connect)?;
@@ -58,6 +70,15 @@ fn ensure_blocking(conninfo: &str, name: &str) -> Result<(), PgError> {
         // is_sql_identifier, so it needs no quoting.
         client
             .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .map_err(create)?;
+    }
+    if let Some(verifier) = verifier {
+        // The verifier is base64 and `$:` only: safe inside quotes. Kept out
+        // of the statement log anyway: it can be attacked offline.
+        client
+            .batch_execute(&format!(
+                "SET log_statement = 'none'; SET log_min_duration_statement = -1; ALTER ROLE {name} PASSWORD '{verifier}'"
+            ))
             .map_err(create)?;
     }
     let db_exists = client

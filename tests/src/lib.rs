@@ -231,6 +231,35 @@ impl Sandbox {
         )
     }
 
+    /// What an operator or another process on the host can read, where a
+    /// secret value must never appear: hostd's journal, every process's
+    /// arguments, /health, /metrics and `hostctl status --json`. Each is
+    /// checked to be non-empty, so a search of them proves something.
+    pub fn observable_places(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let addr = self.health_addr()?;
+        let places = vec![
+            (
+                "hostd's journal",
+                self.root_sh_output("journalctl -u hostd -o cat")?.stdout,
+            ),
+            (
+                "/proc/*/cmdline",
+                self.root_sh_output("cat /proc/[0-9]*/cmdline 2>/dev/null; true")?
+                    .stdout,
+            ),
+            ("/health", http_get(addr, "/health")?.body.into_bytes()),
+            ("/metrics", http_get(addr, "/metrics")?.body.into_bytes()),
+            (
+                "hostctl status --json",
+                self.hostctl(&["status", "--json"])?.stdout,
+            ),
+        ];
+        for (place, text) in &places {
+            ensure!(!text.is_empty(), "{place} is empty: nothing was checked");
+        }
+        Ok(places)
+    }
+
     /// A systemd property of a unit, read inside the sandbox.
     pub fn unit_property(&self, unit: &str, property: &str) -> Result<String> {
         let out = self.root_sh(&format!("systemctl show -P {property} {unit}"))?;

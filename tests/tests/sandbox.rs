@@ -17,6 +17,7 @@ mod sandbox_host;
 mod secrets;
 mod secrets_delivery;
 mod secrets_rotation;
+mod secrets_wiring;
 mod services;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
@@ -69,6 +70,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     secrets_rotation::sync_restarts_only_the_api_and_a_second_sync_restarts_nothing,
     secrets_rotation::secrets_list_json_shows_names_versions_and_services_never_values,
     secrets_rotation::the_refresh_interval_rotates_without_a_sync,
+    secrets_wiring::wired_passwords_reach_postgres_redis_and_the_api_and_rotate,
 ];
 
 fn main() -> std::process::ExitCode {

@@ -10,19 +10,32 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::{CheckError, Probe, find_io, io_kind};
+use crate::secrets::{SecretValue, SecretsState};
 
 pub struct RedisProbe {
     client: Option<redis::Client>,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The connection and the password it logged in with.
+    conn: Mutex<Option<(MultiplexedConnection, Option<SecretValue>)>>,
     what: String,
     timeout: Duration,
+    /// Where `secrets.redis_password` is read each round, when configured:
+    /// a rotated password makes the next round log in again with it.
+    password: Option<watch::Receiver<SecretsState>>,
 }
 
 impl RedisProbe {
     pub fn new(url: &str, timeout: Duration) -> Self {
+        Self::with_password(url, timeout, None)
+    }
+
+    pub fn with_password(
+        url: &str,
+        timeout: Duration,
+        password: Option<watch::Receiver<SecretsState>>,
+    ) -> Self {
         let client = redis::Client::open(url).ok();
         if client.is_none() {
             // The URL may carry a password: name the key, not the value.
@@ -37,6 +50,7 @@ impl RedisProbe {
             conn: Mutex::new(None),
             what,
             timeout,
+            password,
         }
     }
 
@@ -44,16 +58,28 @@ impl RedisProbe {
         // Rounds never overlap, so this lock is never contended; it only
         // makes the cached connection mutable behind `&self`.
         let mut slot = self.conn.lock().await;
+        let password = self
+            .password
+            .as_ref()
+            .and_then(|rx| rx.borrow().wired.redis_password.clone());
+        if slot.as_ref().is_some_and(|(_, used)| *used != password) {
+            *slot = None;
+        }
         let conn = match slot.as_mut() {
-            Some(c) => c,
+            Some((c, _)) => c,
             None => {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout));
-                let c = client
+                let mut info = client.get_connection_info().clone();
+                if let Some(p) = &password {
+                    let settings = info.redis_settings().clone().set_password(p.expose());
+                    info = info.set_redis_settings(settings);
+                }
+                let c = redis::Client::open(info)?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
-                slot.insert(c)
+                &mut slot.insert((c, password)).0
             }
         };
         let result = redis::cmd("PING").query_async::<String>(conn).await;

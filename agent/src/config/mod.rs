@@ -147,6 +147,15 @@ impl Config {
     }
 
     /// Rules that span keys, which serde cannot check field by field.
+    /// The Redis hostd checks and sets the password of: `checks.redis`, else
+    /// the local default.
+    pub fn redis_address(&self) -> &str {
+        self.checks
+            .redis
+            .as_deref()
+            .unwrap_or(crate::secrets::compose::DEFAULT_REDIS_ADDRESS)
+    }
+
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, svc) in &self.services {
             let key = |k: &str| format!("services.{name}.{k}");
@@ -232,6 +241,19 @@ impl Config {
                 "checks.redis".into(),
                 format!("not a Redis URL ({:?})", e.kind()),
             ));
+        }
+        if self
+            .secrets
+            .as_ref()
+            .is_some_and(|s| s.redis_password.is_some())
+            && let Err(e) = crate::secrets::compose::check_redis_address(self.redis_address())
+        {
+            let key = if c.redis.is_some() {
+                "checks.redis"
+            } else {
+                "secrets.redis_password"
+            };
+            return Err((key.into(), e.to_string()));
         }
         if c.disk.degraded_percent > c.disk.unhealthy_percent {
             return Err((

@@ -29,13 +29,53 @@ pub struct SecretsConfig {
     /// None: the SDK's own resolution (AWS_ENDPOINT_URL, then AWS's).
     #[serde(default)]
     pub endpoint_url: Option<EndpointUrl>,
+    /// The parameter holding the password of every app service's database
+    /// role (`services.*.database`): hostd sets it on the role and hands the
+    /// service a `database_url` that uses it.
+    #[serde(default)]
+    pub postgres_password: Option<ParameterName>,
+    /// The parameter holding Redis's password: hostd sets `requirepass` and
+    /// hands app services a `redis_url` that uses it.
+    #[serde(default)]
+    pub redis_password: Option<ParameterName>,
+    /// The parameter holding the backup repository's password; no service
+    /// receives it.
+    #[serde(default)]
+    pub backup_password: Option<ParameterName>,
 }
 
-/// Which parameters one service receives.
+impl SecretsConfig {
+    /// The parameters hostd itself wires (passwords it applies or composes
+    /// into connection strings): never handed out raw by default.
+    pub fn wired(&self) -> [Option<&ParameterName>; 3] {
+        [
+            self.postgres_password.as_ref(),
+            self.redis_password.as_ref(),
+            self.backup_password.as_ref(),
+        ]
+    }
+
+    /// `required` plus the wired parameters: a fetch without one of them
+    /// does not replace the last good set, and nothing that needs it starts.
+    pub fn required_all(&self) -> Vec<ParameterName> {
+        let mut all = self.required.clone();
+        for name in self.wired().into_iter().flatten() {
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
+        }
+        all
+    }
+}
+
+/// Which parameters one service receives as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection<'a> {
-    /// Every parameter under the prefix.
-    All,
+    /// Every parameter under the prefix but the wired ones, which arrive
+    /// inside `database_url` / `redis_url` instead.
+    All {
+        except: [Option<&'a ParameterName>; 3],
+    },
     /// These names (never empty).
     Names(&'a [ParameterName]),
 }
@@ -43,9 +83,13 @@ pub enum Selection<'a> {
 impl Selection<'_> {
     pub fn includes(&self, name: &str) -> bool {
         match self {
-            Selection::All => true,
+            Selection::All { except } => !except.iter().flatten().any(|n| n.as_str() == name),
             Selection::Names(names) => names.iter().any(|n| n.as_str() == name),
         }
+    }
+
+    pub fn is_all(&self) -> bool {
+        matches!(self, Selection::All { .. })
     }
 }
 
@@ -56,29 +100,71 @@ impl super::Config {
     /// default because that is what an app's settings are; PostgreSQL and
     /// Redis must opt in, so a new parameter never lands in them unasked.
     pub fn secrets_for(&self, service: &str) -> Option<Selection<'_>> {
-        self.secrets.as_ref()?;
+        let secrets = self.secrets.as_ref()?;
         let svc = self.services.get(service)?;
         match &svc.secrets {
             Some(names) if names.is_empty() => None,
             Some(names) => Some(Selection::Names(names)),
-            None if svc.unit.is_template() => Some(Selection::All),
+            None if svc.unit.is_template() => Some(Selection::All {
+                except: secrets.wired(),
+            }),
             None => None,
         }
     }
 
-    /// `secrets.required` ∩ what `service` receives: the names it must
-    /// have before it is started.
-    pub fn required_for(&self, service: &str) -> Vec<&str> {
+    /// Which of `database_url` and `redis_url` hostd composes for `service`:
+    /// `database_url` for one with a `database`, `redis_url` for one that
+    /// receives every parameter or names `secrets.redis_password`.
+    pub fn composed_for(&self, service: &str) -> Composed<'_> {
         let (Some(secrets), Some(selection)) = (&self.secrets, self.secrets_for(service)) else {
+            return Composed::default();
+        };
+        let database = self
+            .services
+            .get(service)
+            .and_then(|s| s.database.as_deref());
+        let redis = secrets
+            .redis_password
+            .as_ref()
+            .is_some_and(|name| selection.is_all() || selection.includes(name.as_str()));
+        Composed { database, redis }
+    }
+
+    /// Whether `service` gets parameter `name`, as it is or inside a
+    /// composed connection string.
+    pub fn uses_parameter(&self, service: &str, name: &str) -> bool {
+        let (Some(secrets), Some(selection)) = (&self.secrets, self.secrets_for(service)) else {
+            return false;
+        };
+        let composed = self.composed_for(service);
+        let is = |p: &Option<ParameterName>| p.as_ref().is_some_and(|p| p.as_str() == name);
+        selection.includes(name)
+            || (composed.database.is_some() && is(&secrets.postgres_password))
+            || (composed.redis && is(&secrets.redis_password))
+    }
+
+    /// The required parameters (wired ones included) that `service` uses:
+    /// the names it must have before it is started.
+    pub fn required_for(&self, service: &str) -> Vec<String> {
+        let Some(secrets) = &self.secrets else {
             return Vec::new();
         };
         secrets
-            .required
-            .iter()
-            .map(ParameterName::as_str)
-            .filter(|n| selection.includes(n))
+            .required_all()
+            .into_iter()
+            .map(|n| n.as_str().to_owned())
+            .filter(|n| self.uses_parameter(service, n))
             .collect()
     }
+}
+
+/// The connection strings hostd writes as credentials for one service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Composed<'a> {
+    /// `database_url` for this role and database.
+    pub database: Option<&'a str>,
+    /// `redis_url`.
+    pub redis: bool,
 }
 
 fn default_refresh_interval() -> RefreshInterval {

@@ -240,7 +240,7 @@ secrets = ["redis_password"]
 unit = "postgresql.service"
 "#,
     )?;
-    assert_eq!(c.secrets_for("api"), Some(Selection::All));
+    assert!(c.secrets_for("api").is_some_and(|s| s.is_all()));
     assert_eq!(
         c.required_for("api"),
         ["db_url", "redis_password", "backup_key"]
@@ -251,6 +251,66 @@ unit = "postgresql.service"
     assert_eq!(c.secrets_for("postgresql"), None);
     assert!(c.required_for("postgresql").is_empty());
     Ok(())
+}
+
+#[test]
+fn wired_passwords_are_required_composed_for_users_and_never_handed_out_raw()
+-> Result<(), ConfigError> {
+    let c = parse(
+        r#"
+[secrets]
+path = "/app/prod/"
+required = ["api_key"]
+postgres_password = "db_password"
+redis_password = "redis_password"
+backup_password = "backup_password"
+
+[services.api]
+unit = "api@.service"
+database = "api"
+
+[services.web]
+unit = "web@.service"
+secrets = ["api_key"]
+
+[services.worker]
+unit = "worker@.service"
+secrets = ["redis_password"]
+"#,
+    )?;
+    let all = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let api = c.secrets_for("api");
+    assert!(api.is_some_and(|s| s.includes("api_key") && !s.includes("db_password")));
+    assert!(api.is_some_and(|s| !s.includes("redis_password") && !s.includes("backup_password")));
+    assert_eq!(
+        c.composed_for("api"),
+        crate::config::Composed {
+            database: Some("api"),
+            redis: true
+        }
+    );
+    assert_eq!(
+        c.required_for("api"),
+        all(&["api_key", "db_password", "redis_password"])
+    );
+    assert_eq!(c.composed_for("web"), crate::config::Composed::default());
+    assert_eq!(c.required_for("web"), all(&["api_key"]));
+    // Named explicitly: raw and as redis_url.
+    assert!(c.composed_for("worker").redis);
+    assert_eq!(c.required_for("worker"), all(&["redis_password"]));
+    Ok(())
+}
+
+#[test]
+fn a_redis_address_with_its_own_password_is_refused_when_hostd_sets_it() {
+    let text = error_text(
+        "[secrets]\npath = \"/a/\"\nredis_password = \"r\"\n[checks]\nredis = \"redis://:old@127.0.0.1/\"\n",
+    );
+    assert!(
+        text.contains("checks.redis") && text.contains("without a user or password"),
+        "{text}"
+    );
+    assert!(!text.contains("old@"), "{text}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::checks::{
 };
 use crate::config::Config;
 use crate::desired::ManagerView;
+use crate::secrets::SecretsState;
 use crate::systemd::UnitStates;
 
 mod round;
@@ -57,8 +58,9 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// The real probes for `config.checks`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The real probes for `config.checks`, and `secrets` for the secrets
+    /// component and Redis's password.
+    pub fn from_config(config: &Config, secrets: Option<watch::Receiver<SecretsState>>) -> Self {
         let checks = &config.checks;
         let timeout = checks.timeout.0;
         let system = match SysinfoProbe::new(checks.disk.paths.clone()) {
@@ -73,13 +75,17 @@ impl Probes {
                 .postgres
                 .as_deref()
                 .map(|c| Arc::new(PostgresProbe::spawn(c, timeout)) as Arc<dyn Probe>),
-            redis: checks
-                .redis
-                .as_deref()
-                .map(|u| Arc::new(RedisProbe::new(u, timeout)) as Arc<dyn Probe>),
+            redis: checks.redis.as_deref().map(|u| {
+                let password = config
+                    .secrets
+                    .as_ref()
+                    .and_then(|s| s.redis_password.as_ref())
+                    .and(secrets.clone());
+                Arc::new(RedisProbe::with_password(u, timeout, password)) as Arc<dyn Probe>
+            }),
             instances: Arc::new(HttpUnixProbe { timeout }),
             system,
-            secrets: None,
+            secrets,
         }
     }
 }

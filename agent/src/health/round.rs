@@ -138,7 +138,9 @@ fn from_result(name: &str, r: Result<(), CheckError>) -> ComponentHealth {
 }
 
 /// `secrets`: healthy when fresh; degraded "secrets stale since T" while
-/// services run on the stored set; unhealthy when none could be delivered.
+/// services run on the stored set, or with the problem applying them
+/// (Redis refusing its new password); unhealthy when none could be
+/// delivered.
 /// Absent without `[secrets]`.
 pub(crate) fn secrets_component(state: &SecretsState) -> Option<ComponentHealth> {
     const NAME: &str = "secrets";
@@ -149,18 +151,21 @@ pub(crate) fn secrets_component(state: &SecretsState) -> Option<ComponentHealth>
         let why = state.problem.as_deref().unwrap_or("not fetched yet");
         return Some(unhealthy(NAME, format!("no secrets delivered: {why}")));
     }
-    Some(match state.stale_message() {
-        Some(reason) => ComponentHealth {
-            name: NAME.to_owned(),
-            status: HealthStatus::Degraded,
-            reason: Some(reason),
+    // Stale first: the fetch failing is the root of any later problem.
+    Some(
+        match state.stale_message().or_else(|| state.problem.clone()) {
+            Some(reason) => ComponentHealth {
+                name: NAME.to_owned(),
+                status: HealthStatus::Degraded,
+                reason: Some(reason),
+            },
+            None => ComponentHealth {
+                name: NAME.to_owned(),
+                status: HealthStatus::Healthy,
+                reason: None,
+            },
         },
-        None => ComponentHealth {
-            name: NAME.to_owned(),
-            status: HealthStatus::Healthy,
-            reason: None,
-        },
-    })
+    )
 }
 
 fn unit_component(name: &str, unit: &UnitName, st: &UnitState) -> ComponentHealth {

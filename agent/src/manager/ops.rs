@@ -103,7 +103,8 @@ impl Manager {
         if let Some(db) = &svc.database {
             let admin = self.config.checks.postgres.as_deref();
             let conninfo = admin.unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO);
-            crate::postgres::ensure_app_database(conninfo, db).await?;
+            let password = self.secrets.borrow().wired.postgres_password.clone();
+            crate::postgres::ensure_app_database(conninfo, db, password.as_ref()).await?;
         }
         if let Some(socket) = &svc.socket {
             self.systemd

@@ -4,13 +4,19 @@
 //! per name. PID 1 copies the files into the service's own
 //! `$CREDENTIALS_DIRECTORY` when it starts it. The drop-in holds names and
 //! paths, never a value.
+//!
+//! Besides the parameters themselves, a service gets the connection strings
+//! hostd composes from the wired passwords ([`super::compose`]). A
+//! parameter of the same name wins over a composed one: what the operator
+//! put in SSM is never second-guessed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::compose::{DATABASE_URL, REDIS_URL, database_url, redis_url};
 use super::set::SecretSet;
-use crate::config::{Config, Selection};
+use crate::config::Config;
 use crate::fsutil::write_if_changed;
 
 /// Where hostd keeps the credential files systemd loads.
@@ -69,14 +75,14 @@ pub fn deliver(
             .join(format!("{}.d", svc.unit.as_str()))
             .join(DROP_IN);
         let dir = root.join(service);
-        let Some(selection) = config.secrets_for(service) else {
+        if config.secrets_for(service).is_none() {
             out.drop_ins_changed |= remove(&drop_in)?;
             if dir.exists() && remove_dir(&dir)? {
                 out.changed.insert(service.clone());
             }
             continue;
         };
-        let chosen = credentials_of(service, selection, set)?;
+        let chosen = credentials_of(config, service, set)?;
         private_dir(root)?;
         private_dir(&dir)?;
         let mut changed = remove_others(&dir, &chosen)?;
@@ -84,41 +90,100 @@ pub fn deliver(
             "# Written by hostd from its [secrets] configuration: the secrets\n\
              # this service receives (names and paths only). Do not edit.\n[Service]\n",
         );
-        for (credential, parameter) in &chosen {
-            let path = dir.join(credential);
-            let value = set.get(parameter).map(|s| s.value.expose()).unwrap_or("");
-            changed |= write_if_changed(&path, value.as_bytes(), 0o600)
+        let mut received = BTreeSet::new();
+        for (credential, c) in chosen {
+            let path = dir.join(&credential);
+            changed |= write_if_changed(&path, c.value.as_bytes(), 0o600)
                 .map_err(|e| io("write credential", &path, e))?;
             body.push_str(&format!("LoadCredential={credential}:{}\n", path.display()));
+            received.extend(c.from);
         }
         out.drop_ins_changed |= write_if_changed(&drop_in, body.as_bytes(), 0o644)
             .map_err(|e| io("write drop-in", &drop_in, e))?;
         if changed {
             out.changed.insert(service.clone());
         }
-        out.services
-            .insert(service.clone(), chosen.into_values().collect());
+        out.services.insert(service.clone(), received);
     }
     Ok(out)
 }
 
-/// credential name → parameter name, for what `service` receives of `set`.
-fn credentials_of(
+/// One credential file: its content and the parameters it came from.
+struct Credential<'a> {
+    value: std::borrow::Cow<'a, str>,
+    from: Vec<String>,
+}
+
+/// credential name → credential, for what `service` receives of `set`.
+fn credentials_of<'a>(
+    config: &Config,
     service: &str,
-    selection: Selection<'_>,
-    set: &SecretSet,
-) -> Result<BTreeMap<String, String>, DeliveryError> {
-    let mut chosen: BTreeMap<String, String> = BTreeMap::new();
-    for name in set.names().filter(|n| selection.includes(n)) {
-        let credential = credential_name(name);
-        if let Some(first) = chosen.insert(credential.clone(), name.to_owned()) {
+    set: &'a SecretSet,
+) -> Result<BTreeMap<String, Credential<'a>>, DeliveryError> {
+    let mut chosen: BTreeMap<String, Credential<'a>> = BTreeMap::new();
+    let Some(selection) = config.secrets_for(service) else {
+        return Ok(chosen);
+    };
+    for secret in set.iter().filter(|s| selection.includes(&s.name)) {
+        let credential = credential_name(&secret.name);
+        let c = Credential {
+            value: secret.value.expose().into(),
+            from: vec![secret.name.clone()],
+        };
+        if let Some(first) = chosen.insert(credential.clone(), c) {
             return Err(DeliveryError::Collision {
                 service: service.to_owned(),
-                first,
-                second: name.to_owned(),
+                first: first.from.concat(),
+                second: secret.name.clone(),
                 credential,
             });
         }
+    }
+    let composed = config.composed_for(service);
+    let wired = config
+        .secrets
+        .as_ref()
+        .map(|s| (&s.postgres_password, &s.redis_password));
+    let Some((postgres_password, redis_password)) = wired else {
+        return Ok(chosen);
+    };
+    if let Some(db) = composed.database
+        && !chosen.contains_key(DATABASE_URL)
+    {
+        // A configured password that is not in the set (yet) composes
+        // nothing: the start gate holds the service back meanwhile.
+        let value = match postgres_password {
+            None => Some((database_url(db, None), vec![])),
+            Some(p) => set.get(p.as_str()).map(|s| {
+                (
+                    database_url(db, Some(s.value.expose())),
+                    vec![p.as_str().to_owned()],
+                )
+            }),
+        };
+        if let Some((value, from)) = value {
+            chosen.insert(
+                DATABASE_URL.to_owned(),
+                Credential {
+                    value: value.into(),
+                    from,
+                },
+            );
+        }
+    }
+    if composed.redis
+        && !chosen.contains_key(REDIS_URL)
+        && let Some(p) = redis_password
+        && let Some(s) = set.get(p.as_str())
+        && let Ok(url) = redis_url(config.redis_address(), s.value.expose())
+    {
+        chosen.insert(
+            REDIS_URL.to_owned(),
+            Credential {
+                value: url.into(),
+                from: vec![p.as_str().to_owned()],
+            },
+        );
     }
     Ok(chosen)
 }
@@ -136,7 +201,10 @@ fn private_dir(dir: &Path) -> Result<(), DeliveryError> {
 
 /// Removes files in `dir` that are not wanted credentials (a parameter
 /// deleted or deselected, a temporary file left by a crash).
-fn remove_others(dir: &Path, wanted: &BTreeMap<String, String>) -> Result<bool, DeliveryError> {
+fn remove_others(
+    dir: &Path,
+    wanted: &BTreeMap<String, Credential<'_>>,
+) -> Result<bool, DeliveryError> {
     let mut removed = false;
     for entry in std::fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
         let entry = entry.map_err(|e| io("list", dir, e))?;
@@ -247,6 +315,65 @@ mod tests {
         assert!(fewer.drop_ins_changed);
         assert_eq!(fewer.changed, BTreeSet::from(["api".into()]));
         assert!(!root.join("api/db.url").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn app_services_get_composed_urls_instead_of_wired_passwords()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let (root, units) = (tmp.path().join("creds"), tmp.path().join("units"));
+        let c = Config::parse(
+            Path::new("hostd.toml"),
+            "[secrets]\npath = \"/app/\"\npostgres_password = \"db_password\"\n\
+             redis_password = \"redis_password\"\n\
+             [services.api]\nunit = \"api@.service\"\ndatabase = \"api\"\n",
+        )?;
+        let s = set(&[
+            ("db_password", "p@ss word"),
+            ("redis_password", "r/1"),
+            ("key", "k"),
+        ]);
+        let d = deliver(&c, &s, &root, &units)?;
+        let read = |name: &str| std::fs::read_to_string(root.join("api").join(name));
+        assert_eq!(
+            read("database_url")?,
+            "postgresql://api:p%40ss%20word@127.0.0.1:5432/api"
+        );
+        assert_eq!(read("redis_url")?, "redis://:r%2F1@127.0.0.1:6379/");
+        assert_eq!(read("key")?, "k");
+        assert!(!root.join("api/db_password").exists());
+        assert!(!root.join("api/redis_password").exists());
+        assert_eq!(
+            d.services.get("api"),
+            Some(&BTreeSet::from([
+                "db_password".into(),
+                "key".into(),
+                "redis_password".into()
+            ]))
+        );
+
+        // Rotating the password changes the URL, and so the service.
+        let rotated = set(&[
+            ("db_password", "new"),
+            ("redis_password", "r/1"),
+            ("key", "k"),
+        ]);
+        let d = deliver(&c, &rotated, &root, &units)?;
+        assert_eq!(d.changed, BTreeSet::from(["api".into()]));
+        assert_eq!(
+            read("database_url")?,
+            "postgresql://api:new@127.0.0.1:5432/api"
+        );
+
+        // A parameter of the same name wins over the composed one.
+        let own = set(&[
+            ("db_password", "new"),
+            ("redis_password", "r/1"),
+            ("database_url", "mine"),
+        ]);
+        deliver(&c, &own, &root, &units)?;
+        assert_eq!(read("database_url")?, "mine");
         Ok(())
     }
 

