@@ -4,6 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod backup;
+
+pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
+
 /// Where hostd serves its control API unless hostd.toml says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hostd/control.sock";
 
