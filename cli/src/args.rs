@@ -53,6 +53,12 @@ pub enum Command {
     /// values), or re-read them now
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The host's backup repository: snapshots, last run, last restore
+    /// drill and next run, per host
+    Backups(BackupsArgs),
+    /// Back up now (`hostctl backup now`)
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]
@@ -98,6 +104,45 @@ pub enum SecretsCommand {
     /// changed restart (instances one at a time). Exit 1 when a host's
     /// fetch or a restart failed
     Sync(ActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsArgs {
+    /// Print a JSON array (one object per host) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a host that has not answered after this long (hostd reads
+    /// the snapshot list from S3)
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Read this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Start a backup now, one host at a time (a backup already running is
+    /// joined, not doubled). With --wait, report each snapshot written; exit
+    /// 1 and stop at the first host whose backup failed
+    Now(BackupNowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupNowArgs {
+    /// Wait for the backup to end and report what it wrote
+    #[arg(long)]
+    pub wait: bool,
+    /// Print a JSON array (one object per host) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a host that has not answered after this long [default:
+    /// 2h with --wait, as the answer comes when the backup ends; 2m without]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Back up this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +341,28 @@ mod tests {
             }))
         ));
         assert!(Cli::try_parse_from(["hostctl", "secrets", "show"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn backup_commands_parse() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from(["hostctl", "backups", "--json", "--host", "a"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Backups(BackupsArgs { json: true, host: Some(ref h), .. }) if h == "a"
+        ));
+        let cli = Cli::try_parse_from(["hostctl", "backup", "now", "--wait", "--timeout", "3h"])?;
+        assert!(matches!(
+            cli.command,
+            Command::Backup(BackupCommand::Now(BackupNowArgs {
+                wait: true,
+                json: false,
+                timeout: Some(t),
+                ..
+            })) if t == Duration::from_secs(3 * 3600)
+        ));
+        assert!(Cli::try_parse_from(["hostctl", "backup"]).is_err());
+        assert!(Cli::try_parse_from(["hostctl", "backup", "later"]).is_err());
         Ok(())
     }
 

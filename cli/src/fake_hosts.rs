@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{Config, HostTarget};
 use crate::transport::Transport;
@@ -45,7 +46,13 @@ impl FakeHosts {
         answers: &[(&str, &str)],
         status_body: &str,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir().join(format!("hostctl-fake-{test}-{}", std::process::id()));
+        // Unique per fixture too: tests of different modules run in parallel
+        // and may pick the same short name; a shared directory mixes their
+        // logs and is removed under the other test's feet.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("hostctl-fake-{test}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let fake = dir.join("ssh");
         std::fs::write(&fake, FAKE_SSH)?;

@@ -2,6 +2,7 @@
 //! arguments, sets up logging and maps [`Error`] to an exit code.
 
 pub mod args;
+pub mod backup;
 pub mod config;
 #[cfg(test)]
 mod fake_hosts;
@@ -13,7 +14,7 @@ pub mod service;
 pub mod status;
 pub mod transport;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -36,6 +37,8 @@ pub enum Error {
     Logs(#[from] logs::LogsError),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -49,6 +52,7 @@ impl Error {
             Self::Status(status::StatusError::Config(_)) => ExitCode::from(EXIT_USAGE),
             Self::Service(e) => e.exit_code(),
             Self::Secrets(e) => e.exit_code(),
+            Self::Backup(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
@@ -64,6 +68,7 @@ impl Error {
             Self::Status(status::StatusError::Transport(t)) => t.hint(),
             Self::Service(e) => e.hint(),
             Self::Secrets(e) => e.hint(),
+            Self::Backup(e) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
         }
@@ -76,6 +81,7 @@ impl Error {
             | Self::Status(status::StatusError::Output(e))
             | Self::Service(service::ServiceError::Output(e))
             | Self::Secrets(secrets::SecretsError::Output(e))
+            | Self::Backup(backup::BackupError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -128,6 +134,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 args::SecretsCommand::List(_) => secrets::list(settings).await?,
                 args::SecretsCommand::Sync(_) => secrets::sync(settings).await?,
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backups(a) => {
+            let targets =
+                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                    .map_err(backup::BackupError::from)?;
+            backup::list(backup::BackupSettings {
+                targets,
+                json: a.json,
+                wait: false,
+                timeout: a.timeout,
+                progress: false,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args::BackupCommand::Now(a)) => {
+            let targets =
+                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                    .map_err(backup::BackupError::from)?;
+            let default = if a.wait {
+                backup::WAIT_TIMEOUT
+            } else {
+                backup::START_TIMEOUT
+            };
+            backup::now(backup::BackupSettings {
+                targets,
+                json: a.json,
+                wait: a.wait,
+                timeout: a.timeout.unwrap_or(default),
+                progress: a.wait && !a.json && std::io::stderr().is_terminal(),
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),

@@ -14,10 +14,8 @@ use std::time::Duration;
 use hostd_api::{API_PREFIX, SecretsList, SecretsSyncResult};
 use hyper::Method;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::EXIT_USAGE;
-use crate::config::HostTarget;
 use crate::service::{Outcome, TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 
@@ -105,7 +103,8 @@ pub async fn list_with(
     let path = format!("{API_PREFIX}/secrets");
     let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
     for target in &settings.targets.hosts {
-        let answer = call::<SecretsList>(transport, target, Method::GET, &path, settings.timeout);
+        let answer =
+            transport.call::<SecretsList>(target, Method::GET, &path, None, settings.timeout);
         let (secrets, error) = match answer.await {
             Ok(list) => (Some(list), None),
             Err(e) => (None, Some(crate::status::error_chain(&e))),
@@ -157,8 +156,13 @@ pub async fn sync_with(
         };
         if !stopped {
             tracing::info!(host = target.name, "secrets sync");
-            let answer =
-                call::<SecretsSyncResult>(transport, target, Method::POST, &path, settings.timeout);
+            let answer = transport.call::<SecretsSyncResult>(
+                target,
+                Method::POST,
+                &path,
+                None,
+                settings.timeout,
+            );
             match answer.await {
                 Ok(r) => {
                     host.outcome = if r.error.is_none() && r.fetched {
@@ -196,31 +200,4 @@ pub async fn sync_with(
             hosts: failed,
         })
     }
-}
-
-/// One request on its own connection, bounded by `timeout`.
-async fn call<T: DeserializeOwned>(
-    transport: &Transport,
-    target: &HostTarget,
-    method: Method,
-    path: &str,
-    timeout: Duration,
-) -> Result<T, TransportError> {
-    let exchange = async {
-        let mut client = transport.connect(target).await?;
-        let answer = client.request(method, path, None).await;
-        client.close().await;
-        let body = answer?;
-        serde_json::from_slice::<T>(&body).map_err(|source| TransportError::Decode {
-            host: target.name.clone(),
-            path: path.to_owned(),
-            source,
-        })
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| TransportError::Timeout {
-            host: target.name.clone(),
-            after: timeout,
-        })?
 }

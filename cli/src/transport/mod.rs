@@ -11,6 +11,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hyper::Method;
+use hyper::body::Bytes;
+use serde::de::DeserializeOwned;
+
 pub use client::HostClient;
 pub use remote::{RemoteProcess, shell_join, shell_quote};
 pub use ssh::{control_dir, ssh_args};
@@ -182,6 +186,36 @@ impl Transport {
     pub async fn connect(&self, target: &HostTarget) -> Result<HostClient, TransportError> {
         let remote = format!("{} dial-stdio", target.hostd_path);
         HostClient::spawn(&target.name, &remote, self.command(target)).await
+    }
+
+    /// One request on its own connection, its JSON answer decoded as `T`.
+    /// `timeout` bounds all of it (ssh connect included), because a stuck
+    /// ssh is as much a hang to the operator as a slow hostd.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        target: &HostTarget,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<T, TransportError> {
+        let exchange = async {
+            let mut client = self.connect(target).await?;
+            let answer = client.request(method, path, body).await;
+            client.close().await;
+            let answer = answer?;
+            serde_json::from_slice::<T>(&answer).map_err(|source| TransportError::Decode {
+                host: target.name.clone(),
+                path: path.to_owned(),
+                source,
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                host: target.name.clone(),
+                after: timeout,
+            })?
     }
 }
 
