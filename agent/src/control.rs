@@ -12,6 +12,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hostd_api::{ErrorBody, HostStatus, ScaleRequest, ServiceAction, ServiceSummary};
 
+use crate::backup::{BackupError, BackupHandle};
 use crate::manager::{ManagerError, ManagerHandle};
 use crate::secrets::{RefreshError, SecretsHandle};
 use crate::server::AppState;
@@ -21,6 +22,7 @@ struct ControlState {
     app: AppState,
     manager: ManagerHandle,
     secrets: SecretsHandle,
+    backup: BackupHandle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,12 @@ pub enum ControlError {
     },
 }
 
-pub fn control_router(app: AppState, manager: ManagerHandle, secrets: SecretsHandle) -> Router {
+pub fn control_router(
+    app: AppState,
+    manager: ManagerHandle,
+    secrets: SecretsHandle,
+    backup: BackupHandle,
+) -> Router {
     let v = hostd_api::API_PREFIX;
     Router::new()
         .route(&format!("{v}/status"), get(status))
@@ -52,10 +59,12 @@ pub fn control_router(app: AppState, manager: ManagerHandle, secrets: SecretsHan
         .route(&format!("{v}/services/{{name}}/instances"), put(scale))
         .route(&format!("{v}/secrets"), get(secrets_list))
         .route(&format!("{v}/secrets/sync"), post(secrets_sync))
+        .route(&format!("{v}/backups"), get(backups_list).post(backup_now))
         .with_state(ControlState {
             app,
             manager,
             secrets,
+            backup,
         })
 }
 
@@ -91,6 +100,36 @@ async fn secrets_sync(State(st): State<ControlState>) -> Response {
     match st.secrets.sync().await {
         Ok(result) => Json(result).into_response(),
         Err(e) => secrets_error(&e),
+    }
+}
+
+fn backup_error(e: &BackupError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorBody {
+        error: e.to_string(),
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn backups_list(State(st): State<ControlState>) -> Response {
+    match st.backup.list().await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => backup_error(&e),
+    }
+}
+
+/// 200 with the finished run when waiting, else 202 with the run started
+/// (or the one already going, which this joins).
+async fn backup_now(
+    State(st): State<ControlState>,
+    body: Option<Json<hostd_api::BackupRequest>>,
+) -> Response {
+    let wait = body.is_some_and(|Json(b)| b.wait);
+    tracing::info!(wait, "hostctl backup now");
+    match st.backup.now(wait).await {
+        Ok(run) if wait => Json(run).into_response(),
+        Ok(run) => (StatusCode::ACCEPTED, Json(run)).into_response(),
+        Err(e) => backup_error(&e),
     }
 }
 
@@ -220,7 +259,12 @@ mod tests {
         let (_secrets_tx, secrets_rx) =
             tokio::sync::watch::channel(crate::secrets::SecretsState::default());
         let secrets = SecretsHandle::detached(std::sync::Arc::clone(&app_state.config), secrets_rx);
-        let app = control_router(app_state, ManagerHandle::detached(), secrets);
+        let app = control_router(
+            app_state,
+            ManagerHandle::detached(),
+            secrets,
+            BackupHandle::unconfigured(),
+        );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let stream = tokio::net::UnixStream::connect(&path).await?;
         let (mut sender, conn) =

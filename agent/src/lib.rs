@@ -90,7 +90,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         stop_rx.clone(),
     );
 
-    let probes = health::Probes::from_config(&config, Some(secrets));
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let (backup_handle, backup_task) = backup::task::spawn(
+        Arc::clone(&config),
+        secrets.clone(),
+        hostname.clone(),
+        stop_rx.clone(),
+    );
+    let mut probes = health::Probes::from_config(&config, Some(secrets));
+    probes.backup = config.backup.as_ref().map(|_| backup_handle.state());
     let (snapshot, checker) = health::spawn_checker(
         Arc::new(systemd),
         Arc::clone(&config),
@@ -113,10 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         view,
         config: Arc::clone(&config),
         started,
-        hostname: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
+        hostname,
     };
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -126,7 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let control_server = axum::serve(
         control_listener,
-        control::control_router(state, manager.handle, secrets_handle),
+        control::control_router(state, manager.handle, secrets_handle, backup_handle),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });
@@ -145,6 +153,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     notify::stopping();
     stop_tx.send_replace(true);
     let (h, c, _, _, _) = tokio::join!(health_task, control_task, checker, manager.task, refresher);
+    if let Some(b) = backup_task {
+        // A run in progress is abandoned: rustic writes nothing a reader
+        // trusts until the snapshot file, so the repository stays valid.
+        b.abort();
+        let _ = b.await;
+    }
     if let Some(emf) = emf {
         let _ = emf.await;
     }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod backups;
 mod data_volume;
 mod foundation;
 mod health_checks;
@@ -71,6 +72,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     secrets_rotation::secrets_list_json_shows_names_versions_and_services_never_values,
     secrets_rotation::the_refresh_interval_rotates_without_a_sync,
     secrets_wiring::wired_passwords_reach_postgres_redis_and_the_api_and_rotate,
+    backups::backup_now_writes_every_kind_that_restic_reads_checks_and_dumps,
 ];
 
 fn main() -> std::process::ExitCode {

@@ -5,14 +5,23 @@
 //! rustic_core is synchronous: everything here that touches the repository
 //! runs inside `tokio::task::spawn_blocking` (see [`s3`] for why).
 
+pub mod drill;
+pub mod engine;
+pub mod health;
 mod layout;
+mod redis_save;
 pub mod repo;
+mod run;
+pub mod runner;
 pub mod s3;
 pub mod s3_client;
 mod s3_error;
+mod source;
+pub mod task;
 
 pub use layout::BadLocation;
 pub use repo::{OpenRepo, RepoError, Storage, open_or_init};
 pub use s3::S3Backend;
 pub use s3_client::{ClientError, client, client_with_loader};
 pub use s3_error::S3Error;
+pub use task::{BackupError, BackupHandle, BackupState};

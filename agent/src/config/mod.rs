@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod backup;
 mod secrets;
 mod sections;
 mod values;
 
+pub use backup::*;
 pub use secrets::*;
 pub use sections::*;
 pub use values::*;
@@ -58,6 +60,9 @@ pub struct Config {
     /// None: hostd delivers no secrets.
     #[serde(default)]
     pub secrets: Option<SecretsConfig>,
+    /// None: hostd takes no backups.
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -254,6 +259,36 @@ impl Config {
                 "secrets.redis_password"
             };
             return Err((key.into(), e.to_string()));
+        }
+        if let Some(b) = &self.backup {
+            if self
+                .secrets
+                .as_ref()
+                .is_none_or(|s| s.backup_password.is_none())
+            {
+                return Err((
+                    "backup".into(),
+                    "needs the repository password: set secrets.backup_password to its parameter"
+                        .into(),
+                ));
+            }
+            for db in b.databases.iter().flatten() {
+                if !is_sql_identifier(db) {
+                    return Err((
+                        "backup.databases".into(),
+                        format!("`{db}` is not a plain SQL name"),
+                    ));
+                }
+            }
+            if b.check_read_subset
+                .parse::<rustic_core::ReadSubsetOption>()
+                .is_err()
+            {
+                return Err((
+                    "backup.check_read_subset".into(),
+                    "not a subset like `5%`, `1/10` or `500MiB`".into(),
+                ));
+            }
         }
         if c.disk.degraded_percent > c.disk.unhealthy_percent {
             return Err((

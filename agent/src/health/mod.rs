@@ -55,6 +55,8 @@ pub struct Probes {
     pub system: Option<Arc<dyn SystemProbe>>,
     /// What the secrets runtime publishes; read each round (no I/O).
     pub secrets: Option<watch::Receiver<crate::secrets::SecretsState>>,
+    /// What the backup task publishes, when `[backup]` is configured.
+    pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
 }
 
 impl Probes {
@@ -86,6 +88,7 @@ impl Probes {
             instances: Arc::new(HttpUnixProbe { timeout }),
             system,
             secrets,
+            backup: None,
         }
     }
 }

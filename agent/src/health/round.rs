@@ -2,7 +2,7 @@
 //! instance and the host's figures, all concurrently.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 use hostd_api::{ActiveState, ComponentHealth, HealthStatus, UnitStatus};
@@ -51,6 +51,13 @@ pub async fn check_once<S: UnitStates>(
     }
     if let Some(rx) = &probes.secrets {
         components.extend(secrets_component(&rx.borrow()));
+    }
+    if let (Some(rx), Some(b)) = (&probes.backup, &config.backup) {
+        components.push(crate::backup::health::component(
+            &rx.borrow(),
+            b.max_age.0,
+            SystemTime::now(),
+        ));
     }
     let mut snap = Snapshot::new(units, report(components));
     snap.system = sample.unwrap_or_else(SystemSample::default);

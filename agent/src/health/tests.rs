@@ -114,6 +114,7 @@ fn probes(pg: Result<(), CheckError>, system: SystemSample) -> (Probes, Arc<Fake
         instances: Arc::new(FakeInstances),
         system: Some(Arc::new(FakeSystem(system))),
         secrets: None,
+        backup: None,
     };
     (p, pg)
 }

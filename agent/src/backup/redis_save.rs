@@ -1,0 +1,93 @@
+//! A fresh RDB snapshot from the running Redis: BGSAVE, waited for until
+//! LASTSAVE moves, and the path of the file it wrote.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secrets::SecretValue;
+
+/// A large dataset on a small instance can take minutes to fork and write.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(900);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSaveError {
+    /// The error kind only: Redis's messages can quote the URL.
+    #[error("Redis BGSAVE failed: {0}")]
+    Failed(String),
+    #[error("Redis did not finish BGSAVE within {} s", SAVE_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+fn failed(e: &redis::RedisError) -> RedisSaveError {
+    RedisSaveError::Failed(
+        e.code()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:?}", e.kind())),
+    )
+}
+
+pub async fn fresh_rdb(
+    address: &str,
+    password: Option<&SecretValue>,
+) -> Result<PathBuf, RedisSaveError> {
+    let client = redis::Client::open(address).map_err(|e| failed(&e))?;
+    let mut info = client.get_connection_info().clone();
+    if let Some(p) = password {
+        let settings = info.redis_settings().clone().set_password(p.expose());
+        info = info.set_redis_settings(settings);
+    }
+    let mut conn = redis::Client::open(info)
+        .map_err(|e| failed(&e))?
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| failed(&e))?;
+    let before: i64 = redis::cmd("LASTSAVE")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    // "already in progress" is fine: waiting for LASTSAVE to move covers it.
+    if let Err(e) = redis::cmd("BGSAVE").query_async::<()>(&mut conn).await
+        && !e.to_string().contains("in progress")
+    {
+        return Err(failed(&e));
+    }
+    let waited = tokio::time::timeout(SAVE_TIMEOUT, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now: i64 = redis::cmd("LASTSAVE")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| failed(&e))?;
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| failed(&e))?;
+            let busy = info.contains("rdb_bgsave_in_progress:1");
+            if now > before && !busy {
+                if info.contains("rdb_last_bgsave_status:ok") {
+                    return Ok(());
+                }
+                return Err(RedisSaveError::Failed(
+                    "rdb_last_bgsave_status is not ok".into(),
+                ));
+            }
+        }
+    })
+    .await
+    .map_err(|_| RedisSaveError::Timeout)?;
+    waited?;
+    let dir: (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dir")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    let file: (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("dbfilename")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| failed(&e))?;
+    Ok(PathBuf::from(dir.1).join(file.1))
+}
