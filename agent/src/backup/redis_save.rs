@@ -31,16 +31,12 @@ pub async fn fresh_rdb(
     password: Option<&SecretValue>,
 ) -> Result<PathBuf, RedisSaveError> {
     let client = redis::Client::open(address).map_err(|e| failed(&e))?;
-    let mut info = client.get_connection_info().clone();
-    if let Some(p) = password {
-        let settings = info.redis_settings().clone().set_password(p.expose());
-        info = info.set_redis_settings(settings);
-    }
-    let mut conn = redis::Client::open(info)
-        .map_err(|e| failed(&e))?
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| failed(&e))?;
+    let mut conn =
+        crate::secrets::redis_auth::with_password(&client, password.map(SecretValue::expose))
+            .map_err(|e| failed(&e))?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| failed(&e))?;
     let before: i64 = redis::cmd("LASTSAVE")
         .query_async(&mut conn)
         .await

@@ -144,17 +144,7 @@ pub fn next_scheduled(now: SystemTime, at_minutes: u32, jitter: Duration) -> Sys
     if due <= secs {
         due += 86_400;
     }
-    let spread = u64::try_from(jitter.as_millis()).unwrap_or(0);
-    let extra = if spread == 0 {
-        0
-    } else {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-            % spread
-    };
-    SystemTime::UNIX_EPOCH + Duration::from_secs(due) + Duration::from_millis(extra)
+    SystemTime::UNIX_EPOCH + Duration::from_secs(due) + crate::random_delay(jitter)
 }
 
 pub fn spawn(

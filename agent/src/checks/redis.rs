@@ -71,12 +71,8 @@ impl RedisProbe {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout));
-                let mut info = client.get_connection_info().clone();
-                if let Some(p) = &password {
-                    let settings = info.redis_settings().clone().set_password(p.expose());
-                    info = info.set_redis_settings(settings);
-                }
-                let c = redis::Client::open(info)?
+                let expose = password.as_ref().map(SecretValue::expose);
+                let c = crate::secrets::redis_auth::with_password(client, expose)?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?;
                 &mut slot.insert((c, password)).0

@@ -127,15 +127,25 @@ enum Login {
     Down,
 }
 
-/// `client` is the configured address, which carries no password
-/// (config validation sees to that): logging in without one uses it as is.
-async fn login(client: &redis::Client, password: Option<&str>) -> Login {
+/// A client for `client`'s server that logs in with `password`, or as
+/// `client` does when None. Every hostd connection to Redis goes through
+/// this, so the password is applied one way everywhere.
+pub fn with_password(
+    client: &redis::Client,
+    password: Option<&str>,
+) -> redis::RedisResult<redis::Client> {
     let mut info = client.get_connection_info().clone();
     if let Some(p) = password {
         let settings = info.redis_settings().clone().set_password(p);
         info = info.set_redis_settings(settings);
     }
-    let Ok(client) = redis::Client::open(info) else {
+    redis::Client::open(info)
+}
+
+/// `client` is the configured address, which carries no password
+/// (config validation sees to that): logging in without one uses it as is.
+async fn login(client: &redis::Client, password: Option<&str>) -> Login {
+    let Ok(client) = with_password(client, password) else {
         return Login::Down;
     };
     let config = redis::AsyncConnectionConfig::new()

@@ -207,15 +207,7 @@ where
 /// fleet launched from one AMI) drift apart instead of asking SSM in the
 /// same second for ever.
 fn jittered(every: std::time::Duration) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per instance: random enough to
-    // spread hosts, and no extra crate.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let tenth = every / 10;
-    let extra_ms = u64::try_from(tenth.as_millis()).unwrap_or(u64::MAX).max(1);
-    every + std::time::Duration::from_millis(random % extra_ms)
+    every + crate::random_delay(every / 10)
 }
 
 /// One refresh and what follows from it.

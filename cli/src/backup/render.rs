@@ -8,7 +8,6 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use bytesize::ByteSize;
 use hostd_api::{BackupRun, BackupsList, DrillRun, SnapshotInfo};
-use serde::Serialize;
 
 use super::{HostBackups, HostRun};
 use crate::service::render::host_line;
@@ -19,10 +18,7 @@ const GREEN: Style = AnsiColor::Green.on_default();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
 
-pub(super) fn json<T: Serialize>(out: &mut impl Write, hosts: &[T]) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, hosts)?;
-    writeln!(out)
-}
+pub(super) use crate::service::render::json;
 
 pub(super) fn list(out: &mut impl Write, hosts: &[HostBackups]) -> std::io::Result<()> {
     for h in hosts {

@@ -5,7 +5,6 @@ use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
 use hostd_api::{SecretsList, SecretsSyncResult};
-use serde::Serialize;
 
 use super::{HostList, HostSync};
 use crate::service::render::{host_line, summary};
@@ -15,10 +14,7 @@ const DIM: Style = Style::new().dimmed();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
 
-pub(super) fn json<T: Serialize>(out: &mut impl Write, hosts: &[T]) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, hosts)?;
-    writeln!(out)
-}
+pub(super) use crate::service::render::json;
 
 pub(super) fn list(out: &mut impl Write, hosts: &[HostList]) -> std::io::Result<()> {
     for h in hosts {

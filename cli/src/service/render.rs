@@ -15,7 +15,9 @@ const GREEN: Style = AnsiColor::Green.on_default();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 const RED: Style = AnsiColor::Red.on_default().bold();
 
-pub(super) fn json(out: &mut impl Write, hosts: &[HostOutcome]) -> std::io::Result<()> {
+/// `--json` output of every command applied host by host: one array, one
+/// object per host.
+pub(crate) fn json<T: serde::Serialize>(out: &mut impl Write, hosts: &[T]) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, hosts)?;
     writeln!(out)
 }
