@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
+pub mod restore;
 
 pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
+pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 
 /// Where hostd serves its control API unless hostd.toml says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hostd/control.sock";
