@@ -59,6 +59,9 @@ pub enum Command {
     /// Back up now (`hostctl backup now`)
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Restore one host from a backup run: shows the plan, asks, then
+    /// stops the app, restores and starts it again, reporting each step
+    Restore(RestoreArgs),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]
@@ -143,6 +146,56 @@ pub struct BackupNowArgs {
     /// Back up this host of the environment only
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// `latest`, or a snapshot id or a unique prefix of one (8 characters at
+    /// least) from `hostctl backups`: the backup run that wrote it is
+    /// restored
+    #[arg(value_name = "SNAPSHOT", value_parser = parse_snapshot)]
+    pub snapshot: String,
+    /// Restore only these kinds (repeat or separate with commas) [default:
+    /// every kind the run holds]
+    #[arg(long, value_name = "KIND", value_enum, value_delimiter = ',')]
+    pub only: Vec<RestoreKind>,
+    /// Show the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Restore without asking (needed when stdin is no terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print hostd's events as JSON lines instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// The host to restore (required when the environment has several)
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Wait this long for the host's operations lock when another
+    /// operation (a backup, a deploy) holds it; 0: fail at once
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_lock_wait)]
+    pub lock_wait: Duration,
+    /// Stop following the restore after this long (hostd carries it on)
+    #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `--only`'s values; clap cannot derive its traits on hostd-api's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreKind {
+    Postgres,
+    Redis,
+    Files,
+}
+
+impl From<RestoreKind> for hostd_api::BackupKind {
+    fn from(k: RestoreKind) -> Self {
+        match k {
+            RestoreKind::Postgres => Self::Postgres,
+            RestoreKind::Redis => Self::Redis,
+            RestoreKind::Files => Self::Files,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +286,24 @@ fn parse_since(s: &str) -> Result<String, String> {
     } else {
         Ok(s.to_owned())
     }
+}
+
+/// hostd's rule: `latest` or at least 8 hex digits of an id. A typo is
+/// better caught here than as "no snapshot" after a connection.
+fn parse_snapshot(s: &str) -> Result<String, String> {
+    let hex = (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if s == "latest" || hex {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is no snapshot: write `latest` or an id from `hostctl backups` (8 hex digits at least)"
+        ))
+    }
+}
+
+/// Zero is allowed here: it means "do not wait".
+fn parse_lock_wait(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 0s or 10m)"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -363,6 +434,52 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["hostctl", "backup"]).is_err());
         assert!(Cli::try_parse_from(["hostctl", "backup", "later"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn restore_parses_kinds_waits_and_refuses_bad_ids() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([
+            "hostctl",
+            "restore",
+            "0123ABCD",
+            "--only",
+            "postgres,redis",
+            "--only",
+            "files",
+            "-y",
+            "--lock-wait",
+            "10m",
+        ])?;
+        let Command::Restore(a) = cli.command else {
+            return Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand));
+        };
+        assert_eq!(a.snapshot, "0123abcd");
+        assert_eq!(
+            a.only,
+            [
+                RestoreKind::Postgres,
+                RestoreKind::Redis,
+                RestoreKind::Files
+            ]
+        );
+        assert!(a.yes && !a.dry_run && !a.json && a.host.is_none());
+        assert_eq!(a.lock_wait, Duration::from_secs(600));
+        assert_eq!(a.timeout, Duration::from_secs(6 * 3600));
+        let cli = Cli::try_parse_from(["hostctl", "restore", "latest", "--dry-run", "--json"])?;
+        let Command::Restore(a) = cli.command else {
+            return Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand));
+        };
+        assert!(a.dry_run && a.json && a.only.is_empty() && a.lock_wait.is_zero());
+        for bad in [
+            vec!["hostctl", "restore"],
+            vec!["hostctl", "restore", "0123abc"],
+            vec!["hostctl", "restore", "newest"],
+            vec!["hostctl", "restore", "latest", "--only", "mysql"],
+            vec!["hostctl", "restore", "latest", "--timeout", "0s"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} was accepted");
+        }
         Ok(())
     }
 

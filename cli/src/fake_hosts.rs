@@ -9,8 +9,9 @@ use crate::config::{Config, HostTarget};
 use crate::transport::Transport;
 
 /// Plays ssh and hostd for any number of requests on one connection: the
-/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>" as
-/// `CODE REASON|BODY`. Every request line is appended to $LOG.
+/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>_<n>"
+/// for a host's n-th such request (from 0) if set, else "$ANSWER_<host>",
+/// as `CODE REASON|BODY`. Every request line is appended to $LOG.
 const FAKE_SSH: &str = r#"#!/bin/bash
 dest=""
 while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
@@ -24,7 +25,9 @@ while IFS= read -r first; do
   echo "$dest ${first% HTTP/1.1} $body" >> "$LOG"
   case "$first" in
     "GET /v1/status "*) code="200 OK"; out="$STATUS_BODY" ;;
-    *) var="ANSWER_$dest"; code="${!var%%|*}"; out="${!var#*|}" ;;
+    *) n=$(cat "$LOG.$dest.n" 2>/dev/null || echo 0); echo $((n + 1)) > "$LOG.$dest.n"
+       var="ANSWER_${dest}_$n"; [ -n "${!var+set}" ] || var="ANSWER_$dest"
+       code="${!var%%|*}"; out="${!var#*|}" ;;
   esac
   printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "$code" "${#out}" "$out"
 done
@@ -75,6 +78,18 @@ impl FakeHosts {
             transport,
             hosts: hosts.to_vec(),
         })
+    }
+
+    /// `host` answers its requests but the status with `answers`, one
+    /// after the other; then with its answer given to [`Self::new`].
+    pub fn answering_in_turn(mut self, host: &str, answers: &[&str]) -> Self {
+        for (n, answer) in answers.iter().enumerate() {
+            self.transport = self
+                .transport
+                .clone()
+                .with_env(format!("ANSWER_{host}_{n}"), *answer);
+        }
+        self
     }
 
     /// Every request, as `host METHOD PATH BODY` (trimmed).

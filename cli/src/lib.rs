@@ -8,6 +8,7 @@ pub mod config;
 mod fake_hosts;
 pub mod logging;
 pub mod logs;
+pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod service;
@@ -39,6 +40,8 @@ pub enum Error {
     Secrets(#[from] secrets::SecretsError),
     #[error(transparent)]
     Backup(#[from] backup::BackupError),
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -53,6 +56,7 @@ impl Error {
             Self::Service(e) => e.exit_code(),
             Self::Secrets(e) => e.exit_code(),
             Self::Backup(e) => e.exit_code(),
+            Self::Restore(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
@@ -69,6 +73,7 @@ impl Error {
             Self::Service(e) => e.hint(),
             Self::Secrets(e) => e.hint(),
             Self::Backup(e) => e.hint(),
+            Self::Restore(e) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
         }
@@ -82,6 +87,7 @@ impl Error {
             | Self::Service(service::ServiceError::Output(e))
             | Self::Secrets(secrets::SecretsError::Output(e))
             | Self::Backup(backup::BackupError::Output(e))
+            | Self::Restore(restore::RestoreError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -167,6 +173,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 progress: a.wait && !a.json && std::io::stderr().is_terminal(),
             })
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(a) => {
+            let target = service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                .and_then(service::Targets::single)
+                .map_err(restore::RestoreError::from)?;
+            restore::run(restore::RestoreSettings::new(target, &a)).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),

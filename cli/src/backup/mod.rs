@@ -5,9 +5,9 @@
 //! backup (the bucket, the password, a full disk) most likely breaks the
 //! next one's too, and the operator should look before trying again.
 
-mod render;
+pub(crate) mod render;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -40,11 +40,11 @@ pub(super) fn list(out: &mut impl Write, hosts: &[HostBackups]) -> std::io::Resu
 }
 
 /// restic's convention: 8 hex digits are enough to tell snapshots apart.
-fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     ByteSize(bytes).to_string()
 }
 
@@ -52,7 +52,7 @@ fn table(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<()
     if snapshots.is_empty() {
         return writeln!(out, "    {DIM}no snapshots{DIM:#}");
     }
-    let header = ["ID", "TIME", "KIND", "DATABASE", "RELEASE", "SIZE", "ADDED"].map(str::to_owned);
+    let header = ["ID", "TIME", "KIND", "DATABASE", "RELEASE", "SIZE", "ADDED"];
     let rows: Vec<[String; 7]> = snapshots
         .iter()
         .map(|s| {
@@ -67,20 +67,32 @@ fn table(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<()
             ]
         })
         .collect();
-    let mut widths = [0; 7];
-    for row in std::iter::once(&header).chain(&rows) {
+    columns(out, header, &rows, 5)
+}
+
+/// Rows under a dim header, indented, each column as wide as its widest
+/// cell; columns from `right` on are right-aligned so that magnitudes line
+/// up.
+pub(crate) fn columns<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+    right: usize,
+) -> std::io::Result<()> {
+    let header = header.map(str::to_owned);
+    let mut widths = [0; N];
+    for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    // Sizes right-aligned so that magnitudes line up.
-    let line = |row: &[String; 7]| {
+    let line = |row: &[String; N]| {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
             .enumerate()
             .map(|(i, (cell, w))| {
-                if i >= 5 {
+                if i >= right {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
@@ -90,7 +102,7 @@ fn table(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<()
         format!("    {}", cells.join("  "))
     };
     writeln!(out, "{DIM}{}{DIM:#}", line(&header))?;
-    for row in &rows {
+    for row in rows {
         writeln!(out, "{}", line(row).trim_end())?;
     }
     Ok(())

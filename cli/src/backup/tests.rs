@@ -28,7 +28,7 @@ fn ok(body: &impl Serialize) -> String {
 
 /// A postgres dump of 1.2 GiB and a 512-byte Redis snapshot; each added a
 /// tenth of its size.
-fn snapshots() -> Vec<SnapshotInfo> {
+pub(crate) fn snapshots() -> Vec<SnapshotInfo> {
     let snapshot = |id: &str, kind, database: Option<&str>, size| SnapshotInfo {
         id: id.into(),
         time: "2026-01-02T03:00:05Z".into(),

@@ -25,6 +25,11 @@ pub enum TargetError {
         environment: String,
         known: Vec<String>,
     },
+    #[error("environment {environment} has several hosts ({}); pick one with --host", hosts.join(", "))]
+    SeveralHosts {
+        environment: String,
+        hosts: Vec<String>,
+    },
 }
 
 /// The environment's hosts, or the one `--host` names.
@@ -67,6 +72,18 @@ impl Targets {
             environment: environment.to_owned(),
             hosts,
         })
+    }
+
+    /// The one host of a command that acts on exactly one (`restore`):
+    /// choosing one of several is the operator's call, never hostctl's.
+    pub fn single(self) -> Result<HostTarget, TargetError> {
+        match <[HostTarget; 1]>::try_from(self.hosts) {
+            Ok([host]) => Ok(host),
+            Err(hosts) => Err(TargetError::SeveralHosts {
+                environment: self.environment,
+                hosts: hosts.into_iter().map(|h| h.name).collect(),
+            }),
+        }
     }
 
     pub fn names(&self) -> Vec<String> {

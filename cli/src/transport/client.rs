@@ -1,19 +1,20 @@
 //! HTTP/1.1 to hostd over a child process's stdin/stdout.
 
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1;
-use hyper::{Method, Request, StatusCode, header};
+use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::lines::JsonLines;
 use super::{SSH_FAILURE, TransportError, summarize_stderr};
 
 /// hostd answers are small JSON documents; anything larger is a bug or an
@@ -118,6 +119,40 @@ impl HostClient {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, TransportError> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        let bytes = self.collect(path, status, response.into_body()).await?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(self.api_error(path, status, &bytes))
+        }
+    }
+
+    /// Like [`Self::request`], but a 2xx body is read as it arrives, one
+    /// JSON document of type `T` per line, for answers that report a long
+    /// operation as it goes.
+    pub async fn stream<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<JsonLines<'_, T>, TransportError> {
+        let response = self.send(method, path, body).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = self.collect(path, status, response.into_body()).await?;
+            return Err(self.api_error(path, status, &bytes));
+        }
+        Ok(JsonLines::new(self, path, response.into_body()))
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response<Incoming>, TransportError> {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -145,26 +180,26 @@ impl HostClient {
             Ok(()) => self.sender.send_request(request).await,
             Err(e) => Err(e),
         };
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return Err(self.explain(e).await),
-        };
-        let status = response.status();
-        let bytes = match Limited::new(response.into_body(), MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                return Err(TransportError::Api {
-                    host: self.host.clone(),
-                    path: path.to_owned(),
-                    status: status.as_u16(),
-                    message: format!("cannot read the response body: {e}"),
-                });
-            }
-        };
-        if status.is_success() {
-            Ok(bytes)
-        } else {
-            Err(self.api_error(path, status, &bytes))
+        match sent {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    async fn collect(
+        &self,
+        path: &str,
+        status: StatusCode,
+        body: Incoming,
+    ) -> Result<Bytes, TransportError> {
+        match Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) => Err(TransportError::Api {
+                host: self.host.clone(),
+                path: path.to_owned(),
+                status: status.as_u16(),
+                message: format!("cannot read the response body: {e}"),
+            }),
         }
     }
 
@@ -193,29 +228,49 @@ impl HostClient {
     /// connect, hostd is missing...): wait briefly for it and report what
     /// it printed rather than hyper's "connection closed".
     async fn explain(&mut self, source: hyper::Error) -> TransportError {
-        let exit = tokio::time::timeout(EXIT_GRACE, self.child.wait()).await;
-        if exit.is_ok() {
-            // The child is gone, so stderr reaches EOF promptly.
-            let _ = tokio::time::timeout(EXIT_GRACE, &mut self.stderr_task).await;
-        }
+        let exit = self.child_exit().await;
         let stderr = self.stderr_text();
         let host = self.host.clone();
         match exit {
-            Ok(Ok(status)) if status.code() == Some(SSH_FAILURE) => {
+            Some(Ok(status)) if status.code() == Some(SSH_FAILURE) => {
                 TransportError::Unreachable { host, stderr }
             }
-            Ok(Ok(status)) => TransportError::Remote {
+            Some(Ok(status)) => TransportError::Remote {
                 host,
                 command: self.remote.clone(),
                 exit: status.code(),
                 stderr,
             },
-            Ok(Err(_)) | Err(_) => TransportError::Protocol {
+            Some(Err(_)) | None => TransportError::Protocol {
                 host,
                 stderr,
                 source,
             },
         }
+    }
+
+    /// The answer broke off after it had begun: the request was accepted,
+    /// so hostd may well be carrying it out still. ssh's last words (a
+    /// ServerAlive timeout, say) tell the operator why.
+    pub(super) async fn dropped(&mut self, path: &str, source: hyper::Error) -> TransportError {
+        let _ = self.child_exit().await;
+        TransportError::Dropped {
+            host: self.host.clone(),
+            path: path.to_owned(),
+            stderr: self.stderr_text(),
+            source,
+        }
+    }
+
+    /// The child's exit, if it comes within [`EXIT_GRACE`], with its stderr
+    /// read to the end.
+    async fn child_exit(&mut self) -> Option<std::io::Result<ExitStatus>> {
+        let exit = tokio::time::timeout(EXIT_GRACE, self.child.wait())
+            .await
+            .ok()?;
+        // The child is gone, so stderr reaches EOF promptly.
+        let _ = tokio::time::timeout(EXIT_GRACE, &mut self.stderr_task).await;
+        Some(exit)
     }
 
     fn stderr_text(&self) -> String {

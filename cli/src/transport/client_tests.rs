@@ -158,3 +158,81 @@ async fn missing_program_is_a_spawn_error() -> Result<(), Box<dyn std::error::Er
     );
     Ok(())
 }
+
+/// hostd streaming three documents in chunks that cut lines in the middle,
+/// the last line without a newline; with $DIE set, ssh gives up before the
+/// end of the answer.
+const FAKE_STREAM: &str = r#"
+IFS= read -r first
+while IFS= read -r line; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
+printf 'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n'
+chunk() { printf '%x\r\n%s\r\n' "${#1}" "$1"; }
+chunk '{"n":1}'$'\n''{"n"'
+chunk ':2}'$'\n'
+if [ -n "$DIE" ]; then echo 'Timeout, server 10.0.0.1 not responding.' >&2; exit 255; fi
+chunk '{"n":3}'
+printf '0\r\n\r\n'
+"#;
+
+async fn drain(
+    lines: &mut crate::transport::JsonLines<'_, serde_json::Value>,
+) -> (Vec<serde_json::Value>, Option<TransportError>) {
+    let mut got = Vec::new();
+    loop {
+        match lines.next().await {
+            Ok(Some(v)) => got.push(v),
+            Ok(None) => return (got, None),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_comes_line_by_line() -> Result<(), Box<dyn std::error::Error>> {
+    let mut client = HostClient::spawn("a", "hostd dial-stdio", bash(FAKE_STREAM, &[])).await?;
+    let mut lines = client
+        .stream::<serde_json::Value>(Method::GET, "/v1/x", None)
+        .await?;
+    let (got, err) = drain(&mut lines).await;
+    assert!(err.is_none(), "{err:?}");
+    let expected: Vec<serde_json::Value> = (1..=3).map(|n| serde_json::json!({ "n": n })).collect();
+    assert_eq!(got, expected);
+    client.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_is_a_dropped_connection_with_ssh_last_words()
+-> Result<(), Box<dyn std::error::Error>> {
+    let mut client =
+        HostClient::spawn("a", "hostd dial-stdio", bash(FAKE_STREAM, &[("DIE", "1")])).await?;
+    let mut lines = client
+        .stream::<serde_json::Value>(Method::POST, "/v1/restore", None)
+        .await?;
+    let (got, err) = drain(&mut lines).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let err = err.ok_or("expected an error")?;
+    assert!(matches!(err, TransportError::Dropped { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "a: the connection dropped while hostd was answering /v1/restore: \
+         Timeout, server 10.0.0.1 not responding."
+    );
+    assert!(err.hint().unwrap_or_default().contains("carries on"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_stream_carries_hostd_error_body() -> Result<(), Box<dyn std::error::Error>> {
+    let mut client = HostClient::spawn("a", "hostd dial-stdio", fake_hostd("200 OK", "{}")).await?;
+    let err = client
+        .stream::<serde_json::Value>(Method::GET, "/v1/restore", None)
+        .await
+        .err()
+        .ok_or("expected an error")?;
+    assert_eq!(
+        err.to_string(),
+        "a: hostd answered 404 to /v1/restore: no such path"
+    );
+    Ok(())
+}

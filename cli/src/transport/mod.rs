@@ -1,9 +1,11 @@
 //! Reaching hostd's control API on a host: system `ssh` runs
 //! `hostd dial-stdio`, and HTTP/1.1 flows over the child's stdin/stdout.
-//! Later commands (deploy, logs, restore) reuse [`Transport::connect`] and
-//! [`HostClient`]; [`Transport::spawn_remote`] runs other commands there.
+//! Commands reuse [`Transport::connect`] and [`HostClient`]
+//! ([`HostClient::stream`] for answers reported as they go, like a
+//! restore's); [`Transport::spawn_remote`] runs other commands there.
 
 mod client;
+mod lines;
 mod remote;
 mod ssh;
 
@@ -16,6 +18,7 @@ use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
 
 pub use client::HostClient;
+pub use lines::JsonLines;
 pub use remote::{RemoteProcess, shell_join, shell_quote};
 pub use ssh::{control_dir, ssh_args};
 
@@ -61,6 +64,24 @@ pub enum TransportError {
         stderr: String,
         #[source]
         source: hyper::Error,
+    },
+    /// A streamed answer broke off after hostd had accepted the request.
+    #[error(
+        "{host}: the connection dropped while hostd was answering {path}{}",
+        tail(stderr)
+    )]
+    Dropped {
+        host: String,
+        path: String,
+        stderr: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("{host}: a line of hostd's answer to {path} is longer than {limit} bytes")]
+    LineTooLong {
+        host: String,
+        path: String,
+        limit: usize,
     },
     #[error("{host}: cannot build a request for {path:?}")]
     InvalidRequest {
@@ -123,7 +144,8 @@ impl TransportError {
             }
             Self::Remote { .. } => Some("is hostd running there? on the host: systemctl status hostd".into()),
             Self::Timeout { .. } => Some("the host or hostd is slow or stuck; try `ssh HOST hostd --version` by hand".into()),
-            Self::Decode { .. } => Some("upgrade hostctl or hostd so both speak the same API".into()),
+            Self::Decode { .. } | Self::LineTooLong { .. } => Some("upgrade hostctl or hostd so both speak the same API".into()),
+            Self::Dropped { .. } => Some("hostd carries on by itself with what it had started: `hostctl status` shows the host as it is now".into()),
             Self::RuntimeDir { .. } | Self::Command { .. } | Self::Spawn { .. } | Self::InvalidRequest { .. } | Self::Protocol { .. } | Self::Api { .. } => None,
         }
     }

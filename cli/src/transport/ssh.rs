@@ -15,7 +15,8 @@ use super::TransportError;
 ///
 /// Our `-o` options come before the config's because ssh keeps the first
 /// value it sees for an option: BatchMode and the multiplexing set-up cannot
-/// be overridden by accident.
+/// be overridden by accident. The keepalive comes after them: a matter of
+/// taste per network, not of safety.
 pub fn ssh_args(target: &HostTarget, control_dir: &Path, remote: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let opt = |args: &mut Vec<OsString>, value: OsString| {
@@ -50,6 +51,11 @@ pub fn ssh_args(target: &HostTarget, control_dir: &Path, remote: &[&str]) -> Vec
     for extra in &target.options {
         opt(&mut args, extra.into());
     }
+    // A restore streams its progress for hours: over a network that died
+    // silently ssh would wait forever. After the config's options, so a
+    // host on a flaky link can be given other values.
+    opt(&mut args, "ServerAliveInterval=30".into());
+    opt(&mut args, "ServerAliveCountMax=4".into());
     if let Some(user) = &target.user {
         args.push("-l".into());
         args.push(user.into());
@@ -147,11 +153,12 @@ mod tests {
     }
 
     #[test]
-    fn minimal_target_gets_batch_mode_multiplexing_and_timeout() {
+    fn minimal_target_gets_batch_mode_multiplexing_timeouts_and_keepalive() {
         assert_eq!(
             joined(&target()),
             "-o BatchMode=yes -o ControlMaster=auto -o ControlPath=/run/user/0/hostctl-ssh/%C \
-             -o ControlPersist=60s -o ConnectTimeout=5 10.231.0.10 -- hostd dial-stdio"
+             -o ControlPersist=60s -o ConnectTimeout=5 -o ServerAliveInterval=30 \
+             -o ServerAliveCountMax=4 10.231.0.10 -- hostd dial-stdio"
         );
     }
 
@@ -172,8 +179,21 @@ mod tests {
             "-o BatchMode=yes -o ControlMaster=auto -o ControlPath=/run/user/0/hostctl-ssh/%C \
              -o ControlPersist=60s -o ConnectTimeout=7 -p 2222 -i /k/id -o IdentitiesOnly=yes \
              -o UserKnownHostsFile=/k/known_hosts -o StrictHostKeyChecking=yes \
-             -o ProxyJump=bastion -l admin 10.231.0.10 -- sudo -n hostd dial-stdio"
+             -o ProxyJump=bastion -o ServerAliveInterval=30 -o ServerAliveCountMax=4 \
+             -l admin 10.231.0.10 -- sudo -n hostd dial-stdio"
         );
+    }
+
+    #[test]
+    fn the_config_may_change_the_keepalive() {
+        let t = HostTarget {
+            options: vec!["ServerAliveInterval=5".into()],
+            ..target()
+        };
+        let args = joined(&t);
+        let theirs = args.find("ServerAliveInterval=5").unwrap_or(usize::MAX);
+        let ours = args.find("ServerAliveInterval=30").unwrap_or(0);
+        assert!(theirs < ours, "ssh keeps the first value: {args}");
     }
 
     #[test]

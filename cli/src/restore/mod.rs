@@ -1,0 +1,435 @@
+//! `hostctl restore SNAPSHOT`: one host's data back from a backup run.
+//! hostd does the work and reports it as a stream of events. hostctl first
+//! asks for the plan alone (a dry run), shows it and has the operator
+//! confirm it, then asks for the restore pinned to the snapshot shown, so
+//! that a backup ending in between cannot change what is restored. Once
+//! hostd has begun it finishes on its own: hostctl only follows, and losing
+//! the connection loses the view, not the restore.
+
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hostd_api::{API_PREFIX, BackupKind, RestoreEvent, RestorePlan, RestoreRequest};
+use hyper::Method;
+use hyper::body::Bytes;
+use tokio::time::{Instant, timeout_at};
+
+use crate::EXIT_USAGE;
+use crate::args::RestoreArgs;
+use crate::config::HostTarget;
+use crate::service::TargetError;
+use crate::transport::{JsonLines, Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot get a restore plan from {host}: {reason}; nothing changed")]
+    Plan { host: String, reason: String },
+    #[error(
+        "not restoring {host} unconfirmed, and stdin is no terminal to ask on: pass --yes; nothing changed"
+    )]
+    NeedsYes { host: String },
+    #[error("restore of {host} not confirmed; nothing changed")]
+    Declined { host: String },
+    #[error("cannot read the answer")]
+    Prompt(#[source] std::io::Error),
+    #[error("restore of {host} failed: {error}")]
+    Failed { host: String, error: String },
+    #[error(
+        "the connection to {host} ended before the restore finished; hostd carries the restore on by itself"
+    )]
+    Ended { host: String },
+    #[error("stopped following the restore of {host}; hostd carries the restore on by itself")]
+    Unfollowed {
+        host: String,
+        #[source]
+        cause: TransportError,
+    },
+    #[error(
+        "stopped following the restore of {host} after {} (--timeout); hostd carries the restore on by itself",
+        humantime::format_duration(*after)
+    )]
+    TimedOut { host: String, after: Duration },
+    #[error("cannot encode the restore request")]
+    Request(#[source] serde_json::Error),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+impl RestoreError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Target(_) | Self::NeedsYes { .. } => ExitCode::from(EXIT_USAGE),
+            Self::Transport(_)
+            | Self::Plan { .. }
+            | Self::Declined { .. }
+            | Self::Prompt(_)
+            | Self::Failed { .. }
+            | Self::Ended { .. }
+            | Self::Unfollowed { .. }
+            | Self::TimedOut { .. }
+            | Self::Request(_)
+            | Self::Output(_) => ExitCode::FAILURE,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Transport(e) => e.hint(),
+            Self::Ended { .. } | Self::Unfollowed { .. } | Self::TimedOut { .. } => {
+                Some("check how it ends with `hostctl status` and `hostctl backups`".into())
+            }
+            Self::Failed { .. } => {
+                Some("the error says what state the host is in; `hostctl status` shows it".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Validated settings for one `restore`.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    pub target: HostTarget,
+    /// `latest` or an id prefix, as given.
+    pub snapshot: String,
+    pub only: Vec<BackupKind>,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub json: bool,
+    pub lock_wait_seconds: u64,
+    /// Bounds each exchange with hostd, ssh connect included.
+    pub timeout: Duration,
+    /// `user@machine`, shown to whoever finds the lock held.
+    pub requested_by: String,
+    /// The operator can be asked: stdin is a terminal.
+    pub stdin_tty: bool,
+    /// Progress bars on stderr: a person at a terminal, and no --json.
+    pub progress: bool,
+}
+
+impl RestoreSettings {
+    /// Reads the environment: who asks, and which streams are terminals.
+    pub fn new(target: HostTarget, args: &RestoreArgs) -> Self {
+        use std::io::IsTerminal;
+        let mut only = Vec::new();
+        for kind in args.only.iter().copied().map(BackupKind::from) {
+            if !only.contains(&kind) {
+                only.push(kind);
+            }
+        }
+        let lock_wait = args.lock_wait;
+        Self {
+            target,
+            snapshot: args.snapshot.clone(),
+            only,
+            dry_run: args.dry_run,
+            yes: args.yes,
+            json: args.json,
+            // Round up: "500ms" still means "wait".
+            lock_wait_seconds: lock_wait.as_secs() + u64::from(lock_wait.subsec_nanos() > 0),
+            timeout: args.timeout,
+            requested_by: requested_by(),
+            stdin_tty: std::io::stdin().is_terminal(),
+            progress: !args.json && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// `$USER@hostname`, falling back to the password database and the uid.
+fn requested_by() -> String {
+    let uid = nix::unistd::getuid();
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| format!("uid{uid}"));
+    let machine = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{machine}")
+}
+
+/// How the go-ahead is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Confirmation {
+    /// --yes.
+    Given,
+    /// A person at the terminal decides.
+    Ask,
+    /// Nobody to ask (a script, a pipe): replacing live data needs --yes.
+    Refused,
+}
+
+pub(crate) fn confirmation(yes: bool, stdin_tty: bool) -> Confirmation {
+    match (yes, stdin_tty) {
+        (true, _) => Confirmation::Given,
+        (false, true) => Confirmation::Ask,
+        (false, false) => Confirmation::Refused,
+    }
+}
+
+/// Only an explicit yes: the default of a destructive question is no.
+fn accepted(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+pub async fn run(settings: RestoreSettings) -> Result<(), RestoreError> {
+    let transport = Transport::system()?;
+    // stderr stays unlocked: indicatif draws on it from its own thread.
+    run_with(
+        &transport,
+        &settings,
+        &mut anstream::stdout().lock(),
+        &mut anstream::stderr(),
+        ask_on_terminal,
+    )
+    .await
+}
+
+/// Asks on stderr and reads stdin. Blocking is fine: nothing else runs
+/// while the operator thinks, and no connection is open.
+fn ask_on_terminal(question: &str) -> std::io::Result<String> {
+    let mut err = anstream::stderr();
+    write!(err, "{question} ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer)
+}
+
+/// [`run`] with the transport, output and question given, for tests.
+pub async fn run_with(
+    transport: &Transport,
+    s: &RestoreSettings,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    ask: impl FnOnce(&str) -> std::io::Result<String>,
+) -> Result<(), RestoreError> {
+    let host = &s.target.name;
+    let plan = plan(transport, s, out).await?;
+    if s.dry_run {
+        return Ok(());
+    }
+    let Some(pinned) = plan.snapshots.first().map(|p| p.id.clone()) else {
+        return Err(RestoreError::Plan {
+            host: host.clone(),
+            reason: "the plan restores no snapshot".into(),
+        });
+    };
+    match confirmation(s.yes, s.stdin_tty) {
+        Confirmation::Given => {}
+        Confirmation::Refused => return Err(RestoreError::NeedsYes { host: host.clone() }),
+        Confirmation::Ask => {
+            out.flush().map_err(RestoreError::Output)?;
+            let question =
+                format!("Restore {host} from these snapshots? This replaces live data. [y/N]");
+            if !accepted(&ask(&question).map_err(RestoreError::Prompt)?) {
+                return Err(RestoreError::Declined { host: host.clone() });
+            }
+        }
+    }
+    restore(transport, s, &plan, &pinned, out, err).await
+}
+
+/// The request body, as JSON.
+fn request(s: &RestoreSettings, snapshot: &str, dry_run: bool) -> Result<Bytes, RestoreError> {
+    let request = RestoreRequest {
+        snapshot: snapshot.to_owned(),
+        only: s.only.clone(),
+        dry_run,
+        requested_by: s.requested_by.clone(),
+        lock_wait_seconds: s.lock_wait_seconds,
+    };
+    serde_json::to_vec(&request)
+        .map(Bytes::from)
+        .map_err(RestoreError::Request)
+}
+
+/// The dry run: the plan, printed. Under --json its events are printed as
+/// they came, its `finished` only for --dry-run, as the restore's own
+/// stream follows otherwise.
+async fn plan(
+    transport: &Transport,
+    s: &RestoreSettings,
+    out: &mut impl Write,
+) -> Result<RestorePlan, RestoreError> {
+    let host = &s.target.name;
+    let mut plan = None;
+    let body = request(s, &s.snapshot, true)?;
+    let followed = follow(transport, s, body, |event| {
+        if let RestoreEvent::Plan { plan: p, .. } = event {
+            plan = Some(p.clone());
+            if !s.json {
+                render::plan(out, &s.target, p)?;
+            }
+        }
+        if s.json && (s.dry_run || matches!(event, RestoreEvent::Plan { .. })) {
+            render::json_line(out, event)?;
+        }
+        Ok(())
+    })
+    .await;
+    let finished = followed.map_err(|stop| match stop {
+        Stop::Refused(e) | Stop::Lost(e) => RestoreError::Transport(e),
+        Stop::Ended => RestoreError::Plan {
+            host: host.clone(),
+            reason: "hostd's answer ended early".into(),
+        },
+        Stop::TimedOut => RestoreError::Transport(TransportError::Timeout {
+            host: host.clone(),
+            after: s.timeout,
+        }),
+        Stop::Output(e) => RestoreError::Output(e),
+    })?;
+    let fail = |reason: String| RestoreError::Plan {
+        host: host.clone(),
+        reason,
+    };
+    if !finished.ok {
+        return Err(fail(
+            finished.error.unwrap_or_else(|| "no reason given".into()),
+        ));
+    }
+    let plan = plan.ok_or_else(|| fail("hostd's answer held no plan".into()))?;
+    if s.dry_run && !s.json {
+        render::dry_run_done(out).map_err(RestoreError::Output)?;
+    }
+    Ok(plan)
+}
+
+/// The restore itself, following its steps to `finished`.
+async fn restore(
+    transport: &Transport,
+    s: &RestoreSettings,
+    confirmed: &RestorePlan,
+    pinned: &str,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), RestoreError> {
+    let host = &s.target.name;
+    tracing::info!(host, snapshot = pinned, "restore");
+    let mut follower = render::Follower::new(err, s.progress);
+    let body = request(s, pinned, false)?;
+    let followed = follow(transport, s, body, |event| {
+        if s.json {
+            return render::json_line(out, event);
+        }
+        match event {
+            RestoreEvent::Plan { plan, .. } => follower.check_plan(confirmed, plan),
+            RestoreEvent::Finished { ok, seconds, .. } => {
+                follower.clear();
+                if *ok {
+                    render::restored(out, host, *seconds)?;
+                }
+                Ok(())
+            }
+            other => follower.event(other),
+        }
+    })
+    .await;
+    drop(follower);
+    let finished = followed.map_err(|stop| match stop {
+        Stop::Refused(e) => RestoreError::Transport(e),
+        Stop::Lost(cause) => RestoreError::Unfollowed {
+            host: host.clone(),
+            cause,
+        },
+        Stop::Ended => RestoreError::Ended { host: host.clone() },
+        Stop::TimedOut => RestoreError::TimedOut {
+            host: host.clone(),
+            after: s.timeout,
+        },
+        Stop::Output(e) => RestoreError::Output(e),
+    })?;
+    if finished.ok {
+        Ok(())
+    } else {
+        Err(RestoreError::Failed {
+            host: host.clone(),
+            error: finished.error.unwrap_or_else(|| "no reason given".into()),
+        })
+    }
+}
+
+/// The last event of a stream.
+struct Finished {
+    ok: bool,
+    error: Option<String>,
+}
+
+/// Why a stream was not followed to `finished`.
+enum Stop {
+    /// Before hostd accepted the request: nothing began.
+    Refused(TransportError),
+    /// After: hostd may well be working still.
+    Lost(TransportError),
+    Ended,
+    TimedOut,
+    Output(std::io::Error),
+}
+
+/// Sends `request` and hands each event to `on_event` up to `finished`.
+/// The timeout bounds the whole exchange, ssh connect included.
+async fn follow(
+    transport: &Transport,
+    s: &RestoreSettings,
+    body: Bytes,
+    on_event: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
+) -> Result<Finished, Stop> {
+    let deadline = Instant::now() + s.timeout;
+    let timed_out = || {
+        Stop::Refused(TransportError::Timeout {
+            host: s.target.name.clone(),
+            after: s.timeout,
+        })
+    };
+    let mut client = timeout_at(deadline, transport.connect(&s.target))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(Stop::Refused)?;
+    let path = format!("{API_PREFIX}/restore");
+    let events = async {
+        let stream = client.stream::<RestoreEvent>(Method::POST, &path, Some(body));
+        let events = timeout_at(deadline, stream)
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(Stop::Refused)?;
+        read(events, deadline, on_event).await
+    };
+    let result = events.await;
+    client.close().await;
+    result
+}
+
+async fn read(
+    mut events: JsonLines<'_, RestoreEvent>,
+    deadline: Instant,
+    mut on_event: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
+) -> Result<Finished, Stop> {
+    loop {
+        let event = match timeout_at(deadline, events.next()).await {
+            Err(_) => return Err(Stop::TimedOut),
+            Ok(Err(e)) => return Err(Stop::Lost(e)),
+            Ok(Ok(None)) => return Err(Stop::Ended),
+            Ok(Ok(Some(event))) => event,
+        };
+        on_event(&event).map_err(Stop::Output)?;
+        if let RestoreEvent::Finished { ok, error, .. } = event {
+            return Ok(Finished { ok, error });
+        }
+    }
+}
