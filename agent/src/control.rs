@@ -14,6 +14,8 @@ use hostd_api::{ErrorBody, HostStatus, ScaleRequest, ServiceAction, ServiceSumma
 
 use crate::backup::{BackupError, BackupHandle};
 use crate::manager::{ManagerError, ManagerHandle};
+use crate::oplock::Holder;
+use crate::restore::{Events, RestoreError, Restorer};
 use crate::secrets::{RefreshError, SecretsHandle};
 use crate::server::AppState;
 
@@ -23,6 +25,7 @@ struct ControlState {
     manager: ManagerHandle,
     secrets: SecretsHandle,
     backup: BackupHandle,
+    restorer: Restorer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,7 @@ pub fn control_router(
     manager: ManagerHandle,
     secrets: SecretsHandle,
     backup: BackupHandle,
+    restorer: Restorer,
 ) -> Router {
     let v = hostd_api::API_PREFIX;
     Router::new()
@@ -60,11 +64,13 @@ pub fn control_router(
         .route(&format!("{v}/secrets"), get(secrets_list))
         .route(&format!("{v}/secrets/sync"), post(secrets_sync))
         .route(&format!("{v}/backups"), get(backups_list).post(backup_now))
+        .route(&format!("{v}/restore"), post(restore))
         .with_state(ControlState {
             app,
             manager,
             secrets,
             backup,
+            restorer,
         })
 }
 
@@ -131,6 +137,66 @@ async fn backup_now(
         Ok(run) => (StatusCode::ACCEPTED, Json(run)).into_response(),
         Err(e) => backup_error(&e),
     }
+}
+
+fn restore_error(e: &RestoreError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::warn!(status = code.as_u16(), "restore refused: {e}");
+    let body = ErrorBody {
+        error: e.to_string(),
+    };
+    (code, Json(body)).into_response()
+}
+
+/// Refusals (unknown snapshot, lock held, leftovers of an earlier restore)
+/// are plain error answers, before anything changed. Otherwise an NDJSON
+/// stream of the restore's events; the restore runs in its own task, so it
+/// ends the same whether or not the client is still there.
+async fn restore(
+    State(st): State<ControlState>,
+    Json(req): Json<hostd_api::RestoreRequest>,
+) -> Response {
+    tracing::info!(
+        snapshot = req.snapshot,
+        dry_run = req.dry_run,
+        by = req.requested_by,
+        "hostctl restore"
+    );
+    let r = st.restorer;
+    let prepared = match r.prepare(&req).await {
+        Ok(p) => p,
+        Err(e) => return restore_error(&e),
+    };
+    let (events, rx) = Events::new();
+    events.plan(&prepared.plan, req.dry_run);
+    if req.dry_run {
+        events.finished(Ok(()));
+    } else {
+        let holder = Holder::new(format!("restore {}", req.snapshot), &req.requested_by);
+        let guard = match r.lock.try_take(holder) {
+            Ok(g) => Some(g),
+            Err(e) if req.lock_wait_seconds == 0 => return restore_error(&e.into()),
+            Err(_) => None,
+        };
+        tokio::spawn(crate::restore::run_restore(
+            r.clone(),
+            prepared,
+            req,
+            guard,
+            events,
+        ));
+    }
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 async fn service_action(
@@ -259,11 +325,19 @@ mod tests {
         let (_secrets_tx, secrets_rx) =
             tokio::sync::watch::channel(crate::secrets::SecretsState::default());
         let secrets = SecretsHandle::detached(std::sync::Arc::clone(&app_state.config), secrets_rx);
+        let restorer = Restorer {
+            config: std::sync::Arc::clone(&app_state.config),
+            backup: BackupHandle::unconfigured(),
+            manager: ManagerHandle::detached(),
+            view: tokio::sync::watch::channel(crate::desired::ManagerView::default()).1,
+            lock: crate::oplock::OpsLock::default(),
+        };
         let app = control_router(
             app_state,
             ManagerHandle::detached(),
             secrets,
             BackupHandle::unconfigured(),
+            restorer,
         );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let stream = tokio::net::UnixStream::connect(&path).await?;

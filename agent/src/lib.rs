@@ -13,7 +13,9 @@ pub mod health;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
+pub mod oplock;
 pub mod postgres;
+pub mod restore;
 pub mod secrets;
 pub mod server;
 pub mod systemd;
@@ -94,12 +96,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
+    let ops_lock = oplock::OpsLock::default();
     let (backup_handle, backup_task) = backup::task::spawn(
         Arc::clone(&config),
         secrets.clone(),
         hostname.clone(),
+        ops_lock.clone(),
         stop_rx.clone(),
     );
+    // After the manager is up (it starts what a restore stopped), in the
+    // background: READY does not wait for it.
+    tokio::spawn(restore::marker::recover(
+        config.state_dir.clone(),
+        config
+            .checks
+            .postgres
+            .clone()
+            .unwrap_or_else(|| postgres::DEFAULT_ADMIN_CONNINFO.to_owned()),
+        manager.handle.clone(),
+    ));
+    let restorer = restore::Restorer {
+        config: Arc::clone(&config),
+        backup: backup_handle.clone(),
+        manager: manager.handle.clone(),
+        view: manager.view.clone(),
+        lock: ops_lock,
+    };
     let mut probes = health::Probes::from_config(&config, Some(secrets));
     probes.backup = config.backup.as_ref().map(|_| backup_handle.state());
     let (snapshot, checker) = health::spawn_checker(
@@ -134,7 +156,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let control_server = axum::serve(
         control_listener,
-        control::control_router(state, manager.handle, secrets_handle, backup_handle),
+        control::control_router(
+            state,
+            manager.handle,
+            secrets_handle,
+            backup_handle,
+            restorer,
+        ),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });

@@ -13,6 +13,22 @@ pub const DEFAULT_ADMIN_CONNINFO: &str = "host=/run/postgresql user=postgres dbn
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A blocking connection as the administrator (`conninfo`, whatever
+/// database it names) to database `db`. Callers are on a blocking thread.
+pub fn admin_connect(conninfo: &str, db: &str) -> Result<postgres::Client, postgres::Error> {
+    let mut config: postgres::Config = conninfo.parse()?;
+    config.dbname(db);
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.connect(postgres::NoTls)
+}
+
+/// The server's own message: `postgres::Error`'s Display is only "db
+/// error" for those.
+pub fn server_message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error("cannot connect to PostgreSQL as its administrator")]

@@ -22,6 +22,11 @@ pub struct RestoreRequest {
     /// Who asks (`user@machine`), for the operations lock.
     #[serde(default)]
     pub requested_by: String,
+    /// The snapshot ids of the plan the operator confirmed: hostd refuses
+    /// (409, nothing changed) when its plan now differs, e.g. a backup
+    /// ended in between. Empty: no check.
+    #[serde(default)]
+    pub confirmed: Vec<String>,
     /// How long to wait for the host's operations lock, in seconds
     /// (0: fail at once when it is held).
     #[serde(default)]

@@ -5,9 +5,6 @@
 //! The default check: every table that has rows in the live database has
 //! rows in the restored one. Configured queries must each return true.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use rustic_core::RepositoryOptions;
 
 use super::runner::PgTarget;
@@ -86,36 +83,15 @@ fn restore_and_check(
     scratch: &str,
 ) -> Result<u32, DrillError> {
     let mut restore = plan.pg.command("pg_restore");
-    restore
-        .args([
-            "--no-owner",
-            "--no-acl",
-            "--exit-on-error",
-            "--dbname",
-            scratch,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = restore
-        .spawn()
-        .map_err(|e| fail("starting pg_restore", e))?;
-    let dumped = match child.stdin.take() {
-        Some(mut stdin) => {
-            let r = repo.dump(node, &mut stdin).map_err(|e| e.display_log());
-            let _ = stdin.flush();
-            r
-        }
-        None => Err("no stdin pipe".to_owned()),
-    };
-    let output = child
-        .wait_with_output()
-        .map_err(|e| fail("waiting for pg_restore", e))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(fail(&format!("pg_restore of {db}"), stderr.trim()));
-    }
-    dumped.map_err(|e| fail(&format!("reading {db}.dump from the repository"), e))?;
+    restore.args([
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        "--dbname",
+        scratch,
+    ]);
+    super::readback::into_command(repo, node, &format!("{db}.dump"), restore, |_| {})
+        .map_err(|e| fail(&format!("restoring {db}"), e))?;
 
     let mut live = connect(&plan.admin, db)?;
     let mut restored = connect(&plan.admin, scratch)?;
@@ -161,20 +137,11 @@ fn tables(c: &mut postgres::Client) -> Result<Vec<String>, DrillError> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// The server's own message: `postgres::Error`'s Display is only "db
-/// error" for those.
 fn pg_text(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+    crate::postgres::server_message(e)
 }
 
 fn connect(admin: &str, db: &str) -> Result<postgres::Client, DrillError> {
-    let mut config: postgres::Config = admin
-        .parse()
-        .map_err(|e| fail("the administrator's connection string", e))?;
-    config.dbname(db);
-    config.connect_timeout(std::time::Duration::from_secs(10));
-    config
-        .connect(postgres::NoTls)
+    crate::postgres::admin_connect(admin, db)
         .map_err(|e| fail(&format!("connecting to {db}"), pg_text(&e)))
 }

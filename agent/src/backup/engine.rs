@@ -38,6 +38,9 @@ pub struct Labels {
     pub host: String,
     /// The release live when the backup ran.
     pub release: Option<String>,
+    /// When the run started (RFC 3339): ties its snapshots together, so
+    /// `hostctl restore ID` restores the run that wrote ID.
+    pub run: String,
 }
 
 impl Labels {
@@ -49,6 +52,7 @@ impl Labels {
         let mut tags = vec!["hostd".to_owned(), format!("kind={}", kind.as_str())];
         tags.extend(database.map(|d| format!("db={d}")));
         tags.extend(self.release.as_ref().map(|r| format!("release={r}")));
+        tags.push(format!("run={}", self.run));
         SnapshotOptions::default()
             .host(Some(self.host.clone()))
             .command(Some(format!("hostd backup {}", kind.as_str())))

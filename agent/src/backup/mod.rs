@@ -9,7 +9,8 @@ pub mod drill;
 pub mod engine;
 pub mod health;
 mod layout;
-mod redis_save;
+pub mod readback;
+pub mod redis_save;
 pub mod repo;
 mod run;
 pub mod runner;
@@ -21,6 +22,7 @@ pub mod task;
 
 pub use layout::BadLocation;
 pub use repo::{OpenRepo, RepoError, Storage, open_or_init};
+pub use run::Context;
 pub use s3::S3Backend;
 pub use s3_client::{ClientError, client, client_with_loader};
 pub use s3_error::S3Error;

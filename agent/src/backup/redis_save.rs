@@ -12,7 +12,7 @@ const SAVE_TIMEOUT: Duration = Duration::from_secs(900);
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSaveError {
     /// The error kind only: Redis's messages can quote the URL.
-    #[error("Redis BGSAVE failed: {0}")]
+    #[error("Redis refused or failed: {0}")]
     Failed(String),
     #[error("Redis did not finish BGSAVE within {} s", SAVE_TIMEOUT.as_secs())]
     Timeout,
@@ -30,13 +30,7 @@ pub async fn fresh_rdb(
     address: &str,
     password: Option<&SecretValue>,
 ) -> Result<PathBuf, RedisSaveError> {
-    let client = redis::Client::open(address).map_err(|e| failed(&e))?;
-    let mut conn =
-        crate::secrets::redis_auth::with_password(&client, password.map(SecretValue::expose))
-            .map_err(|e| failed(&e))?
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| failed(&e))?;
+    let mut conn = connect(address, password).await?;
     let before: i64 = redis::cmd("LASTSAVE")
         .query_async(&mut conn)
         .await
@@ -73,17 +67,48 @@ pub async fn fresh_rdb(
     .await
     .map_err(|_| RedisSaveError::Timeout)?;
     waited?;
-    let dir: (String, String) = redis::cmd("CONFIG")
+    live_rdb_path(&mut conn).await
+}
+
+async fn config_get(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+) -> Result<String, RedisSaveError> {
+    let (_, value): (String, String) = redis::cmd("CONFIG")
         .arg("GET")
-        .arg("dir")
-        .query_async(&mut conn)
+        .arg(key)
+        .query_async(conn)
         .await
         .map_err(|e| failed(&e))?;
-    let file: (String, String) = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("dbfilename")
-        .query_async(&mut conn)
+    Ok(value)
+}
+
+async fn live_rdb_path(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Result<PathBuf, RedisSaveError> {
+    let dir = config_get(conn, "dir").await?;
+    Ok(PathBuf::from(dir).join(config_get(conn, "dbfilename").await?))
+}
+
+/// Where the running Redis loads its RDB from, and whether it loads an
+/// append-only file instead (then a restored RDB would be ignored).
+pub async fn load_source(
+    address: &str,
+    password: Option<&SecretValue>,
+) -> Result<(PathBuf, bool), RedisSaveError> {
+    let mut conn = connect(address, password).await?;
+    let aof = config_get(&mut conn, "appendonly").await? == "yes";
+    Ok((live_rdb_path(&mut conn).await?, aof))
+}
+
+async fn connect(
+    address: &str,
+    password: Option<&SecretValue>,
+) -> Result<redis::aio::MultiplexedConnection, RedisSaveError> {
+    let client = redis::Client::open(address).map_err(|e| failed(&e))?;
+    crate::secrets::redis_auth::with_password(&client, password.map(SecretValue::expose))
+        .map_err(|e| failed(&e))?
+        .get_multiplexed_async_connection()
         .await
-        .map_err(|e| failed(&e))?;
-    Ok(PathBuf::from(dir.1).join(file.1))
+        .map_err(|e| failed(&e))
 }

@@ -44,7 +44,15 @@ impl Context {
         }
     }
 
-    fn backup(&self) -> Result<&BackupConfig, String> {
+    pub(crate) fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub(crate) fn redis_password(&self) -> Option<crate::secrets::SecretValue> {
+        self.secrets.borrow().wired.redis_password.clone()
+    }
+
+    pub(crate) fn backup(&self) -> Result<&BackupConfig, String> {
         self.config
             .backup
             .as_ref()
@@ -52,7 +60,9 @@ impl Context {
     }
 
     /// The repository's storage and password.
-    async fn repository(&self) -> Result<(S3Backend, String, RepositoryOptions), String> {
+    pub(crate) async fn repository(
+        &self,
+    ) -> Result<(S3Backend, String, RepositoryOptions), String> {
         let b = self.backup()?;
         let password = self
             .secrets
@@ -86,7 +96,7 @@ impl Context {
         Ok((storage, password, options))
     }
 
-    fn databases(&self) -> Vec<String> {
+    pub(crate) fn databases(&self) -> Vec<String> {
         match self.backup().ok().and_then(|b| b.databases.clone()) {
             Some(list) => list,
             None => self
@@ -98,7 +108,7 @@ impl Context {
         }
     }
 
-    fn admin(&self) -> &str {
+    pub(crate) fn admin(&self) -> &str {
         self.config
             .checks
             .postgres
@@ -136,7 +146,7 @@ pub async fn backup_and_drill(ctx: &Context, mut record: BackupRun, st: &mut Bac
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_none_or(|age| age >= b.check_interval.0)
     });
-    let result = backup(ctx, &mut written, check_due).await;
+    let result = backup(ctx, &mut written, check_due, &record.started).await;
     record.finished = Some(now());
     record.snapshots = written;
     match result {
@@ -169,11 +179,12 @@ async fn backup(
     ctx: &Context,
     written: &mut Vec<SnapshotInfo>,
     check_due: bool,
+    started: &str,
 ) -> Result<(), String> {
     let b = ctx.backup()?.clone();
     let (storage, password, options) = ctx.repository().await?;
     let redis_rdb = if b.redis {
-        let password = ctx.secrets.borrow().wired.redis_password.clone();
+        let password = ctx.redis_password();
         Some(
             super::redis_save::fresh_rdb(ctx.config.redis_address(), password.as_ref())
                 .await
@@ -194,6 +205,7 @@ async fn backup(
         labels: Labels {
             host: ctx.hostname.clone(),
             release,
+            run: started.to_owned(),
         },
         pg,
         databases: ctx.databases(),

@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::secrets::SecretsState;
 
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15 * 60);
+/// A scheduled backup due while the operations lock is held (a restore)
+/// tries again this much later.
+const LOCKED_RETRY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -79,6 +82,11 @@ impl BackupHandle {
             state: watch::channel(BackupState::default()).1,
             ctx: None,
         }
+    }
+
+    /// What a restore needs to reach the repository; None without `[backup]`.
+    pub fn context(&self) -> Option<Arc<Context>> {
+        self.ctx.clone()
     }
 
     pub fn state(&self) -> watch::Receiver<BackupState> {
@@ -151,6 +159,7 @@ pub fn spawn(
     config: Arc<Config>,
     secrets: watch::Receiver<SecretsState>,
     hostname: String,
+    lock: crate::oplock::OpsLock,
     mut shutdown: watch::Receiver<bool>,
 ) -> (BackupHandle, Option<JoinHandle<()>>) {
     let mut initial = load(&config);
@@ -182,7 +191,13 @@ pub fn spawn(
                 + next.duration_since(SystemTime::now()).unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep_until(until), if running.is_none() => {
-                    running = Some((start(&ctx, &state_tx, "schedule"), Vec::new()));
+                    // Not while a restore replaces the data under it.
+                    if let Some(holder) = lock.holder() {
+                        tracing::info!("scheduled backup postponed: {holder}");
+                        next = SystemTime::now() + LOCKED_RETRY;
+                    } else {
+                        running = Some((start(&ctx, &state_tx, "schedule"), Vec::new()));
+                    }
                 }
                 done = async { (&mut running.as_mut()?.0).await.ok() }, if running.is_some() => {
                     let waiters = running.take().map(|(_, w)| w).unwrap_or_default();
@@ -199,6 +214,10 @@ pub fn spawn(
                 }
                 req = rx.recv() => match req {
                     Some(Request::Now { wait, reply }) => {
+                        if let (None, Some(holder)) = (&running, lock.holder()) {
+                            let _ = reply.send(refused(&holder));
+                            continue;
+                        }
                         if running.is_none() {
                             running = Some((start(&ctx, &state_tx, "manual"), Vec::new()));
                         }
@@ -216,6 +235,21 @@ pub fn spawn(
         }
     });
     (handle, Some(task))
+}
+
+/// `backup now` while a restore runs: a run that never started, saying why.
+fn refused(holder: &crate::oplock::Holder) -> BackupRun {
+    let now = rfc3339(SystemTime::now());
+    BackupRun {
+        trigger: "manual".into(),
+        started: now.clone(),
+        finished: Some(now),
+        ok: Some(false),
+        error: Some(format!(
+            "not started: the host's operations lock is held ({holder}); try again after it"
+        )),
+        snapshots: Vec::new(),
+    }
 }
 
 /// Marks a run as started and runs it (backup, then drill) in a task that

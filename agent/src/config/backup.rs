@@ -33,6 +33,10 @@ pub struct BackupConfig {
     /// Back up Redis's RDB snapshot (at `checks.redis`, default local).
     #[serde(default = "yes")]
     pub redis: bool,
+    /// The `[services]` entry of the Redis server: a restore stops it to
+    /// put the RDB file in place, and starts it again.
+    #[serde(default = "default_redis_service")]
+    pub redis_service: String,
     /// Directories or files backed up as they are.
     #[serde(default)]
     pub paths: Vec<AbsolutePath>,
@@ -58,6 +62,10 @@ pub struct BackupConfig {
     /// rustic's local cache of repository metadata.
     #[serde(default = "default_cache_dir")]
     pub cache_dir: AbsolutePath,
+}
+
+fn default_redis_service() -> String {
+    "redis".to_owned()
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

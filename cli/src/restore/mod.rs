@@ -1,8 +1,9 @@
 //! `hostctl restore SNAPSHOT`: one host's data back from a backup run.
 //! hostd does the work and reports it as a stream of events. hostctl first
 //! asks for the plan alone (a dry run), shows it and has the operator
-//! confirm it, then asks for the restore pinned to the snapshot shown, so
-//! that a backup ending in between cannot change what is restored. Once
+//! confirm it, then asks for the restore with the confirmed snapshot ids,
+//! which hostd checks, so that a backup ending in between cannot change
+//! what is restored. Once
 //! hostd has begun it finishes on its own: hostctl only follows, and losing
 //! the connection loses the view, not the restore.
 
@@ -224,12 +225,12 @@ pub async fn run_with(
     if s.dry_run {
         return Ok(());
     }
-    let Some(pinned) = plan.snapshots.first().map(|p| p.id.clone()) else {
+    if plan.snapshots.is_empty() {
         return Err(RestoreError::Plan {
             host: host.clone(),
             reason: "the plan restores no snapshot".into(),
         });
-    };
+    }
     match confirmation(s.yes, s.stdin_tty) {
         Confirmation::Given => {}
         Confirmation::Refused => return Err(RestoreError::NeedsYes { host: host.clone() }),
@@ -242,15 +243,18 @@ pub async fn run_with(
             }
         }
     }
-    restore(transport, s, &plan, &pinned, out, err).await
+    restore(transport, s, &plan, out, err).await
 }
 
 /// The request body, as JSON.
-fn request(s: &RestoreSettings, snapshot: &str, dry_run: bool) -> Result<Bytes, RestoreError> {
+fn request(s: &RestoreSettings, confirmed: Option<&RestorePlan>) -> Result<Bytes, RestoreError> {
     let request = RestoreRequest {
-        snapshot: snapshot.to_owned(),
+        snapshot: s.snapshot.clone(),
         only: s.only.clone(),
-        dry_run,
+        dry_run: confirmed.is_none(),
+        confirmed: confirmed
+            .map(|p| p.snapshots.iter().map(|s| s.id.clone()).collect())
+            .unwrap_or_default(),
         requested_by: s.requested_by.clone(),
         lock_wait_seconds: s.lock_wait_seconds,
     };
@@ -269,7 +273,7 @@ async fn plan(
 ) -> Result<RestorePlan, RestoreError> {
     let host = &s.target.name;
     let mut plan = None;
-    let body = request(s, &s.snapshot, true)?;
+    let body = request(s, None)?;
     let followed = follow(transport, s, body, |event| {
         if let RestoreEvent::Plan { plan: p, .. } = event {
             plan = Some(p.clone());
@@ -316,14 +320,13 @@ async fn restore(
     transport: &Transport,
     s: &RestoreSettings,
     confirmed: &RestorePlan,
-    pinned: &str,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), RestoreError> {
     let host = &s.target.name;
-    tracing::info!(host, snapshot = pinned, "restore");
+    tracing::info!(host, snapshot = s.snapshot, "restore");
     let mut follower = render::Follower::new(err, s.progress);
-    let body = request(s, pinned, false)?;
+    let body = request(s, Some(confirmed))?;
     let followed = follow(transport, s, body, |event| {
         if s.json {
             return render::json_line(out, event);

@@ -9,9 +9,9 @@ const NO_SNAPSHOT: &str =
     r#"404 Not Found|{"error":"no snapshot 0123abcd; hostctl backups lists them"}"#;
 
 /// What `restore latest --dry-run` sends, as the fake logs it.
-const DRY_REQUEST: &str = r#"a POST /v1/restore {"snapshot":"latest","only":[],"dry_run":true,"requested_by":"op@laptop","lock_wait_seconds":0}"#;
-/// The restore that follows, pinned to the first snapshot of the plan.
-const REAL_REQUEST: &str = r#"a POST /v1/restore {"snapshot":"0123456789abcdef","only":[],"dry_run":false,"requested_by":"op@laptop","lock_wait_seconds":0}"#;
+const DRY_REQUEST: &str = r#"a POST /v1/restore {"snapshot":"latest","only":[],"dry_run":true,"requested_by":"op@laptop","confirmed":[],"lock_wait_seconds":0}"#;
+/// The restore that follows, with the snapshots of the plan confirmed.
+const REAL_REQUEST: &str = r#"a POST /v1/restore {"snapshot":"latest","only":[],"dry_run":false,"requested_by":"op@laptop","confirmed":["0123456789abcdef","fedcba9876543210","89abcdef01234567"],"lock_wait_seconds":0}"#;
 
 const PLAN_TEXT: &str = "\
 a  a  restore plan
