@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+mod backup;
 mod ssm;
+
+pub use backup::Repo;
 
 /// The directory holding the workspace's built binaries (`target/debug`),
 /// found from this test executable (`target/debug/deps/sandbox-HASH`).
@@ -164,12 +167,21 @@ impl Sandbox {
     }
 
     pub fn hostctl_with_config(&self, config: &Path, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(self.bins.join("hostctl"))
-            .arg("--config")
+        Ok(self.hostctl_command_with(config, args).output()?)
+    }
+
+    /// The `hostctl` command, to spawn and read as it runs.
+    pub fn hostctl_command(&self, args: &[&str]) -> Command {
+        self.hostctl_command_with(&self.hostctl_toml, args)
+    }
+
+    fn hostctl_command_with(&self, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(self.bins.join("hostctl"));
+        c.arg("--config")
             .arg(config)
             .args(args)
-            .env("NO_COLOR", "1")
-            .output()?)
+            .env("NO_COLOR", "1");
+        c
     }
 
     /// Runs a shell command as root inside the sandbox (the test's hands on

@@ -9,11 +9,13 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod backup_faults;
 mod backups;
 mod data_volume;
 mod foundation;
 mod health_checks;
 mod manager;
+mod restores;
 mod sandbox_host;
 mod secrets;
 mod secrets_delivery;
@@ -73,6 +75,10 @@ const TRIALS: &[(&str, TestFn)] = trials![
     secrets_rotation::the_refresh_interval_rotates_without_a_sync,
     secrets_wiring::wired_passwords_reach_postgres_redis_and_the_api_and_rotate,
     backups::backup_now_writes_every_kind_that_restic_reads_checks_and_dumps,
+    restores::restore_latest_puts_back_postgres_redis_and_files,
+    restores::a_killed_restore_leaves_the_live_database_intact,
+    backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
+    backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
 ];
 
 fn main() -> std::process::ExitCode {

@@ -191,7 +191,7 @@ pub fn unreachable_ssm_starts_services_from_the_stored_copy_degraded(s: &Sandbox
 /// and moto keeps its parameters for when it comes back.
 const AWS_LINK: &str = "hs-aws";
 
-fn set_aws_link(state: &str) -> Result<()> {
+pub fn set_aws_link(state: &str) -> Result<()> {
     let out = std::process::Command::new("ip")
         .args(["link", "set", AWS_LINK, state])
         .output()?;

@@ -1,0 +1,226 @@
+//! Issue 5, restores: `hostctl restore` puts a backup run back (PostgreSQL
+//! into a new database swapped in, Redis's RDB, the paths) with the API
+//! stopped and started healthy again; an unknown snapshot stops nothing;
+//! hostd killed mid-restore leaves the live database as it was and the
+//! next hostd puts the host back.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use hostctl_tests::{Sandbox, http_get, poll};
+use hostd_api::{BackupKind, HealthReport, HealthStatus, RestoreEvent};
+
+use crate::backups::backup_now;
+
+const PSQL: &str = "psql -XAtq 'host=/run/postgresql user=postgres dbname=api'";
+const FILES: &str = "/srv/restore-trial";
+
+fn sql(s: &Sandbox, query: &str) -> Result<String> {
+    Ok(s.root_sh(&format!("{PSQL} -c \"{query}\""))?
+        .trim()
+        .to_owned())
+}
+
+fn note_count(s: &Sandbox, body: &str) -> Result<u32> {
+    Ok(sql(
+        s,
+        &format!("SELECT count(*) FROM notes WHERE body = '{body}'"),
+    )?
+    .parse()?)
+}
+
+fn events(stdout: &[u8]) -> Result<Vec<RestoreEvent>> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not an event: {l}")))
+        .collect()
+}
+
+fn leftovers(s: &Sandbox) -> Result<String> {
+    let dbs = s.root_sh(
+        "psql -XAtq 'host=/run/postgresql user=postgres dbname=postgres' -c \
+         \"SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'hostd_%'\"",
+    )?;
+    let paths = s.root_sh("ls -d /srv/*.hostd-* /data/redis/*.hostd-* 2>/dev/null || true")?;
+    Ok(format!("{}{}", dbs.trim(), paths.trim()))
+}
+
+fn api_healthy(s: &Sandbox) -> Result<()> {
+    poll(
+        "the API healthy in /health",
+        Duration::from_secs(60),
+        || {
+            let report: HealthReport =
+                serde_json::from_str(&http_get(s.health_addr()?, "/health")?.body)?;
+            Ok((report.status != HealthStatus::Unhealthy
+                && s.unit_property("api@1.service", "ActiveState")? == "active")
+                .then_some(()))
+        },
+    )
+}
+
+pub fn restore_latest_puts_back_postgres_redis_and_files(s: &Sandbox) -> Result<()> {
+    s.root_sh(&format!(
+        "mkdir -p {FILES} && echo before > {FILES}/a && rm -f {FILES}/new && \
+         redis-cli SET restore-trial before"
+    ))?;
+    let result = s.with_backups("restore", &[FILES], "", |_| {
+        sql(s, "INSERT INTO notes (body) VALUES ('in the backup')")?;
+        let run = backup_now(s)?;
+        ensure!(run.ok == Some(true), "backup: {:?}", run.error);
+        // Everything changes after the backup.
+        sql(s, "INSERT INTO notes (body) VALUES ('after the backup')")?;
+        s.root_sh(&format!(
+            "echo after > {FILES}/a && touch {FILES}/new && redis-cli SET restore-trial after"
+        ))?;
+
+        // The plan, and nothing changed by it.
+        let dry = s.hostctl(&["restore", "latest", "--dry-run", "--json"])?;
+        ensure!(
+            dry.status.success(),
+            "dry run: {}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+        let plan = events(&dry.stdout)?
+            .into_iter()
+            .find_map(|e| match e {
+                RestoreEvent::Plan { plan, .. } => Some(plan),
+                _ => None,
+            })
+            .context("no plan in the dry run")?;
+        let kinds: Vec<BackupKind> = plan.snapshots.iter().map(|s| s.kind).collect();
+        ensure!(
+            kinds == [BackupKind::Postgres, BackupKind::Redis, BackupKind::Files],
+            "planned kinds {kinds:?}"
+        );
+        ensure!(plan.stop == ["api"], "services to stop: {:?}", plan.stop);
+        ensure!(
+            note_count(s, "after the backup")? == 1,
+            "the dry run changed data"
+        );
+
+        // An unknown snapshot: a clear error, nothing stopped.
+        let api_before = s.unit_property("api@1.service", "InvocationID")?;
+        let unknown = s.hostctl(&["restore", "0123456789abcdef", "--yes"])?;
+        let text = String::from_utf8_lossy(&unknown.stderr);
+        ensure!(!unknown.status.success(), "an unknown snapshot restored");
+        ensure!(text.contains("hostctl backups"), "unknown snapshot: {text}");
+        ensure!(
+            s.unit_property("api@1.service", "InvocationID")? == api_before,
+            "an unknown snapshot restarted the API"
+        );
+
+        let out = s.hostctl(&["restore", "latest", "--yes", "--json"])?;
+        let evs = events(&out.stdout)?;
+        let finished = evs.last().cloned();
+        ensure!(
+            out.status.success()
+                && matches!(finished, Some(RestoreEvent::Finished { ok: true, .. })),
+            "restore: {finished:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for step in [
+            "stop api",
+            "restore postgres api",
+            "restore redis",
+            "swap",
+            "start api",
+        ] {
+            ensure!(
+                evs.iter()
+                    .any(|e| matches!(e, RestoreEvent::StepDone { step: st, .. } if st == step)),
+                "no `{step}` step in {evs:?}"
+            );
+        }
+
+        ensure!(
+            note_count(s, "in the backup")? >= 1,
+            "the backed-up note is gone"
+        );
+        ensure!(
+            note_count(s, "after the backup")? == 0,
+            "the later note survived"
+        );
+        let owner = sql(
+            s,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'notes'",
+        )?;
+        ensure!(owner == "api", "notes is owned by {owner}");
+        let value = s.root_sh("redis-cli GET restore-trial")?;
+        ensure!(value.trim() == "before", "redis restore-trial = {value}");
+        let a = s.root_sh(&format!("cat {FILES}/a; ls {FILES}"))?;
+        ensure!(
+            a.starts_with("before") && !a.contains("new"),
+            "{FILES}: {a}"
+        );
+        api_healthy(s)?;
+        let left = leftovers(s)?;
+        ensure!(left.is_empty(), "left behind: {left}");
+        Ok(())
+    });
+    let cleaned = s.root_sh(&format!("rm -rf {FILES}; redis-cli DEL restore-trial"));
+    result?;
+    cleaned.map(|_| ())
+}
+
+pub fn a_killed_restore_leaves_the_live_database_intact(s: &Sandbox) -> Result<()> {
+    // Enough rows that pg_restore is still at work when hostd dies.
+    sql(
+        s,
+        "CREATE TABLE restore_bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g",
+    )?;
+    let result = s.with_backups("killed-restore", &[], "redis = false\n", |_| {
+        let run = backup_now(s)?;
+        ensure!(run.ok == Some(true), "backup: {:?}", run.error);
+        sql(
+            s,
+            "INSERT INTO notes (body) VALUES ('live when the restore died')",
+        )?;
+
+        let mut child = s
+            .hostctl_command(&["restore", "latest", "--yes", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut saw_restore = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if line.contains("\"step\":\"restore postgres api\"") {
+                saw_restore = true;
+                s.root_sh("systemctl kill --signal=KILL hostd.service")?;
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        ensure!(saw_restore, "the restore never reached PostgreSQL");
+
+        // The next hostd (systemd restarts it) puts the host back.
+        poll("hostd to restart", Duration::from_secs(60), || {
+            Ok((s.unit_property("hostd.service", "ActiveState")? == "active").then_some(()))
+        })?;
+        poll(
+            "the staging database dropped",
+            Duration::from_secs(60),
+            || Ok(leftovers(s)?.is_empty().then_some(())),
+        )?;
+        api_healthy(s)?;
+        ensure!(
+            note_count(s, "live when the restore died")? == 1,
+            "the live database lost a row"
+        );
+        let marker = s.root_sh("ls /var/lib/hostd/restore.json 2>/dev/null || true")?;
+        ensure!(
+            marker.trim().is_empty(),
+            "the restore marker is still there"
+        );
+        Ok(())
+    });
+    let cleaned = sql(s, "DROP TABLE IF EXISTS restore_bulk");
+    result?;
+    cleaned.map(|_| ())
+}
