@@ -9,7 +9,7 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use hostd_api::{HealthReport, HealthStatus};
 
-use crate::backups::{backup_now, backups_list};
+use crate::backups::{backup_now, backups_list, wait_metric};
 use crate::secrets_delivery::set_aws_link;
 
 /// Fresh random bytes each time, so every run has data to upload.
@@ -68,6 +68,7 @@ pub fn an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid(
                 .map(|c| c.reason.unwrap_or_default()))
         })?;
         ensure!(reason.contains("failed"), "degraded, but why: {reason}");
+        wait_metric(s, "hostd_backup_last_run_success 0")?;
         // The retry is scheduled (15 minutes), not the next day.
         let list = backups_list(s)?;
         let next = list.next_run.context("no next run")?;

@@ -52,6 +52,8 @@ pub fn backup_now_writes_every_kind_that_restic_reads_checks_and_dumps(s: &Sandb
             backup.is_some_and(|c| c.status == HealthStatus::Healthy),
             "/health backup component: {backup:?}"
         );
+        wait_metric(s, "hostd_backup_last_run_success 1")?;
+        wait_metric(s, "hostd_backup_last_drill_success 1")?;
 
         // The independent reader.
         let snapshots = repo.restic(&["snapshots", "--json"])?;
@@ -75,6 +77,19 @@ pub fn backup_now_writes_every_kind_that_restic_reads_checks_and_dumps(s: &Sandb
         );
         Ok(())
     })
+}
+
+/// Waits for a /metrics line starting with `line` (figures refresh with
+/// each health round).
+pub fn wait_metric(s: &Sandbox, line: &str) -> Result<()> {
+    hostctl_tests::poll(
+        &format!("`{line}` in /metrics"),
+        std::time::Duration::from_secs(30),
+        || {
+            let body = http_get(s.health_addr()?, "/metrics")?.body;
+            Ok(body.lines().any(|l| l.starts_with(line)).then_some(()))
+        },
+    )
 }
 
 /// `hostctl backup now --wait --json`: the run it reports.

@@ -22,6 +22,41 @@ pub fn component(state: &BackupState, max_age: Duration, now: SystemTime) -> Com
     }
 }
 
+/// The figures /metrics and EMF publish, so an alarm can fire on them
+/// directly (age above a day, last run failed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackupFigures {
+    /// Since the last successful backup; since backups were configured
+    /// when there was none, so a host that never backed up ages too.
+    pub age_seconds: Option<f64>,
+    pub drill_age_seconds: Option<f64>,
+    pub last_run_ok: Option<bool>,
+    pub last_drill_ok: Option<bool>,
+    /// What the last run added to the repository, after dedup and
+    /// compression.
+    pub last_run_added_bytes: u64,
+    pub running: bool,
+}
+
+pub fn figures(st: &BackupState, now: SystemTime) -> BackupFigures {
+    let since = |t: Option<&str>| age(t, now).map(|a| a.as_secs_f64());
+    BackupFigures {
+        age_seconds: since(st.last_success.as_deref())
+            .or_else(|| since(st.configured_since.as_deref())),
+        drill_age_seconds: since(st.last_drill_success.as_deref())
+            .or_else(|| since(st.configured_since.as_deref())),
+        last_run_ok: st.last_run.as_ref().and_then(|r| r.ok),
+        last_drill_ok: st.last_drill.as_ref().map(|d| d.ok),
+        last_run_added_bytes: st
+            .last_run
+            .iter()
+            .flat_map(|r| &r.snapshots)
+            .map(|s| s.added)
+            .sum(),
+        running: st.running,
+    }
+}
+
 fn age(t: Option<&str>, now: SystemTime) -> Option<Duration> {
     let t = humantime::parse_rfc3339(t?).ok()?;
     Some(now.duration_since(t).unwrap_or_default())
@@ -88,6 +123,23 @@ mod tests {
             error: (!ok).then(|| "pg_dump of api exit status: 1: no such database".into()),
             snapshots: vec![],
         }
+    }
+
+    #[test]
+    fn figures_age_from_the_last_success_or_from_configuration() {
+        let now = at("2026-11-22T12:00:00Z");
+        let mut st = BackupState {
+            configured_since: Some("2026-11-22T00:00:00Z".into()),
+            ..BackupState::default()
+        };
+        let f = figures(&st, now);
+        assert_eq!(f.age_seconds, Some(43_200.0));
+        assert_eq!(f.last_run_ok, None);
+        st.last_run = Some(run(false, "2026-11-22T11:00:00Z"));
+        st.last_success = Some("2026-11-22T11:00:00Z".into());
+        let f = figures(&st, now);
+        assert_eq!(f.age_seconds, Some(3600.0));
+        assert_eq!(f.last_run_ok, Some(false));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Snapshot {
     /// When the round behind this snapshot began: what it saw is at least
     /// this fresh (the manager waits for one newer than its operation).
     pub round_started: tokio::time::Instant,
+    /// With `[backup]`: the backup figures of this round.
+    pub backup: Option<crate::backup::health::BackupFigures>,
 }
 
 impl Snapshot {
@@ -43,6 +45,7 @@ impl Snapshot {
             report,
             system: SystemSample::default(),
             round_started: tokio::time::Instant::now(),
+            backup: None,
         }
     }
 }

@@ -52,14 +52,14 @@ pub async fn check_once<S: UnitStates>(
     if let Some(rx) = &probes.secrets {
         components.extend(secrets_component(&rx.borrow()));
     }
+    let mut backup = None;
     if let (Some(rx), Some(b)) = (&probes.backup, &config.backup) {
-        components.push(crate::backup::health::component(
-            &rx.borrow(),
-            b.max_age.0,
-            SystemTime::now(),
-        ));
+        let (st, now) = (rx.borrow(), SystemTime::now());
+        components.push(crate::backup::health::component(&st, b.max_age.0, now));
+        backup = Some(crate::backup::health::figures(&st, now));
     }
     let mut snap = Snapshot::new(units, report(components));
+    snap.backup = backup;
     snap.system = sample.unwrap_or_else(SystemSample::default);
     snap.round_started = round_started;
     snap

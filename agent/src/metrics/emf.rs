@@ -104,6 +104,19 @@ pub fn documents(
     if let Some(l) = s.load1 {
         host.push(("Load1", "None", l));
     }
+    if let Some(b) = &snap.backup {
+        let flag = |v: bool| if v { 1.0 } else { 0.0 };
+        for (name, unit, v) in [
+            ("BackupAgeSeconds", "Seconds", b.age_seconds),
+            ("DrillAgeSeconds", "Seconds", b.drill_age_seconds),
+            ("BackupLastRunSuccess", "None", b.last_run_ok.map(flag)),
+            ("DrillLastSuccess", "None", b.last_drill_ok.map(flag)),
+        ] {
+            if let Some(v) = v {
+                host.push((name, unit, v));
+            }
+        }
+    }
     out.push(document(cfg, timestamp_ms, &[], &host));
 
     for u in &snap.units {
@@ -249,7 +262,11 @@ mod tests {
                         {"Name": "UnitsDown", "Unit": "Count"},
                         {"Name": "MemoryUsedPercent", "Unit": "Percent"},
                         {"Name": "CpuUsedPercent", "Unit": "Percent"},
-                        {"Name": "Load1", "Unit": "None"}
+                        {"Name": "Load1", "Unit": "None"},
+                        {"Name": "BackupAgeSeconds", "Unit": "Seconds"},
+                        {"Name": "DrillAgeSeconds", "Unit": "Seconds"},
+                        {"Name": "BackupLastRunSuccess", "Unit": "None"},
+                        {"Name": "DrillLastSuccess", "Unit": "None"}
                     ]
                 }]
             },
@@ -259,7 +276,11 @@ mod tests {
             "UnitsDown": 1.0,
             "MemoryUsedPercent": 25.0,
             "CpuUsedPercent": 12.5,
-            "Load1": 0.5
+            "Load1": 0.5,
+            "BackupAgeSeconds": 93_600.0,
+            "DrillAgeSeconds": 90_000.0,
+            "BackupLastRunSuccess": 0.0,
+            "DrillLastSuccess": 1.0
         });
         assert_eq!(docs[0], expected);
     }

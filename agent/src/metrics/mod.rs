@@ -163,9 +163,62 @@ pub fn render(snap: &Snapshot, view: &ManagerView) -> Result<String, MetricsErro
         snap.system.cpu_usage_ratio,
     );
 
+    if let Some(b) = &snap.backup {
+        backup_series(&mut reg, b);
+    }
+
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)
+}
+
+fn backup_series(reg: &mut Registry, b: &crate::backup::health::BackupFigures) {
+    let float = |reg: &mut Registry, name: &str, help: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let g = FloatGauge::default();
+            g.set(v);
+            reg.register(name, help, g);
+        }
+    };
+    let flag = |v: bool| if v { 1.0 } else { 0.0 };
+    float(
+        reg,
+        "hostd_backup_age_seconds",
+        "Since the last successful backup (since backups were configured, if none)",
+        b.age_seconds,
+    );
+    float(
+        reg,
+        "hostd_backup_drill_age_seconds",
+        "Since the last successful restore drill (since backups were configured, if none)",
+        b.drill_age_seconds,
+    );
+    float(
+        reg,
+        "hostd_backup_last_run_success",
+        "1 if the last backup run succeeded, 0 if it failed",
+        b.last_run_ok.map(flag),
+    );
+    float(
+        reg,
+        "hostd_backup_last_drill_success",
+        "1 if the last restore drill passed, 0 if it failed",
+        b.last_drill_ok.map(flag),
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let added = b.last_run_added_bytes as f64;
+    float(
+        reg,
+        "hostd_backup_last_run_added_bytes",
+        "Bytes the last run added to the repository (after dedup and compression)",
+        Some(added),
+    );
+    float(
+        reg,
+        "hostd_backup_running",
+        "1 while a backup runs",
+        Some(flag(b.running)),
+    );
 }
 
 #[cfg(test)]
@@ -221,6 +274,14 @@ pub(crate) mod tests {
             cpus: 2,
             cpu_usage_ratio: Some(0.125),
         };
+        s.backup = Some(crate::backup::health::BackupFigures {
+            age_seconds: Some(93_600.0),
+            drill_age_seconds: Some(90_000.0),
+            last_run_ok: Some(false),
+            last_drill_ok: Some(true),
+            last_run_added_bytes: 2048,
+            running: false,
+        });
         s
     }
 
@@ -245,6 +306,12 @@ pub(crate) mod tests {
             "hostd_health 2",
             "hostd_disk_used_ratio{path=\"/data\"} 0.85",
             "hostd_memory_used_ratio 0.25",
+            "hostd_backup_age_seconds 93600.0",
+            "hostd_backup_drill_age_seconds 90000.0",
+            "hostd_backup_last_run_success 0.0",
+            "hostd_backup_last_drill_success 1.0",
+            "hostd_backup_last_run_added_bytes 2048.0",
+            "hostd_backup_running 0.0",
             "hostd_load1 0.5",
             "hostd_cpu_usage_ratio 0.125",
             "# TYPE hostd_service_restarts counter",
