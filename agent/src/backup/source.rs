@@ -6,7 +6,7 @@
 //! good backup. Here the read fails at end of stream when the command
 //! exited non-zero, and the caller deletes a snapshot without its file.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,9 @@ use rustic_core::{ErrorKind, ReadSource, ReadSourceEntry, RusticError, RusticRes
 
 /// The last bytes of the command's stderr kept for the error message.
 const STDERR_TAIL: usize = 2048;
+/// Reads from the pipe in pieces this large (a pipe gives at most what the
+/// writer has put in, 64 KiB by default).
+const PIPE_BUFFER: usize = 256 * 1024;
 
 pub struct CommandSource {
     path: PathBuf,
@@ -26,7 +29,7 @@ pub struct CommandSource {
 
 pub struct CommandOut {
     child: Child,
-    stdout: ChildStdout,
+    stdout: BufReader<ChildStdout>,
     stderr: Option<JoinHandle<String>>,
     failure: Arc<Mutex<Option<String>>>,
     what: String,
@@ -58,7 +61,7 @@ impl CommandSource {
             path: PathBuf::from(path),
             out: Mutex::new(Some(CommandOut {
                 child,
-                stdout,
+                stdout: BufReader::with_capacity(PIPE_BUFFER, stdout),
                 stderr,
                 failure: Arc::clone(&failure),
                 what: what.to_owned(),
@@ -92,9 +95,26 @@ impl CommandOut {
     }
 }
 
+/// Fills `buf` completely unless the stream ends: rustic's chunker shrinks
+/// its read buffer to the length of a short read and never grows it back,
+/// so a pipe's short reads would leave it reading a few bytes at a time
+/// (measured: 2.5 MB/s instead of the dump's 70).
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 impl Read for CommandOut {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
+        let n = fill(&mut self.stdout, buf)?;
         if n == 0 && !buf.is_empty() {
             self.finish()?;
         }
@@ -136,5 +156,55 @@ impl ReadSource for CommandSource {
             )),
         };
         std::iter::once(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gives at most 3 bytes a read, as a pipe gives what is there.
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn short_reads_are_joined_into_full_buffers() -> std::io::Result<()> {
+        let mut r = Trickle(std::io::Cursor::new((0..100u8).collect()));
+        let mut buf = [0u8; 40];
+        assert_eq!(fill(&mut r, &mut buf)?, 40);
+        assert_eq!(buf[39], 39);
+        assert_eq!(fill(&mut r, &mut buf)?, 40);
+        assert_eq!(fill(&mut r, &mut buf)?, 20);
+        assert_eq!(fill(&mut r, &mut buf)?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_command_fails_the_read_at_the_end() -> Result<(), Box<dyn std::error::Error>> {
+        let mut c = Command::new("sh");
+        c.args(["-c", "printf abc; echo broken >&2; exit 3"]);
+        let source = CommandSource::spawn("x.dump", "the test command", c)?;
+        let mut out = source
+            .out
+            .lock()
+            .map_err(|_| "poisoned")?
+            .take()
+            .ok_or("taken")?;
+        let mut data = Vec::new();
+        let err = out.read_to_end(&mut data).map_err(|e| e.to_string());
+        assert_eq!(data, b"abc");
+        assert!(matches!(&err, Err(e) if e.contains("broken")), "{err:?}");
+        assert!(
+            source
+                .failure()
+                .is_some_and(|f| f.contains("the test command"))
+        );
+        Ok(())
     }
 }
