@@ -93,8 +93,54 @@ pub async fn execute(
     guard: Option<OpsGuard>,
     ev: Events,
 ) {
-    let result = go(&r, p, &req, guard, &ev).await;
-    ev.finished(result);
+    match go(&r, p, &req, guard, &ev).await {
+        Ok(done) => {
+            // The restore is over for the operator once the API serves the
+            // restored data; dropping the old copies (seconds for a large
+            // database) happens after, still under the lock.
+            ev.finished(Ok(()));
+            done.drop_previous().await;
+        }
+        Err(e) => ev.finished(Err(e)),
+    }
+}
+
+/// What a successful restore still holds: the lock, and the previous
+/// copies to drop.
+struct Done {
+    _guard: OpsGuard,
+    admin: String,
+    databases: Vec<String>,
+    live_paths: Vec<PathBuf>,
+}
+
+impl Done {
+    async fn drop_previous(self) {
+        let Done {
+            _guard,
+            admin,
+            databases,
+            live_paths,
+        } = self;
+        let dropped = blocking(move || {
+            for db in &databases {
+                if let Err(e) = pg::drop_previous(&admin, db) {
+                    tracing::warn!("after the restore: {e}");
+                }
+            }
+            for p in &live_paths {
+                if let Err(e) = paths::drop_previous(p) {
+                    tracing::warn!("after the restore: {e}");
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match dropped {
+            Ok(()) => tracing::info!("restore: previous copies dropped"),
+            Err(e) => tracing::warn!("after the restore: {e}"),
+        }
+    }
 }
 
 fn now() -> String {
@@ -115,8 +161,8 @@ async fn go(
     req: &RestoreRequest,
     guard: Option<OpsGuard>,
     ev: &Events,
-) -> Result<(), String> {
-    let _guard = match guard {
+) -> Result<Done, String> {
+    let guard = match guard {
         Some(g) => g,
         None => {
             let holder = Holder::new(format!("restore {}", req.snapshot), &req.requested_by);
@@ -275,23 +321,12 @@ async fn go(
     }
     marker::clear(&state_dir);
 
-    let t = ev.step("drop previous copies");
-    let _ = blocking(move || {
-        for db in &databases {
-            if let Err(e) = pg::drop_previous(&admin, db) {
-                tracing::warn!("after the restore: {e}");
-            }
-        }
-        for p in &live_paths {
-            if let Err(e) = paths::drop_previous(p) {
-                tracing::warn!("after the restore: {e}");
-            }
-        }
-        Ok(())
+    Ok(Done {
+        _guard: guard,
+        admin,
+        databases,
+        live_paths,
     })
-    .await;
-    ev.done("drop previous copies", t);
-    Ok(())
 }
 
 /// Staging copies (never live) removed, after a failure or an interruption.
