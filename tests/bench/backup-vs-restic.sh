@@ -83,6 +83,10 @@ in_sandbox $PSQL -d api -c "CREATE TABLE bench_events AS
     SELECT g AS id, timestamp '2026-01-01' + g * interval '1 second' AS at,
            md5(g::text) AS h, repeat(md5((g % 1000)::text), 4) AS payload
     FROM generate_series(1, $ROWS) g" >&2
+# Settled before each timed pair: the first reader of fresh rows sets their
+# hint bits (writing every page), which would slow whichever dump goes first.
+settle() { in_sandbox $PSQL -d api -c "VACUUM (FREEZE, ANALYZE) bench_events" -c "CHECKPOINT" >&2; }
+settle
 db_bytes=$(in_sandbox $PSQL -d api -c "SELECT pg_database_size('api')")
 
 measure() { # LABEL -> lines "LABEL hostd|restic SECONDS BYTES"
@@ -97,6 +101,7 @@ in_sandbox $PSQL -d api -c "INSERT INTO bench_events
     SELECT g, timestamp '2026-01-01' + g * interval '1 second', md5(g::text), repeat(md5((g % 1000)::text), 4)
     FROM generate_series($ROWS + 1, $ROWS + $ROWS / 100) g;
     DELETE FROM bench_events WHERE id <= $ROWS / 1000" >&2
+settle
 incremental=$(measure incremental)
 
 hostd_restore() {
