@@ -6,6 +6,7 @@ pub mod backup;
 pub mod checks;
 pub mod config;
 pub mod control;
+pub mod deploy;
 pub mod desired;
 pub mod dial;
 pub mod fsutil;
