@@ -114,6 +114,14 @@ fn check_parents(root: &Path, rel: &Path, entry: &Path) -> Result<(), UnpackErro
     Ok(())
 }
 
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, raw: &Path) -> Result<PathBuf, UnpackError> {
+    Ok(entry
+        .link_name()
+        .map_err(UnpackError::Read)?
+        .ok_or_else(|| refused(raw, "a link without a target"))?
+        .into_owned())
+}
+
 /// Unpacks `archive` as release `dest` (e.g. `/srv/api/releases/v2`).
 /// Returns the number of entries written.
 pub fn unpack(archive: impl Read, dest: &Path) -> Result<usize, UnpackError> {
@@ -179,22 +187,14 @@ fn unpack_into(archive: impl Read, root: &Path) -> Result<usize, UnpackError> {
                     .map_err(write_err(&path))?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| refused(&raw, "a link without a target"))?
-                    .into_owned();
+                let target = link_target(&entry, &raw)?;
                 if !link_stays_inside(&rel, &target) {
                     return Err(refused(&raw, "a link pointing outside the release"));
                 }
                 std::os::unix::fs::symlink(&target, &path).map_err(write_err(&path))?;
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| refused(&raw, "a link without a target"))?
-                    .into_owned();
+                let target = link_target(&entry, &raw)?;
                 let target = relative(&target)
                     .ok_or_else(|| refused(&raw, "a hard link to a path outside the release"))?;
                 check_parents(root, &target, &raw)?;
