@@ -1,0 +1,192 @@
+//! The release ledger: one JSON line per deploy or rollback of a service,
+//! appended to `<state_dir>/releases/<service>.jsonl` (root-only). Lines
+//! are appended whole with one write and fsynced, so a crash leaves at
+//! worst a last line without its newline, which reading skips.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot {what} the release ledger {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode a ledger entry")]
+    Encode(#[source] serde_json::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub version: String,
+    /// sha256 of the artifact, hex.
+    pub digest: String,
+    /// `user@machine` of the operator.
+    pub by: String,
+    /// The SSH client address the deploy came from, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `deploy` or `rollback`.
+    pub action: String,
+    /// RFC 3339.
+    pub started: String,
+    pub finished: String,
+    /// `ok`, `rolled_back` or `failed`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub struct Ledger {
+    path: PathBuf,
+}
+
+impl Ledger {
+    pub fn new(state_dir: &Path, service: &str) -> Self {
+        Self {
+            path: state_dir.join("releases").join(format!("{service}.jsonl")),
+        }
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> LedgerError {
+        let path = self.path.clone();
+        move |source| LedgerError::Io { what, path, source }
+    }
+
+    pub fn append(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(self.err("create the directory of"))?;
+        }
+        let mut line = serde_json::to_vec(entry).map_err(LedgerError::Encode)?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(self.err("open"))?;
+        f.write_all(&line).map_err(self.err("append to"))?;
+        f.sync_data().map_err(self.err("sync"))
+    }
+
+    /// Every entry, oldest first; an absent ledger is empty. A torn or
+    /// unreadable line is skipped with a warning, never fatal.
+    pub fn entries(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("read")(e)),
+        };
+        Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .filter_map(|(n, l)| match serde_json::from_str(l) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(
+                        ledger = %self.path.display(),
+                        line = n + 1,
+                        "skipping an unreadable ledger line: {e}"
+                    );
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The version a rollback returns to: the newest successful deploy
+    /// before the current version's newest one.
+    pub fn previous(&self, current: &str) -> Result<Option<String>, LedgerError> {
+        let ok: Vec<LedgerEntry> = self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.result == "ok")
+            .collect();
+        let Some(at) = ok.iter().rposition(|e| e.version == current) else {
+            return Ok(ok.last().map(|e| e.version.clone()));
+        };
+        Ok(ok[..at]
+            .iter()
+            .rev()
+            .find(|e| e.version != current)
+            .map(|e| e.version.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn entry(version: &str, result: &str) -> LedgerEntry {
+        LedgerEntry {
+            version: version.into(),
+            digest: "ab".repeat(32),
+            by: "ann@laptop".into(),
+            from: Some("10.0.0.9".into()),
+            action: "deploy".into(),
+            started: "2026-12-02T10:00:00Z".into(),
+            finished: "2026-12-02T10:00:03Z".into(),
+            result: result.into(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn appended_entries_read_back_in_order_root_only() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let l = Ledger::new(dir.path(), "api");
+        assert!(l.entries()?.is_empty());
+        l.append(&entry("v1", "ok"))?;
+        l.append(&entry("v2", "rolled_back"))?;
+        let got: Vec<String> = l.entries()?.into_iter().map(|e| e.version).collect();
+        assert_eq!(got, ["v1", "v2"]);
+        let mode = std::fs::metadata(dir.path().join("releases/api.jsonl"))?
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let l = Ledger::new(dir.path(), "api");
+        l.append(&entry("v1", "ok"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("releases/api.jsonl"))?;
+        f.write_all(b"{\"version\":\"v2\",\"dig")?;
+        assert_eq!(l.entries()?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn previous_is_the_last_good_release_before_the_current_one()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let l = Ledger::new(dir.path(), "api");
+        for (v, r) in [
+            ("v1", "ok"),
+            ("v2", "ok"),
+            ("v3", "rolled_back"),
+            ("v3", "ok"),
+        ] {
+            l.append(&entry(v, r))?;
+        }
+        assert_eq!(l.previous("v3")?.as_deref(), Some("v2"));
+        assert_eq!(l.previous("v2")?.as_deref(), Some("v1"));
+        assert_eq!(l.previous("v1")?, None);
+        // A current release the ledger never saw: the last good one.
+        assert_eq!(l.previous("hand-made")?.as_deref(), Some("v3"));
+        Ok(())
+    }
+}
