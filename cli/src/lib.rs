@@ -4,6 +4,7 @@
 pub mod args;
 pub mod backup;
 pub mod config;
+pub mod deploy;
 #[cfg(test)]
 mod fake_hosts;
 pub mod logging;

@@ -16,6 +16,18 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hostd/control.sock";
 /// Version prefix of every control API path.
 pub const API_PREFIX: &str = "/v1";
 
+/// Whether `v` may name a release: it becomes a directory on the host
+/// (`releases/<v>`), so letters, digits, `.`, `_`, `-` and `+` only, not
+/// starting with `.`, at most 128 characters. hostctl checks before
+/// uploading, hostd again before writing.
+pub fn is_release_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && !v.starts_with('.')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+}
+
 /// `GET /v1/status`: what hostctl shows for one host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostStatus {

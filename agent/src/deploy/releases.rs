@@ -33,12 +33,7 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Release
 /// A version names a directory: no separators, no hidden names, nothing a
 /// shell or a unit file would read differently.
 pub fn check_version(v: &str) -> Result<(), ReleaseError> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && !v.starts_with('.')
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
-    if ok {
+    if hostd_api::is_release_name(v) {
         Ok(())
     } else {
         Err(ReleaseError::BadVersion(v.to_owned()))
