@@ -14,7 +14,6 @@ use hostd_api::{ErrorBody, HostStatus, ScaleRequest, ServiceAction, ServiceSumma
 
 use crate::backup::{BackupError, BackupHandle};
 use crate::manager::{ManagerError, ManagerHandle};
-use crate::oplock::Holder;
 use crate::restore::{Events, RestoreError, Restorer};
 use crate::secrets::{RefreshError, SecretsHandle};
 use crate::server::AppState;
@@ -172,8 +171,7 @@ async fn restore(
     if req.dry_run {
         events.finished(Ok(()));
     } else {
-        let holder = Holder::new(format!("restore {}", req.snapshot), &req.requested_by);
-        let guard = match r.lock.try_take(holder) {
+        let guard = match r.lock.try_take(crate::restore::holder(&req)) {
             Ok(g) => Some(g),
             Err(e) if req.lock_wait_seconds == 0 => return restore_error(&e.into()),
             Err(_) => None,

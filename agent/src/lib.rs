@@ -109,11 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // background: READY does not wait for it.
     tokio::spawn(restore::marker::recover(
         config.state_dir.clone(),
-        config
-            .checks
-            .postgres
-            .clone()
-            .unwrap_or_else(|| postgres::DEFAULT_ADMIN_CONNINFO.to_owned()),
+        config.postgres_admin().to_owned(),
         manager.handle.clone(),
     ));
     let restorer = restore::Restorer {

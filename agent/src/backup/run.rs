@@ -17,7 +17,6 @@ use super::task::BackupState;
 use super::{S3Backend, open_or_init};
 use crate::aws::Target;
 use crate::config::{BackupConfig, Config};
-use crate::postgres::DEFAULT_ADMIN_CONNINFO;
 use crate::secrets::SecretsState;
 
 /// Where the API's live release is; its link target names the release.
@@ -109,11 +108,7 @@ impl Context {
     }
 
     pub(crate) fn admin(&self) -> &str {
-        self.config
-            .checks
-            .postgres
-            .as_deref()
-            .unwrap_or(DEFAULT_ADMIN_CONNINFO)
+        self.config.postgres_admin()
     }
 }
 

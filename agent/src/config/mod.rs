@@ -151,7 +151,15 @@ impl Config {
         Ok(config)
     }
 
-    /// Rules that span keys, which serde cannot check field by field.
+    /// hostd's administrator connection to PostgreSQL (libpq conninfo):
+    /// `checks.postgres`, else peer authentication on the local socket.
+    pub fn postgres_admin(&self) -> &str {
+        self.checks
+            .postgres
+            .as_deref()
+            .unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO)
+    }
+
     /// The Redis hostd checks and sets the password of: `checks.redis`, else
     /// the local default.
     pub fn redis_address(&self) -> &str {
@@ -161,6 +169,7 @@ impl Config {
             .unwrap_or(crate::secrets::compose::DEFAULT_REDIS_ADDRESS)
     }
 
+    /// Rules that span keys, which serde cannot check field by field.
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, svc) in &self.services {
             let key = |k: &str| format!("services.{name}.{k}");

@@ -101,8 +101,7 @@ impl Manager {
         // to an open socket would start an instance without its secrets.
         crate::secrets::gate(&self.config, &self.secrets.borrow(), service)?;
         if let Some(db) = &svc.database {
-            let admin = self.config.checks.postgres.as_deref();
-            let conninfo = admin.unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO);
+            let conninfo = self.config.postgres_admin();
             let password = self.secrets.borrow().wired.postgres_password.clone();
             crate::postgres::ensure_app_database(conninfo, db, password.as_ref()).await?;
         }

@@ -79,7 +79,7 @@ pub async fn recover(state_dir: PathBuf, admin: String, manager: ManagerHandle) 
     if m.phase == Phase::Staging {
         let (databases, live_paths) = (m.databases.clone(), m.paths.clone());
         let cleaned = tokio::task::spawn_blocking(move || {
-            super::run::drop_staging(&admin, &databases, &live_paths);
+            super::run::drop_copies(super::run::Copies::Staged, &admin, &databases, &live_paths);
         })
         .await;
         if cleaned.is_err() {

@@ -91,6 +91,15 @@ pub struct Prepared {
     snapshots: Vec<SnapshotFile>,
     /// Redis's live RDB path, when Redis is restored.
     redis_rdb: Option<PathBuf>,
+    /// The databases restored.
+    databases: Vec<String>,
+    /// The paths of the files snapshots restored.
+    files: Vec<PathBuf>,
+}
+
+/// Who holds the operations lock for `req`.
+pub fn holder(req: &RestoreRequest) -> crate::oplock::Holder {
+    crate::oplock::Holder::new(format!("restore {}", req.snapshot), &req.requested_by)
 }
 
 impl Restorer {
@@ -198,9 +207,10 @@ impl Restorer {
         let admin = ctx.admin().to_owned();
         let mut check_paths = files.clone();
         check_paths.extend(redis_rdb.clone());
+        let dbs = databases.clone();
         tokio::task::spawn_blocking(move || {
-            if !databases.is_empty() {
-                pg::preflight(&admin, &databases)?;
+            if !dbs.is_empty() {
+                pg::preflight(&admin, &dbs)?;
             }
             paths::preflight(&check_paths)?;
             Ok::<_, RestoreError>(())
@@ -223,6 +233,8 @@ impl Restorer {
             repo,
             snapshots,
             redis_rdb,
+            databases,
+            files,
         })
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::marker::{self, Marker, Phase};
 use super::{Prepared, Restorer, paths, pg};
 use crate::backup::runner::PgTarget;
-use crate::oplock::{Holder, OpsGuard};
+use crate::oplock::OpsGuard;
 
 /// A backup run in progress is waited for at most this long.
 const BACKUP_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
@@ -123,16 +123,7 @@ impl Done {
             live_paths,
         } = self;
         let dropped = blocking(move || {
-            for db in &databases {
-                if let Err(e) = pg::drop_previous(&admin, db) {
-                    tracing::warn!("after the restore: {e}");
-                }
-            }
-            for p in &live_paths {
-                if let Err(e) = paths::drop_previous(p) {
-                    tracing::warn!("after the restore: {e}");
-                }
-            }
+            drop_copies(Copies::Previous, &admin, &databases, &live_paths);
             Ok(())
         })
         .await;
@@ -165,7 +156,7 @@ async fn go(
     let guard = match guard {
         Some(g) => g,
         None => {
-            let holder = Holder::new(format!("restore {}", req.snapshot), &req.requested_by);
+            let holder = super::holder(req);
             ev.waiting(r.lock.holder().map_or_else(String::new, |h| h.to_string()));
             let wait = Duration::from_secs(req.lock_wait_seconds);
             r.lock.take(holder, wait).await.map_err(|e| e.to_string())?
@@ -186,19 +177,10 @@ async fn go(
         repo,
         snapshots,
         redis_rdb,
+        databases,
+        files,
     } = p;
     let admin = ctx.admin().to_owned();
-    let databases: Vec<String> = plan
-        .snapshots
-        .iter()
-        .filter_map(|s| s.database.clone())
-        .collect();
-    let files: Vec<PathBuf> = plan
-        .snapshots
-        .iter()
-        .filter(|s| s.kind == BackupKind::Files)
-        .flat_map(|s| s.paths.iter().map(PathBuf::from))
-        .collect();
     let mut live_paths = files.clone();
     live_paths.extend(redis_rdb.clone());
     let state_dir = r.config.state_dir.clone();
@@ -283,7 +265,7 @@ async fn go(
     if let Err(e) = staged {
         let (admin, dbs, ps) = (admin.clone(), databases.clone(), live_paths.clone());
         let _ = blocking(move || {
-            drop_staging(&admin, &dbs, &ps);
+            drop_copies(Copies::Staged, &admin, &dbs, &ps);
             Ok(())
         })
         .await;
@@ -330,15 +312,41 @@ async fn go(
 }
 
 /// Staging copies (never live) removed, after a failure or an interruption.
-pub(super) fn drop_staging(admin: &str, databases: &[String], live_paths: &[PathBuf]) {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Copies {
+    /// Restored beside the live data, never live: after a failure or an
+    /// interruption.
+    Staged,
+    /// The live data from before the swap: after a successful restore.
+    Previous,
+}
+
+/// Removes one kind of copy of each database and path; a failure is
+/// logged and the rest still go.
+pub(super) fn drop_copies(
+    which: Copies,
+    admin: &str,
+    databases: &[String],
+    live_paths: &[PathBuf],
+) {
+    type DropDb = fn(&str, &str) -> Result<(), pg::PgRestoreError>;
+    type DropPath = fn(&std::path::Path) -> Result<(), paths::PathsError>;
+    let (drop_db, drop_path, what): (DropDb, DropPath, &str) = match which {
+        Copies::Staged => (
+            pg::drop_staging,
+            paths::drop_staged,
+            "removing what the restore staged",
+        ),
+        Copies::Previous => (pg::drop_previous, paths::drop_previous, "after the restore"),
+    };
     for db in databases {
-        if let Err(e) = pg::drop_staging(admin, db) {
-            tracing::error!("removing what the restore staged: {e}");
+        if let Err(e) = drop_db(admin, db) {
+            tracing::error!("{what}: {e}");
         }
     }
     for p in live_paths {
-        if let Err(e) = paths::drop_staged(p) {
-            tracing::error!("removing what the restore staged: {e}");
+        if let Err(e) = drop_path(p) {
+            tracing::error!("{what}: {e}");
         }
     }
 }

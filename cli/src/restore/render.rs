@@ -151,8 +151,8 @@ impl<W: Write> Follower<W> {
         }
     }
 
-    /// hostd's plan for the restore should be the one confirmed, as the
-    /// snapshot was pinned; if not, the operator must know.
+    /// hostd's plan for the restore should be the one confirmed (hostd
+    /// refuses one that changed); if not, the operator must know.
     pub(super) fn check_plan(
         &mut self,
         confirmed: &RestorePlan,
