@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 mod backup;
+pub mod load;
+pub mod release;
 mod ssm;
 
 pub use backup::Repo;

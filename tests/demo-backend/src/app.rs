@@ -10,10 +10,33 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-pub const VERSION: &str = match option_env!("DEMO_BACKEND_VERSION") {
+/// The version of a binary started outside a release directory.
+pub const BUILD_VERSION: &str = match option_env!("DEMO_BACKEND_VERSION") {
     Some(v) => v,
     None => env!("CARGO_PKG_VERSION"),
 };
+
+/// The release's version: `dir/VERSION` (trimmed), else [`BUILD_VERSION`].
+/// Read from the release rather than compiled in, so one binary can be
+/// deployed as v1 and as v2; `serve` passes the working directory, which
+/// systemd sets to the release (`WorkingDirectory=`).
+pub fn release_version(dir: &std::path::Path) -> String {
+    let path = dir.join("VERSION");
+    match std::fs::read_to_string(&path) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        Ok(_) => BUILD_VERSION.to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BUILD_VERSION.to_owned(),
+        // Still serve: a wrong version shows in /version and the deploy
+        // that expects another one fails there, with this warning to read.
+        Err(e) => {
+            tracing::warn!(
+                "cannot read {}: {e}; reporting {BUILD_VERSION}",
+                path.display()
+            );
+            BUILD_VERSION.to_owned()
+        }
+    }
+}
 
 /// Each dependency check gets this long: /health must answer fast even when
 /// a dependency hangs.
@@ -53,6 +76,7 @@ fn credential(name: &str) -> Option<String> {
 }
 
 struct AppState {
+    version: String,
     database_url: String,
     /// Connected lazily and again after a drop: a PostgreSQL restart must
     /// not need an API restart. Client methods take &self, so an Arc is a
@@ -127,27 +151,27 @@ impl AppState {
     }
 }
 
-fn error(code: StatusCode, e: &anyhow::Error) -> Response {
+fn error(st: &AppState, code: StatusCode, e: &anyhow::Error) -> Response {
     (
         code,
-        Json(json!({ "error": format!("{e:#}"), "version": VERSION })),
+        Json(json!({ "error": format!("{e:#}"), "version": st.version })),
     )
         .into_response()
 }
 
 async fn health(State(st): State<Shared>) -> Response {
     match st.check().await {
-        Ok(()) => Json(json!({ "status": "ok", "version": VERSION })).into_response(),
+        Ok(()) => Json(json!({ "status": "ok", "version": st.version })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "error", "reason": format!("{e:#}"), "version": VERSION })),
+            Json(json!({ "status": "error", "reason": format!("{e:#}"), "version": st.version })),
         )
             .into_response(),
     }
 }
 
-async fn version() -> String {
-    format!("{VERSION}\n")
+async fn version(State(st): State<Shared>) -> String {
+    format!("{}\n", st.version)
 }
 
 async fn add_note(State(st): State<Shared>, body: String) -> Response {
@@ -167,12 +191,12 @@ async fn add_note(State(st): State<Shared>, body: String) -> Response {
             .query_async(&mut redis)
             .await
             .context("Redis INCR failed")?;
-        Ok::<_, anyhow::Error>(json!({ "id": id, "created_total": count, "version": VERSION }))
+        Ok::<_, anyhow::Error>(json!({ "id": id, "created_total": count, "version": st.version }))
     }
     .await;
     match result {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => error(&st, StatusCode::SERVICE_UNAVAILABLE, &e),
     }
 }
 
@@ -187,12 +211,12 @@ async fn list_notes(State(st): State<Shared>) -> Response {
             .iter()
             .map(|r| json!({ "id": r.get::<_, i64>(0), "body": r.get::<_, String>(1) }))
             .collect();
-        Ok::<_, anyhow::Error>(json!({ "notes": notes, "version": VERSION }))
+        Ok::<_, anyhow::Error>(json!({ "notes": notes, "version": st.version }))
     }
     .await;
     match result {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => error(&st, StatusCode::SERVICE_UNAVAILABLE, &e),
     }
 }
 
@@ -220,6 +244,7 @@ async fn listener(addr: &str) -> Result<tokio::net::TcpListener> {
 pub async fn serve(settings: Settings) -> Result<()> {
     let listener = listener(&settings.listen).await?;
     let state = Arc::new(AppState {
+        version: release_version(std::path::Path::new(".")),
         database_url: settings.database_url,
         db: Mutex::new(None),
         redis: redis::Client::open(settings.redis_url.as_str()).context("invalid REDIS_URL")?,
@@ -243,7 +268,7 @@ pub async fn serve(settings: Settings) -> Result<()> {
         }
         None => None,
     };
-    tracing::info!(version = VERSION, addr = %listener.local_addr()?, "demo-backend serving");
+    tracing::info!(version = %state.version, addr = %listener.local_addr()?, "demo-backend serving");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
@@ -276,6 +301,7 @@ mod tests {
 
     fn state(database_url: &str) -> Result<AppState> {
         Ok(AppState {
+            version: BUILD_VERSION.to_owned(),
             database_url: database_url.to_owned(),
             db: Mutex::new(None),
             redis: redis::Client::open("redis://127.0.0.1:1/")?,
@@ -309,8 +335,32 @@ mod tests {
     }
 
     #[test]
-    fn the_version_is_chosen_at_build_time() {
+    fn the_build_version_is_chosen_at_build_time() {
         let expected = option_env!("DEMO_BACKEND_VERSION").unwrap_or(env!("CARGO_PKG_VERSION"));
-        assert_eq!(VERSION, expected);
+        assert_eq!(BUILD_VERSION, expected);
+    }
+
+    /// A release's VERSION file wins; without one (or with a blank one) the
+    /// binary still answers with the version it was built as.
+    #[test]
+    fn the_release_version_comes_from_the_version_file() -> Result<()> {
+        // No tempfile in this crate's dependencies: a directory of our own,
+        // removed whatever the assertions do.
+        struct Dir(std::path::PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            Dir(std::env::temp_dir()
+                .join(format!("demo-backend-version-test-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0)?;
+        assert_eq!(release_version(&dir.0), BUILD_VERSION);
+        std::fs::write(dir.0.join("VERSION"), " \n")?;
+        assert_eq!(release_version(&dir.0), BUILD_VERSION);
+        std::fs::write(dir.0.join("VERSION"), "v2\n")?;
+        assert_eq!(release_version(&dir.0), "v2");
+        Ok(())
     }
 }

@@ -8,8 +8,9 @@
 //! read from `$CREDENTIALS_DIRECTORY/database_url` / `redis_url` instead
 //! when that file exists),
 //! `LISTEN_ADDR` (when not socket-activated; default 127.0.0.1:8080).
-//! Build-time: `DEMO_BACKEND_VERSION` names the release; feature `broken`
-//! makes /health fail.
+//! The version it reports: `VERSION` in the working directory (a release
+//! directory, as `hostctl deploy` packs it), else `DEMO_BACKEND_VERSION` at
+//! build time, else the crate's. Feature `broken` makes /health fail.
 
 mod app;
 
