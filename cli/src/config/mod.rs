@@ -1,7 +1,9 @@
 //! hostctl.toml: discovery, parsing and validation into [`Config`], whose
-//! hosts carry everything needed to reach them.
+//! hosts carry everything needed to reach them and whose services say how
+//! to deploy them.
 
 mod raw;
+mod services;
 #[cfg(test)]
 mod tests;
 
@@ -10,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raw::{Located, RawConfig, RawHost, RawSsh, line_of};
+pub use services::{
+    DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP, DeployService,
+    Hooks,
+};
 
 pub const FILE_NAME: &str = "hostctl.toml";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +52,12 @@ pub enum ConfigError {
     },
     #[error("which environment? {} defines {} and no default_environment; pass -e ENV", path.display(), known.join(", "))]
     NoEnvironmentSelected { path: PathBuf, known: Vec<String> },
+    #[error("unknown service {name:?}; {} {}", path.display(), services::configured(known))]
+    UnknownService {
+        path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
 }
 
 fn located(path: &Path, line: Option<usize>, key: &str, message: &str) -> String {
@@ -67,6 +79,8 @@ pub struct Config {
     pub default_environment: Option<String>,
     /// Environment name → its hosts, in the order the file lists them.
     pub environments: BTreeMap<String, Vec<HostTarget>>,
+    /// `[services.NAME]` tables: how each service is deployed.
+    pub services: BTreeMap<String, DeployService>,
 }
 
 /// One host of an environment with `[ssh]` defaults and `[hosts.X]`
@@ -246,10 +260,14 @@ fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErro
         None => None,
     };
 
+    let services = services::resolve_services(raw.services, base_dir)
+        .map_err(|(span, key, msg)| invalid(Some(span), key, msg))?;
+
     Ok(Config {
         path: path.to_path_buf(),
         default_environment,
         environments,
+        services,
     })
 }
 

@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     pub environments: BTreeMap<String, Spanned<RawEnvironment>>,
     #[serde(default)]
     pub hosts: BTreeMap<String, Spanned<RawHost>>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Spanned<RawService>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +51,29 @@ pub(super) struct RawHost {
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
     pub options: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub build: Option<String>,
+    pub artifact: PathBuf,
+    pub unit: String,
+    pub health_path: Option<String>,
+    #[serde(default, deserialize_with = "humantime_opt")]
+    pub health_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "humantime_opt")]
+    pub hook_timeout: Option<Duration>,
+    pub keep: Option<u32>,
+    #[serde(default)]
+    pub hooks: RawHooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    pub pre_switch: Option<String>,
+    pub post_deploy: Option<String>,
 }
 
 fn humantime_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
