@@ -117,8 +117,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         backup: backup_handle.clone(),
         manager: manager.handle.clone(),
         view: manager.view.clone(),
-        lock: ops_lock,
+        lock: ops_lock.clone(),
     };
+    let deployer = deploy::Deployer {
+        config: Arc::clone(&config),
+        systemd: systemd.clone(),
+        manager: manager.handle.clone(),
+        lock: ops_lock,
+        artifacts: deploy::ArtifactStore::new(&config.state_dir),
+        recovered: Arc::default(),
+    };
+    // Same as a restore's: after the manager is up, in the background.
+    tokio::spawn(deploy::marker::recover(deployer.clone()));
     let mut probes = health::Probes::from_config(&config, Some(secrets));
     probes.backup = config.backup.as_ref().map(|_| backup_handle.state());
     let (snapshot, checker) = health::spawn_checker(
@@ -159,7 +169,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             secrets_handle,
             backup_handle,
             restorer,
-        ),
+        )
+        .merge(deploy::http::router(deployer)),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });

@@ -5,9 +5,14 @@
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
+pub mod deploy;
 pub mod restore;
 
 pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
+pub use deploy::{
+    ArtifactInfo, DeployEvent, DeployHooks, DeployOutcome, DeployRequest, HealthGate, LedgerEntry,
+    LockHolder, LockStatus, ReleasesList, RollbackRequest,
+};
 pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 
 /// Where hostd serves its control API unless hostd.toml says otherwise.

@@ -220,6 +220,14 @@ impl Config {
                     "must be a plain SQL name: a-z, 0-9 and _, not starting with a digit, at most 63".into(),
                 ));
             }
+            if let Some(dir) = &svc.release_dir
+                && (!dir.is_absolute() || dir.parent().is_none())
+            {
+                return Err((
+                    key("release_dir"),
+                    "must be an absolute directory below / (e.g. /srv/api)".into(),
+                ));
+            }
             if !svc.health_path.starts_with('/') {
                 return Err((key("health_path"), "must start with /".into()));
             }

@@ -49,6 +49,11 @@ pub struct ServiceConfig {
     /// [`Config::secrets_for`](super::Config::secrets_for).
     #[serde(default)]
     pub secrets: Option<Vec<ParameterName>>,
+    /// Where `hostctl deploy` installs releases: `<release_dir>/releases/<version>/`
+    /// and the `<release_dir>/current` link the unit starts from. Unset: the
+    /// service is not deployed by hostd.
+    #[serde(default)]
+    pub release_dir: Option<std::path::PathBuf>,
 }
 
 fn default_health_timeout() -> HumanDuration {

@@ -7,8 +7,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("cannot {what} the release ledger {path}")]
@@ -22,26 +20,7 @@ pub enum LedgerError {
     Encode(#[source] serde_json::Error),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub version: String,
-    /// sha256 of the artifact, hex.
-    pub digest: String,
-    /// `user@machine` of the operator.
-    pub by: String,
-    /// The SSH client address the deploy came from, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// `deploy` or `rollback`.
-    pub action: String,
-    /// RFC 3339.
-    pub started: String,
-    pub finished: String,
-    /// `ok`, `rolled_back` or `failed`.
-    pub result: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use hostd_api::LedgerEntry;
 
 pub struct Ledger {
     path: PathBuf,

@@ -1,11 +1,183 @@
-//! Deploys (issue 6, being built): releases under `<app>/releases/<version>/`
-//! with a `current` link. So far: unpacking an artifact safely, the
-//! release directory with its atomic switch and pruning, and the ledger.
+//! `hostctl deploy` and `hostctl rollback` on the host.
+//!
+//! Order: checks (unknown unit, missing artifact, bad version: refused with
+//! nothing changed) → the operations lock → unpack into
+//! `releases/<version>/` → `pre_switch` hook → `current` switched → every
+//! instance restarted one at a time, each healthy before the next → the
+//! `post_deploy` hook → ledger. An instance that fails its health gate
+//! switches `current` back and restarts the old release. hostd runs it to
+//! the end even if hostctl goes away; hostd killed mid-deploy is put right
+//! by the next hostd ([`marker::recover`]).
 
+pub mod artifacts;
+pub mod hooks;
+pub mod http;
 pub mod ledger;
+pub mod marker;
 pub mod releases;
+mod run;
 pub mod unpack;
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use hostd_api::HealthGate;
+
+use crate::config::{Config, ServiceConfig};
+use crate::manager::{Gate, ManagerHandle};
+use crate::oplock::{LockError, OpsLock};
+use crate::systemd::Systemd;
+
+pub use artifacts::{ArtifactError, ArtifactStore};
 pub use ledger::{Ledger, LedgerEntry, LedgerError};
 pub use releases::{ReleaseError, Releases};
+pub use run::Events;
 pub use unpack::{UnpackError, unpack};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("no service here runs as unit `{unit}`; deployable units: {}", list(.known))]
+    UnknownUnit { unit: String, known: Vec<String> },
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(
+        "version {version} is installed from another artifact ({installed}) and is {why}; deploy under another --version"
+    )]
+    VersionTaken {
+        version: String,
+        installed: String,
+        why: &'static str,
+    },
+    #[error("{service} has no release before {current} in its ledger; name one: hostctl rollback VERSION (installed: {})", list(.installed))]
+    NoPrevious {
+        service: String,
+        current: String,
+        installed: Vec<String>,
+    },
+    #[error("release {version} is not installed; installed: {}", list(.installed))]
+    NotInstalled {
+        version: String,
+        installed: Vec<String>,
+    },
+    #[error("health path `{0}` must start with /")]
+    BadGate(String),
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl DeployError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::UnknownUnit { .. } | Self::NoPrevious { .. } | Self::NotInstalled { .. } => 404,
+            Self::Artifact(e) => e.http_status(),
+            Self::Release(ReleaseError::BadVersion(_)) | Self::BadGate(_) => 422,
+            Self::Release(_) | Self::Ledger(_) => 500,
+            Self::Lock(_) | Self::VersionTaken { .. } => 409,
+        }
+    }
+}
+
+/// What the control API holds to run deploys.
+#[derive(Clone)]
+pub struct Deployer {
+    pub config: Arc<Config>,
+    pub systemd: Systemd,
+    pub manager: ManagerHandle,
+    pub lock: OpsLock,
+    pub artifacts: ArtifactStore,
+    /// What recovery at start found and did, for `hostctl lock status`.
+    pub recovered: Arc<Mutex<Vec<String>>>,
+}
+
+/// A deployable service, resolved from the unit hostctl names.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub service: String,
+    pub config: ServiceConfig,
+    pub release_dir: PathBuf,
+}
+
+impl Target {
+    pub fn releases(&self) -> Releases {
+        Releases::new(&self.release_dir)
+    }
+
+    pub fn ledger(&self, state_dir: &std::path::Path) -> Ledger {
+        Ledger::new(state_dir, &self.service)
+    }
+}
+
+impl Deployer {
+    pub fn target(&self, unit: &str) -> Result<Target, DeployError> {
+        let deployable = || {
+            self.config
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name, s, s.release_dir.as_ref()?)))
+        };
+        let found = deployable().find(|(name, s, _)| s.unit.as_str() == unit || *name == unit);
+        match found {
+            Some((name, s, dir)) => Ok(Target {
+                service: name.clone(),
+                config: s.clone(),
+                release_dir: dir.clone(),
+            }),
+            None => Err(DeployError::UnknownUnit {
+                unit: unit.to_owned(),
+                known: deployable().map(|(_, s, _)| s.unit.to_string()).collect(),
+            }),
+        }
+    }
+
+    /// What a hook runs as: the first instance's context (all instances
+    /// share the template's).
+    pub async fn instance_context(
+        &self,
+        target: &Target,
+    ) -> Result<crate::systemd::ExecContext, crate::systemd::SystemdError> {
+        let unit = target
+            .config
+            .unit
+            .instance(1)
+            .unwrap_or_else(|| target.config.unit.clone());
+        self.systemd.exec_context(&unit).await
+    }
+
+    pub fn recovered(&self) -> Vec<String> {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+pub fn gate(g: &HealthGate) -> Result<Gate, DeployError> {
+    if !g.path.starts_with('/') {
+        return Err(DeployError::BadGate(g.path.clone()));
+    }
+    Ok(Gate {
+        path: g.path.clone(),
+        timeout: std::time::Duration::from_secs(g.timeout_seconds.max(1)),
+    })
+}
+
+/// The digest the ledger last recorded for `version`, if any.
+pub fn digest_of_version(entries: &[LedgerEntry], version: &str) -> Option<String> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.version == version && !e.digest.is_empty())
+        .map(|e| e.digest.clone())
+}

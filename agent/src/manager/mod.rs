@@ -95,7 +95,33 @@ enum Request {
         instances: u32,
         reply: Reply,
     },
+    Rollout {
+        service: String,
+        gate: Gate,
+        progress: Progress,
+        reply: Reply,
+    },
 }
+
+/// How an instance proves it is up: `path` on its health socket answers
+/// 200 within `timeout` of its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    pub path: String,
+    pub timeout: Duration,
+}
+
+impl Gate {
+    pub fn of(svc: &crate::config::ServiceConfig) -> Self {
+        Self {
+            path: svc.health_path.clone(),
+            timeout: svc.health_timeout.0,
+        }
+    }
+}
+
+/// Where a rollout reports each instance's restart as it goes.
+pub type Progress = mpsc::UnboundedSender<hostd_api::DeployEvent>;
 
 /// How the control API talks to the manager.
 #[derive(Clone)]
@@ -125,6 +151,24 @@ impl ManagerHandle {
         self.call(|reply| Request::Scale {
             service,
             instances,
+            reply,
+        })
+        .await
+    }
+
+    /// Restarts every instance of `service`, one at a time, each passing
+    /// `gate` before the next (the others keep serving): how a new release
+    /// goes live. Stops at the first instance that fails, with its journal.
+    pub async fn rollout(
+        &self,
+        service: String,
+        gate: Gate,
+        progress: Progress,
+    ) -> Result<ActionResult, ManagerError> {
+        self.call(|reply| Request::Rollout {
+            service,
+            gate,
+            progress,
             reply,
         })
         .await
@@ -288,6 +332,12 @@ impl Manager {
                 instances,
                 reply,
             } => (self.scale(&service, instances).await, reply),
+            Request::Rollout {
+                service,
+                gate,
+                progress,
+                reply,
+            } => (self.rollout(&service, &gate, &progress).await, reply),
         };
         self.await_fresh_snapshot().await;
         let _ = reply.send(result);

@@ -7,7 +7,7 @@ use hostd_api::{ActionResult, ActiveState, ServiceAction, UnitEvent, UnitStatus}
 use tokio::time::Instant;
 
 use super::backoff::Decision;
-use super::{JOB_TIMEOUT, Manager, ManagerError, probe};
+use super::{Gate, JOB_TIMEOUT, Manager, ManagerError, Progress, probe};
 use crate::config::{RestartMode, ServiceConfig, UnitName};
 use crate::desired::WantedUnit;
 use crate::systemd::{JobKind, UnitStates, journal_tail};
@@ -46,7 +46,7 @@ impl Manager {
         for name in services {
             let running = self.desired.services.get(&name).is_some_and(|d| d.running);
             let result = if running {
-                self.bring_up(&name, false).await
+                self.bring_up(&name, None).await.map(|_| ())
             } else {
                 self.bring_down(&name).await
             };
@@ -93,9 +93,13 @@ impl Manager {
     }
 
     /// Starts the socket and every wanted unit that is not running, and
-    /// stops instances beyond the desired count. With `wait_health`, each
-    /// instance it starts must pass its health check.
-    async fn bring_up(&mut self, service: &str, wait_health: bool) -> Result<(), ManagerError> {
+    /// stops instances beyond the desired count. With a `gate`, each
+    /// instance it starts must pass it. Returns the units it started.
+    async fn bring_up(
+        &mut self,
+        service: &str,
+        gate: Option<&Gate>,
+    ) -> Result<Vec<UnitName>, ManagerError> {
         let svc = self.service(service)?.clone();
         // Before anything of it starts, the socket included: a connection
         // to an open socket would start an instance without its secrets.
@@ -110,6 +114,7 @@ impl Manager {
                 .job(JobKind::Start, socket, JOB_TIMEOUT)
                 .await?;
         }
+        let mut started = Vec::new();
         for w in self.wanted_of(service) {
             self.watch(&w.unit).await;
             let state = self.systemd.unit_state(&w.unit).await?;
@@ -123,11 +128,13 @@ impl Manager {
             self.systemd
                 .job(JobKind::Start, &w.unit, JOB_TIMEOUT)
                 .await?;
-            if wait_health {
-                self.wait_healthy(&svc, &w).await?;
+            if let Some(gate) = gate {
+                self.wait_healthy(&svc, &w, gate).await?;
             }
+            started.push(w.unit);
         }
-        self.stop_extra_instances(service).await
+        self.stop_extra_instances(service).await?;
+        Ok(started)
     }
 
     async fn bring_down(&mut self, service: &str) -> Result<(), ManagerError> {
@@ -184,8 +191,13 @@ impl Manager {
     }
 
     /// Polls the unit and its health socket until healthy, failed or late.
-    async fn wait_healthy(&self, svc: &ServiceConfig, w: &WantedUnit) -> Result<(), ManagerError> {
-        let deadline = Instant::now() + svc.health_timeout.0;
+    async fn wait_healthy(
+        &self,
+        svc: &ServiceConfig,
+        w: &WantedUnit,
+        gate: &Gate,
+    ) -> Result<(), ManagerError> {
+        let deadline = Instant::now() + gate.timeout;
         let socket = match (&svc.health_socket, w.instance) {
             (Some(template), Some(n)) => Some(template.replace("{instance}", &n.to_string())),
             _ => None,
@@ -204,7 +216,7 @@ impl Manager {
                 }
                 ActiveState::Active => match &socket {
                     None => return Ok(()),
-                    Some(path) => match probe::get(path, &svc.health_path).await {
+                    Some(path) => match probe::get(path, &gate.path).await {
                         Ok(()) => return Ok(()),
                         Err(e) => last = e,
                     },
@@ -212,7 +224,7 @@ impl Manager {
                 other => last = format!("the unit is {}", other.as_str()),
             }
             if Instant::now() >= deadline {
-                last = format!("{last} after {}s", svc.health_timeout.0.as_secs());
+                last = format!("{last} after {}s", gate.timeout.as_secs());
                 break;
             }
             tokio::time::sleep(probe::POLL).await;
@@ -237,24 +249,69 @@ impl Manager {
         }
         self.store.save(&self.desired)?;
         self.publish();
+        let gate = Gate::of(&svc);
         match action {
-            ServiceAction::Start => self.bring_up(service, true).await?,
-            ServiceAction::Stop => self.bring_down(service).await?,
-            ServiceAction::Restart => {
-                self.bring_up(service, true).await?;
-                // One at a time, each healthy before the next: the others
-                // keep serving.
-                for w in self.wanted_of(service) {
-                    self.scheduled.remove(&w.unit);
-                    self.histories.remove(&w.unit);
-                    self.systemd
-                        .job(JobKind::Restart, &w.unit, JOB_TIMEOUT)
-                        .await?;
-                    self.wait_healthy(&svc, &w).await?;
-                }
+            ServiceAction::Start => {
+                self.bring_up(service, Some(&gate)).await?;
             }
+            ServiceAction::Stop => self.bring_down(service).await?,
+            ServiceAction::Restart => self.restart_each(service, &gate, None).await?,
         }
         self.result(service, started).await
+    }
+
+    /// A restart of every instance for a new release. The service runs
+    /// afterwards even if it was stopped: a deploy means "serve this".
+    pub(super) async fn rollout(
+        &mut self,
+        service: &str,
+        gate: &Gate,
+        progress: &Progress,
+    ) -> Result<ActionResult, ManagerError> {
+        let started = Instant::now();
+        self.service(service)?;
+        if let Some(d) = self.desired.services.get_mut(service) {
+            d.running = true;
+        }
+        self.store.save(&self.desired)?;
+        self.publish();
+        self.restart_each(service, gate, Some(progress)).await?;
+        self.result(service, started).await
+    }
+
+    /// Starts what is missing, then restarts the rest one at a time, each
+    /// passing `gate` before the next: the others keep serving.
+    async fn restart_each(
+        &mut self,
+        service: &str,
+        gate: &Gate,
+        progress: Option<&Progress>,
+    ) -> Result<(), ManagerError> {
+        let svc = self.service(service)?.clone();
+        let fresh = self.bring_up(service, Some(gate)).await?;
+        for w in self.wanted_of(service) {
+            if fresh.contains(&w.unit) {
+                continue;
+            }
+            let step = format!("restart {}", w.unit);
+            let t = Instant::now();
+            if let Some(p) = progress {
+                let _ = p.send(hostd_api::DeployEvent::Step { step: step.clone() });
+            }
+            self.scheduled.remove(&w.unit);
+            self.histories.remove(&w.unit);
+            self.systemd
+                .job(JobKind::Restart, &w.unit, JOB_TIMEOUT)
+                .await?;
+            self.wait_healthy(&svc, &w, gate).await?;
+            if let Some(p) = progress {
+                let _ = p.send(hostd_api::DeployEvent::StepDone {
+                    step,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn scale(
@@ -283,7 +340,7 @@ impl Manager {
             });
         };
         self.set_instances(service, instances, true)?;
-        if let Err(e) = self.bring_up(service, true).await {
+        if let Err(e) = self.bring_up(service, Some(&Gate::of(&svc))).await {
             // A scale that cannot be healthy changes nothing: back to the
             // previous count, and the new instances go away again.
             tracing::warn!(

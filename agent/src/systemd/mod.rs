@@ -9,7 +9,9 @@ use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 
 use crate::config::UnitName;
 
+mod exec;
 mod jobs;
+pub use exec::ExecContext;
 pub use jobs::{JobError, JobKind, ServiceOutcome, journal_tail};
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1;
@@ -25,12 +26,21 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// ssh's stderr kept for error messages (the tail matters, not the head).
 const MAX_STDERR: usize = 64 * 1024;
 
+/// A request body: JSON in one piece, or an upload streamed from a file.
+pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn json_body(body: Option<Bytes>) -> RequestBody {
+    Full::new(body.unwrap_or_default())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// One HTTP/1.1 connection to hostd's control API, carried by a child
 /// process (normally `ssh HOST hostd dial-stdio`).
 pub struct HostClient {
     host: String,
     remote: String,
-    sender: http1::SendRequest<Full<Bytes>>,
+    sender: http1::SendRequest<RequestBody>,
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_task: JoinHandle<()>,
@@ -119,7 +129,31 @@ impl HostClient {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Bytes, TransportError> {
-        let response = self.send(method, path, body).await?;
+        let content_type = body.as_ref().map(|_| "application/json");
+        self.exchange(method, path, json_body(body), content_type)
+            .await
+    }
+
+    /// `PUT path` with `body` streamed as it is produced (an artifact
+    /// upload), answered like [`Self::request`].
+    pub async fn upload(
+        &mut self,
+        path: &str,
+        body: RequestBody,
+        content_type: &str,
+    ) -> Result<Bytes, TransportError> {
+        self.exchange(Method::PUT, path, body, Some(content_type))
+            .await
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: RequestBody,
+        content_type: Option<&str>,
+    ) -> Result<Bytes, TransportError> {
+        let response = self.send(method, path, body, content_type).await?;
         let status = response.status();
         let bytes = self.collect(path, status, response.into_body()).await?;
         if status.is_success() {
@@ -138,7 +172,10 @@ impl HostClient {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<JsonLines<'_, T>, TransportError> {
-        let response = self.send(method, path, body).await?;
+        let content_type = body.as_ref().map(|_| "application/json");
+        let response = self
+            .send(method, path, json_body(body), content_type)
+            .await?;
         let status = response.status();
         if !status.is_success() {
             let bytes = self.collect(path, status, response.into_body()).await?;
@@ -151,7 +188,8 @@ impl HostClient {
         &mut self,
         method: Method,
         path: &str,
-        body: Option<Bytes>,
+        body: RequestBody,
+        content_type: Option<&str>,
     ) -> Result<Response<Incoming>, TransportError> {
         let mut builder = Request::builder()
             .method(method)
@@ -162,10 +200,10 @@ impl HostClient {
                 header::USER_AGENT,
                 concat!("hostctl/", env!("CARGO_PKG_VERSION")),
             );
-        if body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, t);
         }
-        let request = match builder.body(Full::new(body.unwrap_or_default())) {
+        let request = match builder.body(body) {
             Ok(r) => r,
             Err(source) => {
                 return Err(TransportError::InvalidRequest {

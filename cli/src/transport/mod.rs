@@ -17,7 +17,7 @@ use hyper::Method;
 use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
 
-pub use client::HostClient;
+pub use client::{HostClient, RequestBody};
 pub use lines::JsonLines;
 pub use remote::{RemoteProcess, shell_join, shell_quote};
 pub use ssh::{control_dir, ssh_args};

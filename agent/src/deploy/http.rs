@@ -1,0 +1,187 @@
+//! The deploy routes of the control API: artifacts by content, deploys and
+//! rollbacks as NDJSON event streams, the ledger, and the operations lock.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hostd_api::{
+    ArtifactInfo, DeployEvent, DeployRequest, ErrorBody, LockHolder, LockStatus, ReleasesList,
+    RollbackRequest,
+};
+use tokio::sync::mpsc;
+
+use super::{DeployError, Deployer, run};
+
+pub fn router(d: Deployer) -> Router {
+    let v = hostd_api::API_PREFIX;
+    Router::new()
+        .route(
+            &format!("{v}/artifacts/{{digest}}"),
+            get(artifact_info)
+                .put(artifact_upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(&format!("{v}/deploy"), post(deploy))
+        .route(&format!("{v}/rollback"), post(rollback))
+        .route(&format!("{v}/releases/{{unit}}"), get(releases))
+        .route(&format!("{v}/lock"), get(lock_status).delete(lock_release))
+        .with_state(d)
+}
+
+fn error(e: &DeployError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::warn!(status = code.as_u16(), "deploy request refused: {e}");
+    let body = ErrorBody {
+        error: crate::health::error_chain(e),
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn artifact_info(State(d): State<Deployer>, UrlPath(digest): UrlPath<String>) -> Response {
+    match d.artifacts.size(&digest) {
+        Ok(Some(bytes)) => Json(ArtifactInfo { digest, bytes }).into_response(),
+        Ok(None) => error(&super::ArtifactError::Missing(digest).into()),
+        Err(e) => error(&e.into()),
+    }
+}
+
+async fn artifact_upload(
+    State(d): State<Deployer>,
+    UrlPath(digest): UrlPath<String>,
+    body: Body,
+) -> Response {
+    tracing::info!(digest, "artifact upload");
+    match d.artifacts.receive(&digest, body.into_data_stream()).await {
+        Ok(bytes) => (StatusCode::CREATED, Json(ArtifactInfo { digest, bytes })).into_response(),
+        Err(e) => error(&e.into()),
+    }
+}
+
+fn stream(rx: mpsc::UnboundedReceiver<DeployEvent>) -> Response {
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// Refusals (unknown unit, missing artifact, lock held without waiting)
+/// are plain error answers, before anything changed. Otherwise the events;
+/// the deploy runs in its own task, so it ends the same whether or not the
+/// client is still there.
+async fn deploy(State(d): State<Deployer>, Json(req): Json<DeployRequest>) -> Response {
+    tracing::info!(
+        unit = req.unit,
+        version = req.version,
+        by = req.requested_by,
+        "hostctl deploy"
+    );
+    let target = match run::check_deploy(&d, &req) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let holder = crate::oplock::Holder::new(
+        format!("deploy {} {}", req.unit, req.version),
+        &req.requested_by,
+    );
+    let guard = match d.lock.try_take(holder) {
+        Ok(g) => Some(g),
+        Err(e) if req.lock_wait_seconds == 0 => return error(&e.into()),
+        Err(_) => None,
+    };
+    let (events, rx) = run::Events::new();
+    tokio::spawn(run::deploy(d, target, req, guard, events));
+    stream(rx)
+}
+
+async fn rollback(State(d): State<Deployer>, Json(req): Json<RollbackRequest>) -> Response {
+    tracing::info!(unit = req.unit, version = ?req.version, by = req.requested_by, "hostctl rollback");
+    let (target, version) = match run::check_rollback(&d, &req) {
+        Ok(t) => t,
+        Err(e) => return error(&e),
+    };
+    let holder = crate::oplock::Holder::new(
+        format!("rollback {} to {version}", req.unit),
+        &req.requested_by,
+    );
+    let guard = match d.lock.try_take(holder) {
+        Ok(g) => Some(g),
+        Err(e) if req.lock_wait_seconds == 0 => return error(&e.into()),
+        Err(_) => None,
+    };
+    let (events, rx) = run::Events::new();
+    tokio::spawn(run::rollback(d, target, version, req, guard, events));
+    stream(rx)
+}
+
+async fn releases(State(d): State<Deployer>, UrlPath(unit): UrlPath<String>) -> Response {
+    let listed = (|| -> Result<ReleasesList, DeployError> {
+        let target = d.target(&unit)?;
+        let releases = target.releases();
+        let ledger = target.ledger(&d.config.state_dir);
+        let current = releases.current();
+        let previous = match &current {
+            Some(c) => ledger.previous(c)?,
+            None => None,
+        };
+        Ok(ReleasesList {
+            service: target.service.clone(),
+            current,
+            previous,
+            installed: releases.installed().unwrap_or_default(),
+            ledger: ledger.entries()?,
+        })
+    })();
+    match listed {
+        Ok(l) => Json(l).into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+fn lock_now(d: &Deployer) -> LockStatus {
+    LockStatus {
+        holder: d.lock.holder().map(|h| LockHolder {
+            operation: h.operation,
+            requested_by: h.requested_by,
+            since: h.since,
+            pid: std::process::id(),
+        }),
+        recovered: d.recovered(),
+    }
+}
+
+async fn lock_status(State(d): State<Deployer>) -> Json<LockStatus> {
+    Json(lock_now(&d))
+}
+
+/// The lock lives in hostd and is held only by an operation hostd is
+/// running, so there is never a dead holder to evict: a held lock is
+/// refused (the operation is bounded by its timeouts and ends by itself),
+/// a free one is answered as such, and what recovery reported is
+/// acknowledged (cleared).
+async fn lock_release(State(d): State<Deployer>) -> Response {
+    let now = lock_now(&d);
+    if let Some(h) = &now.holder {
+        let body = ErrorBody {
+            error: format!(
+                "the lock is held by `{}` (by {} since {}), which hostd (pid {}) is running now: it is not stale and ends by itself; `hostctl status` shows its progress",
+                h.operation, h.requested_by, h.since, h.pid
+            ),
+        };
+        return (StatusCode::CONFLICT, Json(body)).into_response();
+    }
+    d.recovered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    Json(now).into_response()
+}
