@@ -184,6 +184,14 @@ async fn restore(
             events,
         ));
     }
+    ndjson(rx)
+}
+
+/// An answer of events, one JSON document per line as each arrives, ending
+/// when the sender is dropped.
+pub fn ndjson<T: serde::Serialize + Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> Response {
     let lines = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
@@ -260,6 +268,41 @@ async fn status(State(st): State<ControlState>) -> Json<HostStatus> {
         events: view.events,
         health: snap.report,
     })
+}
+
+/// Who is on the other end of a control connection: the `hostd
+/// dial-stdio` process sshd started for an operator, found by the socket's
+/// peer credentials, and the SSH client address in its environment. Kernel
+/// facts, not claims in a request.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub pid: Option<i32>,
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
+    > for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        Self {
+            pid: stream.io().peer_cred().ok().and_then(|c| c.pid()),
+        }
+    }
+}
+
+impl Peer {
+    /// The SSH client's address (`SSH_CLIENT`'s first field), when the
+    /// peer is a process of an SSH session.
+    pub fn ssh_client(&self) -> Option<String> {
+        let environ = std::fs::read(format!("/proc/{}/environ", self.pid?)).ok()?;
+        environ
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(b"SSH_CLIENT="))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned)
+    }
 }
 
 /// Binds the control socket, replacing a stale one from a previous run, then

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::io::AsyncWriteExt;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error(
@@ -28,7 +30,7 @@ pub enum DialError {
 }
 
 pub async fn dial_stdio(path: &Path) -> Result<(), DialError> {
-    let mut sock = tokio::net::UnixStream::connect(path)
+    let sock = tokio::net::UnixStream::connect(path)
         .await
         .map_err(|source| match source.kind() {
             std::io::ErrorKind::PermissionDenied => DialError::PermissionDenied {
@@ -39,12 +41,27 @@ pub async fn dial_stdio(path: &Path) -> Result<(), DialError> {
                 source,
             },
         })?;
-    let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-    tokio::io::copy_bidirectional(&mut stdio, &mut sock)
-        .await
-        .map_err(|source| DialError::Relay {
-            path: path.to_owned(),
-            source,
-        })?;
-    Ok(())
+    let (mut from_hostd, mut to_hostd) = sock.into_split();
+    // Requests may go on after stdin closes (the answer is still coming),
+    // but once hostd closes its side there is nothing left to relay: end at
+    // once, even though the client's stdin is still open, so its ssh sees
+    // the session end when hostd dies mid-request.
+    let upstream = async {
+        tokio::io::copy(&mut tokio::io::stdin(), &mut to_hostd).await?;
+        to_hostd.shutdown().await?;
+        std::future::pending::<std::io::Result<()>>().await
+    };
+    let downstream = async {
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut from_hostd, &mut stdout).await?;
+        stdout.flush().await
+    };
+    tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
+    }
+    .map_err(|source| DialError::Relay {
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -170,7 +170,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             backup_handle,
             restorer,
         )
-        .merge(deploy::http::router(deployer)),
+        .merge(deploy::http::router(deployer))
+        .into_make_service_with_connect_info::<control::Peer>(),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
     let health_task = tokio::spawn(async move { health_server.await });

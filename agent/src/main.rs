@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(&config).await,
             Command::CheckConfig { config } => match Config::load(&config) {
@@ -77,7 +77,11 @@ fn main() -> ExitCode {
                 }
             },
         }
-    })
+    });
+    // Not a plain drop: that waits for blocking tasks, and dial-stdio's
+    // read of stdin may block until the client closes it.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(path: &std::path::Path) -> ExitCode {

@@ -62,6 +62,17 @@ pub enum Command {
     /// Restore one host from a backup run: shows the plan, asks, then
     /// stops the app, restores and starts it again, reporting each step
     Restore(RestoreArgs),
+    /// Build, ship and switch to a new release of a service, host by host:
+    /// each instance restarts healthy on it or the host returns to the
+    /// previous release
+    Deploy(crate::deploy::args::DeployArgs),
+    /// Return a service to its previous release (or VERSION) on every host
+    Rollback(crate::deploy::args::RollbackArgs),
+    /// The releases on each host and the ledger of deploys and rollbacks
+    Releases(crate::deploy::args::ReleasesArgs),
+    /// The hosts' operations locks (held by a deploy, a restore)
+    #[command(subcommand)]
+    Lock(crate::deploy::args::LockCommand),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]
@@ -302,11 +313,11 @@ fn parse_snapshot(s: &str) -> Result<String, String> {
 }
 
 /// Zero is allowed here: it means "do not wait".
-fn parse_lock_wait(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_lock_wait(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 0s or 10m)"))
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d.is_zero() => Err("must be more than zero".into()),
         Ok(d) => Ok(d),

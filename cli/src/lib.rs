@@ -43,6 +43,8 @@ pub enum Error {
     Backup(#[from] backup::BackupError),
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -58,6 +60,7 @@ impl Error {
             Self::Secrets(e) => e.exit_code(),
             Self::Backup(e) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
+            Self::Deploy(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
@@ -75,6 +78,7 @@ impl Error {
             Self::Secrets(e) => e.hint(),
             Self::Backup(e) => e.hint(),
             Self::Restore(e) => e.hint(),
+            Self::Deploy(e) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
         }
@@ -89,6 +93,7 @@ impl Error {
             | Self::Secrets(secrets::SecretsError::Output(e))
             | Self::Backup(backup::BackupError::Output(e))
             | Self::Restore(restore::RestoreError::Output(e))
+            | Self::Deploy(deploy::DeployError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -182,6 +187,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 .map_err(restore::RestoreError::from)?;
             restore::run(restore::RestoreSettings::new(target, &a)).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Deploy(a) => {
+            let scope =
+                deploy::Scope::resolve(&cli.global, a.fleet.host.as_deref(), &current_dir()?)?;
+            Ok(deploy::deploy(scope, &a).await?)
+        }
+        Command::Rollback(a) => {
+            let scope =
+                deploy::Scope::resolve(&cli.global, a.fleet.host.as_deref(), &current_dir()?)?;
+            Ok(deploy::rollback(scope, &a).await?)
+        }
+        Command::Releases(a) => {
+            let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
+            let unit = scope.service(a.service.as_deref())?.unit.clone();
+            Ok(deploy::inspect::releases(&scope.targets.hosts, &unit, a.json, a.timeout).await?)
+        }
+        Command::Lock(cmd) => {
+            let (deploy::args::LockCommand::Status(a) | deploy::args::LockCommand::Release(a)) =
+                &cmd;
+            let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
+            let release = matches!(cmd, deploy::args::LockCommand::Release(_));
+            Ok(deploy::inspect::lock(&scope.targets.hosts, release, a.json, a.timeout).await?)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),
         Command::Completions { shell } => {

@@ -36,6 +36,7 @@ async def main():
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--max-inflight", type=int, default=500)
+    ap.add_argument("--label", default=None, help="what the figures are of")
     a = ap.parse_args()
     results, errors, tasks = [], [], []
     sem = asyncio.Semaphore(a.max_inflight)
@@ -54,12 +55,14 @@ async def main():
     for _, c in results:
         codes[c] = codes.get(c, 0) + 1
     if not lat:
-        print(f"/health latency: no answers; errors {len(errors)} {set(errors)}")
+        print(f"{a.label or a.path}: no answers; errors {len(errors)} {set(errors)}")
         raise SystemExit(1)
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+    failed = len(errors) + sum(n for c, n in codes.items() if c != 200)
     print(
-        f"/health latency at {len(results) / elapsed:.0f} req/s for {elapsed:.1f} s "
-        f"({len(results)} answers, codes {codes}, {len(errors)} errors): "
+        f"{a.label or a.path + ' latency'} at {len(results) / elapsed:.0f} req/s for {elapsed:.1f} s "
+        f"({len(results)} answers, codes {codes}, {len(errors)} errors, {failed} failed"
+        f"{', e.g. ' + ', '.join(sorted(set(errors))[:3]) if errors else ''}): "
         f"p50 {q(0.50):.2f} ms, p99 {q(0.99):.2f} ms, max {lat[-1] * 1000:.2f} ms"
     )
 

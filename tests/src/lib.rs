@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 mod backup;
+pub mod deploy;
 pub mod load;
 pub mod release;
 mod ssm;
@@ -56,6 +57,38 @@ pub fn poll<T>(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits for a child with a deadline (killing it when the deadline
+/// passes), then reads what it wrote to piped stdout and stderr. For
+/// children whose output fits a pipe's buffer, as hostctl's summaries do.
+pub fn finish(
+    mut child: std::process::Child,
+    what: &str,
+    timeout: Duration,
+) -> Result<std::process::Output> {
+    use std::io::Read;
+    let status = match poll(what, timeout, || Ok(child.try_wait()?)) {
+        Ok(status) => status,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut stdout)?;
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut stderr)?;
+    }
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 pub struct HttpResponse {
@@ -108,10 +141,15 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn up(name: &str) -> Result<Sandbox> {
+        let hostd = bin_dir()?.join("hostd");
+        Self::boot(name, &["--hostd".as_ref(), hostd.as_os_str()])
+    }
+
+    fn boot(name: &str, setup: &[&std::ffi::OsStr]) -> Result<Sandbox> {
         let bins = bin_dir()?;
         let out = Command::new(bins.join("hostctl"))
-            .args(["sandbox", "up", "--name", name, "--json", "--hostd"])
-            .arg(bins.join("hostd"))
+            .args(["sandbox", "up", "--name", name, "--json"])
+            .args(setup)
             .output()?;
         ensure!(
             out.status.success(),
@@ -177,7 +215,8 @@ impl Sandbox {
         self.hostctl_command_with(&self.hostctl_toml, args)
     }
 
-    fn hostctl_command_with(&self, config: &Path, args: &[&str]) -> Command {
+    /// The same with another hostctl.toml (deploy projects, fleets).
+    pub fn hostctl_command_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(self.bins.join("hostctl"));
         c.arg("--config")
             .arg(config)

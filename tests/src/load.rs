@@ -20,6 +20,7 @@ const WORKERS: usize = 16;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ERRORS: usize = 20;
 
+#[derive(Debug)]
 pub struct LoadReport {
     pub ok: u64,
     pub failed: u64,

@@ -12,6 +12,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 mod backup_faults;
 mod backups;
 mod data_volume;
+mod deploys;
 mod foundation;
 mod health_checks;
 mod manager;
@@ -79,6 +80,12 @@ const TRIALS: &[(&str, TestFn)] = trials![
     restores::a_killed_restore_leaves_the_live_database_intact,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
+    deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,
+    deploys::a_broken_release_rolls_back_by_itself_showing_why,
+    deploys::escaping_artifacts_are_refused_and_write_nothing_outside,
+    deploys::concurrent_deploys_never_interleave_and_a_killed_hostctl_leaves_one_release,
+    deploys::a_killed_hostd_mid_switch_returns_to_the_previous_release,
+    deploys::a_fleet_deploy_stops_at_the_failed_host,
 ];
 
 fn main() -> std::process::ExitCode {

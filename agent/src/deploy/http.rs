@@ -2,16 +2,14 @@
 //! rollbacks as NDJSON event streams, the ledger, and the operations lock.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostd_api::{
-    ArtifactInfo, DeployEvent, DeployRequest, ErrorBody, LockHolder, LockStatus, ReleasesList,
-    RollbackRequest,
+    ArtifactInfo, DeployRequest, ErrorBody, LockHolder, LockStatus, ReleasesList, RollbackRequest,
 };
-use tokio::sync::mpsc;
 
 use super::{DeployError, Deployer, run};
 
@@ -60,25 +58,15 @@ async fn artifact_upload(
     }
 }
 
-fn stream(rx: mpsc::UnboundedReceiver<DeployEvent>) -> Response {
-    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(line), rx))
-    });
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(lines),
-    )
-        .into_response()
-}
-
 /// Refusals (unknown unit, missing artifact, lock held without waiting)
 /// are plain error answers, before anything changed. Otherwise the events;
 /// the deploy runs in its own task, so it ends the same whether or not the
 /// client is still there.
-async fn deploy(State(d): State<Deployer>, Json(req): Json<DeployRequest>) -> Response {
+async fn deploy(
+    State(d): State<Deployer>,
+    ConnectInfo(peer): ConnectInfo<crate::control::Peer>,
+    Json(req): Json<DeployRequest>,
+) -> Response {
     tracing::info!(
         unit = req.unit,
         version = req.version,
@@ -89,38 +77,64 @@ async fn deploy(State(d): State<Deployer>, Json(req): Json<DeployRequest>) -> Re
         Ok(t) => t,
         Err(e) => return error(&e),
     };
-    let holder = crate::oplock::Holder::new(
-        format!("deploy {} {}", req.unit, req.version),
-        &req.requested_by,
-    );
-    let guard = match d.lock.try_take(holder) {
-        Ok(g) => Some(g),
-        Err(e) if req.lock_wait_seconds == 0 => return error(&e.into()),
-        Err(_) => None,
+    let operation = format!("deploy {} {}", req.unit, req.version);
+    let guard = match lock_now_or_later(&d, operation, &req.requested_by, req.lock_wait_seconds) {
+        Ok(g) => g,
+        Err(e) => return error(&e),
     };
     let (events, rx) = run::Events::new();
-    tokio::spawn(run::deploy(d, target, req, guard, events));
-    stream(rx)
+    tokio::spawn(run::deploy(
+        d,
+        target,
+        req,
+        peer.ssh_client(),
+        guard,
+        events,
+    ));
+    crate::control::ndjson(rx)
 }
 
-async fn rollback(State(d): State<Deployer>, Json(req): Json<RollbackRequest>) -> Response {
+async fn rollback(
+    State(d): State<Deployer>,
+    ConnectInfo(peer): ConnectInfo<crate::control::Peer>,
+    Json(req): Json<RollbackRequest>,
+) -> Response {
     tracing::info!(unit = req.unit, version = ?req.version, by = req.requested_by, "hostctl rollback");
     let (target, version) = match run::check_rollback(&d, &req) {
         Ok(t) => t,
         Err(e) => return error(&e),
     };
-    let holder = crate::oplock::Holder::new(
-        format!("rollback {} to {version}", req.unit),
-        &req.requested_by,
-    );
-    let guard = match d.lock.try_take(holder) {
-        Ok(g) => Some(g),
-        Err(e) if req.lock_wait_seconds == 0 => return error(&e.into()),
-        Err(_) => None,
+    let operation = format!("rollback {} to {version}", req.unit);
+    let guard = match lock_now_or_later(&d, operation, &req.requested_by, req.lock_wait_seconds) {
+        Ok(g) => g,
+        Err(e) => return error(&e),
     };
     let (events, rx) = run::Events::new();
-    tokio::spawn(run::rollback(d, target, version, req, guard, events));
-    stream(rx)
+    tokio::spawn(run::rollback(
+        d,
+        target,
+        version,
+        req,
+        peer.ssh_client(),
+        guard,
+        events,
+    ));
+    crate::control::ndjson(rx)
+}
+
+/// The lock if free; held and no wait allowed: refused; held with a
+/// wait: None, and the operation's task waits for it.
+fn lock_now_or_later(
+    d: &Deployer,
+    operation: String,
+    by: &str,
+    wait_seconds: u64,
+) -> Result<Option<crate::oplock::OpsGuard>, DeployError> {
+    match d.lock.try_take(crate::oplock::Holder::new(operation, by)) {
+        Ok(g) => Ok(Some(g)),
+        Err(e) if wait_seconds == 0 => Err(e.into()),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn releases(State(d): State<Deployer>, UrlPath(unit): UrlPath<String>) -> Response {

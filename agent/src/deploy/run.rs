@@ -121,6 +121,7 @@ pub async fn deploy(
     d: Deployer,
     target: Target,
     req: DeployRequest,
+    from: Option<String>,
     guard: Option<OpsGuard>,
     events: Events,
 ) {
@@ -152,7 +153,7 @@ pub async fn deploy(
             version: req.version.clone(),
             digest: req.artifact.clone(),
             by: req.requested_by.clone(),
-            from: None,
+            from: from.clone(),
             action: "deploy".into(),
             started,
             finished: now(),
@@ -250,7 +251,7 @@ async fn deploy_steps(
     {
         warning = Some(format!("{e}\n(the release stays: {} serves)", req.version));
     }
-    prune(d, target, req.keep as usize, events);
+    prune(d, target, req.keep as usize, &req.artifact, events);
     Ok(warning)
 }
 
@@ -322,7 +323,9 @@ async fn back_to(
 }
 
 /// Old releases and unused artifacts go; a failure here is only logged.
-fn prune(d: &Deployer, target: &Target, keep: usize, events: &Events) {
+/// `deployed` is the artifact just deployed: its ledger line is not
+/// written yet.
+fn prune(d: &Deployer, target: &Target, keep: usize, deployed: &str, events: &Events) {
     let releases = target.releases();
     let ledger = target.ledger(&d.config.state_dir);
     let protect = releases
@@ -343,6 +346,7 @@ fn prune(d: &Deployer, target: &Target, keep: usize, events: &Events) {
         .unwrap_or_default()
         .iter()
         .filter_map(|v| digest_of_version(&entries, v))
+        .chain(std::iter::once(deployed.to_owned()))
         .collect();
     if let Err(e) = d.artifacts.prune(&keep_digests) {
         tracing::warn!("cannot remove unused artifacts: {e}");
@@ -392,6 +396,7 @@ pub async fn rollback(
     target: Target,
     version: String,
     req: RollbackRequest,
+    from: Option<String>,
     guard: Option<OpsGuard>,
     events: Events,
 ) {
@@ -463,7 +468,7 @@ pub async fn rollback(
             version: version.clone(),
             digest: digest.unwrap_or_default(),
             by: req.requested_by.clone(),
-            from: None,
+            from: from.clone(),
             action: "rollback".into(),
             started,
             finished: now(),

@@ -33,11 +33,30 @@ pub async fn get(socket: &str, path: &str) -> Result<(), String> {
             .send_request(req)
             .await
             .map_err(|e| format!("GET {path} on {socket}: {e}"))?;
+        let status = resp.status();
+        if status.is_success() {
+            conn.abort();
+            return Ok(());
+        }
+        // The app's own reason, as it would show in its journal: the
+        // first line of the body, short.
+        let body = http_body_util::Limited::new(resp.into_body(), 4096);
+        let reason = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
         conn.abort();
-        if resp.status().is_success() {
-            Ok(())
+        let reason: String = reason
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect();
+        if reason.trim().is_empty() {
+            Err(format!("GET {path} answered {status}"))
         } else {
-            Err(format!("GET {path} answered {}", resp.status()))
+            Err(format!("GET {path} answered {status}: {}", reason.trim()))
         }
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)

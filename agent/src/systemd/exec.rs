@@ -2,9 +2,6 @@
 //! with the same user, environment and credentials as the service itself,
 //! so a migration sees exactly what the release will.
 
-use zbus::proxy::CacheProperties;
-use zbus_systemd::systemd1::ServiceProxy;
-
 use super::{Systemd, SystemdError};
 use crate::config::UnitName;
 
@@ -53,24 +50,11 @@ impl ExecContext {
 
 impl Systemd {
     pub async fn exec_context(&self, unit: &UnitName) -> Result<ExecContext, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|source| SystemdError::LoadUnit {
-                unit: unit.to_string(),
-                source,
-            })?;
         let prop = |source| SystemdError::Property {
             unit: unit.to_string(),
             source,
         };
-        let service = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(prop)?;
+        let service = self.service_proxy(unit).await?;
         let (user, group, environment, environment_files, load_credentials) = tokio::try_join!(
             service.user(),
             service.group(),

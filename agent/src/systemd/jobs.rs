@@ -175,24 +175,11 @@ impl Systemd {
 
     /// Result and exit status of a service's last run.
     pub async fn service_outcome(&self, unit: &UnitName) -> Result<ServiceOutcome, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|source| SystemdError::LoadUnit {
-                unit: unit.to_string(),
-                source,
-            })?;
         let prop = |source| SystemdError::Property {
             unit: unit.to_string(),
             source,
         };
-        let service = ServiceProxy::builder(&self.conn)
-            .path(path)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(prop)?;
+        let service = self.service_proxy(unit).await?;
         let (result, code, status) = tokio::try_join!(
             service.result(),
             service.exec_main_code(),
@@ -204,6 +191,33 @@ impl Systemd {
             result,
             exit_status: (code != 0).then_some(status),
         })
+    }
+}
+
+impl Systemd {
+    /// The `Service` interface of `unit`, read fresh (no cache): right
+    /// after a job its cached properties can be stale.
+    pub(super) async fn service_proxy(
+        &self,
+        unit: &UnitName,
+    ) -> Result<ServiceProxy<'static>, SystemdError> {
+        let path = self
+            .manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(|source| SystemdError::LoadUnit {
+                unit: unit.to_string(),
+                source,
+            })?;
+        ServiceProxy::builder(&self.conn)
+            .path(path)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(|source| SystemdError::Property {
+                unit: unit.to_string(),
+                source,
+            })
     }
 }
 

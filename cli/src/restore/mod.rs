@@ -146,7 +146,7 @@ impl RestoreSettings {
 }
 
 /// `$USER@hostname`, falling back to the password database and the uid.
-fn requested_by() -> String {
+pub(crate) fn requested_by() -> String {
     let uid = nix::unistd::getuid();
     let user = std::env::var("USER")
         .ok()

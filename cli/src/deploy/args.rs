@@ -1,0 +1,101 @@
+//! Raw arguments of `deploy`, `rollback`, `releases` and `lock`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::args::{parse_duration, parse_lock_wait, parse_service_name};
+
+/// `--version` names the release here, not hostctl's version.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct DeployArgs {
+    /// The service, as named by a [services.NAME] table in hostctl.toml
+    #[arg(value_name = "SERVICE", value_parser = parse_service_name)]
+    pub service: String,
+    /// Release name [default: the git commit of the project, with +dirty
+    /// and the artifact's digest when tracked files are modified]
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Do not run the service's build command; ship the artifact as it is
+    #[arg(long)]
+    pub no_build: bool,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct RollbackArgs {
+    /// The release to return to [default: the one before the current one
+    /// in the host's ledger]
+    #[arg(value_name = "VERSION")]
+    pub version: Option<String>,
+    /// The service [default: the only [services.NAME] in hostctl.toml]
+    #[arg(long, value_name = "SERVICE", value_parser = parse_service_name)]
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// How a change goes across the hosts of an environment.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Hosts changed at once; the next batch starts when the whole batch
+    /// serves the new release, and the first failure stops the rest
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Act on this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Wait this long for a host's operations lock when another operation
+    /// (a deploy, a restore) holds it; 0: fail at once
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_lock_wait)]
+    pub lock_wait: Duration,
+    /// Stop following a host after this long (hostd finishes or rolls back
+    /// by itself)
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the per-host summary as a JSON array, and no progress
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// The service [default: the only [services.NAME] in hostctl.toml]
+    #[arg(long, value_name = "SERVICE", value_parser = parse_service_name)]
+    pub service: Option<String>,
+    /// Read this host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Print a JSON array (one object per host) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a host that has not answered after this long
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Who holds each host's operations lock, since when, for what
+    Status(LockArgs),
+    /// Release a host's lock: refused while hostd runs the operation
+    /// holding it (the lock lives in hostd, so no dead process can hold
+    /// it); clears what hostd's recovery reported
+    Release(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// This host of the environment only
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Print a JSON array (one object per host) instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a host that has not answered after this long
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}

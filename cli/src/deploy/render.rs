@@ -1,0 +1,91 @@
+//! Output of `deploy` and `rollback`: hostd's steps on stderr as they come,
+//! the per-host summary on stdout (a JSON array with --json).
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use hostd_api::DeployEvent;
+
+use super::host::{HostOutcome, HostResult};
+use crate::backup::render::{columns, size};
+
+const DIM: Style = Style::new().dimmed();
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+
+/// One event as a log line on stderr; `finished` is left to the summary.
+pub(super) fn event(host: &str, e: &DeployEvent) {
+    let mut err = anstream::stderr();
+    let _ = match e {
+        DeployEvent::Waiting { holder } => writeln!(err, "{host}: waiting for the lock: {holder}"),
+        DeployEvent::Step { step } => writeln!(err, "{host}: {step}"),
+        DeployEvent::StepDone { step, seconds } => {
+            writeln!(err, "{DIM}{host}: {step} done ({seconds:.1}s){DIM:#}")
+        }
+        DeployEvent::Output { step, line } => writeln!(err, "{DIM}{host}: {step} |{DIM:#} {line}"),
+        DeployEvent::Finished { .. } => Ok(()),
+    };
+}
+
+fn style(o: HostOutcome) -> Style {
+    match o {
+        HostOutcome::Ok => GREEN,
+        HostOutcome::RolledBack | HostOutcome::Unknown => YELLOW,
+        HostOutcome::Failed => RED,
+        HostOutcome::Skipped => DIM,
+    }
+}
+
+pub(super) fn summary(out: &mut impl Write, results: &[HostResult]) -> std::io::Result<()> {
+    let rows: Vec<[String; 5]> = results
+        .iter()
+        .map(|r| {
+            [
+                r.host.clone(),
+                r.outcome.as_str().to_owned(),
+                r.serving.clone().unwrap_or_else(|| "-".into()),
+                match r.uploaded_bytes {
+                    Some(b) => size(b),
+                    None if r.outcome == HostOutcome::Skipped => "-".into(),
+                    None => "none".into(),
+                },
+                if r.outcome == HostOutcome::Skipped {
+                    "-".into()
+                } else {
+                    format!("{:.1}s", r.seconds)
+                },
+            ]
+        })
+        .collect();
+    columns(
+        out,
+        ["HOST", "RESULT", "SERVING", "UPLOADED", "TIME"],
+        &rows,
+        3,
+    )?;
+    for r in results {
+        if let Some(e) = &r.error {
+            let s = style(r.outcome);
+            writeln!(out, "\n{s}{}{s:#} ({}): {e}", r.host, r.outcome.as_str())?;
+        }
+    }
+    let skipped: Vec<&str> = results
+        .iter()
+        .filter(|r| r.outcome == HostOutcome::Skipped)
+        .map(|r| r.host.as_str())
+        .collect();
+    if !skipped.is_empty() {
+        writeln!(
+            out,
+            "\nnot tried, still on their previous release: {}",
+            skipped.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn json(out: &mut impl Write, results: &[HostResult]) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, results).map_err(std::io::Error::other)?;
+    writeln!(out)
+}
