@@ -270,8 +270,10 @@ pub async fn serve(settings: Settings) -> Result<()> {
     };
     tracing::info!(version = %state.version, addr = %listener.local_addr()?, "demo-backend serving");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let (draining_tx, draining_rx) = tokio::sync::watch::channel(false);
+    let listener = crate::drain::Draining::new(listener, draining_rx);
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut term) => {
                     term.recv().await;
@@ -283,8 +285,10 @@ pub async fn serve(settings: Settings) -> Result<()> {
                     std::future::pending::<()>().await;
                 }
             }
-            tracing::info!("SIGTERM: finishing in-flight requests");
+            tracing::info!("SIGTERM: no new connections; finishing the accepted ones");
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            draining_tx.send_replace(true);
+            tokio::time::sleep(crate::drain::LAME_DUCK).await;
         })
         .await
         .context("server failed");

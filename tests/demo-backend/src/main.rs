@@ -13,6 +13,7 @@
 //! build time, else the crate's. Feature `broken` makes /health fail.
 
 mod app;
+mod drain;
 
 use std::process::ExitCode;
 
