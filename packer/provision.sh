@@ -11,6 +11,8 @@
 #                drop-ins for distribution units in units/NAME.d/*.conf
 #                (into /etc/systemd/system/NAME.d/)
 #   hostd.toml   default configuration (installed only if none exists)
+#   prepare-data prepares /data at every boot (hostd-data.service); run
+#                here too, last
 #
 # Environment: HOSTD_OPERATOR_USER (default: admin), the operator account.
 #
@@ -27,6 +29,7 @@ staging=$1
 [[ -f $staging/hostd ]] || die "$staging/hostd is missing"
 [[ -d $staging/units ]] || die "$staging/units/ is missing"
 [[ -f $staging/hostd.toml ]] || die "$staging/hostd.toml is missing"
+[[ -f $staging/prepare-data ]] || die "$staging/prepare-data is missing"
 [[ -r /etc/os-release ]] || die "/etc/os-release is missing: cannot detect the distribution"
 
 operator=${HOSTD_OPERATOR_USER:-admin}
@@ -39,7 +42,7 @@ operator=${HOSTD_OPERATOR_USER:-admin}
 case "${ID:-}" in
 debian | ubuntu)
     packages=(postgresql redis-server openssh-server)
-    units=(hostd.service ssh.service postgresql.service redis-server.service api.socket)
+    units=(hostd.service hostd-data.service ssh.service postgresql.service redis-server.service api.socket)
     missing=()
     for p in "${packages[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -55,7 +58,7 @@ debian | ubuntu)
     ;;
 amzn)
     packages=(postgresql15-server redis6 openssh-server)
-    units=(hostd.service sshd.service postgresql.service redis6.service api.socket)
+    units=(hostd.service hostd-data.service sshd.service postgresql.service redis6.service api.socket)
     missing=()
     for p in "${packages[@]}"; do
         rpm -q "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -107,7 +110,13 @@ install -d -m 0700 -o root -g root /var/lib/hostd
 install -d -m 0755 -o root -g root /etc/hostd
 
 # --- hostd, its units and its configuration ----------------------------------
-install -m 0755 -o root -g root "$staging/hostd" /usr/local/bin/hostd
+# The binary lives in a directory of its own, the one place hostd.service
+# lets hostd write among programs: `hostctl upgrade-hostd` renames a new
+# build over it there. /usr/local/bin/hostd (PATH, dial-stdio) links to it.
+install -d -m 0755 -o root -g root /usr/local/lib/hostd /usr/local/lib/hostd/bin
+install -m 0755 -o root -g root "$staging/hostd" /usr/local/lib/hostd/bin/hostd
+ln -sfn ../lib/hostd/bin/hostd /usr/local/bin/hostd
+install -m 0755 -o root -g root "$staging/prepare-data" /usr/local/lib/hostd/prepare-data
 # Copies $1 to $2 (0644 root) unless $2 already has that content, so a second
 # run leaves unit files alone (systemd sees no change on disk).
 install_file() {
@@ -146,11 +155,9 @@ fi
 # the drop-in below on Amazon Linux). A cluster already in /data (PG_VERSION
 # present) is kept as it is, never overwritten.
 #
-# LATER (first boot): when an empty, freshly mounted volume hides what this
-# script put in /data, a first-boot step must recreate the layout made here
-# (/data/redis, and an initialised cluster in $pg_data) before PostgreSQL
-# and Redis start. It plugs in as a unit ordered Before= postgresql@.service
-# and redis-server.service, reusing the paths below.
+# On EC2 an empty, freshly mounted volume hides what this script puts in
+# /data: at boot hostd-data.service runs prepare-data (before PostgreSQL and
+# Redis), which creates the cluster there again when none is present.
 
 # Moves the PostgreSQL cluster in $1 to $2 unless $2 already holds one. The
 # server ($3) must not run meanwhile: in a chroot nothing runs; on a live
@@ -198,9 +205,9 @@ debian | ubuntu)
             grep -Fxq "$line" "$conf" || die "cannot set data_directory in $conf"
         fi
     done
-    # Redis: units/redis-server.service.d/ points it at /data/redis. Nothing
-    # to carry over from /var/lib/redis: the image has no data yet.
-    install -d -m 0750 -o redis -g redis /data/redis
+    # Redis: units/redis-server.service.d/ points it at /data/redis, which
+    # prepare-data makes. Nothing to carry over from /var/lib/redis: the
+    # image has no data yet.
     ;;
 amzn)
     # Amazon Linux 2023 (not run by the project's tests: no AL2023 host
@@ -221,6 +228,8 @@ amzn)
 # Installed by hostd's provision.sh: the cluster lives on the data volume.
 [Unit]
 RequiresMountsFor=/data
+Wants=hostd-data.service
+After=hostd-data.service
 
 [Service]
 Environment=PGDATA=$pg_data
@@ -231,7 +240,6 @@ CONF
         chmod 0644 /etc/systemd/system/postgresql.service.d/50-hostd.conf.tmp
         mv -f /etc/systemd/system/postgresql.service.d/50-hostd.conf.tmp /etc/systemd/system/postgresql.service.d/50-hostd.conf
     fi
-    pg_conf_dirs=("$pg_data")
     ;;
 esac
 
@@ -242,17 +250,10 @@ for entry in "${pg_start_after_move[@]}"; do
     systemctl start "${entry#yes:}"
 done
 
-# --- PostgreSQL: hostd (root) acts as the postgres superuser ----------------
-# Through peer authentication with a map, so no password exists for it; the
-# default `local all postgres peer` line gains `map=hostd`.
-for dir in "${pg_conf_dirs[@]}"; do
-    [[ -f $dir/pg_hba.conf ]] || die "no pg_hba.conf in $dir"
-    grep -Eq '^hostd[[:space:]]+root[[:space:]]+postgres' "$dir/pg_ident.conf" ||
-        printf 'hostd root postgres\nhostd postgres postgres\n' >>"$dir/pg_ident.conf"
-    sed -i -E 's/^(local[[:space:]]+all[[:space:]]+postgres[[:space:]]+peer)[[:space:]]*$/\1 map=hostd/' "$dir/pg_hba.conf"
-    grep -Eq '^local[[:space:]]+all[[:space:]]+postgres[[:space:]]+peer[[:space:]]+map=hostd' "$dir/pg_hba.conf" ||
-        die "$dir/pg_hba.conf has no 'local all postgres peer' line to extend"
-done
+# --- PostgreSQL's peer map for hostd, Redis's directory: prepare-data --------
+# (the same step every boot runs; here the cluster exists, so it only checks
+# the peer map and the directories).
+/usr/local/lib/hostd/prepare-data
 
 # --- Redis: the password hostd sets from secrets.redis_password -------------
 # hostd writes `requirepass` into this file (0640 root:redis) and sets it live

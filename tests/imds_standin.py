@@ -103,7 +103,9 @@ class Metadata:
             "/latest/meta-data/local-ipv4": a.private_ip,
             "/latest/meta-data/hostname": a.name,
             role_prefix: a.role,
+            # The key list, as EC2 serves it (with or without the slash).
             tags_prefix: "\n".join(sorted(tags)),
+            tags_prefix.rstrip("/"): "\n".join(sorted(tags)),
         }
         if path in text:
             return "text/plain", text[path]

@@ -12,6 +12,7 @@ packages=(
     python3          # the AWS stand-in (moto) ...
     python3-venv     # ... in its own venv
     restic           # independent check of backup repositories
+    packer           # the AMI template: fmt, validate, and its null source against a sandbox
     curl
     ca-certificates
 )

@@ -262,11 +262,13 @@ async fn status(State(st): State<ControlState>) -> Json<HostStatus> {
     Json(HostStatus {
         hostname: st.hostname.clone(),
         hostd_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostd_build: st.build.get().cloned(),
         hostd_uptime_seconds: st.started.elapsed().as_secs(),
         units: snap.units,
         services,
         events: view.events,
         health: snap.report,
+        instance: st.instance.get().cloned(),
     })
 }
 

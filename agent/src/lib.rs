@@ -11,6 +11,7 @@ pub mod desired;
 pub mod dial;
 pub mod fsutil;
 pub mod health;
+pub mod instance;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
@@ -21,6 +22,7 @@ pub mod secrets;
 pub mod server;
 pub mod systemd;
 pub mod units;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,10 +100,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
     let ops_lock = oplock::OpsLock::default();
+    let backup_host = config
+        .backup
+        .as_ref()
+        .and_then(|b| b.host.as_ref())
+        .map_or_else(|| hostname.clone(), |h| h.as_str().to_owned());
     let (backup_handle, backup_task) = backup::task::spawn(
         Arc::clone(&config),
         secrets.clone(),
-        hostname.clone(),
+        backup_host,
         ops_lock.clone(),
         stop_rx.clone(),
     );
@@ -119,6 +126,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         view: manager.view.clone(),
         lock: ops_lock.clone(),
     };
+    tokio::spawn({
+        let restorer = restorer.clone();
+        async move {
+            let marker = std::path::Path::new(restore::on_empty::FRESH_MARKER);
+            restore::on_empty::run(restorer, marker).await;
+        }
+    });
     let deployer = deploy::Deployer {
         config: Arc::clone(&config),
         systemd: systemd.clone(),
@@ -154,6 +168,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config: Arc::clone(&config),
         started,
         hostname,
+        instance: instance::spawn_discovery(),
+        build: upgrade::running_build(),
     };
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -161,6 +177,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let health_server = axum::serve(health_listener, server::health_router(state.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let upgrades = upgrade::router(deployer.clone(), std::sync::Arc::clone(&state.build));
     let control_server = axum::serve(
         control_listener,
         control::control_router(
@@ -171,6 +188,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             restorer,
         )
         .merge(deploy::http::router(deployer))
+        .merge(upgrades)
         .into_make_service_with_connect_info::<control::Peer>(),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));

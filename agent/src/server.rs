@@ -34,6 +34,10 @@ pub struct AppState {
     pub config: std::sync::Arc<crate::config::Config>,
     pub started: Instant,
     pub hostname: String,
+    /// Set once IMDSv2 answered (never off EC2).
+    pub instance: std::sync::Arc<std::sync::OnceLock<hostd_api::InstanceIdentity>>,
+    /// sha256 of the running binary, once hashed.
+    pub build: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 pub fn health_router(state: AppState) -> Router {
@@ -107,6 +111,8 @@ pub(crate) mod tests {
             ),
             started: Instant::now(),
             hostname: "test".into(),
+            instance: Default::default(),
+            build: Default::default(),
         }
     }
 

@@ -73,6 +73,9 @@ pub enum Command {
     /// The hosts' operations locks (held by a deploy, a restore)
     #[command(subcommand)]
     Lock(crate::deploy::args::LockCommand),
+    /// Install a new hostd build on every host, one at a time: hostd checks
+    /// it runs there and restarts on it; managed services keep running
+    UpgradeHostd(crate::upgrade::UpgradeArgs),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]

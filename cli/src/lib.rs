@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod service;
 pub mod status;
 pub mod transport;
+pub mod upgrade;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ pub enum Error {
     Restore(#[from] restore::RestoreError),
     #[error(transparent)]
     Deploy(#[from] deploy::DeployError),
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::UpgradeError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -64,6 +67,7 @@ impl Error {
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
+            | Self::Upgrade(_)
             | Self::Logs(_)
             | Self::CurrentDir(_)
             | Self::Output(_) => ExitCode::FAILURE,
@@ -79,6 +83,7 @@ impl Error {
             Self::Backup(e) => e.hint(),
             Self::Restore(e) => e.hint(),
             Self::Deploy(e) => e.hint(),
+            Self::Upgrade(upgrade::UpgradeError::Transport(e)) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
         }
@@ -94,6 +99,7 @@ impl Error {
             | Self::Backup(backup::BackupError::Output(e))
             | Self::Restore(restore::RestoreError::Output(e))
             | Self::Deploy(deploy::DeployError::Output(e))
+            | Self::Upgrade(upgrade::UpgradeError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -209,6 +215,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
             let release = matches!(cmd, deploy::args::LockCommand::Release(_));
             Ok(deploy::inspect::lock(&scope.targets.hosts, release, a.json, a.timeout).await?)
+        }
+        Command::UpgradeHostd(a) => {
+            let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
+            Ok(upgrade::run(&scope.targets.hosts, &a).await?)
         }
         Command::Sandbox(cmd) => Ok(sandbox::run(cmd).await?),
         Command::Completions { shell } => {

@@ -145,6 +145,12 @@ impl Sandbox {
         Self::boot(name, &["--hostd".as_ref(), hostd.as_os_str()])
     }
 
+    /// A host as an EC2 base image boots: nothing of hostd's, the operator
+    /// with passwordless sudo (for Packer to provision).
+    pub fn up_bare(name: &str) -> Result<Sandbox> {
+        Self::boot(name, &["--bare".as_ref()])
+    }
+
     fn boot(name: &str, setup: &[&std::ffi::OsStr]) -> Result<Sandbox> {
         let bins = bin_dir()?;
         let out = Command::new(bins.join("hostctl"))

@@ -295,3 +295,39 @@ pub fn hostd_stops_gracefully_on_sigterm(s: &Sandbox) -> Result<()> {
     })?;
     Ok(())
 }
+
+/// hostd asks IMDSv2 (the sandbox's stand-in, tokens enforced) who it is;
+/// `hostctl status` shows it.
+pub fn hostd_learns_its_instance_identity_from_imdsv2(s: &Sandbox) -> Result<()> {
+    let status = poll(
+        "the instance identity in status",
+        Duration::from_secs(60),
+        || {
+            let (_, hosts) = s.status_json()?;
+            let status: hostd_api::HostStatus = serde_json::from_value(hosts[0]["status"].clone())?;
+            Ok(status.instance.is_some().then_some(status))
+        },
+    )?;
+    let Some(id) = status.instance else {
+        anyhow::bail!("no identity")
+    };
+    ensure!(
+        id.instance_id.starts_with("i-") && id.instance_id.len() == 19,
+        "{id:?}"
+    );
+    ensure!(
+        id.region == "us-east-1" && id.availability_zone.as_deref() == Some("us-east-1a"),
+        "{id:?}"
+    );
+    ensure!(
+        id.tags.get("Name") == Some(&s.name),
+        "the Name tag is not read: {id:?}"
+    );
+    let out = s.hostctl(&["status"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        text.contains(&format!("instance {}", id.instance_id)),
+        "{text}"
+    );
+    Ok(())
+}

@@ -233,3 +233,64 @@ pub fn a_killed_restore_leaves_the_live_database_intact(s: &Sandbox) -> Result<(
     result?;
     cleaned.map(|_| ())
 }
+
+/// The runbook as one step: a new instance from the image (the same
+/// configuration, with `restore_on_empty`) whose data volume is empty.
+/// hostd-data.service creates a new cluster on /data and marks it fresh;
+/// hostd restores the latest backup by itself and the API serves it.
+pub fn an_empty_data_volume_restores_the_latest_backup_by_itself(s: &Sandbox) -> Result<()> {
+    s.with_backups("empty-volume", &[], "restore_on_empty = true\n", |_| {
+        sql(
+            s,
+            "INSERT INTO notes (body) VALUES ('before the instance was lost')",
+        )?;
+        let run = backup_now(s)?;
+        ensure!(run.ok == Some(true), "backup: {:?}", run.error);
+
+        // The old instance is gone; the new one boots with an empty volume.
+        s.root_sh(
+            "systemctl stop hostd.service 'api@*.service' api.socket postgresql@15-main.service \
+             redis-server.service hostd-data.service && rm -rf /data/postgresql /data/redis && \
+             test -z \"$(ls -A /data)\"",
+        )?;
+        let booted = std::time::Instant::now();
+        // What a boot starts: everything enabled, hostd-data first.
+        s.root_sh("systemctl start multi-user.target")?;
+        poll(
+            "the backed-up note served again",
+            Duration::from_secs(300),
+            || Ok((note_count(s, "before the instance was lost")? == 1).then_some(())),
+        )?;
+        api_healthy(s)?;
+        poll(
+            "the fresh-volume marker cleared",
+            Duration::from_secs(60),
+            || {
+                let marker = s.root_sh("ls /data/.hostd-fresh 2>/dev/null || true")?;
+                Ok(marker.trim().is_empty().then_some(()))
+            },
+        )?;
+        // A figure for the README's runbook, not an assertion.
+        eprintln!(
+            "empty volume to restored and healthy: {:.1} s",
+            booted.elapsed().as_secs_f64()
+        );
+        let journal =
+            s.root_sh("journalctl -u hostd -u hostd-data --no-pager -o cat --since=-10min")?;
+        ensure!(
+            journal.contains("creating the PostgreSQL cluster in /data/postgresql/15/main"),
+            "{journal}"
+        );
+        ensure!(journal.contains("restoring the latest backup"), "{journal}");
+        ensure!(journal.contains("restore finished"), "{journal}");
+        // A later start does not restore again: the marker is gone.
+        sql(s, "INSERT INTO notes (body) VALUES ('after the recovery')")?;
+        s.root_sh("systemctl restart hostd")?;
+        s.wait_reconciled()?;
+        ensure!(
+            note_count(s, "after the recovery")? == 1,
+            "a restart restored over new data"
+        );
+        Ok(())
+    })
+}

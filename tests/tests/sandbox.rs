@@ -15,6 +15,7 @@ mod data_volume;
 mod deploys;
 mod foundation;
 mod health_checks;
+mod image;
 mod manager;
 mod restores;
 mod sandbox_host;
@@ -23,6 +24,7 @@ mod secrets_delivery;
 mod secrets_rotation;
 mod secrets_wiring;
 mod services;
+mod upgrades;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
 
@@ -38,6 +40,7 @@ macro_rules! trials {
 const TRIALS: &[(&str, TestFn)] = trials![
     foundation::hostd_is_active_ready_and_pings_the_watchdog,
     foundation::status_json_reports_units_and_health,
+    foundation::hostd_learns_its_instance_identity_from_imdsv2,
     foundation::health_turns_503_naming_a_stopped_unit_and_recovers,
     foundation::unit_changes_reach_health_through_signals_not_polling,
     foundation::broken_config_fails_hostd_naming_file_line_and_key,
@@ -78,6 +81,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     backups::backup_now_writes_every_kind_that_restic_reads_checks_and_dumps,
     restores::restore_latest_puts_back_postgres_redis_and_files,
     restores::a_killed_restore_leaves_the_live_database_intact,
+    restores::an_empty_data_volume_restores_the_latest_backup_by_itself,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
     deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,
@@ -86,6 +90,8 @@ const TRIALS: &[(&str, TestFn)] = trials![
     deploys::concurrent_deploys_never_interleave_and_a_killed_hostctl_leaves_one_release,
     deploys::a_killed_hostd_mid_switch_returns_to_the_previous_release,
     deploys::a_fleet_deploy_stops_at_the_failed_host,
+    image::packer_provisions_a_bare_host_that_boots_healthy,
+    upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,
 ];
 
 fn main() -> std::process::ExitCode {

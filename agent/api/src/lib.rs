@@ -38,6 +38,10 @@ pub fn is_release_name(v: &str) -> bool {
 pub struct HostStatus {
     pub hostname: String,
     pub hostd_version: String,
+    /// sha256 of the running hostd binary: which build runs, beyond the
+    /// version (`hostctl upgrade-hostd` waits for it to change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostd_build: Option<String>,
     /// Seconds since hostd started.
     pub hostd_uptime_seconds: u64,
     /// One entry per unit: a plain service has one, an instanced service
@@ -50,6 +54,23 @@ pub struct HostStatus {
     #[serde(default)]
     pub events: Vec<UnitEvent>,
     pub health: HealthReport,
+    /// The EC2 instance, from IMDSv2; absent off EC2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceIdentity>,
+}
+
+/// What EC2's instance metadata says this host is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceIdentity {
+    pub instance_id: String,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Only when the instance allows tags in metadata.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// State of one systemd unit as systemd's D-Bus API reports it.
@@ -319,4 +340,25 @@ mod tests {
         assert!(body.contains("\"status\":\"healthy\""), "{body}");
         Ok(())
     }
+}
+
+/// `POST /v1/hostd/upgrade`: install the hostd binary uploaded as an
+/// artifact (a tar holding the file `hostd`) and restart hostd on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeRequest {
+    /// The artifact's digest (`PUT /v1/artifacts/{digest}` first).
+    pub artifact: String,
+    /// sha256 of the binary itself, checked after unpacking.
+    pub build: String,
+    #[serde(default)]
+    pub requested_by: String,
+}
+
+/// The answer, sent before hostd restarts itself on the new build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    pub previous_build: Option<String>,
+    pub build: String,
+    /// What the new binary's `--version` printed.
+    pub version: String,
 }

@@ -14,6 +14,15 @@ use super::values::HumanDuration;
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     pub bucket: BucketName,
+    /// The name this host's backups go by: `{hostname}` in `prefix` and the
+    /// snapshots' host. Unset: the system hostname. A stable name lets a
+    /// replacement instance (another hostname) find the backups.
+    #[serde(default)]
+    pub host: Option<HostName>,
+    /// At start, when first-boot preparation found /data empty (and left
+    /// its marker), restore the latest backup before anything else.
+    #[serde(default)]
+    pub restore_on_empty: bool,
     /// Key prefix of this host's repository; `{hostname}` is replaced.
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -148,6 +157,34 @@ impl TryFrom<String> for DailyTime {
     }
 }
 
+/// A host name for backups: 1–63 of a-z A-Z 0-9 . _ - (it becomes part of
+/// an S3 key and a snapshot's host).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostName(String);
+
+impl TryFrom<String> for HostName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = (1..=63).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "`{s}` is not a host name (1 to 63 of a-z, A-Z, 0-9, `.`, `_`, `-`)"
+            ))
+        }
+    }
+}
+
+impl HostName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An S3 bucket name: 3–63 of a-z 0-9 . -
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -178,6 +215,14 @@ impl BucketName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_names() {
+        assert!(HostName::try_from("api-prod.eu_1".to_owned()).is_ok());
+        for bad in ["", "a/b", "a b", &"x".repeat(64)] {
+            assert!(HostName::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_of_day() {

@@ -9,6 +9,7 @@
 //! if hostctl goes away.
 
 pub mod marker;
+pub mod on_empty;
 pub mod paths;
 pub mod pg;
 pub mod plan;

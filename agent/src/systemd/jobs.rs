@@ -120,6 +120,16 @@ impl Systemd {
         }
     }
 
+    /// Queues a restart and returns at once: for hostd's own unit, whose
+    /// job ends with this process.
+    pub async fn restart_unit_nowait(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .restart_unit(unit.to_owned(), "replace".to_owned())
+            .await
+            .map(drop)
+            .map_err(SystemdError::Subscribe)
+    }
+
     /// daemon-reload: systemd rereads unit files after hostd installed some.
     pub async fn reload(&self) -> Result<(), SystemdError> {
         self.manager.reload().await.map_err(SystemdError::Subscribe)

@@ -192,7 +192,7 @@ async fn follow(
 }
 
 /// Uploads the artifact unless the host has it. Returns the bytes sent.
-async fn ensure_artifact(
+pub(crate) async fn ensure_artifact(
     client: &mut HostClient,
     upload: &Upload<'_>,
     progress: bool,

@@ -25,6 +25,7 @@ fn status(api_unit: &str) -> HostStatus {
     HostStatus {
         hostname: "h".into(),
         hostd_version: "0.1.0".into(),
+        hostd_build: None,
         hostd_uptime_seconds: 1,
         units: vec![
             unit("redis", "redis-server.service"),
@@ -41,6 +42,7 @@ fn status(api_unit: &str) -> HostStatus {
             checked_at: "2026-01-01T00:00:00Z".into(),
             components: vec![],
         },
+        instance: None,
     }
 }
 

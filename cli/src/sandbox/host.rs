@@ -16,6 +16,7 @@ use super::{SSH_USER, aws};
 /// Embedded so an installed hostctl works anywhere.
 const PROVISION_SH: &str = include_str!("../../../packer/provision.sh");
 const HOSTD_TOML: &str = include_str!("../../../packer/files/hostd.toml");
+const PREPARE_DATA: &str = include_str!("../../../packer/files/prepare-data");
 /// Every file in units/, by its path there: our units at the top, drop-ins
 /// for the distribution's units in `NAME.d/` (a test checks none is missing).
 pub(crate) const UNITS: &[(&str, &str)] = &[
@@ -25,6 +26,10 @@ pub(crate) const UNITS: &[(&str, &str)] = &[
     ),
     ("api@.service", include_str!("../../../units/api@.service")),
     ("api.socket", include_str!("../../../units/api.socket")),
+    (
+        "hostd-data.service",
+        include_str!("../../../units/hostd-data.service"),
+    ),
     (
         "redis-server.service.d/50-hostd.conf",
         include_str!("../../../units/redis-server.service.d/50-hostd.conf"),
@@ -125,10 +130,14 @@ pub(crate) async fn provision(
         })?;
     }
     write(&staging.join("hostd.toml"), HOSTD_TOML)?;
-    let script = staging.join("provision.sh");
-    write(&script, PROVISION_SH)?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| SandboxError::io("chmod", &script, e))?;
+    for (file, text) in [
+        ("provision.sh", PROVISION_SH),
+        ("prepare-data", PREPARE_DATA),
+    ] {
+        let script = staging.join(file);
+        write(&script, text)?;
+        set_mode(&script, 0o755)?;
+    }
 
     info!("provisioning {name} with packer/provision.sh");
     let inside = format!("/{STAGING}");
@@ -158,11 +167,51 @@ pub(crate) async fn provision(
 }
 
 /// Operator key pair, authorized_keys, pinned known_hosts, and the AWS
-/// settings hostd reads from /etc/hostd/environment.
+/// endpoint for hostd, on a provisioned root (the operator account and the
+/// hostd group exist).
 pub(crate) async fn operator_access(
     layout: &Layout,
     name: &str,
     address: &str,
+) -> Result<(), SandboxError> {
+    access(layout, name, address, "hostd").await
+}
+
+/// A bare root, as an EC2 base image boots before any provisioning: the
+/// default user cloud-init would create (passwordless sudo, the launch key)
+/// and nothing of hostd's. Packer's `null` source provisions it over SSH.
+pub(crate) async fn bare_access(
+    layout: &Layout,
+    name: &str,
+    address: &str,
+) -> Result<(), SandboxError> {
+    let root = layout.root(name);
+    let sudoers = root.join("etc/sudoers.d/90-cloud-init-users");
+    write(
+        &sudoers,
+        &format!("# As cloud-init writes it on EC2 images.\n{SSH_USER} ALL=(ALL) NOPASSWD:ALL\n"),
+    )?;
+    set_mode(&sudoers, 0o440)?;
+    Cmd::new("chroot")
+        .arg(&root)
+        .args([
+            "/bin/sh",
+            "-c",
+            &format!(
+                "getent passwd {SSH_USER} >/dev/null || useradd --create-home --shell /bin/bash {SSH_USER}; usermod --password '*' {SSH_USER}; install -d -m 0755 /etc/hostd"
+            ),
+        ])
+        .clean_env()
+        .run("create the default user of a bare host")
+        .await?;
+    access(layout, name, address, "root").await
+}
+
+async fn access(
+    layout: &Layout,
+    name: &str,
+    address: &str,
+    env_group: &str,
 ) -> Result<(), SandboxError> {
     let root = layout.root(name);
     let key = layout.identity(name);
@@ -202,7 +251,7 @@ pub(crate) async fn operator_access(
         .args([
             "/bin/sh",
             "-c",
-            &format!("chown -R {SSH_USER}:{SSH_USER} /home/{SSH_USER}/.ssh && chown root:hostd /etc/hostd/environment"),
+            &format!("chown -R {SSH_USER}:{SSH_USER} /home/{SSH_USER}/.ssh && chown root:{env_group} /etc/hostd/environment"),
         ])
         .clean_env()
         .run("set owners of authorized_keys and /etc/hostd/environment")

@@ -56,6 +56,11 @@ pub enum SandboxCommand {
         /// (default: `demo-backend` next to the hostd binary, when built)
         #[arg(long)]
         api: Option<PathBuf>,
+        /// Boot an unprovisioned host, as an EC2 base image boots: the
+        /// operator account with passwordless sudo and nothing of hostd's
+        /// (provision it with Packer's null source, packer/hostd.pkr.hcl)
+        #[arg(long, conflicts_with_all = ["hostd", "api"])]
+        bare: bool,
         /// Print a JSON object instead of the hostctl.toml path
         #[arg(long)]
         json: bool,
@@ -91,10 +96,16 @@ pub async fn run(cmd: SandboxCommand) -> Result<ExitCode, SandboxError> {
             name,
             hostd,
             api,
+            bare,
             json,
         } => {
             require_root()?;
-            up::up(&layout, &name, hostd, api, json).await
+            let setup = if bare {
+                up::Setup::Bare
+            } else {
+                up::Setup::Provisioned { hostd, api }
+            };
+            up::up(&layout, &name, setup, json).await
         }
         SandboxCommand::Down { name, all } => {
             require_root()?;

@@ -25,6 +25,8 @@ const PACKAGES: &[&str] = &[
     "procps",
     "less",
     "curl",
+    // As on EC2 images: a bare sandbox's operator provisions with sudo.
+    "sudo",
 ];
 
 /// FNV-1a 64: stable across Rust releases, unlike `DefaultHasher`.

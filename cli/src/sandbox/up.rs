@@ -2,7 +2,7 @@
 //! undo list runs in reverse, so nothing is left half-started.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -45,14 +45,26 @@ enum Undo {
     StopNspawn(Proc),
 }
 
-pub(crate) async fn up(
-    layout: &Layout,
-    name: &str,
-    hostd: Option<PathBuf>,
+/// What a sandbox gets before it boots.
+pub(crate) enum Setup {
+    /// Provisioned with packer/provision.sh (hostd, units, an initial API
+    /// release): the host an AMI built from this tree boots as.
+    Provisioned {
+        hostd: Option<PathBuf>,
+        api: Option<PathBuf>,
+    },
+    /// Only what an EC2 base image has (a sudo user with the launch key),
+    /// for Packer to provision over SSH.
+    Bare,
+}
+
+/// The binaries a provisioned sandbox installs, checked before anything starts.
+struct Binaries {
+    hostd: PathBuf,
     api: Option<PathBuf>,
-    json: bool,
-) -> Result<ExitCode, SandboxError> {
-    validate_name(name)?;
+}
+
+fn binaries(hostd: Option<PathBuf>, api: Option<PathBuf>) -> Result<Binaries, SandboxError> {
     let hostd = match hostd {
         Some(p) => p,
         None => std::env::current_exe()
@@ -67,6 +79,20 @@ pub(crate) async fn up(
         }
         None => Some(hostd.with_file_name("demo-backend")).filter(|p| p.is_file()),
     };
+    Ok(Binaries { hostd, api })
+}
+
+pub(crate) async fn up(
+    layout: &Layout,
+    name: &str,
+    setup: Setup,
+    json: bool,
+) -> Result<ExitCode, SandboxError> {
+    validate_name(name)?;
+    let binaries = match setup {
+        Setup::Provisioned { hostd, api } => Some(binaries(hostd, api)?),
+        Setup::Bare => None,
+    };
     require_tools(&[
         ("systemd-nspawn", "systemd-container"),
         ("ip", "iproute2"),
@@ -80,7 +106,7 @@ pub(crate) async fn up(
 
     let mut undo = Vec::new();
     let result = tokio::select! {
-        r = build(layout, name, &hostd, api.as_deref(), &mut undo) => r,
+        r = build(layout, name, binaries.as_ref(), &mut undo) => r,
         _ = tokio::signal::ctrl_c() => Err(SandboxError::Interrupted),
     };
     match result {
@@ -105,8 +131,7 @@ pub(crate) async fn up(
 async fn build(
     layout: &Layout,
     name: &str,
-    hostd: &Path,
-    api: Option<&Path>,
+    binaries: Option<&Binaries>,
     undo: &mut Vec<Undo>,
 ) -> Result<UpOutput, SandboxError> {
     let cache = rootfs::ensure_cache(layout).await?;
@@ -150,8 +175,14 @@ async fn build(
     state.overlay = rootfs::prepare_root(&cache, &dir).await?;
     layout.save(&state)?;
     host::set_identity(&root, name).await?;
-    host::provision(&root, name, hostd, api, &dir.join("provision.log")).await?;
-    host::operator_access(layout, name, &state.address).await?;
+    match binaries {
+        Some(b) => {
+            let log = dir.join("provision.log");
+            host::provision(&root, name, &b.hostd, b.api.as_deref(), &log).await?;
+            host::operator_access(layout, name, &state.address).await?;
+        }
+        None => host::bare_access(layout, name, &state.address).await?,
+    }
 
     down::clean_nspawn_leftovers(name, &root);
     let nspawn = start_nspawn(layout, name)?;

@@ -44,6 +44,7 @@ pub(super) fn host_status() -> HostStatus {
     HostStatus {
         hostname: "h".into(),
         hostd_version: "0.1.0".into(),
+        hostd_build: None,
         hostd_uptime_seconds: 1,
         units: vec![
             unit("redis", "redis-server.service", None, ActiveState::Active),
@@ -59,6 +60,7 @@ pub(super) fn host_status() -> HostStatus {
             checked_at: "2026-01-01T00:00:00Z".into(),
             components: vec![],
         },
+        instance: None,
     }
 }
 

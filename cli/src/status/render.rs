@@ -78,6 +78,15 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
     if status.hostname != r.host && status.hostname != r.address {
         writeln!(out, "    {DIM}hostname {}{DIM:#}", status.hostname)?;
     }
+    if let Some(i) = &status.instance {
+        let place = i.availability_zone.as_deref().unwrap_or(&i.region);
+        let kind = i.instance_type.as_deref().unwrap_or("");
+        writeln!(
+            out,
+            "    {DIM}instance {} {kind} {place}{DIM:#}",
+            i.instance_id
+        )?;
+    }
     let label = |u: &hostd_api::UnitStatus| match u.instance {
         Some(n) => format!("{}@{n}", u.service),
         None => u.service.clone(),

@@ -9,6 +9,7 @@ fn status(health: HealthStatus) -> HostStatus {
     HostStatus {
         hostname: "h".into(),
         hostd_version: "0.1.0".into(),
+        hostd_build: None,
         hostd_uptime_seconds: 3725,
         units: vec![UnitStatus {
             instance: None,
@@ -28,6 +29,7 @@ fn status(health: HealthStatus) -> HostStatus {
                 reason: Some("redis-server.service is failed".into()),
             }],
         },
+        instance: None,
     }
 }
 

@@ -7,6 +7,7 @@ fn canned() -> HostStatus {
     HostStatus {
         hostname: "sandbox-a".into(),
         hostd_version: "0.1.0".into(),
+        hostd_build: None,
         hostd_uptime_seconds: 3725,
         units: vec![UnitStatus {
             instance: None,
@@ -26,6 +27,7 @@ fn canned() -> HostStatus {
                 reason: Some("91% full".into()),
             }],
         },
+        instance: None,
     }
 }
 

@@ -1,0 +1,284 @@
+//! `hostctl upgrade-hostd`: a new hostd build, uploaded as an artifact like
+//! a release, is checked (its digest, and that it runs here: `--version`),
+//! installed beside the running binary and renamed over it, then hostd
+//! asks systemd to restart its own unit. Managed services are separate
+//! units and keep running; the new hostd takes them over as any restart
+//! does. Under the operations lock, so no deploy or restore is cut short.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{State, rejection::JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hostd_api::{ErrorBody, UpgradeAnswer, UpgradeRequest};
+use sha2::{Digest, Sha256};
+
+use crate::deploy::{ArtifactError, ArtifactStore, Deployer};
+use crate::oplock::{Holder, LockError};
+
+/// hostd's own unit, as units/hostd.service installs it.
+pub const UNIT: &str = "hostd.service";
+/// Larger than any hostd build; a bound on what an upload can write.
+const MAX_BINARY: u64 = 512 * 1024 * 1024;
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for the answer to reach hostctl before systemd stops this process
+/// (hostctl waits for the new build in `status` either way).
+const RESTART_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("the artifact holds no regular file `hostd` at its top")]
+    NoBinary,
+    #[error("the binary in the artifact is {actual}, not the build {expected} asked for")]
+    Digest { expected: String, actual: String },
+    #[error("the new build does not run on this host ({0}); hostd is unchanged")]
+    Broken(String),
+    #[error("cannot install the new build at {}", path.display())]
+    Install {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("the upgrade thread failed")]
+    Worker,
+}
+
+impl UpgradeError {
+    fn http_status(&self) -> u16 {
+        match self {
+            Self::Artifact(e) => e.http_status(),
+            Self::NoBinary | Self::Digest { .. } | Self::Broken(_) => 422,
+            Self::Lock(_) => 409,
+            Self::Install { .. } | Self::Worker => 500,
+        }
+    }
+}
+
+/// sha256 of a file, streamed.
+pub fn build_of(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&hash.finalize()));
+        }
+        hash.update(&buf[..n]);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The running binary's build, hashed once in the background at start.
+pub fn running_build() -> Arc<OnceLock<String>> {
+    let cell = Arc::new(OnceLock::new());
+    let out = Arc::clone(&cell);
+    tokio::task::spawn_blocking(
+        move || match std::env::current_exe().and_then(|p| build_of(&p)) {
+            Ok(build) => {
+                let _ = out.set(build);
+            }
+            Err(e) => tracing::warn!("cannot hash the running hostd binary: {e}"),
+        },
+    );
+    cell
+}
+
+pub fn router(d: Deployer, build: Arc<OnceLock<String>>) -> Router {
+    Router::new()
+        .route(
+            &format!("{}/hostd/upgrade", hostd_api::API_PREFIX),
+            post(upgrade),
+        )
+        .with_state((d, build))
+}
+
+fn refuse(e: &UpgradeError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    tracing::warn!(status = code.as_u16(), "hostd upgrade refused: {e}");
+    let body = ErrorBody {
+        error: crate::health::error_chain(e),
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn upgrade(
+    State((d, build)): State<(Deployer, Arc<OnceLock<String>>)>,
+    req: Result<Json<UpgradeRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                e.status(),
+                Json(ErrorBody {
+                    error: e.body_text(),
+                }),
+            )
+                .into_response();
+        }
+    };
+    tracing::info!(
+        build = req.build,
+        by = req.requested_by,
+        "hostctl upgrade-hostd"
+    );
+    let guard = match d
+        .lock
+        .try_take(Holder::new("upgrade hostd", &req.requested_by))
+    {
+        Ok(g) => g,
+        Err(e) => return refuse(&e.into()),
+    };
+    let answer = match install(&d.artifacts, &req).await {
+        Ok(version) => UpgradeAnswer {
+            previous_build: build.get().cloned(),
+            build: req.build.clone(),
+            version,
+        },
+        Err(e) => return refuse(&e),
+    };
+    tracing::warn!(
+        build = answer.build,
+        version = answer.version,
+        "new hostd build installed; restarting on it"
+    );
+    let systemd = d.systemd.clone();
+    tokio::spawn(async move {
+        let _guard = guard; // held until systemd stops this process
+        tokio::time::sleep(RESTART_DELAY).await;
+        if let Err(e) = systemd.restart_unit_nowait(UNIT).await {
+            tracing::error!(
+                "cannot ask systemd to restart {UNIT}: {e}; the new build runs from the next start"
+            );
+        }
+    });
+    Json(answer).into_response()
+}
+
+/// Unpacks, checks and renames the new binary over the running one.
+/// Returns what its `--version` printed.
+async fn install(store: &ArtifactStore, req: &UpgradeRequest) -> Result<String, UpgradeError> {
+    let exe = std::env::current_exe().map_err(|source| UpgradeError::Install {
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let staged = dir.join(".hostd.new");
+    let archive = store.open(&req.artifact)?;
+    let (to, expected) = (staged.clone(), req.build.clone());
+    tokio::task::spawn_blocking(move || extract(archive, &to, &expected))
+        .await
+        .map_err(|_| UpgradeError::Worker)??;
+    let version = match runs(&staged).await {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
+    };
+    let install_err = |source| UpgradeError::Install {
+        path: exe.clone(),
+        source,
+    };
+    std::fs::rename(&staged, &exe).map_err(install_err)?;
+    // The rename is durable only once the directory is synced.
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(install_err)?;
+    Ok(version)
+}
+
+/// Writes the tar's `hostd` to `to` (0755), checking its sha256.
+fn extract(archive: impl Read, to: &Path, expected: &str) -> Result<(), UpgradeError> {
+    let io = |source| UpgradeError::Install {
+        path: to.to_owned(),
+        source,
+    };
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries().map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path().map_err(io)?.into_owned();
+        let named = path.components().map(|c| c.as_os_str()).eq(["hostd"]);
+        if !named || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(to)
+            .map_err(io)?;
+        // A leftover file keeps its old mode through open(): set it.
+        out.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io)?;
+        let mut hash = Sha256::new();
+        let mut limited = entry.take(MAX_BINARY);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = limited.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(io)?;
+        }
+        out.sync_all().map_err(io)?;
+        let actual = hex(&hash.finalize());
+        if actual != expected {
+            let _ = std::fs::remove_file(to);
+            return Err(UpgradeError::Digest {
+                expected: expected.to_owned(),
+                actual,
+            });
+        }
+        return Ok(());
+    }
+    Err(UpgradeError::NoBinary)
+}
+
+/// The new build must start here and name itself: `hostd --version`.
+async fn runs(binary: &Path) -> Result<String, UpgradeError> {
+    let run = tokio::process::Command::new(binary)
+        .arg("--version")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+        Err(_) => {
+            return Err(UpgradeError::Broken(format!(
+                "`--version` ran over {VERSION_TIMEOUT:?}"
+            )));
+        }
+        Ok(Err(e)) => return Err(UpgradeError::Broken(e.to_string())),
+        Ok(Ok(out)) => out,
+    };
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !text.starts_with("hostd ") {
+        let first = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        return Err(UpgradeError::Broken(format!(
+            "`--version` exited {} printing `{text}` {first}",
+            out.status
+        )));
+    }
+    Ok(text)
+}

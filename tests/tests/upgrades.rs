@@ -1,0 +1,125 @@
+//! `hostctl upgrade-hostd`: a new hostd build pushed to a running host.
+//! hostd restarts on it; the services it manages keep running (same main
+//! processes); a build that does not run there is refused and changes
+//! nothing.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use hostctl_tests::{Sandbox, bin_dir, http_get, poll};
+use sha2::{Digest, Sha256};
+
+const SERVICES: [&str; 3] = [
+    "api@1.service",
+    "postgresql@15-main.service",
+    "redis-server.service",
+];
+
+fn main_pids(s: &Sandbox) -> Result<Vec<String>> {
+    SERVICES
+        .iter()
+        .map(|u| s.unit_property(u, "MainPID"))
+        .collect()
+}
+
+fn upgrade(s: &Sandbox, binary: &std::path::Path) -> Result<(bool, serde_json::Value)> {
+    let path = binary.to_string_lossy();
+    let out = s.hostctl(&["upgrade-hostd", "--binary", &path, "--json"])?;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.success(), summary[0].clone()))
+}
+
+fn build_reported(s: &Sandbox) -> Result<Option<String>> {
+    let (_, hosts) = s.status_json()?;
+    Ok(hosts[0]["status"]["hostd_build"]
+        .as_str()
+        .map(str::to_owned))
+}
+
+pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
+    s: &Sandbox,
+) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let original = bin_dir()?.join("hostd");
+    // Another build of the same program: trailing bytes change its digest,
+    // not what it does.
+    let mut bytes = std::fs::read(&original)?;
+    bytes.extend_from_slice(b"\nhostd upgrade trial\n");
+    let build = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let new = work.path().join("hostd");
+    std::fs::write(&new, &bytes)?;
+    std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+
+    poll("hostd to report its build", Duration::from_secs(30), || {
+        build_reported(s)
+    })?;
+    let services = main_pids(s)?;
+    let hostd = s.unit_property("hostd.service", "MainPID")?;
+    let (ok, summary) = upgrade(s, &new)?;
+    ensure!(ok && summary["outcome"] == "upgraded", "{summary}");
+    ensure!(
+        summary["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("hostd ")),
+        "{summary}"
+    );
+    ensure!(
+        build_reported(s)?.as_deref() == Some(build.as_str()),
+        "the host does not run the new build"
+    );
+    ensure!(
+        s.unit_property("hostd.service", "MainPID")? != hostd,
+        "hostd did not restart"
+    );
+    ensure!(
+        main_pids(s)? == services,
+        "a managed service restarted: {services:?} -> {:?}",
+        main_pids(s)?
+    );
+    ensure!(
+        http_get(s.health_addr()?, "/health")?.status == 200,
+        "unhealthy after the upgrade"
+    );
+
+    let (ok, summary) = upgrade(s, &new)?;
+    ensure!(
+        ok && summary["outcome"] == "unchanged",
+        "the same build again: {summary}"
+    );
+
+    // Not a hostd that runs here: refused, and nothing changes.
+    let broken = work.path().join("broken");
+    std::fs::write(&broken, "#!/bin/sh\nexit 3\n")?;
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let hostd = s.unit_property("hostd.service", "MainPID")?;
+    let (ok, summary) = upgrade(s, &broken)?;
+    ensure!(!ok && summary["outcome"] == "failed", "{summary}");
+    ensure!(
+        summary["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not run on this host")),
+        "{summary}"
+    );
+    ensure!(
+        s.unit_property("hostd.service", "MainPID")? == hostd,
+        "hostd restarted for a refused build"
+    );
+    ensure!(build_reported(s)?.as_deref() == Some(build.as_str()));
+    let dir = s.root_sh("ls -A /usr/local/lib/hostd/bin")?;
+    ensure!(dir.split_whitespace().eq(["hostd"]), "left behind: {dir}");
+
+    // The suite's own build back, for the trials after this one.
+    let (ok, summary) = upgrade(s, &original)?;
+    ensure!(ok && summary["outcome"] == "upgraded", "{summary}");
+    ensure!(main_pids(s)? == services, "a managed service restarted");
+    Ok(())
+}
