@@ -18,6 +18,20 @@ pub struct Repo {
     pub url: String,
     pub password: String,
     pub hostname: String,
+    /// `backup.prefix` as configured (`{hostname}` unreplaced).
+    pub prefix: String,
+}
+
+/// A shell command appending `[secrets]` (the sandbox's SSM prefix, the
+/// backup password) and `[backup]` (the sandbox's bucket, `prefix`, then
+/// `extra` lines) to hostd.toml. Single quotes for the shell: `extra` must
+/// not hold one.
+pub fn append_backup_config(prefix: &str, extra: &str) -> String {
+    let text = format!(
+        "[secrets]\npath = \"{PREFIX}\"\nbackup_password = \"backup_password\"\n\
+         [backup]\nbucket = \"{BUCKET}\"\nprefix = \"{prefix}\"\n{extra}"
+    );
+    format!("printf '%s\\n' '{text}' >> {CONFIG}")
 }
 
 impl Repo {
@@ -67,12 +81,8 @@ impl Sandbox {
             .map(|p| format!("\"{p}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        // Single quotes for the shell: `extra` must not hold one.
-        let edit = format!(
-            "printf '[secrets]\\npath = \"{PREFIX}\"\\nbackup_password = \"backup_password\"\\n\
-             [backup]\\nbucket = \"{BUCKET}\"\\nprefix = \"{trial}/{{hostname}}\"\\n\
-             paths = [{paths}]\\n{extra}' >> {CONFIG}"
-        );
+        let prefix = format!("{trial}/{{hostname}}");
+        let edit = append_backup_config(&prefix, &format!("paths = [{paths}]\n{extra}"));
         self.root_sh(&format!(
             "cp -p {CONFIG} {CONFIG}.good && {edit} && systemctl restart hostd"
         ))?;
@@ -80,6 +90,7 @@ impl Sandbox {
             url: format!("s3:{MOTO}/{BUCKET}/{trial}/{hostname}"),
             password,
             hostname,
+            prefix,
         };
         let result = self.wait_reconciled().and_then(|()| f(&repo));
         let restored = self.root_sh(&format!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-mod backup;
+pub mod backup;
 pub mod deploy;
 pub mod load;
 pub mod release;

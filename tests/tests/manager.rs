@@ -146,7 +146,7 @@ pub fn every_unit_verifies_and_the_api_is_confined(s: &Sandbox) -> Result<()> {
     // `Documentation=man:redis-server(1)` cannot be looked up; that says
     // nothing about the unit itself.
     let verify = s.root_sh_output(
-        "cd /etc/systemd/system && systemd-analyze verify --man=no hostd.service api@1.service \
+        "cd /etc/systemd/system && systemd-analyze verify --man=no hostd.service hostd-data.service api@1.service \
          api.socket redis-server.service postgresql@15-main.service 2>&1",
     )?;
     let text = String::from_utf8_lossy(&verify.stdout);

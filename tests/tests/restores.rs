@@ -13,6 +13,7 @@ use hostctl_tests::{Sandbox, http_get, poll};
 use hostd_api::{BackupKind, HealthReport, HealthStatus, RestoreEvent};
 
 use crate::backups::backup_now;
+use hostctl_tests::backup::append_backup_config;
 
 const PSQL: &str = "psql -XAtq 'host=/run/postgresql user=postgres dbname=api'";
 const FILES: &str = "/srv/restore-trial";
@@ -234,12 +235,14 @@ pub fn a_killed_restore_leaves_the_live_database_intact(s: &Sandbox) -> Result<(
     cleaned.map(|_| ())
 }
 
-/// The runbook as one step: a new instance from the image (the same
-/// configuration, with `restore_on_empty`) whose data volume is empty.
-/// hostd-data.service creates a new cluster on /data and marks it fresh;
-/// hostd restores the latest backup by itself and the API serves it.
-pub fn an_empty_data_volume_restores_the_latest_backup_by_itself(s: &Sandbox) -> Result<()> {
-    s.with_backups("empty-volume", &[], "restore_on_empty = true\n", |_| {
+/// The runbook as one step: the instance is lost; a new one from the same
+/// image (another host, another hostname, its data volume empty) is given
+/// the configuration with `backup.host` naming the lost host and
+/// `restore_on_empty`. hostd-data.service creates a new cluster on /data
+/// and marks it fresh; hostd restores the latest backup by itself and the
+/// API serves it.
+pub fn a_new_instance_with_an_empty_volume_restores_the_latest_backup(s: &Sandbox) -> Result<()> {
+    s.with_backups("new-instance", &[], "", |repo| {
         sql(
             s,
             "INSERT INTO notes (body) VALUES ('before the instance was lost')",
@@ -247,26 +250,37 @@ pub fn an_empty_data_volume_restores_the_latest_backup_by_itself(s: &Sandbox) ->
         let run = backup_now(s)?;
         ensure!(run.ok == Some(true), "backup: {:?}", run.error);
 
-        // The old instance is gone; the new one boots with an empty volume.
-        s.root_sh(
+        let new = Sandbox::up(&format!("{}n", s.name))?;
+        let hostname = new.root_sh("hostname")?.trim().to_owned();
+        ensure!(
+            hostname != repo.hostname,
+            "the new instance has the lost one's hostname"
+        );
+        // Its data volume is empty (the image's /data hidden by a new EBS
+        // volume); the configuration names the lost host's backups.
+        let config = append_backup_config(
+            &repo.prefix,
+            &format!("host = \"{}\"\nrestore_on_empty = true", repo.hostname),
+        );
+        new.root_sh(&format!(
             "systemctl stop hostd.service 'api@*.service' api.socket postgresql@15-main.service \
              redis-server.service hostd-data.service && rm -rf /data/postgresql /data/redis && \
-             test -z \"$(ls -A /data)\"",
-        )?;
+             test -z \"$(ls -A /data)\" && {config}"
+        ))?;
         let booted = std::time::Instant::now();
-        // What a boot starts: everything enabled, hostd-data first.
-        s.root_sh("systemctl start multi-user.target")?;
+        // What its boot starts: everything enabled, hostd-data first.
+        new.root_sh("systemctl start multi-user.target")?;
         poll(
-            "the backed-up note served again",
+            "the lost host's note served on the new one",
             Duration::from_secs(300),
-            || Ok((note_count(s, "before the instance was lost")? == 1).then_some(())),
+            || Ok((note_count(&new, "before the instance was lost")? == 1).then_some(())),
         )?;
-        api_healthy(s)?;
+        api_healthy(&new)?;
         poll(
             "the fresh-volume marker cleared",
             Duration::from_secs(60),
             || {
-                let marker = s.root_sh("ls /data/.hostd-fresh 2>/dev/null || true")?;
+                let marker = new.root_sh("ls /data/.hostd-fresh 2>/dev/null || true")?;
                 Ok(marker.trim().is_empty().then_some(()))
             },
         )?;
@@ -275,8 +289,7 @@ pub fn an_empty_data_volume_restores_the_latest_backup_by_itself(s: &Sandbox) ->
             "empty volume to restored and healthy: {:.1} s",
             booted.elapsed().as_secs_f64()
         );
-        let journal =
-            s.root_sh("journalctl -u hostd -u hostd-data --no-pager -o cat --since=-10min")?;
+        let journal = new.root_sh("journalctl -u hostd -u hostd-data --no-pager -o cat")?;
         ensure!(
             journal.contains("creating the PostgreSQL cluster in /data/postgresql/15/main"),
             "{journal}"
@@ -284,11 +297,14 @@ pub fn an_empty_data_volume_restores_the_latest_backup_by_itself(s: &Sandbox) ->
         ensure!(journal.contains("restoring the latest backup"), "{journal}");
         ensure!(journal.contains("restore finished"), "{journal}");
         // A later start does not restore again: the marker is gone.
-        sql(s, "INSERT INTO notes (body) VALUES ('after the recovery')")?;
-        s.root_sh("systemctl restart hostd")?;
-        s.wait_reconciled()?;
+        sql(
+            &new,
+            "INSERT INTO notes (body) VALUES ('after the recovery')",
+        )?;
+        new.root_sh("systemctl restart hostd")?;
+        new.wait_reconciled()?;
         ensure!(
-            note_count(s, "after the recovery")? == 1,
+            note_count(&new, "after the recovery")? == 1,
             "a restart restored over new data"
         );
         Ok(())

@@ -81,7 +81,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     backups::backup_now_writes_every_kind_that_restic_reads_checks_and_dumps,
     restores::restore_latest_puts_back_postgres_redis_and_files,
     restores::a_killed_restore_leaves_the_live_database_intact,
-    restores::an_empty_data_volume_restores_the_latest_backup_by_itself,
+    restores::a_new_instance_with_an_empty_volume_restores_the_latest_backup,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
     deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,
