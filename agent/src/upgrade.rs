@@ -194,6 +194,16 @@ async fn install(store: &ArtifactStore, req: &UpgradeRequest) -> Result<String, 
         path: exe.clone(),
         source,
     };
+    // The build being replaced stays beside it as `hostd.previous`: if the
+    // new one cannot run as a daemon (it passed `--version` only), an
+    // operator puts it back with one `mv` and a restart.
+    let previous = dir.join("hostd.previous");
+    match std::fs::remove_file(&previous) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(install_err(e)),
+    }
+    std::fs::hard_link(&exe, &previous).map_err(install_err)?;
     std::fs::rename(&staged, &exe).map_err(install_err)?;
     // The rename is durable only once the directory is synced.
     std::fs::File::open(&dir)

@@ -59,7 +59,7 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     std::fs::write(&new, &bytes)?;
     std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
 
-    poll("hostd to report its build", Duration::from_secs(30), || {
+    let replaced = poll("hostd to report its build", Duration::from_secs(30), || {
         build_reported(s)
     })?;
     let services = main_pids(s)?;
@@ -114,8 +114,18 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
         "hostd restarted for a refused build"
     );
     ensure!(build_reported(s)?.as_deref() == Some(build.as_str()));
+    // The build the upgrade replaced is kept for a manual return; the
+    // refused one left nothing.
     let dir = s.root_sh("ls -A /usr/local/lib/hostd/bin")?;
-    ensure!(dir.split_whitespace().eq(["hostd"]), "left behind: {dir}");
+    ensure!(
+        dir.split_whitespace().eq(["hostd", "hostd.previous"]),
+        "{dir}"
+    );
+    let previous = s.root_sh("sha256sum /usr/local/lib/hostd/bin/hostd.previous")?;
+    ensure!(
+        previous.starts_with(&replaced),
+        "hostd.previous is not the replaced build: {previous}"
+    );
 
     // The suite's own build back, for the trials after this one.
     let (ok, summary) = upgrade(s, &original)?;
