@@ -73,21 +73,24 @@ pub fn control_router(
         })
 }
 
+/// Every refusal of the control API: the status and an [`ErrorBody`].
+pub fn error_answer(status: StatusCode, error: String) -> Response {
+    (status, Json(ErrorBody { error })).into_response()
+}
+
+/// The status an error's `http_status()` names (500 if it is no status).
+pub fn status_of(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 fn error_response(e: &ManagerError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "{}", crate::health::error_chain(e));
-    let body = ErrorBody {
-        error: crate::health::error_chain(e),
-    };
-    (code, Json(body)).into_response()
+    error_answer(code, crate::health::error_chain(e))
 }
 
 fn secrets_error(e: &RefreshError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorBody {
-        error: e.to_string(),
-    };
-    (code, Json(body)).into_response()
+    error_answer(status_of(e.http_status()), e.to_string())
 }
 
 /// Names, versions and dates: never a value.
@@ -109,11 +112,7 @@ async fn secrets_sync(State(st): State<ControlState>) -> Response {
 }
 
 fn backup_error(e: &BackupError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorBody {
-        error: e.to_string(),
-    };
-    (code, Json(body)).into_response()
+    error_answer(status_of(e.http_status()), e.to_string())
 }
 
 async fn backups_list(State(st): State<ControlState>) -> Response {
@@ -139,12 +138,9 @@ async fn backup_now(
 }
 
 fn restore_error(e: &RestoreError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "restore refused: {e}");
-    let body = ErrorBody {
-        error: e.to_string(),
-    };
-    (code, Json(body)).into_response()
+    error_answer(code, e.to_string())
 }
 
 /// Refusals (unknown snapshot, lock held, leftovers of an earlier restore)
@@ -214,10 +210,10 @@ async fn service_action(
         "stop" => ServiceAction::Stop,
         "restart" => ServiceAction::Restart,
         other => {
-            let body = ErrorBody {
-                error: format!("unknown action `{other}`; use start, stop or restart"),
-            };
-            return (StatusCode::NOT_FOUND, Json(body)).into_response();
+            return error_answer(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`; use start, stop or restart"),
+            );
         }
     };
     tracing::info!(service = name, action = action.as_str(), "hostctl request");

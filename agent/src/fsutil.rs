@@ -48,6 +48,11 @@ fn write_atomically_as(
     f.sync_all()?;
     std::fs::rename(&tmp, dest)?;
     // The rename is durable only once the directory is synced.
+    sync_dir(dir)
+}
+
+/// fsync of a directory: what makes a rename or link in it durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -12,13 +12,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::{State, rejection::JsonRejection};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hostd_api::{ErrorBody, UpgradeAnswer, UpgradeRequest};
+use hostd_api::{UpgradeAnswer, UpgradeRequest};
 use sha2::{Digest, Sha256};
 
+use crate::deploy::artifacts::{hex, sha256_hex};
 use crate::deploy::{ArtifactError, ArtifactStore, Deployer};
 use crate::oplock::{Holder, LockError};
 
@@ -66,20 +66,7 @@ impl UpgradeError {
 
 /// sha256 of a file, streamed.
 pub fn build_of(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex(&hash.finalize()));
-        }
-        hash.update(&buf[..n]);
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(std::fs::File::open(path)?)
 }
 
 /// The running binary's build, hashed once in the background at start.
@@ -107,12 +94,9 @@ pub fn router(d: Deployer, build: Arc<OnceLock<String>>) -> Router {
 }
 
 fn refuse(e: &UpgradeError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = crate::control::status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "hostd upgrade refused: {e}");
-    let body = ErrorBody {
-        error: crate::health::error_chain(e),
-    };
-    (code, Json(body)).into_response()
+    crate::control::error_answer(code, crate::health::error_chain(e))
 }
 
 async fn upgrade(
@@ -121,15 +105,7 @@ async fn upgrade(
 ) -> Response {
     let Json(req) = match req {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                e.status(),
-                Json(ErrorBody {
-                    error: e.body_text(),
-                }),
-            )
-                .into_response();
-        }
+        Err(e) => return crate::control::error_answer(e.status(), e.body_text()),
     };
     tracing::info!(
         build = req.build,
@@ -206,9 +182,7 @@ async fn install(store: &ArtifactStore, req: &UpgradeRequest) -> Result<String, 
     std::fs::hard_link(&exe, &previous).map_err(install_err)?;
     std::fs::rename(&staged, &exe).map_err(install_err)?;
     // The rename is durable only once the directory is synced.
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(install_err)?;
+    crate::fsutil::sync_dir(&dir).map_err(install_err)?;
     Ok(version)
 }
 

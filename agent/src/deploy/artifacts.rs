@@ -196,17 +196,8 @@ where
 /// Decompresses `path` and compares the sha256 of the tar with `expected`.
 fn verify(path: &Path, expected: &str) -> Result<(), ArtifactError> {
     let file = std::fs::File::open(path).map_err(io("open", path))?;
-    let mut decoder = zstd::Decoder::new(file).map_err(ArtifactError::NotZstd)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = decoder.read(&mut buf).map_err(ArtifactError::NotZstd)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let actual = hex(&hasher.finalize());
+    let decoder = zstd::Decoder::new(file).map_err(ArtifactError::NotZstd)?;
+    let actual = sha256_hex(decoder).map_err(ArtifactError::NotZstd)?;
     if actual == expected {
         Ok(())
     } else {
@@ -217,7 +208,20 @@ fn verify(path: &Path, expected: &str) -> Result<(), ArtifactError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The sha256 of everything `r` yields, lowercase hex.
+pub fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex(&hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         use std::fmt::Write as _;
         let _ = write!(s, "{b:02x}");
@@ -226,9 +230,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ArtifactError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync", dir))
+    crate::fsutil::sync_dir(dir).map_err(io("sync", dir))
 }
 
 /// The sha256 of `data`, hex; for tests and tools.

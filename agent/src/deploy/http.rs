@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostd_api::{
-    ArtifactInfo, DeployRequest, ErrorBody, LockHolder, LockStatus, ReleasesList, RollbackRequest,
+    ArtifactInfo, DeployRequest, LockHolder, LockStatus, ReleasesList, RollbackRequest,
 };
 
 use super::{DeployError, Deployer, run};
@@ -30,12 +30,9 @@ pub fn router(d: Deployer) -> Router {
 }
 
 fn error(e: &DeployError) -> Response {
-    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = crate::control::status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "deploy request refused: {e}");
-    let body = ErrorBody {
-        error: crate::health::error_chain(e),
-    };
-    (code, Json(body)).into_response()
+    crate::control::error_answer(code, crate::health::error_chain(e))
 }
 
 async fn artifact_info(State(d): State<Deployer>, UrlPath(digest): UrlPath<String>) -> Response {
@@ -185,13 +182,13 @@ async fn lock_status(State(d): State<Deployer>) -> Json<LockStatus> {
 async fn lock_release(State(d): State<Deployer>) -> Response {
     let now = lock_now(&d);
     if let Some(h) = &now.holder {
-        let body = ErrorBody {
-            error: format!(
+        return crate::control::error_answer(
+            StatusCode::CONFLICT,
+            format!(
                 "the lock is held by `{}` (by {} since {}), which hostd (pid {}) is running now: it is not stale and ends by itself; `hostctl status` shows its progress",
                 h.operation, h.requested_by, h.since, h.pid
             ),
-        };
-        return (StatusCode::CONFLICT, Json(body)).into_response();
+        );
     }
     d.recovered
         .lock()

@@ -84,9 +84,7 @@ impl Releases {
         let target = Path::new(RELEASES).join(version);
         std::os::unix::fs::symlink(&target, &tmp).map_err(io("create", &tmp))?;
         std::fs::rename(&tmp, &link).map_err(io("replace", &link))?;
-        std::fs::File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync", &self.root))
+        crate::fsutil::sync_dir(&self.root).map_err(io("sync", &self.root))
     }
 
     /// Installed versions, oldest first (by directory modification time).
