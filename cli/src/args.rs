@@ -320,6 +320,12 @@ pub(crate) fn parse_lock_wait(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 0s or 10m)"))
 }
 
+/// Whole seconds for hostd's and ssh's second-granular settings, rounded
+/// up so that "500ms" still means "wait".
+pub(crate) fn seconds_rounded_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if d.is_zero() => Err("must be more than zero".into()),

@@ -205,9 +205,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(deploy::rollback(scope, &a).await?)
         }
         Command::Releases(a) => {
-            let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
+            let r = &a.read;
+            let scope = deploy::Scope::resolve(&cli.global, r.host.as_deref(), &current_dir()?)?;
             let unit = scope.service(a.service.as_deref())?.unit.clone();
-            Ok(deploy::inspect::releases(&scope.targets.hosts, &unit, a.json, a.timeout).await?)
+            Ok(deploy::inspect::releases(&scope.targets.hosts, &unit, r.json, r.timeout).await?)
         }
         Command::Lock(cmd) => {
             let (deploy::args::LockCommand::Status(a) | deploy::args::LockCommand::Release(a)) =

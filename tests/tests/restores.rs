@@ -49,6 +49,14 @@ fn leftovers(s: &Sandbox) -> Result<String> {
     Ok(format!("{}{}", dbs.trim(), paths.trim()))
 }
 
+/// Waits for hostd to remove a marker file it clears when done.
+fn marker_cleared(s: &Sandbox, path: &str) -> Result<()> {
+    poll(&format!("{path} cleared"), Duration::from_secs(60), || {
+        let marker = s.root_sh(&format!("ls {path} 2>/dev/null || true"))?;
+        Ok(marker.trim().is_empty().then_some(()))
+    })
+}
+
 fn api_healthy(s: &Sandbox) -> Result<()> {
     poll(
         "the API healthy in /health",
@@ -220,14 +228,7 @@ pub fn a_killed_restore_leaves_the_live_database_intact(s: &Sandbox) -> Result<(
         );
         // The recovery clears its marker last, after starting the API
         // again, which the manager may already have done by itself.
-        poll(
-            "the restore marker cleared",
-            Duration::from_secs(60),
-            || {
-                let marker = s.root_sh("ls /var/lib/hostd/restore.json 2>/dev/null || true")?;
-                Ok(marker.trim().is_empty().then_some(()))
-            },
-        )?;
+        marker_cleared(s, "/var/lib/hostd/restore.json")?;
         Ok(())
     });
     let cleaned = sql(s, "DROP TABLE IF EXISTS restore_bulk");
@@ -276,14 +277,7 @@ pub fn a_new_instance_with_an_empty_volume_restores_the_latest_backup(s: &Sandbo
             || Ok((note_count(&new, "before the instance was lost")? == 1).then_some(())),
         )?;
         api_healthy(&new)?;
-        poll(
-            "the fresh-volume marker cleared",
-            Duration::from_secs(60),
-            || {
-                let marker = new.root_sh("ls /data/.hostd-fresh 2>/dev/null || true")?;
-                Ok(marker.trim().is_empty().then_some(()))
-            },
-        )?;
+        marker_cleared(&new, "/data/.hostd-fresh")?;
         // A figure for the README's runbook, not an assertion.
         eprintln!(
             "empty volume to restored and healthy: {:.1} s",

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use hostctl_tests::deploy::digest;
 use hostctl_tests::{Sandbox, bin_dir, http_get, poll};
-use sha2::{Digest, Sha256};
 
 const SERVICES: [&str; 3] = [
     "api@1.service",
@@ -51,10 +51,7 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     // not what it does.
     let mut bytes = std::fs::read(&original)?;
     bytes.extend_from_slice(b"\nhostd upgrade trial\n");
-    let build = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let build = digest(&bytes);
     let new = work.path().join("hostd");
     std::fs::write(&new, &bytes)?;
     std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;

@@ -66,29 +66,23 @@ pub struct ReleasesArgs {
     /// The service [default: the only [services.NAME] in hostctl.toml]
     #[arg(long, value_name = "SERVICE", value_parser = parse_service_name)]
     pub service: Option<String>,
-    /// Read this host of the environment only
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-    /// Print a JSON array (one object per host) instead of text
-    #[arg(long)]
-    pub json: bool,
-    /// Give up on a host that has not answered after this long
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Who holds each host's operations lock, since when, for what
-    Status(LockArgs),
+    Status(ReadArgs),
     /// Release a host's lock: refused while hostd runs the operation
     /// holding it (the lock lives in hostd, so no dead process can hold
     /// it); clears what hostd's recovery reported
-    Release(LockArgs),
+    Release(ReadArgs),
 }
 
+/// Reading (or clearing) something on every host at once.
 #[derive(Debug, Args)]
-pub struct LockArgs {
+pub struct ReadArgs {
     /// This host of the environment only
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,

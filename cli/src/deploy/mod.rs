@@ -139,10 +139,9 @@ pub struct Fleet {
 impl From<&args::FleetArgs> for Fleet {
     fn from(a: &args::FleetArgs) -> Self {
         use std::io::IsTerminal;
-        let w = a.lock_wait;
         Self {
             batch_size: a.batch_size.max(1) as usize,
-            lock_wait_seconds: w.as_secs() + u64::from(w.subsec_nanos() > 0),
+            lock_wait_seconds: crate::args::seconds_rounded_up(a.lock_wait),
             timeout: a.timeout,
             json: a.json,
             progress: !a.json && std::io::stderr().is_terminal(),

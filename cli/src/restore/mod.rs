@@ -135,8 +135,7 @@ impl RestoreSettings {
             dry_run: args.dry_run,
             yes: args.yes,
             json: args.json,
-            // Round up: "500ms" still means "wait".
-            lock_wait_seconds: lock_wait.as_secs() + u64::from(lock_wait.subsec_nanos() > 0),
+            lock_wait_seconds: crate::args::seconds_rounded_up(lock_wait),
             timeout: args.timeout,
             requested_by: requested_by(),
             stdin_tty: std::io::stdin().is_terminal(),

@@ -68,10 +68,9 @@ pub fn ssh_args(target: &HostTarget, control_dir: &Path, remote: &[&str]) -> Vec
     args
 }
 
-/// ConnectTimeout takes whole seconds; round up so "500ms" still waits.
+/// ConnectTimeout takes whole seconds, at least one.
 fn whole_seconds(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
+    crate::args::seconds_rounded_up(d).max(1)
 }
 
 /// Where ssh keeps its ControlMaster sockets: `$XDG_RUNTIME_DIR/hostctl-ssh`,
