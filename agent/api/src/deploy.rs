@@ -56,6 +56,9 @@ pub struct DeployRequest {
     #[serde(default)]
     pub hooks: DeployHooks,
     pub hook_timeout_seconds: u64,
+    /// Tasks run before the switch, after the `pre_switch` hook, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_switch_tasks: Vec<crate::TaskSpec>,
     /// Releases kept on the host (the current one and the rollback target
     /// are always kept).
     pub keep: u32,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod backup;
 pub mod deploy;
+pub mod jobs;
 pub mod restore;
 
 pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
@@ -13,6 +14,7 @@ pub use deploy::{
     ArtifactInfo, DeployEvent, DeployHooks, DeployOutcome, DeployRequest, HealthGate, LedgerEntry,
     LockHolder, LockStatus, ReleasesList, RollbackRequest,
 };
+pub use jobs::{JobRun, JobStatus, JobsList, RunEvent, TaskRequest, TaskSpec};
 pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 
 /// Where hostd serves its control API unless hostd.toml says otherwise.

@@ -219,6 +219,7 @@ pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, Depl
             post_deploy: svc.hooks.post_deploy.clone(),
         },
         hook_timeout_seconds: svc.hook_timeout.as_secs().max(1),
+        pre_switch_tasks: Vec::new(),
         keep: svc.keep,
         requested_by: crate::restore::requested_by(),
         lock_wait_seconds: fleet.lock_wait_seconds,
