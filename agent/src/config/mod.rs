@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod backup;
+mod jobs;
 mod secrets;
 mod sections;
 mod values;
 
 pub use backup::*;
+pub use jobs::*;
 pub use secrets::*;
 pub use sections::*;
 pub use values::*;
@@ -63,6 +65,9 @@ pub struct Config {
     /// None: hostd takes no backups.
     #[serde(default)]
     pub backup: Option<BackupConfig>,
+    /// Scheduled jobs, keyed by name (`cleanup`, `sitemap`).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -173,12 +178,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, svc) in &self.services {
             let key = |k: &str| format!("services.{name}.{k}");
-            let valid_name = !name.is_empty()
-                && name.len() <= 32
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !valid_name {
+            if !is_plain_name(name) {
                 return Err((
                     format!("services.{name}"),
                     "service names are 1 to 32 of a-z, 0-9 and -".into(),
@@ -244,6 +244,16 @@ impl Config {
                     "must be above zero and at most backoff_max".into(),
                 ));
             }
+        }
+        for (name, job) in &self.jobs {
+            if !is_plain_name(name) {
+                return Err((
+                    format!("jobs.{name}"),
+                    "job names are 1 to 32 of a-z, 0-9 and -".into(),
+                ));
+            }
+            job.validate(&self.services)
+                .map_err(|(k, message)| (format!("jobs.{name}.{k}"), message))?;
         }
         let c = &self.checks;
         // The parsers' messages describe the problem without repeating the
@@ -335,6 +345,15 @@ impl Config {
             }
         })
     }
+}
+
+/// Service and job names: they become parts of unit and file names.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Names hostd puts into SQL unquoted; anything else is refused at load.

@@ -1,6 +1,7 @@
-//! Deploy hooks (`pre_switch`, `post_deploy`): a shell command run on the
-//! host as a transient systemd service with the app's user, environment and
-//! credentials ([`ExecContext`]), in the new release's directory. systemd
+//! Deploy hooks (`pre_switch`, `post_deploy`) and tasks (`migrate`, run
+//! before a switch or by `hostctl run`): a shell command run on the host as
+//! a transient systemd service with the app's user, environment and
+//! credentials ([`ExecContext`]), in a release's directory. systemd
 //! enforces the time limit; the output comes back line by line.
 
 use std::path::Path;
@@ -34,14 +35,60 @@ pub enum HookError {
 }
 
 pub struct Hook<'a> {
-    /// `pre_switch` or `post_deploy`.
+    /// `pre_switch`, `post_deploy` or `task migrate`: for messages.
     pub phase: &'a str,
+    /// The transient unit: see [`unit_name`].
+    pub unit: String,
     pub command: &'a str,
     pub service: &'a str,
     pub version: &'a str,
     pub release_dir: &'a Path,
     pub context: &'a ExecContext,
     pub timeout: Duration,
+}
+
+/// Hooks of one hostd run get distinct unit names even when two run at once
+/// (a deploy's task and `hostctl run` of another service).
+static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// How a hook's command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// systemd-run passes on the command's exit status; 255 for a command
+    /// killed by a signal, 1 for other failures (a timeout).
+    pub code: Option<i32>,
+    pub timed_out: bool,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// systemd's word for it, as a job's `Result=` would say.
+    pub fn result(&self) -> &'static str {
+        match self.code {
+            Some(0) => "success",
+            _ if self.timed_out => "timeout",
+            Some(255) | None => "signal",
+            Some(_) => "exit-code",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.code {
+            _ if self.timed_out => "timed out".into(),
+            Some(c) => format!("exit status {c}"),
+            None => "killed".into(),
+        }
+    }
+}
+
+/// A fresh transient unit name for a hook of `service`; `slug` is one word
+/// of a-z, 0-9 and - (`pre-switch`, `task-migrate`).
+pub fn unit_name(service: &str, slug: &str) -> String {
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("hostd-hook-{service}-{slug}-{}-{n}", std::process::id())
 }
 
 impl Hook<'_> {
@@ -52,12 +99,7 @@ impl Hook<'_> {
             "--pipe".into(),
             "--collect".into(),
             "--service-type=exec".into(),
-            format!(
-                "--unit=hostd-hook-{}-{}-{}",
-                self.service,
-                self.phase.replace('_', "-"),
-                std::process::id()
-            ),
+            format!("--unit={}", self.unit),
             format!(
                 "--description=hostd {} hook of {}",
                 self.phase, self.service
@@ -81,13 +123,43 @@ impl Hook<'_> {
         args
     }
 
-    /// Runs the hook to its end; each output line goes to `line`.
+    /// Runs the hook; each output line goes to `line`. A non-zero end is
+    /// an error carrying the last lines.
     pub async fn run(&self, mut line: impl FnMut(String)) -> Result<(), HookError> {
+        let mut tail = std::collections::VecDeque::new();
+        let exit = self
+            .run_to_end(|text| {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(text.clone());
+                line(text);
+            })
+            .await?;
+        if exit.success() {
+            return Ok(());
+        }
+        Err(HookError::Failed {
+            phase: self.phase.to_owned(),
+            command: self.command.to_owned(),
+            status: exit.describe(),
+            tail: Vec::from(tail).join("\n"),
+        })
+    }
+
+    /// Runs the hook to its end, whatever its exit status; each output
+    /// line goes to `line`.
+    pub async fn run_to_end(&self, mut line: impl FnMut(String)) -> Result<Exit, HookError> {
         tracing::info!(
             phase = self.phase,
             command = self.command,
             "running deploy hook"
         );
+        let started = std::time::Instant::now();
+        let spawn_err = |source| HookError::Spawn {
+            phase: self.phase.to_owned(),
+            source,
+        };
         let mut child = tokio::process::Command::new("systemd-run")
             .args(self.args())
             .stdin(Stdio::null())
@@ -95,11 +167,7 @@ impl Hook<'_> {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| HookError::Spawn {
-                phase: self.phase.to_owned(),
-                source,
-            })?;
-        let mut tail = std::collections::VecDeque::new();
+            .map_err(spawn_err)?;
         let mut out = child.stdout.take().map(|o| BufReader::new(o).lines());
         let mut err = child.stderr.take().map(|e| BufReader::new(e).lines());
         // Both streams to their ends (systemd bounds the run), interleaved
@@ -118,31 +186,19 @@ impl Hook<'_> {
                         }
                         text.truncate(cut);
                     }
-                    if tail.len() == TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(text.clone());
                     line(text);
                 }
                 Err(true) => out = None,
                 Err(false) => err = None,
             }
         }
-        let status = child.wait().await;
-        let failed = |status: String| HookError::Failed {
-            phase: self.phase.to_owned(),
-            command: self.command.to_owned(),
-            status,
-            tail: Vec::from(tail.clone()).join("\n"),
-        };
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(failed(match s.code() {
-                Some(c) => format!("exit status {c}"),
-                None => "killed".into(),
-            })),
-            Err(e) => Err(failed(format!("cannot wait for systemd-run: {e}"))),
-        }
+        let status = child.wait().await.map_err(spawn_err)?;
+        Ok(Exit {
+            code: status.code(),
+            // systemd stops the unit at RuntimeMaxSec; systemd-run then
+            // says 1, which a command's own `exit 1` also says.
+            timed_out: !status.success() && started.elapsed() >= self.timeout,
+        })
     }
 }
 
@@ -167,6 +223,7 @@ mod tests {
         };
         let hook = Hook {
             phase: "pre_switch",
+            unit: unit_name("api", "pre-switch"),
             command: "bin/migrate --all",
             service: "api",
             version: "v2",
@@ -184,6 +241,11 @@ mod tests {
             args[4..]
                 .iter()
                 .any(|a| a.starts_with("--unit=hostd-hook-api-pre-switch-"))
+        );
+        assert_ne!(
+            unit_name("api", "pre-switch"),
+            unit_name("api", "pre-switch"),
+            "two runs of one hook get distinct unit names"
         );
         // The command is one argument after `--`: nothing parses it but sh.
         assert_eq!(

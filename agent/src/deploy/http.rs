@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostd_api::{
     ArtifactInfo, DeployRequest, LockHolder, LockStatus, ReleasesList, RollbackRequest,
+    TaskRequest,
 };
 
 use super::{DeployError, Deployer, run};
@@ -24,6 +25,7 @@ pub fn router(d: Deployer) -> Router {
         )
         .route(&format!("{v}/deploy"), post(deploy))
         .route(&format!("{v}/rollback"), post(rollback))
+        .route(&format!("{v}/tasks/run"), post(run_task))
         .route(&format!("{v}/releases/{{unit}}"), get(releases))
         .route(&format!("{v}/lock"), get(lock_status).delete(lock_release))
         .with_state(d)
@@ -116,6 +118,20 @@ async fn rollback(
         guard,
         events,
     ));
+    crate::control::ndjson(rx)
+}
+
+/// Refused (unknown unit, nothing deployed, lock held) before anything
+/// ran; otherwise the run's events. Like a deploy, it runs to its end in
+/// its own task.
+async fn run_task(State(d): State<Deployer>, Json(req): Json<TaskRequest>) -> Response {
+    tracing::info!(unit = req.unit, task = req.task, by = req.requested_by, "hostctl run");
+    let accepted = match super::tasks::accept(&d, &req) {
+        Ok(a) => a,
+        Err(e) => return error(&e),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(super::tasks::run(d, req, accepted, tx));
     crate::control::ndjson(rx)
 }
 

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod marker;
 pub mod releases;
 mod run;
+pub mod tasks;
 pub mod unpack;
 
 use std::path::PathBuf;
@@ -67,6 +68,10 @@ pub enum DeployError {
     },
     #[error("health path `{0}` must start with /")]
     BadGate(String),
+    #[error("task `{0}`: names are 1 to 32 of a-z, 0-9 and -, and the command must not be empty")]
+    BadTask(String),
+    #[error("{0} has no release yet: deploy one first (hostctl deploy)")]
+    NothingDeployed(String),
 }
 
 fn list(names: &[String]) -> String {
@@ -82,7 +87,8 @@ impl DeployError {
         match self {
             Self::UnknownUnit { .. } | Self::NoPrevious { .. } | Self::NotInstalled { .. } => 404,
             Self::Artifact(e) => e.http_status(),
-            Self::Release(ReleaseError::BadVersion(_)) | Self::BadGate(_) => 422,
+            Self::Release(ReleaseError::BadVersion(_)) | Self::BadGate(_) | Self::BadTask(_) => 422,
+            Self::NothingDeployed(_) => 409,
             Self::Release(_) | Self::Ledger(_) => 500,
             Self::Lock(_) | Self::VersionTaken { .. } => 409,
         }

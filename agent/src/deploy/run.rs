@@ -97,6 +97,9 @@ pub async fn take_lock(
 pub fn check_deploy(d: &Deployer, req: &DeployRequest) -> Result<Target, DeployError> {
     let target = d.target(&req.unit)?;
     super::gate(&req.health)?;
+    for task in &req.pre_switch_tasks {
+        super::tasks::check_task(&task.name, &task.command)?;
+    }
     let releases = target.releases();
     releases.dir(&req.version)?;
     if d.artifacts.size(&req.artifact)?.is_none() {
@@ -213,6 +216,17 @@ async fn deploy_steps(
             .await
             .map_err(|e| failed(&e))?;
     }
+    for task in &req.pre_switch_tasks {
+        let step = HookStep {
+            phase: format!("task {}", task.name),
+            slug: format!("task-{}", task.name),
+            command: &task.command,
+            timeout: Duration::from_secs(task.timeout_seconds.max(1)),
+        };
+        run_step(events, target, req, &step, &context)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
     let m = Marker {
         service: target.service.clone(),
         from: previous.clone(),
@@ -255,6 +269,14 @@ async fn deploy_steps(
     Ok(warning)
 }
 
+/// A hook or task of a deploy, as a step of its event stream.
+struct HookStep<'a> {
+    phase: String,
+    slug: String,
+    command: &'a str,
+    timeout: Duration,
+}
+
 async fn run_hook(
     events: &Events,
     target: &Target,
@@ -263,25 +285,42 @@ async fn run_hook(
     command: &str,
     context: &crate::systemd::ExecContext,
 ) -> Result<(), super::hooks::HookError> {
-    let t = events.step(phase);
+    let step = HookStep {
+        phase: phase.to_owned(),
+        slug: phase.replace('_', "-"),
+        command,
+        timeout: Duration::from_secs(req.hook_timeout_seconds.max(1)),
+    };
+    run_step(events, target, req, &step, context).await
+}
+
+async fn run_step(
+    events: &Events,
+    target: &Target,
+    req: &DeployRequest,
+    step: &HookStep<'_>,
+    context: &crate::systemd::ExecContext,
+) -> Result<(), super::hooks::HookError> {
+    let t = events.step(&step.phase);
     let dir = target.release_dir.join("releases").join(&req.version);
     let hook = Hook {
-        phase,
-        command,
+        phase: &step.phase,
+        unit: super::hooks::unit_name(&target.service, &step.slug),
+        command: step.command,
         service: &target.service,
         version: &req.version,
         release_dir: &dir,
         context,
-        timeout: Duration::from_secs(req.hook_timeout_seconds.max(1)),
+        timeout: step.timeout,
     };
     hook.run(|line| {
         events.send(DeployEvent::Output {
-            step: phase.to_owned(),
+            step: step.phase.clone(),
             line,
         })
     })
     .await?;
-    events.done(phase, t);
+    events.done(&step.phase, t);
     Ok(())
 }
 
