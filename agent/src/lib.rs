@@ -12,6 +12,7 @@ pub mod dial;
 pub mod fsutil;
 pub mod health;
 pub mod instance;
+pub mod jobs;
 pub mod manager;
 pub mod metrics;
 pub mod notify;
@@ -74,6 +75,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if !synced.written.is_empty() {
         systemd.enable(&synced.installable).await?;
     }
+    let jobs = jobs::Jobs::new(Arc::clone(&config), systemd.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let manager = manager::spawn(
         systemd.clone(),
@@ -143,8 +145,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     // Same as a restore's: after the manager is up, in the background.
     tokio::spawn(deploy::marker::recover(deployer.clone()));
+    let jobs_task = jobs::spawn(jobs.clone(), stop_rx.clone());
     let mut probes = health::Probes::from_config(&config, Some(secrets));
     probes.backup = config.backup.as_ref().map(|_| backup_handle.state());
+    probes.jobs = Some(jobs.status());
     let (snapshot, checker) = health::spawn_checker(
         Arc::new(systemd),
         Arc::clone(&config),
@@ -188,6 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             restorer,
         )
         .merge(deploy::http::router(deployer))
+        .merge(jobs::http::router(jobs))
         .merge(upgrades)
         .into_make_service_with_connect_info::<control::Peer>(),
     )
@@ -217,6 +222,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(emf) = emf {
         let _ = emf.await;
     }
+    let _ = jobs_task.await;
     if let Some(w) = watchdog {
         w.abort();
     }

@@ -333,3 +333,44 @@ fn service_secrets_are_checked_names_and_need_a_secrets_section() {
         "no [secrets]: nothing"
     );
 }
+
+const APP: &str = "[services.api]\nunit = \"api@.service\"\nrelease_dir = \"/srv/api\"\n";
+
+#[test]
+fn jobs_parse_with_defaults() -> Result<(), ConfigError> {
+    let c = parse(&format!(
+        "{APP}[jobs.cleanup]\nservice = \"api\"\ncommand = \"bin/cleanup\"\nschedule = \"*-*-* 03:00:00\"\n\
+         [jobs.report]\ncommand = \"/usr/local/bin/report\"\nschedule = \"hourly\"\ntimeout = \"5m\"\nrandomized_delay = \"30s\"\n"
+    ))?;
+    assert_eq!(c.jobs.len(), 2);
+    assert_eq!(c.jobs["cleanup"].timeout.0, Duration::from_secs(3600));
+    assert_eq!(c.jobs["report"].randomized_delay.0, Duration::from_secs(30));
+    Ok(())
+}
+
+#[test]
+fn a_bad_schedule_names_the_job_line_and_value() {
+    let e = error_text(&format!(
+        "{APP}[jobs.cleanup]\nservice = \"api\"\ncommand = \"bin/cleanup\"\nschedule = \"every tuesday-ish\"\n"
+    ));
+    assert!(e.contains(":7: key `jobs.cleanup.schedule`"), "{e}");
+    assert!(e.contains("\"every tuesday-ish\" is not a systemd calendar expression"), "{e}");
+    // Systemd's own parser decides: this one it takes, a 25th hour it does not.
+    let e = error_text("[jobs.x]\ncommand = \"/bin/true\"\nschedule = \"*-*-* 25:00:00\"\n");
+    assert!(e.contains("key `jobs.x.schedule`"), "{e}");
+}
+
+#[test]
+fn a_job_names_a_deployable_service_or_an_absolute_command() {
+    let e = error_text("[jobs.x]\nservice = \"web\"\ncommand = \"bin/x\"\nschedule = \"daily\"\n");
+    assert!(e.contains("key `jobs.x.service`"), "{e}");
+    assert!(e.contains("not an app service"), "{e}");
+    let e = error_text("[jobs.x]\ncommand = \"bin/x\"\nschedule = \"daily\"\n");
+    assert!(e.contains("key `jobs.x.command`") && e.contains("absolute path"), "{e}");
+    let e = error_text("[jobs.x]\ncommand = \"/bin/x\\nrm -rf /\"\nschedule = \"daily\"\n");
+    assert!(e.contains("key `jobs.x.command`"), "{e}");
+    let e = error_text("[jobs.x]\ncommand = \"/bin/x\"\nschedule = \"daily\"\noverlap = true\n");
+    assert!(e.contains("key `jobs.x.overlap`"), "{e}");
+    let e = error_text("[jobs.X]\ncommand = \"/bin/x\"\nschedule = \"daily\"\n");
+    assert!(e.contains("key `jobs.X`"), "{e}");
+}

@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub round_started: tokio::time::Instant,
     /// With `[backup]`: the backup figures of this round.
     pub backup: Option<crate::backup::health::BackupFigures>,
+    /// The scheduled jobs as the observer last saw them.
+    pub jobs: Vec<hostd_api::JobStatus>,
 }
 
 impl Snapshot {
@@ -46,6 +48,7 @@ impl Snapshot {
             system: SystemSample::default(),
             round_started: tokio::time::Instant::now(),
             backup: None,
+            jobs: Vec::new(),
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct Probes {
     pub secrets: Option<watch::Receiver<crate::secrets::SecretsState>>,
     /// What the backup task publishes, when `[backup]` is configured.
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
+    /// What the jobs observer publishes (one entry per `[jobs.NAME]`).
+    pub jobs: Option<watch::Receiver<Vec<hostd_api::JobStatus>>>,
 }
 
 impl Probes {
@@ -92,6 +97,7 @@ impl Probes {
             system,
             secrets,
             backup: None,
+            jobs: None,
         }
     }
 }

@@ -58,7 +58,18 @@ pub async fn check_once<S: UnitStates>(
         components.push(crate::backup::health::component(&st, b.max_age.0, now));
         backup = Some(crate::backup::health::figures(&st, now));
     }
+    let jobs = probes
+        .jobs
+        .as_ref()
+        .map(|rx| rx.borrow().clone())
+        .unwrap_or_default();
+    components.extend(jobs.iter().map(|j| ComponentHealth {
+        name: format!("job:{}", j.name),
+        status: j.health,
+        reason: j.reason.clone(),
+    }));
     let mut snap = Snapshot::new(units, report(components));
+    snap.jobs = jobs;
     snap.backup = backup;
     snap.system = sample.unwrap_or_else(SystemSample::default);
     snap.round_started = round_started;

@@ -115,6 +115,7 @@ fn probes(pg: Result<(), CheckError>, system: SystemSample) -> (Probes, Arc<Fake
         system: Some(Arc::new(FakeSystem(system))),
         secrets: None,
         backup: None,
+        jobs: None,
     };
     (p, pg)
 }

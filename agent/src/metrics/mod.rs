@@ -60,6 +60,33 @@ pub(crate) fn services(view: &ManagerView) -> BTreeSet<String> {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Per job: whether its last run succeeded and when it started, so an
+/// alert can fire on a failure or on a job gone quiet.
+fn register_jobs(reg: &mut Registry, jobs: &[hostd_api::JobStatus]) {
+    let ok = Family::<Labels, Gauge>::default();
+    let started = Family::<Labels, FloatGauge>::default();
+    for j in jobs {
+        let Some(run) = &j.last_run else { continue };
+        let l = vec![("job", j.name.clone())];
+        ok.get_or_create(&l).set(i64::from(run.succeeded()));
+        if let Ok(t) = humantime::parse_rfc3339(&run.started)
+            && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
+        {
+            started.get_or_create(&l).set(d.as_secs_f64());
+        }
+    }
+    reg.register(
+        "hostd_job_last_run_success",
+        "1 if the job's last finished run succeeded",
+        ok,
+    );
+    reg.register(
+        "hostd_job_last_run_started_seconds",
+        "When the job's last finished run started (Unix time)",
+        started,
+    );
+}
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The Prometheus text exposition of one snapshot. A registry per scrape:
@@ -116,6 +143,7 @@ pub fn render(snap: &Snapshot, view: &ManagerView) -> Result<String, MetricsErro
         "0 healthy, 1 degraded, 2 unhealthy",
         components,
     );
+    register_jobs(&mut reg, &snap.jobs);
     let overall = Gauge::<i64>::default();
     overall.set(health_value(snap.report.status));
     reg.register(

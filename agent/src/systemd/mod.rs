@@ -11,8 +11,10 @@ use crate::config::UnitName;
 
 mod exec;
 mod jobs;
+mod timers;
 pub use exec::ExecContext;
 pub use jobs::{JobError, JobKind, ServiceOutcome, journal_tail};
+pub use timers::{RunState, TimerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {

@@ -1,0 +1,291 @@
+//! Scheduled jobs (`[jobs.NAME]` in hostd.toml): hostd generates a systemd
+//! timer and service for each ([`units`]), removes those of jobs no longer
+//! configured, records every run ([`records`]), and judges each job's health
+//! ([`status`]): a failed last run or a missed one makes /health degraded.
+//! `hostctl jobs run NAME` starts the job's own unit now and streams its
+//! journal ([`run`]).
+
+pub mod http;
+pub mod records;
+mod run;
+pub mod status;
+pub mod units;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use hostd_api::{ActiveState, JobRun, JobStatus};
+use tokio::sync::watch;
+
+use crate::config::{Config, UnitName};
+use crate::systemd::{JobKind, Systemd};
+use records::{Record, Records};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("no job `{name}` here; configured jobs: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
+    Unknown { name: String, known: Vec<String> },
+    #[error("job {name} is running (since {since}); it does not overlap with itself")]
+    Running { name: String, since: String },
+    #[error("cannot install the units of job {name} in {path}")]
+    Write {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[error(transparent)]
+    Job(#[from] crate::systemd::JobError),
+    #[error(transparent)]
+    Records(#[from] records::RecordsError),
+    #[error("cannot follow the job's journal: {0}")]
+    Journal(String),
+}
+
+impl JobsError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Unknown { .. } => 404,
+            Self::Running { .. } => 409,
+            _ => 500,
+        }
+    }
+}
+
+/// Bound on starting or stopping a timer or a job's unit.
+const UNIT_JOB_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Jobs {
+    config: Arc<Config>,
+    systemd: Systemd,
+    records: Records,
+    status: watch::Sender<Vec<JobStatus>>,
+    /// Jobs a `hostctl jobs run` is running: recorded as `manual` by it.
+    manual: Arc<Mutex<BTreeSet<String>>>,
+    /// One writer of records at a time (the observer and manual runs).
+    recording: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn unit(name: &str) -> Result<UnitName, JobsError> {
+    UnitName::try_from(name.to_owned()).map_err(|e| JobsError::Unknown {
+        name: e,
+        known: Vec::new(),
+    })
+}
+
+impl Jobs {
+    pub fn new(config: Arc<Config>, systemd: Systemd) -> Self {
+        let records = Records::new(&config.state_dir);
+        Self {
+            config,
+            systemd,
+            records,
+            status: watch::channel(Vec::new()).0,
+            manual: Arc::default(),
+            recording: Arc::default(),
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<Vec<JobStatus>> {
+        self.status.subscribe()
+    }
+
+    /// Writes the configured jobs' units, removes the others', and starts
+    /// every timer. Run after hostd's own unit sync and secrets delivery:
+    /// a job copies its service's environment and credentials.
+    pub async fn install(&self) -> Result<(), JobsError> {
+        let target = &self.config.units.target_dir;
+        let mut changed = false;
+        let mut timers = Vec::new();
+        for (name, job) in &self.config.jobs {
+            let service = job
+                .service
+                .as_ref()
+                .and_then(|s| Some((s, self.config.services.get(s)?)));
+            let (release, context) = match service {
+                Some((_, svc)) => {
+                    let instance = svc.unit.instance(1).unwrap_or_else(|| svc.unit.clone());
+                    let context = self.systemd.exec_context(&instance).await?;
+                    let release = svc.release_dir.as_ref().map(|d| d.join("current"));
+                    (release, Some(context))
+                }
+                None => (None, None),
+            };
+            let origin = units::Origin {
+                release: release.as_deref(),
+                context: context.as_ref(),
+            };
+            let files = [
+                (units::service_unit(name), units::render_service(name, job, &origin)),
+                (units::timer_unit(name), units::render_timer(name, job)),
+            ];
+            for (file, text) in files {
+                let path = target.join(&file);
+                if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
+                    continue;
+                }
+                crate::fsutil::write_atomically(&path, text.as_bytes(), 0o644).map_err(|source| {
+                    JobsError::Write {
+                        name: name.clone(),
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                tracing::info!(job = name, unit = file, "installed job unit");
+                changed = true;
+            }
+            timers.push(units::timer_unit(name));
+        }
+        changed |= self.remove_unconfigured().await?;
+        if changed {
+            self.systemd.reload().await?;
+        }
+        self.systemd.enable(&timers).await?;
+        for t in &timers {
+            self.systemd
+                .job(JobKind::Start, &unit(t)?, UNIT_JOB_TIMEOUT)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops, disables and deletes the units of jobs hostd.toml no longer
+    /// has, with their records. True when something was removed.
+    async fn remove_unconfigured(&self) -> Result<bool, JobsError> {
+        let target = &self.config.units.target_dir;
+        let mut stale: Vec<(String, String)> = Vec::new();
+        for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(job) = units::job_of_file(&file)
+                && !self.config.jobs.contains_key(job)
+            {
+                stale.push((job.to_owned(), file));
+            }
+        }
+        // Timers first, so nothing starts a service being removed.
+        stale.sort_by_key(|(_, f)| !f.ends_with(".timer"));
+        for (job, file) in &stale {
+            tracing::info!(job, unit = file, "removing the unit of a job no longer configured");
+            if let Err(e) = self.systemd.job(JobKind::Stop, &unit(file)?, UNIT_JOB_TIMEOUT).await {
+                tracing::warn!(unit = file, "cannot stop: {}", crate::health::error_chain(&e));
+            }
+            if file.ends_with(".timer") {
+                self.systemd.disable(std::slice::from_ref(file)).await?;
+            }
+            let path = target.join(file);
+            std::fs::remove_file(&path).map_err(|source| JobsError::Write {
+                name: job.clone(),
+                path,
+                source,
+            })?;
+            self.records.remove(job);
+        }
+        Ok(!stale.is_empty())
+    }
+
+    /// Records a finished run of `name` not recorded yet. `trigger` is what
+    /// started it, as far as the caller knows.
+    async fn record_finished(&self, name: &str, trigger: &str) -> Result<Option<JobRun>, JobsError> {
+        let _one = self.recording.lock().await;
+        let state = self.systemd.run_state(&unit(&units::service_unit(name))?).await?;
+        let busy = matches!(
+            state.active_state,
+            ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading
+        );
+        if busy || state.start_usec == 0 {
+            return Ok(None);
+        }
+        if self
+            .records
+            .last(name)
+            .is_some_and(|r| r.start_usec == state.start_usec)
+        {
+            return Ok(None);
+        }
+        let run = JobRun {
+            started: status::rfc3339_usec(state.start_usec),
+            finished: Some(status::rfc3339_usec(state.exit_usec.max(state.start_usec))),
+            result: state.result.clone(),
+            exit_code: state.exit_code,
+            trigger: trigger.to_owned(),
+        };
+        tracing::info!(job = name, result = run.result, exit_code = ?run.exit_code, trigger, "job run ended");
+        self.records.append(
+            name,
+            &Record {
+                start_usec: state.start_usec,
+                run: run.clone(),
+            },
+        )?;
+        Ok(Some(run))
+    }
+
+    /// Looks at every job once: records runs that ended, publishes status.
+    pub async fn observe(&self) {
+        let mut out = Vec::with_capacity(self.config.jobs.len());
+        for (name, job) in &self.config.jobs {
+            let manual = self.is_manual(name);
+            if !manual && let Err(e) = self.record_finished(name, "timer").await {
+                tracing::warn!(job = name, "cannot record its last run: {}", crate::health::error_chain(&e));
+            }
+            let running = manual
+                || match unit(&units::service_unit(name)) {
+                    Ok(u) => self.systemd.run_state(&u).await.is_ok_and(|s| {
+                        matches!(s.active_state, ActiveState::Active | ActiveState::Activating)
+                    }),
+                    Err(_) => false,
+                };
+            let timer = match unit(&units::timer_unit(name)) {
+                Ok(u) => self
+                    .systemd
+                    .timer_state(&u)
+                    .await
+                    .map_err(|e| crate::health::error_chain(&e)),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(status::evaluate(status::Seen {
+                name,
+                job,
+                running,
+                last_run: self.records.last(name).map(|r| r.run),
+                timer,
+                check_interval: self.config.health.check_interval.0,
+                now: SystemTime::now(),
+            }));
+        }
+        self.status.send_replace(out);
+    }
+
+    fn is_manual(&self, name: &str) -> bool {
+        self.manual
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+}
+
+/// Installs the jobs' units, then observes them every check interval until
+/// `shutdown` flips. Nothing to do without `[jobs]`.
+pub fn spawn(jobs: Jobs, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Also without jobs: units of jobs removed from hostd.toml go.
+        if let Err(e) = jobs.install().await {
+            tracing::error!("cannot install the jobs' units: {}", crate::health::error_chain(&e));
+        }
+        if jobs.config.jobs.is_empty() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(jobs.config.health.check_interval.0);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => jobs.observe().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
