@@ -73,6 +73,13 @@ pub enum Command {
     /// The hosts' operations locks (held by a deploy, a restore)
     #[command(subcommand)]
     Lock(crate::deploy::args::LockCommand),
+    /// Run a task of a service ([services.NAME.tasks.TASK] in hostctl.toml)
+    /// on one host, in its current release with its user, environment and
+    /// secrets; print its output as it comes and exit with its exit status
+    Run(crate::jobs::args::RunArgs),
+    /// The hosts' scheduled jobs (hostd.toml [jobs]): schedule, last run
+    /// and result, next run; `hostctl jobs run NAME` runs one now
+    Jobs(crate::jobs::args::JobsArgs),
     /// Install a new hostd build on every host, one at a time: hostd checks
     /// it runs there and restarts on it; managed services keep running
     UpgradeHostd(crate::upgrade::UpgradeArgs),
@@ -261,6 +268,20 @@ pub struct LogsArgs {
 /// here too because the name goes into a URL path and a remote command line,
 /// and a typo is better caught before any connection.
 pub fn parse_service_name(s: &str) -> Result<String, String> {
+    parse_name(s, "service")
+}
+
+/// Task names (hostctl.toml) and job names (hostd.toml) follow the service
+/// name rule: they go into URL paths and systemd unit names the same way.
+pub fn parse_task_name(s: &str) -> Result<String, String> {
+    parse_name(s, "task")
+}
+
+pub fn parse_job_name(s: &str) -> Result<String, String> {
+    parse_name(s, "job")
+}
+
+fn parse_name(s: &str, what: &str) -> Result<String, String> {
     let valid = !s.is_empty()
         && s.len() <= 32
         && s.bytes()
@@ -269,7 +290,7 @@ pub fn parse_service_name(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "{s:?} is no service name: service names are 1 to 32 of a-z, 0-9 and -"
+            "{s:?} is no {what} name: {what} names are 1 to 32 of a-z, 0-9 and -"
         ))
     }
 }

@@ -102,6 +102,16 @@ impl FakeHosts {
     }
 }
 
+/// A 200 answer carrying `events` as NDJSON, as hostd streams a long
+/// operation (a restore, a task run).
+pub(crate) fn stream<T: serde::Serialize>(events: &[T]) -> String {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    format!("200 OK|{}\n", lines.join("\n"))
+}
+
 impl Drop for FakeHosts {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

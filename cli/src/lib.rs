@@ -7,6 +7,7 @@ pub mod config;
 pub mod deploy;
 #[cfg(test)]
 mod fake_hosts;
+pub mod jobs;
 pub mod logging;
 pub mod logs;
 pub mod restore;
@@ -48,6 +49,8 @@ pub enum Error {
     Deploy(#[from] deploy::DeployError),
     #[error(transparent)]
     Upgrade(#[from] upgrade::UpgradeError),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobsError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] std::io::Error),
     #[error("cannot write the output")]
@@ -64,6 +67,7 @@ impl Error {
             Self::Backup(e) => e.exit_code(),
             Self::Restore(e) => e.exit_code(),
             Self::Deploy(e) => e.exit_code(),
+            Self::Jobs(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
             Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
             | Self::Sandbox(_)
@@ -83,6 +87,7 @@ impl Error {
             Self::Backup(e) => e.hint(),
             Self::Restore(e) => e.hint(),
             Self::Deploy(e) => e.hint(),
+            Self::Jobs(e) => e.hint(),
             Self::Upgrade(upgrade::UpgradeError::Transport(e)) => e.hint(),
             Self::Logs(e) => e.hint(),
             _ => None,
@@ -100,6 +105,7 @@ impl Error {
             | Self::Restore(restore::RestoreError::Output(e))
             | Self::Deploy(deploy::DeployError::Output(e))
             | Self::Upgrade(upgrade::UpgradeError::Output(e))
+            | Self::Jobs(jobs::JobsError::Output(e))
             | Self::Logs(logs::LogsError::Output(e)) => e,
             _ => return false,
         };
@@ -217,6 +223,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let release = matches!(cmd, deploy::args::LockCommand::Release(_));
             Ok(deploy::inspect::lock(&scope.targets.hosts, release, a.json, a.timeout).await?)
         }
+        Command::Run(a) => {
+            let settings = jobs::RunSettings::task(&cli.global, &a, &current_dir()?)?;
+            Ok(jobs::run(settings).await?)
+        }
+        Command::Jobs(a) => match &a.command {
+            Some(jobs::args::JobsCommand::Run(r)) => {
+                let settings = jobs::RunSettings::job(&cli.global, r, &current_dir()?)?;
+                Ok(jobs::run(settings).await?)
+            }
+            None => {
+                let r = &a.read;
+                let targets =
+                    service::Targets::resolve(&cli.global, r.host.as_deref(), &current_dir()?)
+                        .map_err(jobs::JobsError::from)?;
+                Ok(jobs::list(&targets, r.json, r.timeout).await?)
+            }
+        },
         Command::UpgradeHostd(a) => {
             let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
             Ok(upgrade::run(&scope.targets.hosts, &a).await?)

@@ -70,6 +70,16 @@ impl Project {
         Ok(self.command(s, args).output()?)
     }
 
+    /// Adds `[services.NAME]` shipping `dist/` as `unit`, `body` after.
+    pub fn add_service(&self, name: &str, unit: &str, body: &str) -> Result<()> {
+        let mut text = std::fs::read_to_string(&self.config)?;
+        text.push_str(&format!(
+            "[services.{name}]\nartifact = \"dist\"\nunit = {unit:?}\n{body}\n"
+        ));
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
     /// `hostctl deploy backend --version V --json ARGS`: (exit code, summary).
     pub fn deploy(
         &self,
@@ -77,7 +87,18 @@ impl Project {
         version: &str,
         args: &[&str],
     ) -> Result<(i32, Vec<serde_json::Value>, String)> {
-        let mut all = vec!["deploy", "backend", "--version", version, "--json"];
+        self.deploy_service(s, "backend", version, args)
+    }
+
+    /// The same for another service of the project.
+    pub fn deploy_service(
+        &self,
+        s: &Sandbox,
+        service: &str,
+        version: &str,
+        args: &[&str],
+    ) -> Result<(i32, Vec<serde_json::Value>, String)> {
+        let mut all = vec!["deploy", service, "--version", version, "--json"];
         all.extend_from_slice(args);
         let out = self.hostctl(s, &all)?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::{Sandbox, http_get, poll};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+mod app_services;
 mod backup_faults;
 mod backups;
 mod data_volume;
@@ -16,6 +17,7 @@ mod deploys;
 mod foundation;
 mod health_checks;
 mod image;
+mod jobs;
 mod manager;
 mod restores;
 mod sandbox_host;
@@ -90,6 +92,9 @@ const TRIALS: &[(&str, TestFn)] = trials![
     deploys::concurrent_deploys_never_interleave_and_a_killed_hostctl_leaves_one_release,
     deploys::a_killed_hostd_mid_switch_returns_to_the_previous_release,
     deploys::a_fleet_deploy_stops_at_the_failed_host,
+    app_services::two_app_services_deploy_scale_and_roll_back_independently,
+    jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
+    jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     image::packer_provisions_a_bare_host_that_boots_healthy,
     upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,
 ];

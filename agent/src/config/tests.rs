@@ -354,7 +354,10 @@ fn a_bad_schedule_names_the_job_line_and_value() {
         "{APP}[jobs.cleanup]\nservice = \"api\"\ncommand = \"bin/cleanup\"\nschedule = \"every tuesday-ish\"\n"
     ));
     assert!(e.contains(":7: key `jobs.cleanup.schedule`"), "{e}");
-    assert!(e.contains("\"every tuesday-ish\" is not a systemd calendar expression"), "{e}");
+    assert!(
+        e.contains("\"every tuesday-ish\" is not a systemd calendar expression"),
+        "{e}"
+    );
     // Systemd's own parser decides: this one it takes, a 25th hour it does not.
     let e = error_text("[jobs.x]\ncommand = \"/bin/true\"\nschedule = \"*-*-* 25:00:00\"\n");
     assert!(e.contains("key `jobs.x.schedule`"), "{e}");
@@ -366,7 +369,10 @@ fn a_job_names_a_deployable_service_or_an_absolute_command() {
     assert!(e.contains("key `jobs.x.service`"), "{e}");
     assert!(e.contains("not an app service"), "{e}");
     let e = error_text("[jobs.x]\ncommand = \"bin/x\"\nschedule = \"daily\"\n");
-    assert!(e.contains("key `jobs.x.command`") && e.contains("absolute path"), "{e}");
+    assert!(
+        e.contains("key `jobs.x.command`") && e.contains("absolute path"),
+        "{e}"
+    );
     let e = error_text("[jobs.x]\ncommand = \"/bin/x\\nrm -rf /\"\nschedule = \"daily\"\n");
     assert!(e.contains("key `jobs.x.command`"), "{e}");
     let e = error_text("[jobs.x]\ncommand = \"/bin/x\"\nschedule = \"daily\"\noverlap = true\n");

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostd_api::{
-    ArtifactInfo, DeployRequest, LockHolder, LockStatus, ReleasesList, RollbackRequest,
-    TaskRequest,
+    ArtifactInfo, DeployRequest, LockHolder, LockStatus, ReleasesList, RollbackRequest, TaskRequest,
 };
 
 use super::{DeployError, Deployer, run};
@@ -125,7 +124,12 @@ async fn rollback(
 /// ran; otherwise the run's events. Like a deploy, it runs to its end in
 /// its own task.
 async fn run_task(State(d): State<Deployer>, Json(req): Json<TaskRequest>) -> Response {
-    tracing::info!(unit = req.unit, task = req.task, by = req.requested_by, "hostctl run");
+    tracing::info!(
+        unit = req.unit,
+        task = req.task,
+        by = req.requested_by,
+        "hostctl run"
+    );
     let accepted = match super::tasks::accept(&d, &req) {
         Ok(a) => a,
         Err(e) => return error(&e),

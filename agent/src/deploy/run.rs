@@ -190,9 +190,9 @@ async fn deploy_steps(
     let reuse = dir.is_dir()
         && digest_of_version(&entries, &req.version).as_deref() == Some(req.artifact.as_str());
     if reuse {
-        events.send(DeployEvent::Step {
-            step: format!("release {} already unpacked", req.version),
-        });
+        let step = format!("release {} already unpacked", req.version);
+        let t = events.step(&step);
+        events.done(&step, t);
     } else {
         let step = format!("unpack {}", req.version);
         let t = events.step(&step);

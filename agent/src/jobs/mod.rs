@@ -120,7 +120,10 @@ impl Jobs {
                 context: context.as_ref(),
             };
             let files = [
-                (units::service_unit(name), units::render_service(name, job, &origin)),
+                (
+                    units::service_unit(name),
+                    units::render_service(name, job, &origin),
+                ),
                 (units::timer_unit(name), units::render_timer(name, job)),
             ];
             for (file, text) in files {
@@ -128,13 +131,13 @@ impl Jobs {
                 if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
                     continue;
                 }
-                crate::fsutil::write_atomically(&path, text.as_bytes(), 0o644).map_err(|source| {
-                    JobsError::Write {
+                crate::fsutil::write_atomically(&path, text.as_bytes(), 0o644).map_err(
+                    |source| JobsError::Write {
                         name: name.clone(),
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    },
+                )?;
                 tracing::info!(job = name, unit = file, "installed job unit");
                 changed = true;
             }
@@ -169,9 +172,21 @@ impl Jobs {
         // Timers first, so nothing starts a service being removed.
         stale.sort_by_key(|(_, f)| !f.ends_with(".timer"));
         for (job, file) in &stale {
-            tracing::info!(job, unit = file, "removing the unit of a job no longer configured");
-            if let Err(e) = self.systemd.job(JobKind::Stop, &unit(file)?, UNIT_JOB_TIMEOUT).await {
-                tracing::warn!(unit = file, "cannot stop: {}", crate::health::error_chain(&e));
+            tracing::info!(
+                job,
+                unit = file,
+                "removing the unit of a job no longer configured"
+            );
+            if let Err(e) = self
+                .systemd
+                .job(JobKind::Stop, &unit(file)?, UNIT_JOB_TIMEOUT)
+                .await
+            {
+                tracing::warn!(
+                    unit = file,
+                    "cannot stop: {}",
+                    crate::health::error_chain(&e)
+                );
             }
             if file.ends_with(".timer") {
                 self.systemd.disable(std::slice::from_ref(file)).await?;
@@ -189,12 +204,22 @@ impl Jobs {
 
     /// Records a finished run of `name` not recorded yet. `trigger` is what
     /// started it, as far as the caller knows.
-    async fn record_finished(&self, name: &str, trigger: &str) -> Result<Option<JobRun>, JobsError> {
+    async fn record_finished(
+        &self,
+        name: &str,
+        trigger: &str,
+    ) -> Result<Option<JobRun>, JobsError> {
         let _one = self.recording.lock().await;
-        let state = self.systemd.run_state(&unit(&units::service_unit(name))?).await?;
+        let state = self
+            .systemd
+            .run_state(&unit(&units::service_unit(name))?)
+            .await?;
         let busy = matches!(
             state.active_state,
-            ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading
+            ActiveState::Active
+                | ActiveState::Activating
+                | ActiveState::Deactivating
+                | ActiveState::Reloading
         );
         if busy || state.start_usec == 0 {
             return Ok(None);
@@ -230,12 +255,19 @@ impl Jobs {
         for (name, job) in &self.config.jobs {
             let manual = self.is_manual(name);
             if !manual && let Err(e) = self.record_finished(name, "timer").await {
-                tracing::warn!(job = name, "cannot record its last run: {}", crate::health::error_chain(&e));
+                tracing::warn!(
+                    job = name,
+                    "cannot record its last run: {}",
+                    crate::health::error_chain(&e)
+                );
             }
             let running = manual
                 || match unit(&units::service_unit(name)) {
                     Ok(u) => self.systemd.run_state(&u).await.is_ok_and(|s| {
-                        matches!(s.active_state, ActiveState::Active | ActiveState::Activating)
+                        matches!(
+                            s.active_state,
+                            ActiveState::Active | ActiveState::Activating
+                        )
                     }),
                     Err(_) => false,
                 };
@@ -274,7 +306,10 @@ pub fn spawn(jobs: Jobs, mut shutdown: watch::Receiver<bool>) -> tokio::task::Jo
     tokio::spawn(async move {
         // Also without jobs: units of jobs removed from hostd.toml go.
         if let Err(e) = jobs.install().await {
-            tracing::error!("cannot install the jobs' units: {}", crate::health::error_chain(&e));
+            tracing::error!(
+                "cannot install the jobs' units: {}",
+                crate::health::error_chain(&e)
+            );
         }
         if jobs.config.jobs.is_empty() {
             return;

@@ -109,17 +109,24 @@ mod tests {
     }
 
     #[test]
-    fn runs_come_back_in_order_and_the_file_stays_bounded() -> Result<(), Box<dyn std::error::Error>> {
+    fn runs_come_back_in_order_and_the_file_stays_bounded() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let r = Records::new(dir.path());
         assert!(r.last("cleanup").is_none());
         for n in 0..(2 * KEEP as u64) {
-            r.append("cleanup", &record(n, if n % 2 == 0 { "success" } else { "exit-code" }))?;
+            r.append(
+                "cleanup",
+                &record(n, if n % 2 == 0 { "success" } else { "exit-code" }),
+            )?;
         }
         let all = r.read("cleanup");
         assert_eq!(all.len(), KEEP);
         assert_eq!(all.last().map(|x| x.start_usec), Some(2 * KEEP as u64 - 1));
-        assert_eq!(r.last("cleanup"), Some(record(2 * KEEP as u64 - 1, "exit-code")));
+        assert_eq!(
+            r.last("cleanup"),
+            Some(record(2 * KEEP as u64 - 1, "exit-code"))
+        );
         assert!(r.read("other").is_empty());
         Ok(())
     }

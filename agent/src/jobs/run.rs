@@ -47,8 +47,14 @@ impl Jobs {
                 known: self.config.jobs.keys().cloned().collect(),
             });
         }
-        let state = self.systemd.run_state(&unit(&units::service_unit(name))?).await?;
-        let running = matches!(state.active_state, ActiveState::Active | ActiveState::Activating);
+        let state = self
+            .systemd
+            .run_state(&unit(&units::service_unit(name))?)
+            .await?;
+        let running = matches!(
+            state.active_state,
+            ActiveState::Active | ActiveState::Activating
+        );
         let mut manual = self.manual.lock().unwrap_or_else(|p| p.into_inner());
         if running || manual.contains(name) {
             return Err(JobsError::Running {
@@ -96,16 +102,24 @@ impl Jobs {
         let deadline = Instant::now() + DRAIN;
         while Instant::now() < deadline {
             match self.systemd.run_state(&service).await {
-                Ok(s) if matches!(
-                    s.active_state,
-                    ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
-                ) => tokio::time::sleep(POLL).await,
+                Ok(s)
+                    if matches!(
+                        s.active_state,
+                        ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
+                    ) =>
+                {
+                    tokio::time::sleep(POLL).await
+                }
                 _ => return,
             }
         }
     }
 
-    async fn start_and_follow(&self, name: &str, tx: &mpsc::UnboundedSender<RunEvent>) -> Result<(), JobsError> {
+    async fn start_and_follow(
+        &self,
+        name: &str,
+        tx: &mpsc::UnboundedSender<RunEvent>,
+    ) -> Result<(), JobsError> {
         let service = unit(&units::service_unit(name))?;
         tracing::info!(job = name, "starting job by hand");
         let _ = tx.send(RunEvent::Started {

@@ -62,7 +62,10 @@ pub fn evaluate(s: Seen<'_>) -> JobStatus {
             Some(c) if run.result == "exit-code" => format!("exit status {c}"),
             _ => run.result.clone(),
         };
-        degrade(format!("the last run (started {}) failed: {how}", run.started));
+        degrade(format!(
+            "the last run (started {}) failed: {how}",
+            run.started
+        ));
     }
     let health = if reason.is_some() {
         HealthStatus::Degraded
@@ -120,7 +123,12 @@ mod tests {
         })
     }
 
-    fn seen<'a>(job: &'a JobConfig, last: Option<JobRun>, t: Result<TimerState, String>, now_usec: u64) -> Seen<'a> {
+    fn seen<'a>(
+        job: &'a JobConfig,
+        last: Option<JobRun>,
+        t: Result<TimerState, String>,
+        now_usec: u64,
+    ) -> Seen<'a> {
         Seen {
             name: "cleanup",
             job,
@@ -137,21 +145,39 @@ mod tests {
         let j = job();
         let s = evaluate(seen(&j, None, timer(100 * MIN), 99 * MIN));
         assert_eq!(s.health, HealthStatus::Healthy);
-        assert_eq!(s.next_run.as_deref(), Some(rfc3339_usec(100 * MIN).as_str()));
+        assert_eq!(
+            s.next_run.as_deref(),
+            Some(rfc3339_usec(100 * MIN).as_str())
+        );
         assert_eq!(s.unit, "hostd-job-cleanup.service");
     }
 
     #[test]
     fn a_failed_last_run_degrades_with_the_job_and_exit_status_named() {
         let j = job();
-        let s = evaluate(seen(&j, Some(run("exit-code", Some(3))), timer(100 * MIN), 99 * MIN));
+        let s = evaluate(seen(
+            &j,
+            Some(run("exit-code", Some(3))),
+            timer(100 * MIN),
+            99 * MIN,
+        ));
         assert_eq!(s.health, HealthStatus::Degraded);
         let reason = s.reason.unwrap_or_default();
         assert!(reason.starts_with("job cleanup:"), "{reason}");
         assert!(reason.contains("exit status 3"), "{reason}");
-        let ok = evaluate(seen(&j, Some(run("success", Some(0))), timer(100 * MIN), 99 * MIN));
+        let ok = evaluate(seen(
+            &j,
+            Some(run("success", Some(0))),
+            timer(100 * MIN),
+            99 * MIN,
+        ));
         assert_eq!(ok.health, HealthStatus::Healthy);
-        let slow = evaluate(seen(&j, Some(run("timeout", None)), timer(100 * MIN), 99 * MIN));
+        let slow = evaluate(seen(
+            &j,
+            Some(run("timeout", None)),
+            timer(100 * MIN),
+            99 * MIN,
+        ));
         assert!(slow.reason.unwrap_or_default().ends_with("failed: timeout"));
     }
 

@@ -181,7 +181,10 @@ mod tests {
             group: "api".into(),
             environment: vec!["GREETING=100%".into()],
             environment_files: vec![],
-            load_credentials: vec![("db_password".into(), "/run/hostd/credentials/api/db_password".into())],
+            load_credentials: vec![(
+                "db_password".into(),
+                "/run/hostd/credentials/api/db_password".into(),
+            )],
         };
         let unit = render_service(
             "cleanup",
@@ -191,7 +194,10 @@ mod tests {
                 context: Some(&context),
             },
         );
-        assert!(unit.contains("WorkingDirectory=/srv/api/current\n"), "{unit}");
+        assert!(
+            unit.contains("WorkingDirectory=/srv/api/current\n"),
+            "{unit}"
+        );
         assert!(unit.contains("User=api\n"));
         assert!(unit.contains("Environment=\"GREETING=100%%\""), "{unit}");
         assert!(unit.contains("LoadCredential=db_password:/run/hostd/credentials/api/db_password"));

@@ -79,6 +79,18 @@ pub(crate) fn columns<const N: usize>(
     rows: &[[String; N]],
     right: usize,
 ) -> std::io::Result<()> {
+    columns_with(out, header, rows, right, |_, _| Ok(()))
+}
+
+/// [`columns`], with `under(out, i)` writing what goes below row `i` (a
+/// note that does not fit a column).
+pub(crate) fn columns_with<W: Write, const N: usize>(
+    out: &mut W,
+    header: [&str; N],
+    rows: &[[String; N]],
+    right: usize,
+    mut under: impl FnMut(&mut W, usize) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let header = header.map(str::to_owned);
     let mut widths = [0; N];
     for row in std::iter::once(&header).chain(rows) {
@@ -102,8 +114,9 @@ pub(crate) fn columns<const N: usize>(
         format!("    {}", cells.join("  "))
     };
     writeln!(out, "{DIM}{}{DIM:#}", line(&header))?;
-    for row in rows {
+    for (i, row) in rows.iter().enumerate() {
         writeln!(out, "{}", line(row).trim_end())?;
+        under(out, i)?;
     }
     Ok(())
 }
@@ -164,8 +177,13 @@ fn drill(out: &mut impl Write, d: &DrillRun) -> std::io::Result<()> {
 
 /// From the run's own times, so a joined run counts from its real start.
 fn took(run: &BackupRun) -> Option<Duration> {
-    let started = humantime::parse_rfc3339_weak(&run.started).ok()?;
-    let finished = humantime::parse_rfc3339_weak(run.finished.as_deref()?).ok()?;
+    between(&run.started, run.finished.as_deref()?)
+}
+
+/// Whole seconds from one RFC 3339 time to another, as hostd sends them.
+pub(crate) fn between(started: &str, finished: &str) -> Option<Duration> {
+    let started = humantime::parse_rfc3339_weak(started).ok()?;
+    let finished = humantime::parse_rfc3339_weak(finished).ok()?;
     let d = finished.duration_since(started).ok()?;
     Some(Duration::from_secs(d.as_secs()))
 }

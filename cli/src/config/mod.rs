@@ -14,7 +14,7 @@ use std::time::Duration;
 use raw::{Located, RawConfig, RawHost, RawSsh, line_of};
 pub use services::{
     DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP, DeployService,
-    Hooks,
+    Hooks, Task,
 };
 
 pub const FILE_NAME: &str = "hostctl.toml";
@@ -55,6 +55,13 @@ pub enum ConfigError {
     #[error("unknown service {name:?}; {} {}", path.display(), services::configured(known))]
     UnknownService {
         path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("unknown task {name:?}; {} {}", path.display(), services::configured_tasks(service, known))]
+    UnknownTask {
+        path: PathBuf,
+        service: String,
         name: String,
         known: Vec<String>,
     },

@@ -67,6 +67,18 @@ pub(super) struct RawService {
     pub keep: Option<u32>,
     #[serde(default)]
     pub hooks: RawHooks,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Spanned<RawTask>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    pub command: String,
+    #[serde(default)]
+    pub pre_switch: bool,
+    #[serde(default, deserialize_with = "humantime_opt")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

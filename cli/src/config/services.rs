@@ -1,4 +1,5 @@
-//! `[services.NAME]`: what `hostctl deploy NAME` builds, ships and checks.
+//! `[services.NAME]`: what `hostctl deploy NAME` builds, ships and checks,
+//! and the tasks `hostctl run NAME TASK` runs in its release.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawHooks, RawService};
+use super::raw::{RawHooks, RawService, RawTask};
 use super::{Config, ConfigError, KeyError, absolute};
 
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
@@ -33,8 +34,22 @@ pub struct DeployService {
     /// Releases kept on the host, at least 2.
     pub keep: u32,
     pub hooks: Hooks,
+    /// By name, which is also the order `pre_switch` tasks run in.
+    pub tasks: BTreeMap<String, Task>,
     /// The directory of hostctl.toml: where `build` runs.
     pub dir: PathBuf,
+}
+
+/// One `[services.NAME.tasks.TASK]` table: a command of the release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub name: String,
+    /// Run with `sh -c` in the release directory, like the hooks.
+    pub command: String,
+    /// Run before the switch of every deploy; a failure aborts the deploy.
+    pub pre_switch: bool,
+    /// The service's `hook_timeout` unless set.
+    pub timeout: Duration,
 }
 
 /// Commands run on the host, in the new release's directory.
@@ -56,6 +71,27 @@ impl Config {
                 known: self.services.keys().cloned().collect(),
             })
     }
+
+    /// A service's task, by name.
+    pub fn task(&self, service: &str, name: &str) -> Result<(&DeployService, &Task), ConfigError> {
+        let svc = self.service(service)?;
+        match svc.tasks.get(name) {
+            Some(task) => Ok((svc, task)),
+            None => Err(ConfigError::UnknownTask {
+                path: self.path.clone(),
+                service: service.to_owned(),
+                name: name.to_owned(),
+                known: svc.tasks.keys().cloned().collect(),
+            }),
+        }
+    }
+}
+
+impl Task {
+    /// hostd counts in whole seconds; rounded up, so it never cuts short.
+    pub fn timeout_seconds(&self) -> u64 {
+        crate::args::seconds_rounded_up(self.timeout)
+    }
 }
 
 /// The end of the `UnknownService` message: what the file does configure.
@@ -67,19 +103,68 @@ pub(super) fn configured(known: &[String]) -> String {
     }
 }
 
+/// The end of the `UnknownTask` message: what the service does configure.
+pub(super) fn configured_tasks(service: &str, known: &[String]) -> String {
+    if known.is_empty() {
+        format!(
+            "configures no tasks for {service}; add a [services.{service}.tasks.NAME] table with a command"
+        )
+    } else {
+        format!("configures for {service}: {}", known.join(", "))
+    }
+}
+
+/// A table's span, the dotted key and the message.
+type SpannedError = (std::ops::Range<usize>, String, String);
+
 /// Validates every table; errors carry the table's span and the dotted key.
 pub(super) fn resolve_services(
     raw: BTreeMap<String, Spanned<RawService>>,
     base_dir: &Path,
-) -> Result<BTreeMap<String, DeployService>, (std::ops::Range<usize>, String, String)> {
+) -> Result<BTreeMap<String, DeployService>, SpannedError> {
     let mut out = BTreeMap::new();
     for (name, table) in raw {
         let span = table.span();
         crate::args::parse_service_name(&name)
             .map_err(|msg| (span.clone(), format!("services.{name}"), msg))?;
-        let service = resolve_one(&name, table.into_inner(), base_dir)
+        let mut raw = table.into_inner();
+        let tasks = std::mem::take(&mut raw.tasks);
+        let mut service = resolve_one(&name, raw, base_dir)
             .map_err(|(key, msg)| (span, format!("services.{name}.{key}"), msg))?;
+        service.tasks = resolve_tasks(tasks, service.hook_timeout)
+            .map_err(|(span, key, msg)| (span, format!("services.{name}.tasks.{key}"), msg))?;
         out.insert(name, service);
+    }
+    Ok(out)
+}
+
+/// Errors carry the task table's span, so they point at its own line.
+fn resolve_tasks(
+    raw: BTreeMap<String, Spanned<RawTask>>,
+    default_timeout: Duration,
+) -> Result<BTreeMap<String, Task>, SpannedError> {
+    let mut out = BTreeMap::new();
+    for (name, table) in raw {
+        let span = table.span();
+        let fail = |key: &str, msg| {
+            let key = if key.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}.{key}")
+            };
+            (span.clone(), key, msg)
+        };
+        crate::args::parse_task_name(&name).map_err(|m| fail("", m))?;
+        let raw = table.into_inner();
+        check_one_line(&raw.command).map_err(|m| fail("command", m))?;
+        let timeout = positive(raw.timeout, default_timeout).map_err(|m| fail("timeout", m))?;
+        let task = Task {
+            name: name.clone(),
+            command: raw.command,
+            pre_switch: raw.pre_switch,
+            timeout,
+        };
+        out.insert(name, task);
     }
     Ok(out)
 }
@@ -144,6 +229,7 @@ fn resolve_one(name: &str, raw: RawService, base_dir: &Path) -> Result<DeploySer
             pre_switch,
             post_deploy,
         },
+        tasks: BTreeMap::new(),
         dir: base_dir.to_path_buf(),
     })
 }
@@ -154,6 +240,19 @@ fn check_command(cmd: Option<&str>) -> Result<(), String> {
             Err("must not be empty; leave the key out if there is nothing to run".into())
         }
         _ => Ok(()),
+    }
+}
+
+/// hostd's rule for job commands, kept for tasks: a NUL cannot reach
+/// `sh -c` (argument strings end at it), and a line break would split the
+/// one-line logs and errors that name the command.
+fn check_one_line(cmd: &str) -> Result<(), String> {
+    if cmd.trim().is_empty() {
+        Err("must not be empty; write what the task runs, e.g. \"bin/migrate\"".into())
+    } else if cmd.chars().any(char::is_control) {
+        Err("must be one line without control characters (NUL, line breaks, tabs); put a longer script in a file of the release and run that".into())
+    } else {
+        Ok(())
     }
 }
 

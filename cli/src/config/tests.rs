@@ -237,6 +237,7 @@ fn services_resolve_with_defaults() -> Result<(), ConfigError> {
                 pre_switch: Some("bin/migrate".into()),
                 post_deploy: None,
             },
+            tasks: BTreeMap::new(),
             dir: PathBuf::from("/proj"),
         }
     );
@@ -363,6 +364,117 @@ fn unknown_service_lists_the_configured_ones() -> Result<(), ConfigError> {
     assert_eq!(
         e,
         "unknown service \"api\"; /proj/hostctl.toml configures no services; add a [services.NAME] table with artifact and unit"
+    );
+    Ok(())
+}
+
+/// A service with `tasks` appended; the tasks start on line 6.
+fn with_tasks(tasks: &str) -> Result<Config, ConfigError> {
+    parse(&format!(
+        "[environments.x]\nhosts = [\"a\"]\n[services.backend]\nartifact = \"d\"\nunit = \"a.service\"\n{tasks}"
+    ))
+}
+
+fn task_err(tasks: &str) -> String {
+    match with_tasks(tasks) {
+        Ok(c) => format!("unexpectedly parsed: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn tasks_resolve_with_the_hook_timeout_as_default() -> Result<(), ConfigError> {
+    let c = with_tasks(
+        "hook_timeout = \"2m\"\n\
+         [services.backend.tasks.migrate]\ncommand = \"bin/migrate up\"\npre_switch = true\n\
+         [services.backend.tasks.seed]\ncommand = \"bin/seed --demo\"\ntimeout = \"30s\"\n",
+    )?;
+    let (svc, migrate) = c.task("backend", "migrate")?;
+    assert_eq!(
+        migrate,
+        &Task {
+            name: "migrate".into(),
+            command: "bin/migrate up".into(),
+            pre_switch: true,
+            timeout: Duration::from_secs(120),
+        }
+    );
+    let seed = &svc.tasks["seed"];
+    assert!(!seed.pre_switch);
+    assert_eq!(seed.timeout, Duration::from_secs(30));
+    assert_eq!(svc.tasks.keys().collect::<Vec<_>>(), ["migrate", "seed"]);
+    // Inline tables are tasks too.
+    let c = with_tasks("tasks.check = { command = \"bin/check\" }\n")?;
+    assert_eq!(c.task("backend", "check")?.1.timeout, DEFAULT_HOOK_TIMEOUT);
+    Ok(())
+}
+
+#[test]
+fn invalid_tasks_name_the_task_line_and_full_key() {
+    let table = "\n[services.backend.tasks.migrate]\n";
+    let cases = [
+        ("command = \"\"\n", "command", "must not be empty"),
+        ("command = \" \"\n", "command", "must not be empty"),
+        ("command = \"a\\nb\"\n", "command", "must be one line"),
+        ("command = \"a\\u0000b\"\n", "command", "control characters"),
+        ("command = \"a\\tb\"\n", "command", "control characters"),
+        (
+            "command = \"x\"\ntimeout = \"0s\"\n",
+            "timeout",
+            "must be more than zero",
+        ),
+    ];
+    for (body, key, why) in cases {
+        let e = task_err(&format!("{table}{body}"));
+        let at = format!("/proj/hostctl.toml:7: key services.backend.tasks.migrate.{key}: ");
+        assert!(e.starts_with(&at), "{e}");
+        assert!(e.contains(why), "{e}");
+    }
+    let e = task_err(&format!("{table}comand = \"x\"\n"));
+    assert!(
+        e.starts_with(
+            "/proj/hostctl.toml:8: key services.backend.tasks.migrate.comand: unknown field `comand`"
+        ),
+        "{e}"
+    );
+    let e = task_err(&format!("{table}pre_switch = true\n"));
+    assert!(
+        e.contains(":7: key services.backend.tasks.migrate: missing field `command`"),
+        "{e}"
+    );
+    let e = task_err(&format!("{table}command = \"x\"\npre_switch = \"yes\"\n"));
+    assert!(
+        e.contains(":9: key services.backend.tasks.migrate.pre_switch: invalid type"),
+        "{e}"
+    );
+    let e = task_err("[services.backend.tasks.Migrate]\ncommand = \"x\"\n");
+    assert!(
+        e.starts_with("/proj/hostctl.toml:6: key services.backend.tasks.Migrate: "),
+        "{e}"
+    );
+    assert!(e.contains("is no task name: task names are"), "{e}");
+}
+
+#[test]
+fn unknown_task_lists_the_service_tasks() -> Result<(), ConfigError> {
+    let c = with_tasks(
+        "[services.backend.tasks.migrate]\ncommand = \"m\"\n[services.backend.tasks.seed]\ncommand = \"s\"\n",
+    )?;
+    let e = |c: &Config, svc, task| {
+        c.task(svc, task)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        e(&c, "backend", "migrat"),
+        "unknown task \"migrat\"; /proj/hostctl.toml configures for backend: migrate, seed"
+    );
+    assert!(e(&c, "api", "migrate").starts_with("unknown service \"api\""));
+    let none = with_tasks("")?;
+    assert_eq!(
+        e(&none, "backend", "migrate"),
+        "unknown task \"migrate\"; /proj/hostctl.toml configures no tasks for backend; add a [services.backend.tasks.NAME] table with a command"
     );
     Ok(())
 }

@@ -15,24 +15,27 @@ use crate::backup::render::columns;
 use crate::config::HostTarget;
 use crate::transport::Transport;
 
+/// One host's answer; `--json` of the reading commands prints an array of
+/// these (`releases`, `lock`, `jobs`).
 #[derive(Debug, Serialize)]
-struct Answer<T> {
-    host: String,
+pub(crate) struct Answer<T> {
+    pub host: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<T>,
+    pub answer: Option<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
-async fn ask_all<T: DeserializeOwned>(
+/// Every host at once; answers come back in `hosts` order.
+pub(crate) async fn ask_all<T: DeserializeOwned>(
+    transport: &Transport,
     hosts: &[HostTarget],
     method: Method,
     path: &str,
     timeout: Duration,
-) -> Result<Vec<Answer<T>>, DeployError> {
-    let transport = Transport::system()?;
+) -> Vec<Answer<T>> {
     let calls = hosts.iter().map(|h| {
-        let (transport, method) = (&transport, method.clone());
+        let method = method.clone();
         async move {
             match transport.call::<T>(h, method, path, None, timeout).await {
                 Ok(a) => Answer {
@@ -48,10 +51,11 @@ async fn ask_all<T: DeserializeOwned>(
             }
         }
     });
-    Ok(futures_util::future::join_all(calls).await)
+    futures_util::future::join_all(calls).await
 }
 
-fn exit<T>(answers: &[Answer<T>]) -> ExitCode {
+/// 1 when a host did not answer.
+pub(crate) fn exit<T>(answers: &[Answer<T>]) -> ExitCode {
     if answers.iter().all(|a| a.error.is_none()) {
         ExitCode::SUCCESS
     } else {
@@ -74,7 +78,8 @@ pub async fn releases(
     timeout: Duration,
 ) -> Result<ExitCode, DeployError> {
     let path = format!("{API_PREFIX}/releases/{unit}");
-    let answers = ask_all::<ReleasesList>(hosts, Method::GET, &path, timeout).await?;
+    let transport = Transport::system()?;
+    let answers = ask_all::<ReleasesList>(&transport, hosts, Method::GET, &path, timeout).await;
     if json_out {
         json(&answers)?;
     } else {
@@ -139,7 +144,8 @@ pub async fn lock(
 ) -> Result<ExitCode, DeployError> {
     let method = if release { Method::DELETE } else { Method::GET };
     let path = format!("{API_PREFIX}/lock");
-    let answers = ask_all::<LockStatus>(hosts, method, &path, timeout).await?;
+    let transport = Transport::system()?;
+    let answers = ask_all::<LockStatus>(&transport, hosts, method, &path, timeout).await;
     if json_out {
         json(&answers)?;
     } else {

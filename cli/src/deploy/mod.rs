@@ -15,7 +15,7 @@ pub mod version;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hostd_api::{DeployHooks, DeployRequest, HealthGate, RollbackRequest};
+use hostd_api::{DeployHooks, DeployRequest, HealthGate, RollbackRequest, TaskSpec};
 use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
@@ -25,6 +25,9 @@ use crate::transport::{Transport, TransportError};
 
 pub use host::{HostOutcome, HostResult};
 pub use version::{VersionError, resolve};
+
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -98,9 +101,7 @@ impl Scope {
         host: Option<&str>,
         cwd: &std::path::Path,
     ) -> Result<Self, DeployError> {
-        let config = Config::discover(global.config.as_deref(), cwd)?;
-        let (environment, hosts) = config.select(global.env.as_deref())?;
-        let targets = Targets::pick(environment, hosts, host)?;
+        let (config, targets) = Targets::resolve_with_config(global, host, cwd)?;
         Ok(Self { config, targets })
     }
 
@@ -154,6 +155,19 @@ fn gate(svc: &DeployService) -> HealthGate {
         path: svc.health_path.clone(),
         timeout_seconds: svc.health_timeout.as_secs().max(1),
     }
+}
+
+/// The service's `pre_switch` tasks, by name: the order hostd runs them in.
+fn pre_switch_tasks(svc: &DeployService) -> Vec<TaskSpec> {
+    svc.tasks
+        .values()
+        .filter(|t| t.pre_switch)
+        .map(|t| TaskSpec {
+            name: t.name.clone(),
+            command: t.command.clone(),
+            timeout_seconds: t.timeout_seconds(),
+        })
+        .collect()
 }
 
 /// Runs the service's build command; its output goes to stderr, so
@@ -219,7 +233,7 @@ pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, Depl
             post_deploy: svc.hooks.post_deploy.clone(),
         },
         hook_timeout_seconds: svc.hook_timeout.as_secs().max(1),
-        pre_switch_tasks: Vec::new(),
+        pre_switch_tasks: pre_switch_tasks(&svc),
         keep: svc.keep,
         requested_by: crate::restore::requested_by(),
         lock_wait_seconds: fleet.lock_wait_seconds,
@@ -285,9 +299,11 @@ async fn rollout(
         }
         let runs = batch.iter().map(|t| {
             let quiet = fleet.json;
+            let mut steps = render::Steps::new(&t.name, anstream::stderr());
             host::run(&transport, t, change, move |e| {
                 if !quiet {
-                    render::event(&t.name, e);
+                    // A closed stderr must not stop the rollout.
+                    let _ = steps.event(e);
                 }
             })
         });

@@ -14,18 +14,51 @@ const GREEN: Style = AnsiColor::Green.on_default();
 const RED: Style = AnsiColor::Red.on_default();
 const YELLOW: Style = AnsiColor::Yellow.on_default();
 
-/// One event as a log line on stderr; `finished` is left to the summary.
-pub(super) fn event(host: &str, e: &DeployEvent) {
-    let mut err = anstream::stderr();
-    let _ = match e {
-        DeployEvent::Waiting { holder } => writeln!(err, "{host}: waiting for the lock: {holder}"),
-        DeployEvent::Step { step } => writeln!(err, "{host}: {step}"),
-        DeployEvent::StepDone { step, seconds } => {
-            writeln!(err, "{DIM}{host}: {step} done ({seconds:.1}s){DIM:#}")
+/// One host's events as log lines on stderr. A step that began and never
+/// ended is the one that failed (a hook, a task): `finished` carries only
+/// the error, so the step is named when the host's deploy ends with one.
+pub(super) struct Steps<W: Write> {
+    host: String,
+    open: Option<String>,
+    err: W,
+}
+
+impl<W: Write> Steps<W> {
+    pub(super) fn new(host: &str, err: W) -> Self {
+        Self {
+            host: host.to_owned(),
+            open: None,
+            err,
         }
-        DeployEvent::Output { step, line } => writeln!(err, "{DIM}{host}: {step} |{DIM:#} {line}"),
-        DeployEvent::Finished { .. } => Ok(()),
-    };
+    }
+
+    /// `finished` is left to the summary, but for naming the failed step.
+    pub(super) fn event(&mut self, e: &DeployEvent) -> std::io::Result<()> {
+        let (host, err) = (&self.host, &mut self.err);
+        match e {
+            DeployEvent::Waiting { holder } => {
+                writeln!(err, "{host}: waiting for the lock: {holder}")
+            }
+            DeployEvent::Step { step } => {
+                self.open = Some(step.clone());
+                writeln!(err, "{host}: {step}")
+            }
+            DeployEvent::StepDone { step, seconds } => {
+                if self.open.as_ref() == Some(step) {
+                    self.open = None;
+                }
+                writeln!(err, "{DIM}{host}: {step} done ({seconds:.1}s){DIM:#}")
+            }
+            DeployEvent::Output { step, line } => {
+                writeln!(err, "{DIM}{host}: {step} |{DIM:#} {line}")
+            }
+            DeployEvent::Finished { error: None, .. } => Ok(()),
+            DeployEvent::Finished { error: Some(_), .. } => match self.open.take() {
+                Some(step) => writeln!(err, "{RED}{host}: {step} failed{RED:#}"),
+                None => Ok(()),
+            },
+        }
+    }
 }
 
 fn style(o: HostOutcome) -> Style {
@@ -67,6 +100,8 @@ pub(super) fn summary(out: &mut impl Write, results: &[HostResult]) -> std::io::
     for r in results {
         if let Some(e) = &r.error {
             let s = style(r.outcome);
+            // A hook's or task's error ends with its last output lines.
+            let e = e.replace('\n', "\n    ");
             writeln!(out, "\n{s}{}{s:#} ({}): {e}", r.host, r.outcome.as_str())?;
         }
     }

@@ -16,15 +16,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hostd_api::{API_PREFIX, BackupKind, RestoreEvent, RestorePlan, RestoreRequest};
-use hyper::Method;
 use hyper::body::Bytes;
-use tokio::time::{Instant, timeout_at};
 
 use crate::EXIT_USAGE;
 use crate::args::RestoreArgs;
 use crate::config::HostTarget;
 use crate::service::TargetError;
-use crate::transport::{JsonLines, Transport, TransportError};
+use crate::transport::{StreamStop, Transport, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -287,16 +285,16 @@ async fn plan(
     })
     .await;
     let finished = followed.map_err(|stop| match stop {
-        Stop::Refused(e) | Stop::Lost(e) => RestoreError::Transport(e),
-        Stop::Ended => RestoreError::Plan {
+        StreamStop::Refused(e) | StreamStop::Lost(e) => RestoreError::Transport(e),
+        StreamStop::Ended => RestoreError::Plan {
             host: host.clone(),
             reason: "hostd's answer ended early".into(),
         },
-        Stop::TimedOut => RestoreError::Transport(TransportError::Timeout {
+        StreamStop::TimedOut => RestoreError::Transport(TransportError::Timeout {
             host: host.clone(),
             after: s.timeout,
         }),
-        Stop::Output(e) => RestoreError::Output(e),
+        StreamStop::Output(e) => RestoreError::Output(e),
     })?;
     let fail = |reason: String| RestoreError::Plan {
         host: host.clone(),
@@ -345,17 +343,17 @@ async fn restore(
     .await;
     drop(follower);
     let finished = followed.map_err(|stop| match stop {
-        Stop::Refused(e) => RestoreError::Transport(e),
-        Stop::Lost(cause) => RestoreError::Unfollowed {
+        StreamStop::Refused(e) => RestoreError::Transport(e),
+        StreamStop::Lost(cause) => RestoreError::Unfollowed {
             host: host.clone(),
             cause,
         },
-        Stop::Ended => RestoreError::Ended { host: host.clone() },
-        Stop::TimedOut => RestoreError::TimedOut {
+        StreamStop::Ended => RestoreError::Ended { host: host.clone() },
+        StreamStop::TimedOut => RestoreError::TimedOut {
             host: host.clone(),
             after: s.timeout,
         },
-        Stop::Output(e) => RestoreError::Output(e),
+        StreamStop::Output(e) => RestoreError::Output(e),
     })?;
     if finished.ok {
         Ok(())
@@ -373,17 +371,6 @@ struct Finished {
     error: Option<String>,
 }
 
-/// Why a stream was not followed to `finished`.
-enum Stop {
-    /// Before hostd accepted the request: nothing began.
-    Refused(TransportError),
-    /// After: hostd may well be working still.
-    Lost(TransportError),
-    Ended,
-    TimedOut,
-    Output(std::io::Error),
-}
-
 /// Sends `request` and hands each event to `on_event` up to `finished`.
 /// The timeout bounds the whole exchange, ssh connect included.
 async fn follow(
@@ -391,47 +378,16 @@ async fn follow(
     s: &RestoreSettings,
     body: Bytes,
     on_event: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
-) -> Result<Finished, Stop> {
-    let deadline = Instant::now() + s.timeout;
-    let timed_out = || {
-        Stop::Refused(TransportError::Timeout {
-            host: s.target.name.clone(),
-            after: s.timeout,
-        })
-    };
-    let mut client = timeout_at(deadline, transport.connect(&s.target))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(Stop::Refused)?;
+) -> Result<Finished, StreamStop> {
     let path = format!("{API_PREFIX}/restore");
-    let events = async {
-        let stream = client.stream::<RestoreEvent>(Method::POST, &path, Some(body));
-        let events = timeout_at(deadline, stream)
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(Stop::Refused)?;
-        read(events, deadline, on_event).await
+    let last = |event: &RestoreEvent| match event {
+        RestoreEvent::Finished { ok, error, .. } => Some(Finished {
+            ok: *ok,
+            error: error.clone(),
+        }),
+        _ => None,
     };
-    let result = events.await;
-    client.close().await;
-    result
-}
-
-async fn read(
-    mut events: JsonLines<'_, RestoreEvent>,
-    deadline: Instant,
-    mut on_event: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
-) -> Result<Finished, Stop> {
-    loop {
-        let event = match timeout_at(deadline, events.next()).await {
-            Err(_) => return Err(Stop::TimedOut),
-            Ok(Err(e)) => return Err(Stop::Lost(e)),
-            Ok(Ok(None)) => return Err(Stop::Ended),
-            Ok(Ok(Some(event))) => event,
-        };
-        on_event(&event).map_err(Stop::Output)?;
-        if let RestoreEvent::Finished { ok, error, .. } = event {
-            return Ok(Finished { ok, error });
-        }
-    }
+    transport
+        .follow(&s.target, &path, Some(body), s.timeout, on_event, last)
+        .await
 }

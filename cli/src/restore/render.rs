@@ -77,12 +77,7 @@ pub(super) fn restored(out: &mut impl Write, host: &str, seconds: f64) -> std::i
     writeln!(out, "{GREEN}restored {host} in {seconds:.1}s{GREEN:#}")
 }
 
-/// `--json`: the event as one line, flushed so that a pipe sees it now.
-pub(super) fn json_line(out: &mut impl Write, event: &RestoreEvent) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, event)?;
-    writeln!(out)?;
-    out.flush()
-}
+pub(super) use crate::service::render::json_line;
 
 const TICK: Duration = Duration::from_millis(120);
 const SPINNER: &str = "  {spinner} {msg} {elapsed}";

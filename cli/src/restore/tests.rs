@@ -2,7 +2,7 @@ use hostd_api::SnapshotInfo;
 use indicatif::ProgressDrawTarget;
 
 use super::*;
-use crate::fake_hosts::FakeHosts;
+use crate::fake_hosts::{FakeHosts, stream};
 use crate::service::Targets;
 
 const NO_SNAPSHOT: &str =
@@ -40,15 +40,6 @@ fn the_plan() -> RestorePlan {
         stop: vec!["api".into()],
         restart: vec!["redis".into()],
     }
-}
-
-/// A 200 answer carrying `events` as NDJSON.
-fn stream(events: &[RestoreEvent]) -> String {
-    let lines: Vec<String> = events
-        .iter()
-        .map(|e| serde_json::to_string(e).unwrap_or_default())
-        .collect();
-    format!("200 OK|{}\n", lines.join("\n"))
 }
 
 fn dry_events() -> Vec<RestoreEvent> {

@@ -22,6 +22,17 @@ pub(crate) fn json<T: serde::Serialize>(out: &mut impl Write, hosts: &[T]) -> st
     writeln!(out)
 }
 
+/// `--json` of a streamed answer (`restore`, `run`): one event a line,
+/// flushed so that a pipe sees it now.
+pub(crate) fn json_line<T: serde::Serialize>(
+    out: &mut impl Write,
+    event: &T,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    writeln!(out)?;
+    out.flush()
+}
+
 /// The first line of a host's block, for every command applied host by
 /// host (`scale`, `restart`, `secrets sync`...).
 pub(crate) fn host_line(

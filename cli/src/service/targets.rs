@@ -45,9 +45,20 @@ impl Targets {
         host: Option<&str>,
         cwd: &Path,
     ) -> Result<Self, TargetError> {
+        Self::resolve_with_config(global, host, cwd).map(|(_, targets)| targets)
+    }
+
+    /// [`Self::resolve`], keeping hostctl.toml for what else it says (the
+    /// services, their tasks).
+    pub fn resolve_with_config(
+        global: &GlobalArgs,
+        host: Option<&str>,
+        cwd: &Path,
+    ) -> Result<(Config, Self), TargetError> {
         let config = Config::discover(global.config.as_deref(), cwd)?;
         let (environment, hosts) = config.select(global.env.as_deref())?;
-        Self::pick(environment, hosts, host)
+        let targets = Self::pick(environment, hosts, host)?;
+        Ok((config, targets))
     }
 
     pub fn pick(

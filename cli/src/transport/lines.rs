@@ -1,15 +1,19 @@
 //! Answers that are streams of JSON documents, one per line (NDJSON), read
-//! as they arrive: hostd reports a long operation (a restore) step by step
-//! on one response.
+//! as they arrive: hostd reports a long operation (a restore, a task run)
+//! step by step on one response.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::Method;
+use hyper::body::{Bytes, Incoming};
 use serde::de::DeserializeOwned;
+use tokio::time::{Instant, timeout_at};
 
-use super::{HostClient, TransportError};
+use super::{HostClient, Transport, TransportError};
+use crate::config::HostTarget;
 
 /// hostd's lines are small events; a longer one is a broken stream, and
 /// buffering it without end would let it eat the operator's memory.
@@ -126,6 +130,71 @@ impl<'c, T: DeserializeOwned> JsonLines<'c, T> {
                 Some(Err(source)) => return Err(self.client.dropped(&self.path, source).await),
             }
         }
+    }
+}
+
+/// Why a streamed answer was not followed to its last event.
+#[derive(Debug)]
+pub enum StreamStop {
+    /// Before hostd accepted the request, or hostd refused it: nothing began.
+    Refused(TransportError),
+    /// After: hostd may well be working still.
+    Lost(TransportError),
+    /// The answer ended before its last event.
+    Ended,
+    /// The time was up after hostd had accepted the request.
+    TimedOut,
+    /// Handling an event failed (writing the output).
+    Output(std::io::Error),
+}
+
+impl Transport {
+    /// `POST path` on a connection of its own; each event of the streamed
+    /// answer goes to `on_event`, up to the first that `last` maps to a
+    /// value, which is returned. `timeout` bounds the whole exchange, ssh
+    /// connect included.
+    pub async fn follow<T: DeserializeOwned, R>(
+        &self,
+        target: &HostTarget,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+        mut on_event: impl FnMut(&T) -> std::io::Result<()>,
+        last: impl Fn(&T) -> Option<R>,
+    ) -> Result<R, StreamStop> {
+        let deadline = Instant::now() + timeout;
+        let timed_out = || {
+            StreamStop::Refused(TransportError::Timeout {
+                host: target.name.clone(),
+                after: timeout,
+            })
+        };
+        let mut client = timeout_at(deadline, self.connect(target))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(StreamStop::Refused)?;
+        let events = async {
+            let stream = client.stream::<T>(Method::POST, path, body);
+            let mut events = timeout_at(deadline, stream)
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(StreamStop::Refused)?;
+            loop {
+                let event = match timeout_at(deadline, events.next()).await {
+                    Err(_) => return Err(StreamStop::TimedOut),
+                    Ok(Err(e)) => return Err(StreamStop::Lost(e)),
+                    Ok(Ok(None)) => return Err(StreamStop::Ended),
+                    Ok(Ok(Some(event))) => event,
+                };
+                on_event(&event).map_err(StreamStop::Output)?;
+                if let Some(end) = last(&event) {
+                    return Ok(end);
+                }
+            }
+        };
+        let result = events.await;
+        client.close().await;
+        result
     }
 }
 

@@ -2,7 +2,8 @@
 //! `hostd dial-stdio`, and HTTP/1.1 flows over the child's stdin/stdout.
 //! Commands reuse [`Transport::connect`] and [`HostClient`]
 //! ([`HostClient::stream`] for answers reported as they go, like a
-//! restore's); [`Transport::spawn_remote`] runs other commands there.
+//! restore's, and [`Transport::follow`] to read one to its end);
+//! [`Transport::spawn_remote`] runs other commands there.
 
 mod client;
 mod lines;
@@ -18,7 +19,7 @@ use hyper::body::Bytes;
 use serde::de::DeserializeOwned;
 
 pub use client::{HostClient, RequestBody};
-pub use lines::JsonLines;
+pub use lines::{JsonLines, StreamStop};
 pub use remote::{RemoteProcess, shell_join, shell_quote};
 pub use ssh::{control_dir, ssh_args};
 

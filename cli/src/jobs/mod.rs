@@ -1,0 +1,278 @@
+//! `hostctl run SERVICE TASK`, `hostctl jobs` and `hostctl jobs run NAME`.
+//! A task is a command of a service's release named in hostctl.toml
+//! (`migrate`); a job is a command hostd runs on a schedule, named in the
+//! host's hostd.toml. Both run on one host and answer with a stream of
+//! [`RunEvent`]s: the output goes to stdout as it comes, and hostctl exits
+//! with the command's exit status, so a script can use either like a local
+//! command.
+
+pub mod args;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use hostd_api::{API_PREFIX, JobsList, RunEvent, TaskRequest};
+use hyper::Method;
+use hyper::body::Bytes;
+
+use crate::EXIT_USAGE;
+use crate::args::GlobalArgs;
+use crate::config::{ConfigError, HostTarget};
+use crate::deploy::inspect::{Answer, ask_all};
+use crate::service::{TargetError, Targets};
+use crate::transport::{StreamStop, Transport, TransportError};
+
+/// Beyond a task's own timeout (which hostd enforces): ssh connect and the
+/// start of the transient unit.
+const FOLLOW_GRACE: Duration = Duration::from_secs(60);
+/// `jobs run` without --timeout: hostctl.toml does not know a job's timeout,
+/// and stopping to follow early would only hide the result.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the connection to {host} ended before the {what} finished")]
+    Ended { host: String, what: String },
+    #[error("stopped following the {what} on {host}")]
+    Unfollowed {
+        host: String,
+        what: String,
+        #[source]
+        cause: Box<TransportError>,
+    },
+    #[error(
+        "stopped following the {what} on {host} after {} (--timeout)",
+        humantime::format_duration(*after)
+    )]
+    TimedOut {
+        host: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("cannot encode the request")]
+    Request(#[source] serde_json::Error),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+impl JobsError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) | Self::Target(_) => ExitCode::from(EXIT_USAGE),
+            Self::Transport(_)
+            | Self::Ended { .. }
+            | Self::Unfollowed { .. }
+            | Self::TimedOut { .. }
+            | Self::Request(_)
+            | Self::Output(_) => ExitCode::FAILURE,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Transport(e) => e.hint(),
+            Self::Target(TargetError::SeveralHosts { .. }) => Some(
+                "a task or job runs on one host at a time (a migration once); name it with --host"
+                    .into(),
+            ),
+            Self::Ended { .. } | Self::Unfollowed { .. } | Self::TimedOut { .. } => Some(
+                "the run may go on on the host until its own timeout; `hostctl jobs` shows how a job ended"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// One run to follow on one host, from the flags and hostctl.toml.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub target: HostTarget,
+    /// `task migrate` or `job cleanup`, for messages.
+    pub what: String,
+    pub path: String,
+    pub body: Option<Bytes>,
+    pub json: bool,
+    /// Bounds the whole exchange, ssh connect included.
+    pub timeout: Duration,
+}
+
+impl RunSettings {
+    /// `run SERVICE TASK`: the task as hostctl.toml configures it.
+    pub fn task(global: &GlobalArgs, a: &args::RunArgs, cwd: &Path) -> Result<Self, JobsError> {
+        let (config, targets) =
+            Targets::resolve_with_config(global, a.follow.host.as_deref(), cwd)?;
+        let (svc, task) = config.task(&a.service, &a.task)?;
+        let request = TaskRequest {
+            unit: svc.unit.clone(),
+            task: task.name.clone(),
+            command: task.command.clone(),
+            timeout_seconds: task.timeout_seconds(),
+            requested_by: crate::restore::requested_by(),
+        };
+        let body = serde_json::to_vec(&request).map_err(JobsError::Request)?;
+        Ok(Self {
+            target: targets.single()?,
+            what: format!("task {}", task.name),
+            path: format!("{API_PREFIX}/tasks/run"),
+            body: Some(Bytes::from(body)),
+            json: a.follow.json,
+            timeout: a.follow.timeout.unwrap_or(task.timeout + FOLLOW_GRACE),
+        })
+    }
+
+    /// `jobs run NAME`: hostd knows the job; hostctl only names it.
+    pub fn job(global: &GlobalArgs, a: &args::JobRunArgs, cwd: &Path) -> Result<Self, JobsError> {
+        let target = Targets::resolve(global, a.follow.host.as_deref(), cwd)?.single()?;
+        Ok(Self {
+            target,
+            what: format!("job {}", a.name),
+            path: format!("{API_PREFIX}/jobs/{}/run", a.name),
+            body: None,
+            json: a.follow.json,
+            timeout: a.follow.timeout.unwrap_or(JOB_TIMEOUT),
+        })
+    }
+}
+
+/// How a run ended, from its `finished` event.
+#[derive(Debug, Clone, PartialEq)]
+struct Finished {
+    result: String,
+    exit_code: Option<i32>,
+    seconds: f64,
+    error: Option<String>,
+}
+
+impl Finished {
+    /// The command's own exit status, so a script can tell failures apart;
+    /// 1 when it has none in 1..=255 (a timeout, a signal, a run that could
+    /// not start).
+    fn exit_status(&self) -> u8 {
+        if self.result == "success" {
+            return 0;
+        }
+        self.exit_code
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(|&c| c != 0)
+            .unwrap_or(1)
+    }
+}
+
+pub async fn run(settings: RunSettings) -> Result<ExitCode, JobsError> {
+    let transport = Transport::system()?;
+    run_with(
+        &transport,
+        &settings,
+        &mut anstream::stdout().lock(),
+        &mut anstream::stderr(),
+    )
+    .await
+}
+
+/// [`run`] with the transport and outputs given, for tests: the command's
+/// output on `out`, hostctl's own lines on `err`.
+pub async fn run_with(
+    transport: &Transport,
+    s: &RunSettings,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<ExitCode, JobsError> {
+    let host = &s.target.name;
+    tracing::info!(host, what = s.what, "run");
+    let on_event = |e: &RunEvent| {
+        if s.json {
+            crate::service::render::json_line(out, e)
+        } else {
+            render::event(out, err, host, e)
+        }
+    };
+    let last = |e: &RunEvent| match e {
+        RunEvent::Finished {
+            result,
+            exit_code,
+            seconds,
+            error,
+        } => Some(Finished {
+            result: result.clone(),
+            exit_code: *exit_code,
+            seconds: *seconds,
+            error: error.clone(),
+        }),
+        RunEvent::Started { .. } | RunEvent::Output { .. } => None,
+    };
+    let followed = transport
+        .follow(
+            &s.target,
+            &s.path,
+            s.body.clone(),
+            s.timeout,
+            on_event,
+            last,
+        )
+        .await;
+    let (host, what) = (host.clone(), s.what.clone());
+    let finished = followed.map_err(|stop| match stop {
+        StreamStop::Refused(e) => JobsError::Transport(e),
+        StreamStop::Lost(cause) => JobsError::Unfollowed {
+            host,
+            what,
+            cause: Box::new(cause),
+        },
+        StreamStop::Ended => JobsError::Ended { host, what },
+        StreamStop::TimedOut => JobsError::TimedOut {
+            host,
+            what,
+            after: s.timeout,
+        },
+        StreamStop::Output(e) => JobsError::Output(e),
+    })?;
+    if !s.json {
+        render::finished(err, &s.target.name, &s.what, &finished).map_err(JobsError::Output)?;
+    }
+    Ok(ExitCode::from(finished.exit_status()))
+}
+
+/// `jobs`: every host at once, as `releases` reads them.
+pub async fn list(targets: &Targets, json: bool, timeout: Duration) -> Result<ExitCode, JobsError> {
+    let transport = Transport::system()?;
+    list_with(
+        &transport,
+        targets,
+        json,
+        timeout,
+        &mut anstream::stdout().lock(),
+    )
+    .await
+}
+
+/// [`list`] with the transport and output given, for tests.
+pub async fn list_with(
+    transport: &Transport,
+    targets: &Targets,
+    json: bool,
+    timeout: Duration,
+    out: &mut impl Write,
+) -> Result<ExitCode, JobsError> {
+    let path = format!("{API_PREFIX}/jobs");
+    let answers: Vec<Answer<JobsList>> =
+        ask_all(transport, &targets.hosts, Method::GET, &path, timeout).await;
+    if json {
+        crate::service::render::json(out, &answers)
+    } else {
+        render::list(out, &answers)
+    }
+    .map_err(JobsError::Output)?;
+    Ok(crate::deploy::inspect::exit(&answers))
+}

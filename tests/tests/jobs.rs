@@ -1,0 +1,170 @@
+//! Scheduled jobs and one-shot tasks against the real host: a minutely job
+//! runs by itself, a failing one degrades health naming it, `jobs run`
+//! streams and returns the exit status, a service's job runs in its
+//! release as its user, removed jobs lose their units; a failing
+//! `pre_switch` migration aborts a deploy with the old release serving.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use hostctl_tests::deploy::{Project, version_served};
+use hostctl_tests::{Sandbox, http_get, poll};
+
+const JOBS_TOML: &str = "[jobs.tick]
+command = \"/bin/echo tick from $HOSTD_JOB\"
+schedule = \"minutely\"
+[jobs.broken]
+command = \"/bin/echo about to fail; exit 3\"
+schedule = \"2099-01-01\"
+timeout = \"30s\"
+[jobs.whoami]
+service = \"api\"
+command = \"pwd; id -un\"
+schedule = \"Mon *-*-* 04:00:00\"
+randomized_delay = \"10m\"";
+
+fn jobs_json(s: &Sandbox) -> Result<Vec<serde_json::Value>> {
+    let out = s.hostctl(&["jobs", "--json"])?;
+    ensure!(
+        out.status.success(),
+        "jobs --json: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("jobs --json: {}", String::from_utf8_lossy(&out.stdout)))?;
+    // One host: its answer's jobs.
+    let jobs = v[0]["answer"]["jobs"]
+        .as_array()
+        .or_else(|| v["jobs"].as_array());
+    Ok(jobs.context(format!("no jobs in {v}"))?.clone())
+}
+
+fn job<'a>(jobs: &'a [serde_json::Value], name: &str) -> Result<&'a serde_json::Value> {
+    jobs.iter()
+        .find(|j| j["name"] == name)
+        .with_context(|| format!("no job {name} in {jobs:?}"))
+}
+
+pub fn jobs_run_on_schedule_and_by_hand_and_failures_degrade_health(s: &Sandbox) -> Result<()> {
+    s.with_hostd_config("true", JOBS_TOML, "true", || {
+        // The generated units are ones systemd itself finds sound.
+        let verify = s.root_sh_output(
+            "cd /etc/systemd/system && systemd-analyze verify hostd-job-tick.service hostd-job-tick.timer hostd-job-whoami.service 2>&1",
+        )?;
+        ensure!(verify.status.success(), "verify: {}", String::from_utf8_lossy(&verify.stdout));
+        let listed = jobs_json(s)?;
+        ensure!(job(&listed, "whoami")?["next_run"].as_str().is_some(), "{listed:?}");
+
+        // By hand: output streamed, the job's exit status returned.
+        let out = s.hostctl(&["jobs", "run", "broken"])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.code() == Some(3), "jobs run broken exited {:?}: {stdout} {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+        ensure!(stdout.contains("about to fail"), "output not streamed: {stdout}");
+        let health = poll("health to name the failed job", Duration::from_secs(30), || {
+            let h = http_get(s.health_addr()?, "/health")?;
+            Ok((h.body.contains("job broken") && h.body.contains("degraded")).then_some(h.body))
+        })?;
+        ensure!(health.contains("exit status 3"), "{health}");
+        let metrics = http_get(s.health_addr()?, "/metrics")?.body;
+        ensure!(metrics.contains("hostd_job_last_run_success{job=\"broken\"} 0"), "{metrics}");
+        let broken = job(&jobs_json(s)?, "broken")?.clone();
+        ensure!(broken["last_run"]["exit_code"] == 3 && broken["last_run"]["trigger"] == "manual", "{broken}");
+
+        // A service's job: in the current release, as the service's user.
+        let release = s.root_sh("readlink -f /srv/api/current")?.trim().to_owned();
+        let out = s.hostctl(&["jobs", "run", "whoami"])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.success(), "jobs run whoami: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        ensure!(lines.contains(&release.as_str()) && lines.contains(&"api"), "not in {release} as api: {stdout}");
+
+        let unknown = s.hostctl(&["jobs", "run", "nope"])?;
+        let err = String::from_utf8_lossy(&unknown.stderr);
+        ensure!(!unknown.status.success() && err.contains("broken, tick, whoami"), "{err}");
+
+        // By itself: the minutely timer fires within about a minute.
+        let tick = poll("the minutely job to run by itself", Duration::from_secs(150), || {
+            let jobs = jobs_json(s)?;
+            let t = job(&jobs, "tick")?.clone();
+            Ok((t["last_run"]["result"] == "success" && t["last_run"]["trigger"] == "timer").then_some(t))
+        })?;
+        ensure!(tick["health"] == "healthy", "{tick}");
+        let said = s.root_sh("journalctl -o cat -u hostd-job-tick.service")?;
+        ensure!(said.contains("tick from tick"), "{said}");
+        Ok(())
+    })?;
+    // Back to the shipped hostd.toml: the jobs' units are gone.
+    let left = s.root_sh("ls /etc/systemd/system | grep hostd-job- || true")?;
+    ensure!(
+        left.trim().is_empty(),
+        "units of removed jobs remain: {left}"
+    );
+    let state = s.unit_property("hostd-job-tick.timer", "ActiveState")?;
+    ensure!(state == "inactive", "the removed timer is {state}");
+    let health = http_get(s.health_addr()?, "/health")?.body;
+    ensure!(!health.contains("job "), "{health}");
+    Ok(())
+}
+
+const TASKS: &str = "health_timeout = \"15s\"
+[services.backend.tasks.migrate]
+command = \"echo migrating to $HOSTD_RELEASE; exit 4\"
+pre_switch = true
+[services.backend.tasks.hello]
+command = \"echo hello from $HOSTD_RELEASE as $(id -un)\"";
+
+pub fn a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand(
+    s: &Sandbox,
+) -> Result<()> {
+    let p = Project::new(&[s], TASKS)?;
+    let before = version_served(s)?;
+    let release = s.root_sh("readlink /srv/api/current")?;
+    let release = release.trim().trim_start_matches("releases/").to_owned();
+    p.stage("m2", false)?;
+    let (code, summary, stderr) = p.deploy(s, "m2", &[])?;
+    ensure!(
+        code == 1 && summary[0]["outcome"] == "failed",
+        "{summary:?} {stderr}"
+    );
+    let error = summary[0]["error"].as_str().unwrap_or_default();
+    ensure!(
+        error.contains("task migrate") && error.contains("exit status 4"),
+        "{summary:?}"
+    );
+    ensure!(
+        error.contains("migrating to m2"),
+        "the task's output is not shown: {summary:?}"
+    );
+    ensure!(
+        version_served(s)? == before,
+        "the old release no longer serves"
+    );
+    let current = s.root_sh("readlink /srv/api/current")?;
+    ensure!(!current.contains("m2"), "current switched: {current}");
+
+    let out = p.hostctl(s, &["run", "backend", "hello"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "run hello: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains(&format!("hello from {release} as api")),
+        "{stdout}"
+    );
+    let out = p.hostctl(s, &["run", "backend", "migrate"])?;
+    ensure!(
+        out.status.code() == Some(4),
+        "run migrate exited {:?}",
+        out.status.code()
+    );
+    ensure!(String::from_utf8_lossy(&out.stdout).contains("migrating to"));
+    let out = p.hostctl(s, &["run", "backend", "nope"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("hello") && err.contains("migrate"),
+        "{err}"
+    );
+    Ok(())
+}
