@@ -9,10 +9,11 @@ use hostctl_tests::{Sandbox, http_get};
 
 const SERVICE: &str = "health_timeout = \"15s\"\n";
 
-/// `web@.service` and `web.socket` made from the API's (another name, port
-/// and user), and a first release, as an operator would add a service.
+/// `web@.service` and `web.socket` made from the API's (another name, port,
+/// user and directories; the demo release's binary is still `bin/api`), and
+/// a first release, as an operator would add a service.
 const WEB_SETUP: &str = "id web >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin web
-sed -e 's/api/web/g' -e 's/^Description=API/Description=Web/' /etc/systemd/system/api@.service > /etc/systemd/system/web@.service
+sed -e 's/api/web/g' -e 's|bin/web|bin/api|' -e 's/^Description=API/Description=Web/' /etc/systemd/system/api@.service > /etc/systemd/system/web@.service
 sed -e 's/api@/web@/g' -e 's/ListenStream=8080/ListenStream=3000/' -e 's/^Description=API/Description=Web/' /etc/systemd/system/api.socket > /etc/systemd/system/web.socket
 install -d -m 0755 /srv/web /srv/web/releases
 rm -rf /srv/web/releases/initial && cp -a /srv/api/releases/initial /srv/web/releases/initial

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use hostd_api::{ActiveState, RunEvent};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::{Jobs, JobsError, UNIT_JOB_TIMEOUT, unit, units};
@@ -131,55 +130,98 @@ impl Jobs {
             .job(JobKind::Start, &service, UNIT_JOB_TIMEOUT)
             .await?;
         let state = self.systemd.run_state(&service).await?;
-        let mut journal = tokio::process::Command::new("journalctl")
-            .args(["--follow", "--no-pager", "--lines=all", "--output=json"])
-            .arg(format!("_SYSTEMD_INVOCATION_ID={}", state.invocation))
-            .arg("+")
-            .arg(format!("INVOCATION_ID={}", state.invocation))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| JobsError::Journal(e.to_string()))?;
-        let mut lines = journal
-            .stdout
-            .take()
-            .map(|o| BufReader::new(o).lines())
-            .ok_or_else(|| JobsError::Journal("no output pipe".into()))?;
         let timeout = self
             .config
             .jobs
             .get(name)
             .map_or(Duration::from_secs(3600), |j| j.timeout.0);
-        let deadline = Instant::now() + timeout + UNIT_JOB_TIMEOUT;
+        let begun = Instant::now();
+        let deadline = begun + timeout + UNIT_JOB_TIMEOUT;
+        let mut cursor: Option<String> = None;
         let mut stopped: Option<Instant> = None;
-        let mut ticker = tokio::time::interval(POLL);
         loop {
-            tokio::select! {
-                line = lines.next_line() => match line {
-                    Ok(Some(l)) => match parse_entry(&l) {
-                        Entry::Output(text) => { let _ = tx.send(RunEvent::Output { line: text }); }
-                        Entry::Ended => break,
-                        Entry::Other => {}
-                    },
-                    _ => break,
-                },
-                _ = ticker.tick() => {
-                    if stopped.is_none() {
-                        let s = self.systemd.run_state(&service).await?;
-                        if !matches!(s.active_state, ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating) {
-                            stopped = Some(Instant::now());
-                        }
+            let (entries, last) = read_journal(&state.invocation, cursor.as_deref()).await?;
+            if last.is_some() {
+                cursor = last;
+            }
+            let mut ended = false;
+            for entry in entries {
+                match entry {
+                    Entry::Output(line) => {
+                        let _ = tx.send(RunEvent::Output { line });
                     }
-                    if stopped.is_some_and(|t| t.elapsed() > DRAIN) || Instant::now() > deadline {
-                        break;
-                    }
+                    Entry::Ended => ended = true,
+                    Entry::Other => {}
                 }
             }
+            if stopped.is_none() {
+                let s = self.systemd.run_state(&service).await?;
+                if !matches!(
+                    s.active_state,
+                    ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
+                ) {
+                    stopped = Some(Instant::now());
+                }
+            }
+            let drained = stopped.is_some_and(|t| ended || t.elapsed() > DRAIN);
+            if drained || Instant::now() > deadline {
+                break;
+            }
+            // Quick at first (most jobs are short), then at an easy pace.
+            let pause = if begun.elapsed() < Duration::from_secs(10) {
+                POLL
+            } else {
+                POLL * 10
+            };
+            tokio::time::sleep(pause).await;
         }
         Ok(())
     }
+}
+
+/// The journal entries of one invocation after `cursor`, and the cursor
+/// of the last. journalctl without `--follow`: following needs inotify,
+/// which hostd's confinement (ProtectKernelTunables=) leaves it without.
+async fn read_journal(
+    invocation: &str,
+    cursor: Option<&str>,
+) -> Result<(Vec<Entry>, Option<String>), JobsError> {
+    let mut cmd = tokio::process::Command::new("journalctl");
+    cmd.args(["--no-pager", "--output=json"]);
+    if let Some(c) = cursor {
+        cmd.arg(format!("--after-cursor={c}"));
+    }
+    let out = cmd
+        .arg(format!("_SYSTEMD_INVOCATION_ID={invocation}"))
+        .arg("+")
+        .arg(format!("INVOCATION_ID={invocation}"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| JobsError::Journal(e.to_string()))?;
+    if !out.status.success() {
+        return Err(JobsError::Journal(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut last = None;
+    let entries = text
+        .lines()
+        .map(|l| {
+            if let Some(c) = cursor_of(l) {
+                last = Some(c);
+            }
+            parse_entry(l)
+        })
+        .collect();
+    Ok((entries, last))
+}
+
+fn cursor_of(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(v.get("__CURSOR")?.as_str()?.to_owned())
 }
 
 enum Entry {

@@ -27,15 +27,31 @@ pub struct DeployArgs {
 #[derive(Debug, Args)]
 #[command(disable_version_flag = true)]
 pub struct RollbackArgs {
-    /// The release to return to [default: the one before the current one
-    /// in the host's ledger]
-    #[arg(value_name = "VERSION")]
-    pub version: Option<String>,
+    /// `[SERVICE] [VERSION]`: the service (a [services.NAME] of
+    /// hostctl.toml; may be left out when there is only one) and the
+    /// release to return to [default: the one before the current one in
+    /// the host's ledger]. One word is the service when hostctl.toml
+    /// configures a service of that name, else the version
+    #[arg(value_name = "SERVICE_OR_VERSION", num_args = 0..=2)]
+    pub words: Vec<String>,
     /// The service [default: the only [services.NAME] in hostctl.toml]
     #[arg(long, value_name = "SERVICE", value_parser = parse_service_name)]
     pub service: Option<String>,
     #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+impl RollbackArgs {
+    /// (service, version) from the words and `--service`; `is_service`
+    /// says whether hostctl.toml configures a service of a name.
+    pub fn split(&self, is_service: impl Fn(&str) -> bool) -> (Option<String>, Option<String>) {
+        match (self.words.as_slice(), &self.service) {
+            ([service, version], None) => (Some(service.clone()), Some(version.clone())),
+            ([word], None) if is_service(word) => (Some(word.clone()), None),
+            ([word], s) => (s.clone(), Some(word.clone())),
+            (_, s) => (s.clone(), self.words.last().cloned()),
+        }
+    }
 }
 
 /// How a change goes across the hosts of an environment.
@@ -92,4 +108,38 @@ pub struct ReadArgs {
     /// Give up on a host that has not answered after this long
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::args::{Cli, Command};
+
+    type Split = (Option<String>, Option<String>);
+
+    fn split(argv: &[&str]) -> Result<Split, Box<dyn std::error::Error>> {
+        match Cli::try_parse_from(argv)?.command {
+            Command::Rollback(a) => Ok(a.split(|w| w == "web" || w == "backend")),
+            other => Err(format!("parsed as {other:?}").into()),
+        }
+    }
+
+    #[test]
+    fn rollback_words_are_service_then_version_or_a_lone_version()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(split(&["hostctl", "rollback"])?, (None, None));
+        assert_eq!(split(&["hostctl", "rollback", "web"])?, (s("web"), None));
+        assert_eq!(split(&["hostctl", "rollback", "v1.2"])?, (None, s("v1.2")));
+        assert_eq!(
+            split(&["hostctl", "rollback", "web", "v1"])?,
+            (s("web"), s("v1"))
+        );
+        assert_eq!(
+            split(&["hostctl", "rollback", "v1", "--service", "web"])?,
+            (s("web"), s("v1"))
+        );
+        Ok(())
+    }
 }

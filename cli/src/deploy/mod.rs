@@ -254,19 +254,20 @@ pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, Depl
 }
 
 pub async fn rollback(scope: Scope, a: &args::RollbackArgs) -> Result<ExitCode, DeployError> {
-    let svc = scope.service(a.service.as_deref())?.clone();
-    if let Some(v) = &a.version {
+    let (service, version) = a.split(|w| scope.config.services.contains_key(w));
+    let svc = scope.service(service.as_deref())?.clone();
+    if let Some(v) = &version {
         version::check(v)?;
     }
     let fleet = Fleet::from(&a.fleet);
     let request = RollbackRequest {
         unit: svc.unit.clone(),
-        version: a.version.clone(),
+        version: version.clone(),
         health: gate(&svc),
         requested_by: crate::restore::requested_by(),
         lock_wait_seconds: fleet.lock_wait_seconds,
     };
-    let shown = a.version.clone().unwrap_or_else(|| "previous".into());
+    let shown = version.unwrap_or_else(|| "previous".into());
     let change = host::Change {
         path: "rollback",
         body: Bytes::from(serde_json::to_vec(&request).map_err(DeployError::Request)?),
