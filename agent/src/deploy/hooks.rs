@@ -2,20 +2,18 @@
 //! before a switch or by `hostctl run`): a shell command run on the host as
 //! a transient systemd service with the app's user, environment and
 //! credentials ([`ExecContext`]), in a release's directory. systemd
-//! enforces the time limit; the output comes back line by line.
+//! enforces the time limit; the output goes to the journal (so `hostctl
+//! logs` and journalctl keep it) and comes back from there line by line.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use crate::systemd::ExecContext;
+use crate::systemd::journal::{POLL, Run, RunOutput};
 
 /// Lines of a failed hook's output repeated in its error.
 const TAIL_LINES: usize = 20;
-/// Longer output lines are cut: a hook printing a blob must not flood hostctl.
-const MAX_LINE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
@@ -24,6 +22,12 @@ pub enum HookError {
         phase: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot read the output of the {phase} hook")]
+    Journal {
+        phase: String,
+        #[source]
+        source: crate::systemd::journal::JournalError,
     },
     #[error("the {phase} hook `{command}` failed ({status}); its last output:\n{tail}")]
     Failed {
@@ -52,43 +56,59 @@ pub struct Hook<'a> {
 static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// How a hook's command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
-    /// systemd-run passes on the command's exit status; 255 for a command
-    /// killed by a signal, 1 for other failures (a timeout).
+    /// systemd's word for it: `success`, `exit-code`, `timeout`, `signal`...
+    pub result: String,
+    /// The exit status, when the command exited by itself.
     pub code: Option<i32>,
-    pub timed_out: bool,
 }
 
 impl Exit {
     pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// systemd's word for it, as a job's `Result=` would say.
-    pub fn result(&self) -> &'static str {
-        match self.code {
-            Some(0) => "success",
-            _ if self.timed_out => "timeout",
-            Some(255) | None => "signal",
-            Some(_) => "exit-code",
-        }
+        self.result == "success"
     }
 
     fn describe(&self) -> String {
-        match self.code {
-            _ if self.timed_out => "timed out".into(),
-            Some(c) => format!("exit status {c}"),
-            None => "killed".into(),
+        match (self.result.as_str(), self.code) {
+            ("exit-code", Some(c)) => format!("exit status {c}"),
+            ("timeout", _) => "timed out".into(),
+            (other, _) => other.to_owned(),
+        }
+    }
+
+    /// From systemd-run's exit status alone, when the journal did not say
+    /// (it passes on the command's status; 1 also for other failures).
+    fn from_status(status: std::process::ExitStatus) -> Self {
+        match status.code() {
+            Some(0) => Self {
+                result: "success".into(),
+                code: Some(0),
+            },
+            Some(c) => Self {
+                result: "exit-code".into(),
+                code: Some(c),
+            },
+            None => Self {
+                result: "signal".into(),
+                code: None,
+            },
         }
     }
 }
 
 /// A fresh transient unit name for a hook of `service`; `slug` is one word
 /// of a-z, 0-9 and - (`pre-switch`, `task-migrate`).
+/// The name is also how its output is found in the journal, so it is
+/// never reused: a counter for this hostd, a random part for the others
+/// (process IDs repeat from boot to boot).
 pub fn unit_name(service: &str, slug: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("hostd-hook-{service}-{slug}-{}-{n}", std::process::id())
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("hostd-hook-{service}-{slug}-{random:016x}-{n}.service")
 }
 
 impl Hook<'_> {
@@ -96,7 +116,6 @@ impl Hook<'_> {
         let mut args = vec![
             "--quiet".to_owned(),
             "--wait".into(),
-            "--pipe".into(),
             "--collect".into(),
             "--service-type=exec".into(),
             format!("--unit={}", self.unit),
@@ -163,51 +182,61 @@ impl Hook<'_> {
         let mut child = tokio::process::Command::new("systemd-run")
             .args(self.args())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(spawn_err)?;
-        let mut out = child.stdout.take().map(|o| BufReader::new(o).lines());
-        let mut err = child.stderr.take().map(|e| BufReader::new(e).lines());
-        // Both streams to their ends (systemd bounds the run), interleaved
-        // as they come.
-        while out.is_some() || err.is_some() {
-            let next = tokio::select! {
-                l = next_line(&mut out), if out.is_some() => l.ok_or(true),
-                l = next_line(&mut err), if err.is_some() => l.ok_or(false),
+        let journal_err = |source| HookError::Journal {
+            phase: self.phase.to_owned(),
+            source,
+        };
+        let mut output = RunOutput::new(Run::Unit(&self.unit));
+        let mut status = None;
+        loop {
+            for text in output.next_lines().await.map_err(journal_err)? {
+                line(text);
+            }
+            if status.is_none()
+                && let Some(s) = child.try_wait().map_err(spawn_err)?
+            {
+                status = Some(s);
+                output.stopped();
+            }
+            if output.complete() {
+                break;
+            }
+            // Quick at first (most hooks are short), then at an easy pace.
+            let pause = if started.elapsed() < Duration::from_secs(10) {
+                POLL
+            } else {
+                POLL * 10
             };
-            match next {
-                Ok(mut text) => {
-                    if text.len() > MAX_LINE {
-                        let mut cut = MAX_LINE;
-                        while !text.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        text.truncate(cut);
-                    }
-                    line(text);
-                }
-                Err(true) => out = None,
-                Err(false) => err = None,
+            tokio::time::sleep(pause).await;
+        }
+        // systemd-run's own complaints (a property it refused), if any.
+        let mut said = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut err, &mut said).await;
+        }
+        if !said.trim().is_empty() {
+            for l in said.lines() {
+                line(l.to_owned());
             }
         }
-        let status = child.wait().await.map_err(spawn_err)?;
-        Ok(Exit {
-            code: status.code(),
-            // systemd stops the unit at RuntimeMaxSec; systemd-run then
-            // says 1, which a command's own `exit 1` also says.
-            timed_out: !status.success() && started.elapsed() >= self.timeout,
+        let status = match status {
+            Some(s) => s,
+            None => child.wait().await.map_err(spawn_err)?,
+        };
+        // PID 1's account is exact (systemd-run says 1 for a timeout, and
+        // may miss the status of a unit collected at once).
+        Ok(match output.ended() {
+            Some(e) => Exit {
+                result: e.result.clone(),
+                code: e.exit_code,
+            },
+            None => Exit::from_status(status),
         })
-    }
-}
-
-async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
-    lines: &mut Option<tokio::io::Lines<R>>,
-) -> Option<String> {
-    match lines.as_mut() {
-        Some(l) => l.next_line().await.ok().flatten(),
-        None => None,
     }
 }
 

@@ -110,8 +110,8 @@ pub async fn run(
         .await
     {
         Ok(exit) => {
-            tracing::info!(task = req.task, result = exit.result(), code = ?exit.code, "task ended");
-            finished(exit.result(), exit.code, None)
+            tracing::info!(task = req.task, result = exit.result, code = ?exit.code, "task ended");
+            finished(&exit.result, exit.code, None)
         }
         Err(e) => finished("resources", None, Some(crate::health::error_chain(&e))),
     };

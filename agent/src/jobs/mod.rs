@@ -41,8 +41,8 @@ pub enum JobsError {
     Job(#[from] crate::systemd::JobError),
     #[error(transparent)]
     Records(#[from] records::RecordsError),
-    #[error("cannot follow the job's journal: {0}")]
-    Journal(String),
+    #[error("cannot read the run's output from the journal")]
+    Journal(#[from] crate::systemd::journal::JournalError),
 }
 
 impl JobsError {

@@ -9,18 +9,10 @@ use tokio::sync::mpsc;
 
 use super::{Jobs, JobsError, UNIT_JOB_TIMEOUT, unit, units};
 use crate::systemd::JobKind;
+use crate::systemd::journal::{POLL, Run, RunOutput};
 
-/// systemd's MESSAGE_IDs for "Deactivated successfully" and "Failed with
-/// result": logged by PID 1 after the run's process has exited, so its
-/// output is in the journal before them.
-const UNIT_ENDED: [&str; 2] = [
-    "7ad2d189f7e94e70a38c781354912448",
-    "d9b373ed55a64feb8242e02dbe79a49c",
-];
-/// After the unit stopped, how long to wait for PID 1's closing message
-/// (journald may still be writing the last lines).
-const DRAIN: Duration = Duration::from_secs(3);
-const POLL: Duration = Duration::from_millis(100);
+/// How long after the job's end to wait for D-Bus to say so.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// Marks the job as run by hand, refusing when it is already running.
 pub(super) struct Claim {
@@ -98,7 +90,7 @@ impl Jobs {
         let Ok(service) = unit(&units::service_unit(name)) else {
             return;
         };
-        let deadline = Instant::now() + DRAIN;
+        let deadline = Instant::now() + SETTLE;
         while Instant::now() < deadline {
             match self.systemd.run_state(&service).await {
                 Ok(s)
@@ -137,35 +129,20 @@ impl Jobs {
             .map_or(Duration::from_secs(3600), |j| j.timeout.0);
         let begun = Instant::now();
         let deadline = begun + timeout + UNIT_JOB_TIMEOUT;
-        let mut cursor: Option<String> = None;
-        let mut stopped: Option<Instant> = None;
+        let mut output = RunOutput::new(Run::Invocation(&state.invocation));
         loop {
-            let (entries, last) = read_journal(&state.invocation, cursor.as_deref()).await?;
-            if last.is_some() {
-                cursor = last;
+            for line in output.next_lines().await? {
+                let _ = tx.send(RunEvent::Output { line });
             }
-            let mut ended = false;
-            for entry in entries {
-                match entry {
-                    Entry::Output(line) => {
-                        let _ = tx.send(RunEvent::Output { line });
-                    }
-                    Entry::Ended => ended = true,
-                    Entry::Other => {}
-                }
+            let s = self.systemd.run_state(&service).await?;
+            if !matches!(
+                s.active_state,
+                ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
+            ) {
+                output.stopped();
             }
-            if stopped.is_none() {
-                let s = self.systemd.run_state(&service).await?;
-                if !matches!(
-                    s.active_state,
-                    ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
-                ) {
-                    stopped = Some(Instant::now());
-                }
-            }
-            let drained = stopped.is_some_and(|t| ended || t.elapsed() > DRAIN);
-            if drained || Instant::now() > deadline {
-                break;
+            if output.complete() || Instant::now() > deadline {
+                return Ok(());
             }
             // Quick at first (most jobs are short), then at an easy pace.
             let pause = if begun.elapsed() < Duration::from_secs(10) {
@@ -175,103 +152,5 @@ impl Jobs {
             };
             tokio::time::sleep(pause).await;
         }
-        Ok(())
-    }
-}
-
-/// The journal entries of one invocation after `cursor`, and the cursor
-/// of the last. journalctl without `--follow`: following needs inotify,
-/// which hostd's confinement (ProtectKernelTunables=) leaves it without.
-async fn read_journal(
-    invocation: &str,
-    cursor: Option<&str>,
-) -> Result<(Vec<Entry>, Option<String>), JobsError> {
-    let mut cmd = tokio::process::Command::new("journalctl");
-    cmd.args(["--no-pager", "--output=json"]);
-    if let Some(c) = cursor {
-        cmd.arg(format!("--after-cursor={c}"));
-    }
-    let out = cmd
-        .arg(format!("_SYSTEMD_INVOCATION_ID={invocation}"))
-        .arg("+")
-        .arg(format!("INVOCATION_ID={invocation}"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| JobsError::Journal(e.to_string()))?;
-    if !out.status.success() {
-        return Err(JobsError::Journal(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut last = None;
-    let entries = text
-        .lines()
-        .map(|l| {
-            if let Some(c) = cursor_of(l) {
-                last = Some(c);
-            }
-            parse_entry(l)
-        })
-        .collect();
-    Ok((entries, last))
-}
-
-fn cursor_of(line: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    Some(v.get("__CURSOR")?.as_str()?.to_owned())
-}
-
-enum Entry {
-    Output(String),
-    Ended,
-    Other,
-}
-
-/// One `journalctl --output=json` line. MESSAGE is a string, or an array
-/// of bytes when it is not UTF-8.
-fn parse_entry(line: &str) -> Entry {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Entry::Other;
-    };
-    if v.get("MESSAGE_ID")
-        .and_then(|m| m.as_str())
-        .is_some_and(|id| UNIT_ENDED.contains(&id))
-    {
-        return Entry::Ended;
-    }
-    if v.get("_SYSTEMD_INVOCATION_ID").is_none() {
-        return Entry::Other;
-    }
-    match v.get("MESSAGE") {
-        Some(serde_json::Value::String(s)) => Entry::Output(s.clone()),
-        Some(serde_json::Value::Array(bytes)) => {
-            let raw: Vec<u8> = bytes
-                .iter()
-                .filter_map(|b| b.as_u64().and_then(|n| u8::try_from(n).ok()))
-                .collect();
-            Entry::Output(String::from_utf8_lossy(&raw).into_owned())
-        }
-        _ => Entry::Other,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn journal_entries_are_output_the_end_or_ignored() {
-        let out = r#"{"_SYSTEMD_INVOCATION_ID":"ab","MESSAGE":"cleaned 3 rows"}"#;
-        assert!(matches!(parse_entry(out), Entry::Output(s) if s == "cleaned 3 rows"));
-        let bytes = r#"{"_SYSTEMD_INVOCATION_ID":"ab","MESSAGE":[104,105,255]}"#;
-        assert!(matches!(parse_entry(bytes), Entry::Output(s) if s.starts_with("hi")));
-        let end = r#"{"INVOCATION_ID":"ab","MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c","MESSAGE":"Failed with result 'exit-code'."}"#;
-        assert!(matches!(parse_entry(end), Entry::Ended));
-        let pid1 = r#"{"INVOCATION_ID":"ab","MESSAGE":"Started hostd job cleanup."}"#;
-        assert!(matches!(parse_entry(pid1), Entry::Other));
-        assert!(matches!(parse_entry("not json"), Entry::Other));
     }
 }

@@ -11,6 +11,7 @@ use crate::config::UnitName;
 
 mod exec;
 mod jobs;
+pub mod journal;
 mod timers;
 pub use exec::ExecContext;
 pub use jobs::{JobError, JobKind, ServiceOutcome, journal_tail};
