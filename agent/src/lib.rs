@@ -260,18 +260,23 @@ async fn secrets_runtime(
     )
 }
 
+/// 64 random bits, for names that must not repeat (RandomState is seeded
+/// from the OS).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// A random delay below `spread` (whole milliseconds; zero for a zero
 /// spread), to keep hosts started together from acting in the same second.
 /// RandomState is seeded from the OS: random enough for spreading, and no
 /// extra crate.
 pub fn random_delay(spread: std::time::Duration) -> std::time::Duration {
-    use std::hash::{BuildHasher, Hasher};
     let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
     if spread_ms == 0 {
         return std::time::Duration::ZERO;
     }
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    std::time::Duration::from_millis(random % spread_ms)
+    std::time::Duration::from_millis(random_u64() % spread_ms)
 }

@@ -8,6 +8,25 @@ use crate::Sandbox;
 pub const HOSTD_TOML: &str = "/etc/hostd/hostd.toml";
 
 impl Sandbox {
+    /// SIGKILL to hostd's main process, as a crash would: systemd then
+    /// cleans up the rest of its cgroup and restarts it. (`systemctl kill`
+    /// signals every process of the unit, which some kernels refuse inside
+    /// a container with EIO.)
+    pub fn sigkill_hostd(&self) -> Result<()> {
+        self.root_sh("kill -KILL $(systemctl show -P MainPID hostd.service)")?;
+        Ok(())
+    }
+
+    /// The load check sees the machine the sandbox runs on (a container
+    /// shares its load average), which the suite's own builds drive up:
+    /// the trials' health verdicts must not depend on it.
+    pub fn ignore_host_load(&self) -> Result<()> {
+        self.root_sh(&format!(
+            "printf '\\n[checks.load]\\ndegraded_per_cpu = 1000.0\\nunhealthy_per_cpu = 1000.0\\n' >> {HOSTD_TOML} && systemctl restart hostd"
+        ))?;
+        self.wait_reconciled()
+    }
+
     /// Runs `setup` (a root shell script), appends `extra` to hostd.toml,
     /// restarts hostd and runs `f`; then puts hostd.toml back, runs
     /// `cleanup` and restarts hostd, whatever `f` did.

@@ -11,12 +11,13 @@ const SERVICE: &str = "health_timeout = \"15s\"\n";
 
 /// `web@.service` and `web.socket` made from the API's (another name, port,
 /// user and directories; the demo release's binary is still `bin/api`), and
-/// a first release, as an operator would add a service.
+/// a first release (a copy of the API's current one), as an operator would
+/// add a service.
 const WEB_SETUP: &str = "id web >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin web
 sed -e 's/api/web/g' -e 's|bin/web|bin/api|' -e 's/^Description=API/Description=Web/' /etc/systemd/system/api@.service > /etc/systemd/system/web@.service
 sed -e 's/api@/web@/g' -e 's/ListenStream=8080/ListenStream=3000/' -e 's/^Description=API/Description=Web/' /etc/systemd/system/api.socket > /etc/systemd/system/web.socket
 install -d -m 0755 /srv/web /srv/web/releases
-rm -rf /srv/web/releases/initial && cp -a /srv/api/releases/initial /srv/web/releases/initial
+rm -rf /srv/web/releases/initial && cp -a \"$(readlink -f /srv/api/current)\" /srv/web/releases/initial
 ln -sfn releases/initial /srv/web/current
 systemctl daemon-reload";
 

@@ -98,7 +98,7 @@ pub fn a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup(s: &Sandbox) ->
     fresh_bulk(s)?;
     let result = s.with_backups("killed-backup", &[BULK], "", |repo| {
         start_backup(s)?;
-        s.root_sh("systemctl kill --signal=KILL hostd.service")?;
+        s.sigkill_hostd()?;
         poll("hostd to restart", Duration::from_secs(60), || {
             Ok((s.unit_property("hostd.service", "ActiveState")? == "active").then_some(()))
         })?;

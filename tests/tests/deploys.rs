@@ -431,7 +431,7 @@ pub fn a_killed_hostd_mid_switch_returns_to_the_previous_release(s: &Sandbox) ->
         Ok((s.root_sh("readlink /srv/api/current")?.trim() == "releases/v8-broken").then_some(()))
     })?;
     // The main process only: hostd, not what it may have running.
-    s.root_sh("kill -KILL $(systemctl show -P MainPID hostd.service)")?;
+    s.sigkill_hostd()?;
     let out = finish(
         deploy,
         "hostctl to notice hostd's death",

@@ -4,15 +4,24 @@
 //! release as its user, removed jobs lose their units; a failing
 //! `pre_switch` migration aborts a deploy with the old release serving.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use hostctl_tests::deploy::{Project, version_served};
-use hostctl_tests::{Sandbox, http_get, poll};
+use hostctl_tests::{Sandbox, finish, http_get, poll};
 
 const JOBS_TOML: &str = "[jobs.tick]
 command = \"/bin/echo tick from $HOSTD_JOB\"
 schedule = \"minutely\"
+[jobs.tock]
+command = \"/bin/echo tock\"
+schedule = \"minutely\"
+overlap = true
+[jobs.slow]
+command = \"/bin/sleep 3; echo slept\"
+schedule = \"2099-01-01\"
+overlap = true
 [jobs.broken]
 command = \"/bin/echo about to fail; exit 3\"
 schedule = \"2099-01-01\"
@@ -49,7 +58,7 @@ pub fn jobs_run_on_schedule_and_by_hand_and_failures_degrade_health(s: &Sandbox)
     s.with_hostd_config("true", JOBS_TOML, "true", || {
         // The generated units are ones systemd itself finds sound.
         let verify = s.root_sh_output(
-            "cd /etc/systemd/system && systemd-analyze verify hostd-job-tick.service hostd-job-tick.timer hostd-job-whoami.service 2>&1",
+            "cd /etc/systemd/system && systemd-analyze verify hostd-job-tick.service hostd-job-tick.timer hostd-job-whoami.service hostd-job-tock.service hostd-job-tock.timer 2>&1",
         )?;
         ensure!(verify.status.success(), "verify: {}", String::from_utf8_lossy(&verify.stdout));
         let listed = jobs_json(s)?;
@@ -80,25 +89,55 @@ pub fn jobs_run_on_schedule_and_by_hand_and_failures_degrade_health(s: &Sandbox)
 
         let unknown = s.hostctl(&["jobs", "run", "nope"])?;
         let err = String::from_utf8_lossy(&unknown.stderr);
-        ensure!(!unknown.status.success() && err.contains("broken, tick, whoami"), "{err}");
+        ensure!(!unknown.status.success() && err.contains("broken, slow, tick, tock, whoami"), "{err}");
 
-        // By itself: the minutely timer fires within about a minute.
-        let tick = poll("the minutely job to run by itself", Duration::from_secs(150), || {
+        // Without overlap a second run by hand is refused while one runs;
+        // with it, two go side by side and each is recorded.
+        let first = s
+            .hostctl_command(&["jobs", "run", "slow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let second = s.hostctl(&["jobs", "run", "slow"])?;
+        let first = finish(first, "the first run of slow", Duration::from_secs(60))?;
+        for (which, out) in [("first", &first), ("second", &second)] {
+            let text = String::from_utf8_lossy(&out.stdout);
+            ensure!(out.status.success() && text.contains("slept"), "{which} run of slow: {text}");
+        }
+        let slow_runs = s.root_sh("cat /var/lib/hostd/jobs/slow.jsonl")?;
+        ensure!(slow_runs.matches("\"manual\"").count() == 2, "{slow_runs}");
+        let left = s.root_sh("systemctl list-units --all --no-legend 'hostd-job-slow@*'")?;
+        ensure!(left.trim().is_empty(), "recorded instances stay loaded: {left}");
+
+        // By themselves: the minutely timers fire within about a minute, the
+        // overlapping job's as an instance.
+        let ran = |t: &serde_json::Value| t["last_run"]["result"] == "success" && t["last_run"]["trigger"] == "timer";
+        let (tick, tock) = poll("the minutely jobs to run by themselves", Duration::from_secs(150), || {
             let jobs = jobs_json(s)?;
-            let t = job(&jobs, "tick")?.clone();
-            Ok((t["last_run"]["result"] == "success" && t["last_run"]["trigger"] == "timer").then_some(t))
+            let (tick, tock) = (job(&jobs, "tick")?.clone(), job(&jobs, "tock")?.clone());
+            Ok((ran(&tick) && ran(&tock)).then_some((tick, tock)))
         })?;
-        ensure!(tick["health"] == "healthy", "{tick}");
+        ensure!(tick["health"] == "healthy" && tock["health"] == "healthy", "{tick} {tock}");
+        let said = s.root_sh("journalctl -o cat -u 'hostd-job-tock@*'")?;
+        ensure!(said.contains("tock"), "{said}");
         let said = s.root_sh("journalctl -o cat -u hostd-job-tick.service")?;
         ensure!(said.contains("tick from tick"), "{said}");
         Ok(())
     })?;
-    // Back to the shipped hostd.toml: the jobs' units are gone.
-    let left = s.root_sh("ls /etc/systemd/system | grep hostd-job- || true")?;
-    ensure!(
-        left.trim().is_empty(),
-        "units of removed jobs remain: {left}"
+    // Back to the shipped hostd.toml: hostd removes the jobs' units soon
+    // after its start.
+    let left = poll(
+        "the removed jobs' units to go",
+        Duration::from_secs(60),
+        || {
+            let left = s.root_sh("ls /etc/systemd/system | grep hostd-job- || true")?;
+            Ok(left.trim().is_empty().then_some(()))
+        },
     );
+    if let Err(e) = left {
+        let said = s.root_sh("journalctl -u hostd -o cat -n 30 | grep -i job || true")?;
+        return Err(e.context(format!("hostd said:\n{said}")));
+    }
     let state = s.unit_property("hostd-job-tick.timer", "ActiveState")?;
     ensure!(state == "inactive", "the removed timer is {state}");
     let health = http_get(s.health_addr()?, "/health")?.body;

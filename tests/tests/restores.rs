@@ -204,7 +204,7 @@ pub fn a_killed_restore_leaves_the_live_database_intact(s: &Sandbox) -> Result<(
             let line = line?;
             if line.contains("\"step\":\"restore postgres api\"") {
                 saw_restore = true;
-                s.root_sh("systemctl kill --signal=KILL hostd.service")?;
+                s.sigkill_hostd()?;
                 break;
             }
         }

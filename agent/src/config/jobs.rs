@@ -31,9 +31,10 @@ pub struct JobConfig {
     /// A random delay up to this added to each run, to spread hosts.
     #[serde(default = "default_randomized_delay")]
     pub randomized_delay: HumanDuration,
-    /// Whether a run may start while the previous one still runs. Only
-    /// `false` is supported: systemd does not start a timer's service that
-    /// is still running, and hostd refuses `hostctl jobs run` meanwhile.
+    /// Whether a run may start while the previous one still runs. `false`:
+    /// a run due meanwhile is skipped (systemd does not start a running
+    /// service again) and `hostctl jobs run` is refused. `true`: every run
+    /// is an instance of its own (see `crate::jobs::instances`).
     #[serde(default)]
     pub overlap: bool,
 }
@@ -123,12 +124,6 @@ impl JobConfig {
         }
         if self.timeout.0 < Duration::from_secs(1) {
             return Err(("timeout", "must be at least 1s".into()));
-        }
-        if self.overlap {
-            return Err((
-                "overlap",
-                "overlapping runs are not supported: systemd starts a timer's service only when it is not running; remove the key or set false".into(),
-            ));
         }
         Ok(())
     }

@@ -375,8 +375,6 @@ fn a_job_names_a_deployable_service_or_an_absolute_command() {
     );
     let e = error_text("[jobs.x]\ncommand = \"/bin/x\\nrm -rf /\"\nschedule = \"daily\"\n");
     assert!(e.contains("key `jobs.x.command`"), "{e}");
-    let e = error_text("[jobs.x]\ncommand = \"/bin/x\"\nschedule = \"daily\"\noverlap = true\n");
-    assert!(e.contains("key `jobs.x.overlap`"), "{e}");
     let e = error_text("[jobs.X]\ncommand = \"/bin/x\"\nschedule = \"daily\"\n");
     assert!(e.contains("key `jobs.X`"), "{e}");
 }

@@ -103,11 +103,8 @@ impl Exit {
 /// never reused: a counter for this hostd, a random part for the others
 /// (process IDs repeat from boot to boot).
 pub fn unit_name(service: &str, slug: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    let random = crate::random_u64();
     format!("hostd-hook-{service}-{slug}-{random:016x}-{n}.service")
 }
 

@@ -39,6 +39,6 @@ async fn run(State(jobs): State<Jobs>, UrlPath(name): UrlPath<String>) -> Respon
         Err(e) => return error(&e),
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { jobs.run_now(claim, tx).await });
+    tokio::spawn(async move { jobs.run_now(name, claim, tx).await });
     crate::control::ndjson(rx).into_response()
 }

@@ -6,6 +6,7 @@
 //! journal ([`run`]).
 
 pub mod http;
+mod instances;
 pub mod records;
 mod run;
 pub mod status;
@@ -41,6 +42,8 @@ pub enum JobsError {
     Job(#[from] crate::systemd::JobError),
     #[error(transparent)]
     Records(#[from] records::RecordsError),
+    #[error("{0} did not start")]
+    NotStarted(String),
     #[error("cannot read the run's output from the journal")]
     Journal(#[from] crate::systemd::journal::JournalError),
 }
@@ -119,13 +122,14 @@ impl Jobs {
                 release: release.as_deref(),
                 context: context.as_ref(),
             };
-            let files = [
-                (
-                    units::service_unit(name),
-                    units::render_service(name, job, &origin),
-                ),
-                (units::timer_unit(name), units::render_timer(name, job)),
-            ];
+            let run = units::render_service(name, job, &origin);
+            let mut files = vec![(units::timer_unit(name), units::render_timer(name, job))];
+            if job.overlap {
+                files.push((units::service_unit(name), units::render_launcher(name)));
+                files.push((units::run_template(name), run));
+            } else {
+                files.push((units::service_unit(name), run));
+            }
             for (file, text) in files {
                 let path = target.join(&file);
                 if std::fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
@@ -143,7 +147,7 @@ impl Jobs {
             }
             timers.push(units::timer_unit(name));
         }
-        changed |= self.remove_unconfigured().await?;
+        changed |= self.remove_unconfigured().await;
         if changed {
             self.systemd.reload().await?;
         }
@@ -157,15 +161,24 @@ impl Jobs {
     }
 
     /// Stops, disables and deletes the units of jobs hostd.toml no longer
-    /// has, with their records. True when something was removed.
-    async fn remove_unconfigured(&self) -> Result<bool, JobsError> {
+    /// has (and run templates of jobs without `overlap`), with their
+    /// records. True when something was removed.
+    /// Failures are logged: one unit that cannot go must not keep the
+    /// others, nor the daemon-reload after them.
+    async fn remove_unconfigured(&self) -> bool {
         let target = &self.config.units.target_dir;
         let mut stale: Vec<(String, String)> = Vec::new();
         for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
-            if let Some(job) = units::job_of_file(&file)
-                && !self.config.jobs.contains_key(job)
-            {
+            let Some(job) = units::job_of_file(&file) else {
+                continue;
+            };
+            let wanted = self
+                .config
+                .jobs
+                .get(job)
+                .is_some_and(|j| units::files_of(job, j).contains(&file));
+            if !wanted {
                 stale.push((job.to_owned(), file));
             }
         }
@@ -177,29 +190,47 @@ impl Jobs {
                 unit = file,
                 "removing the unit of a job no longer configured"
             );
-            if let Err(e) = self
-                .systemd
-                .job(JobKind::Stop, &unit(file)?, UNIT_JOB_TIMEOUT)
-                .await
-            {
-                tracing::warn!(
+            if let Err(e) = self.remove_unit_file(job, file).await {
+                tracing::error!(
                     unit = file,
-                    "cannot stop: {}",
+                    "cannot remove: {}",
                     crate::health::error_chain(&e)
                 );
             }
-            if file.ends_with(".timer") {
-                self.systemd.disable(std::slice::from_ref(file)).await?;
+        }
+        !stale.is_empty()
+    }
+
+    async fn remove_unit_file(&self, job: &str, file: &str) -> Result<(), JobsError> {
+        // A run template stops through its instances.
+        let running = if file.ends_with("@.service") {
+            let pattern = file.replace("@.service", "@*.service");
+            self.systemd.units_matching(&pattern).await?
+        } else {
+            vec![file.to_owned()]
+        };
+        for u in &running {
+            if let Err(e) = self
+                .systemd
+                .job(JobKind::Stop, &unit(u)?, UNIT_JOB_TIMEOUT)
+                .await
+            {
+                tracing::warn!(unit = u, "cannot stop: {}", crate::health::error_chain(&e));
             }
-            let path = target.join(file);
-            std::fs::remove_file(&path).map_err(|source| JobsError::Write {
-                name: job.clone(),
-                path,
-                source,
-            })?;
+        }
+        if file.ends_with(".timer") {
+            self.systemd.disable(&[file.to_owned()]).await?;
+        }
+        let path = self.config.units.target_dir.join(file);
+        std::fs::remove_file(&path).map_err(|source| JobsError::Write {
+            name: job.to_owned(),
+            path,
+            source,
+        })?;
+        if !self.config.jobs.contains_key(job) {
             self.records.remove(job);
         }
-        Ok(!stale.is_empty())
+        Ok(())
     }
 
     /// Records a finished run of `name` not recorded yet. `trigger` is what
@@ -231,13 +262,7 @@ impl Jobs {
         {
             return Ok(None);
         }
-        let run = JobRun {
-            started: status::rfc3339_usec(state.start_usec),
-            finished: Some(status::rfc3339_usec(state.exit_usec.max(state.start_usec))),
-            result: state.result.clone(),
-            exit_code: state.exit_code,
-            trigger: trigger.to_owned(),
-        };
+        let run = status::run_of(&state, trigger);
         tracing::info!(job = name, result = run.result, exit_code = ?run.exit_code, trigger, "job run ended");
         self.records.append(
             name,
@@ -253,24 +278,18 @@ impl Jobs {
     pub async fn observe(&self) {
         let mut out = Vec::with_capacity(self.config.jobs.len());
         for (name, job) in &self.config.jobs {
-            let manual = self.is_manual(name);
-            if !manual && let Err(e) = self.record_finished(name, "timer").await {
-                tracing::warn!(
-                    job = name,
-                    "cannot record its last run: {}",
-                    crate::health::error_chain(&e)
-                );
-            }
-            let running = manual
-                || match unit(&units::service_unit(name)) {
-                    Ok(u) => self.systemd.run_state(&u).await.is_ok_and(|s| {
-                        matches!(
-                            s.active_state,
-                            ActiveState::Active | ActiveState::Activating
-                        )
-                    }),
-                    Err(_) => false,
-                };
+            let running = if job.overlap {
+                self.record_instances(name).await.unwrap_or_else(|e| {
+                    tracing::warn!(
+                        job = name,
+                        "cannot record its runs: {}",
+                        crate::health::error_chain(&e)
+                    );
+                    false
+                })
+            } else {
+                self.observe_service(name).await
+            };
             let timer = match unit(&units::timer_unit(name)) {
                 Ok(u) => self
                     .systemd
@@ -290,6 +309,28 @@ impl Jobs {
             }));
         }
         self.status.send_replace(out);
+    }
+
+    /// Records the last run of a job without overlap; whether it runs.
+    async fn observe_service(&self, name: &str) -> bool {
+        let manual = self.is_manual(name);
+        if !manual && let Err(e) = self.record_finished(name, "timer").await {
+            tracing::warn!(
+                job = name,
+                "cannot record its last run: {}",
+                crate::health::error_chain(&e)
+            );
+        }
+        manual
+            || match unit(&units::service_unit(name)) {
+                Ok(u) => self.systemd.run_state(&u).await.is_ok_and(|s| {
+                    matches!(
+                        s.active_state,
+                        ActiveState::Active | ActiveState::Activating
+                    )
+                }),
+                Err(_) => false,
+            }
     }
 
     fn is_manual(&self, name: &str) -> bool {

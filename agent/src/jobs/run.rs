@@ -8,6 +8,7 @@ use hostd_api::{ActiveState, RunEvent};
 use tokio::sync::mpsc;
 
 use super::{Jobs, JobsError, UNIT_JOB_TIMEOUT, unit, units};
+use crate::config::UnitName;
 use crate::systemd::JobKind;
 use crate::systemd::journal::{POLL, Run, RunOutput};
 
@@ -32,10 +33,17 @@ impl Drop for Claim {
 
 impl Jobs {
     pub(super) async fn claim(&self, name: &str) -> Result<Claim, JobsError> {
-        if !self.config.jobs.contains_key(name) {
+        let Some(job) = self.config.jobs.get(name) else {
             return Err(JobsError::Unknown {
                 name: name.to_owned(),
                 known: self.config.jobs.keys().cloned().collect(),
+            });
+        };
+        if job.overlap {
+            // Runs are instances of their own: nothing to refuse or mark.
+            return Ok(Claim {
+                jobs: self.clone(),
+                name: String::new(),
             });
         }
         let state = self
@@ -60,15 +68,19 @@ impl Jobs {
         })
     }
 
-    pub(super) async fn run_now(&self, claim: Claim, tx: mpsc::UnboundedSender<RunEvent>) {
+    pub(super) async fn run_now(
+        &self,
+        name: String,
+        claim: Claim,
+        tx: mpsc::UnboundedSender<RunEvent>,
+    ) {
+        if self.config.jobs.get(&name).is_some_and(|j| j.overlap) {
+            drop(claim);
+            return self.run_instance_now(&name, tx).await;
+        }
         let started = Instant::now();
-        let name = claim.name.clone();
-        let finished = |result: String, exit_code, error| RunEvent::Finished {
-            result,
-            exit_code,
-            seconds: started.elapsed().as_secs_f64(),
-            error,
-        };
+        let finished =
+            |result, exit_code, error| super::status::finished(started, result, exit_code, error);
         let error = match self.start_and_follow(&name, &tx).await {
             Ok(()) => None,
             Err(e) => Some(crate::health::error_chain(&e)),
@@ -122,6 +134,27 @@ impl Jobs {
             .job(JobKind::Start, &service, UNIT_JOB_TIMEOUT)
             .await?;
         let state = self.systemd.run_state(&service).await?;
+        let running = |s: ActiveState| {
+            matches!(
+                s,
+                ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
+            )
+        };
+        self.follow(name, &service, &state.invocation, running, tx)
+            .await
+    }
+
+    /// Streams the run `invocation` of `service` until it is no longer
+    /// `running` and its output is all in (bounded by the job's timeout).
+    pub(super) async fn follow(
+        &self,
+        name: &str,
+        service: &UnitName,
+        invocation: &str,
+        running: impl Fn(ActiveState) -> bool,
+        tx: &mpsc::UnboundedSender<RunEvent>,
+    ) -> Result<(), JobsError> {
+        let oneshot = self.config.jobs.get(name).is_some_and(|j| j.overlap);
         let timeout = self
             .config
             .jobs
@@ -129,16 +162,15 @@ impl Jobs {
             .map_or(Duration::from_secs(3600), |j| j.timeout.0);
         let begun = Instant::now();
         let deadline = begun + timeout + UNIT_JOB_TIMEOUT;
-        let mut output = RunOutput::new(Run::Invocation(&state.invocation));
+        let mut output = RunOutput::new(Run::Invocation(invocation));
+        if oneshot {
+            output = output.oneshot();
+        }
         loop {
             for line in output.next_lines().await? {
                 let _ = tx.send(RunEvent::Output { line });
             }
-            let s = self.systemd.run_state(&service).await?;
-            if !matches!(
-                s.active_state,
-                ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
-            ) {
+            if !running(self.systemd.run_state(service).await?.active_state) {
                 output.stopped();
             }
             if output.complete() || Instant::now() > deadline {

@@ -18,6 +18,32 @@ pub fn rfc3339_usec(usec: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// The record of a run that ended, from its unit's state.
+pub fn run_of(state: &crate::systemd::RunState, trigger: &str) -> hostd_api::JobRun {
+    hostd_api::JobRun {
+        started: rfc3339_usec(state.start_usec),
+        finished: Some(rfc3339_usec(state.exit_usec.max(state.start_usec))),
+        result: state.result.clone(),
+        exit_code: state.exit_code,
+        trigger: trigger.to_owned(),
+    }
+}
+
+/// The last line of a run's stream.
+pub fn finished(
+    started: std::time::Instant,
+    result: String,
+    exit_code: Option<i32>,
+    error: Option<String>,
+) -> hostd_api::RunEvent {
+    hostd_api::RunEvent::Finished {
+        result,
+        exit_code,
+        seconds: started.elapsed().as_secs_f64(),
+        error,
+    }
+}
+
 pub struct Seen<'a> {
     pub name: &'a str,
     pub job: &'a JobConfig,

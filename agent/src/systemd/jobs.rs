@@ -130,6 +130,19 @@ impl Systemd {
             .map_err(SystemdError::Subscribe)
     }
 
+    /// Queues a start and returns at once: for a oneshot whose start job
+    /// lasts as long as its run.
+    pub async fn start_unit_nowait(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .start_unit(unit.to_owned(), "replace".to_owned())
+            .await
+            .map(drop)
+            .map_err(|source| SystemdError::LoadUnit {
+                unit: unit.to_owned(),
+                source,
+            })
+    }
+
     /// daemon-reload: systemd rereads unit files after hostd installed some.
     pub async fn reload(&self) -> Result<(), SystemdError> {
         self.manager.reload().await.map_err(SystemdError::Subscribe)

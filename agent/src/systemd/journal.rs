@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 /// exited, so its output is in the journal before them.
 const UNIT_SUCCEEDED: &str = "7ad2d189f7e94e70a38c781354912448";
 const UNIT_FAILED: &str = "d9b373ed55a64feb8242e02dbe79a49c";
+/// "Finished …" / "Failed to start …" (JOB_TYPE, JOB_RESULT): for a
+/// oneshot that remains active after its run, the only word of its end.
+const JOB_DONE: &str = "39f53479d3a045ac8e11786248231fbf";
 /// "Main process exited, code=…, status=…" (EXIT_CODE, EXIT_STATUS).
 const PROCESS_EXITED: &str = "98e322203f7a4ed290d09fe03c09fe15";
 /// After the run stopped, how long to wait for PID 1's closing message
@@ -54,6 +57,8 @@ pub struct RunOutput {
     ended: Option<Ended>,
     exit_code: Option<i32>,
     stopped: Option<Instant>,
+    /// A `Type=oneshot` unit: its start job ends when its run does.
+    oneshot: bool,
 }
 
 impl RunOutput {
@@ -73,7 +78,15 @@ impl RunOutput {
             ended: None,
             exit_code: None,
             stopped: None,
+            oneshot: false,
         }
+    }
+
+    /// The run is a `Type=oneshot` unit's, whose start job lasts the run
+    /// (and which logs no "Deactivated" when it remains active after it).
+    pub fn oneshot(mut self) -> Self {
+        self.oneshot = true;
+        self
     }
 
     /// Lines written since the last call.
@@ -108,6 +121,16 @@ impl RunOutput {
             match parse_entry(&v) {
                 Entry::Output(text) => lines.push(text),
                 Entry::Exited(code) => self.exit_code = code,
+                Entry::StartDone(done) if self.oneshot => {
+                    let (result, exit_code) = if done {
+                        ("success".to_owned(), Some(0))
+                    } else {
+                        ("failed".to_owned(), self.exit_code)
+                    };
+                    // "Failed with result" may still come, more precise.
+                    self.ended.get_or_insert(Ended { result, exit_code });
+                }
+                Entry::StartDone(_) => {}
                 Entry::Ended(result) => {
                     let exit_code = if result == "success" {
                         Some(0)
@@ -147,6 +170,8 @@ enum Entry {
     Exited(Option<i32>),
     /// The unit's result.
     Ended(String),
+    /// The start job ended: done or not.
+    StartDone(bool),
     Other,
 }
 
@@ -158,6 +183,9 @@ fn parse_entry(v: &serde_json::Value) -> Entry {
         Some(UNIT_SUCCEEDED) => return Entry::Ended("success".into()),
         Some(UNIT_FAILED) => {
             return Entry::Ended(field("UNIT_RESULT").unwrap_or("failed").to_owned());
+        }
+        Some(JOB_DONE) if field("JOB_TYPE") == Some("start") => {
+            return Entry::StartDone(field("JOB_RESULT") == Some("done"));
         }
         Some(PROCESS_EXITED) => {
             let code = (field("EXIT_CODE") == Some("exited"))
