@@ -141,9 +141,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox host with hostd, its load check out of the way (see
+    /// [`Sandbox::ignore_host_load`]).
     pub fn up(name: &str) -> Result<Sandbox> {
         let hostd = bin_dir()?.join("hostd");
-        Self::boot(name, &["--hostd".as_ref(), hostd.as_os_str()])
+        let s = Self::boot(name, &["--hostd".as_ref(), hostd.as_os_str()])?;
+        s.ignore_host_load()?;
+        Ok(s)
     }
 
     /// A host as an EC2 base image boots: nothing of hostd's, the operator

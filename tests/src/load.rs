@@ -405,9 +405,18 @@ mod tests {
             Ok((!load.shared.tally().errors.is_empty()).then_some(()))
         })?;
         let report = load.stop()?;
-        assert_eq!(report.ok, 0);
         assert!(report.failed > 0);
-        assert!(report.errors[0].contains("connect"), "{:?}", report.errors);
+        // Another test of this binary may bind the freed port for a moment
+        // (the kernel hands it out again): only some failures must be
+        // refusals.
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.contains("connect: Connection refused")),
+            "{:?}",
+            report.errors
+        );
         Ok(())
     }
 

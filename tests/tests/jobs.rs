@@ -120,6 +120,24 @@ pub fn jobs_run_on_schedule_and_by_hand_and_failures_degrade_health(s: &Sandbox)
         ensure!(tick["health"] == "healthy" && tock["health"] == "healthy", "{tick} {tock}");
         let said = s.root_sh("journalctl -o cat -u 'hostd-job-tock@*'")?;
         ensure!(said.contains("tock"), "{said}");
+
+        // A job that will not run when it should (its timer stopped)
+        // degrades health too, until it is back.
+        s.root_sh("systemctl stop hostd-job-whoami.timer")?;
+        let stopped = poll("health to name the stopped schedule", Duration::from_secs(60), || {
+            let h = http_get(s.health_addr()?, "/health")?.body;
+            Ok(h.contains("job whoami: its timer is inactive").then_some(()))
+        });
+        if let Err(e) = stopped {
+            let said = s.root_sh("systemctl show -P ActiveState hostd-job-whoami.timer; journalctl -u hostd -o cat -n 20")?;
+            let listed = s.hostctl(&["jobs"])?;
+            s.root_sh("systemctl start hostd-job-whoami.timer")?;
+            return Err(e.context(format!(
+                "jobs: {}\nhost: {said}",
+                String::from_utf8_lossy(&listed.stdout)
+            )));
+        }
+        s.root_sh("systemctl start hostd-job-whoami.timer")?;
         let said = s.root_sh("journalctl -o cat -u hostd-job-tick.service")?;
         ensure!(said.contains("tick from tick"), "{said}");
         Ok(())

@@ -117,10 +117,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let name = format!("t{}", std::process::id() % 100_000);
-    let sandbox = match Sandbox::up(&name)
-        .and_then(|s| wait_until_serving(&s).map(|()| s))
-        .and_then(|s| s.ignore_host_load().map(|()| s))
-    {
+    let sandbox = match Sandbox::up(&name).and_then(|s| wait_until_serving(&s).map(|()| s)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("cannot start the sandbox host for the suite: {e:#}");

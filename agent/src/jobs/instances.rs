@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::records::Record;
 use super::{Jobs, JobsError, status, unit, units};
-use crate::systemd::journal::POLL;
+use crate::systemd::journal::{POLL, Run, RunOutput};
 
 /// How long a started instance has to get its InvocationID.
 const START: Duration = Duration::from_secs(30);
@@ -106,19 +106,16 @@ impl Jobs {
         });
         // A oneshot's start job lasts the whole run: not waited for.
         self.systemd.start_unit_nowait(instance.as_str()).await?;
+        // The instance's name is this run's alone.
+        let output = RunOutput::new(Run::Unit(instance.as_str())).oneshot();
         let deadline = Instant::now() + START;
-        let state = loop {
-            let state = self.systemd.run_state(&instance).await?;
-            if !state.invocation.is_empty() {
-                break state;
-            }
+        while self.systemd.run_state(&instance).await?.start_usec == 0 {
             if Instant::now() > deadline {
                 return Err(JobsError::NotStarted(instance.to_string()));
             }
             tokio::time::sleep(POLL).await;
-        };
-        self.follow(name, &instance, &state.invocation, running, tx)
-            .await?;
+        }
+        self.follow(name, &instance, output, running, tx).await?;
         Ok(self.systemd.run_state(&instance).await?)
     }
 }

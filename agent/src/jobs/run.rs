@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{Jobs, JobsError, UNIT_JOB_TIMEOUT, unit, units};
 use crate::config::UnitName;
 use crate::systemd::JobKind;
-use crate::systemd::journal::{POLL, Run, RunOutput};
+use crate::systemd::journal::{POLL, Run, RunOutput, current_cursor};
 
 /// How long after the job's end to wait for D-Bus to say so.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -128,33 +128,32 @@ impl Jobs {
         let _ = tx.send(RunEvent::Started {
             unit: service.to_string(),
         });
+        // The unit runs once at a time: what it logs after this is this run.
+        let output = RunOutput::new(Run::Unit(service.as_str())).after(current_cursor().await?);
         // A command that cannot even start fails the start job: its state
         // still says how, for the record.
         self.systemd
             .job(JobKind::Start, &service, UNIT_JOB_TIMEOUT)
             .await?;
-        let state = self.systemd.run_state(&service).await?;
         let running = |s: ActiveState| {
             matches!(
                 s,
                 ActiveState::Active | ActiveState::Activating | ActiveState::Deactivating
             )
         };
-        self.follow(name, &service, &state.invocation, running, tx)
-            .await
+        self.follow(name, &service, output, running, tx).await
     }
 
-    /// Streams the run `invocation` of `service` until it is no longer
-    /// `running` and its output is all in (bounded by the job's timeout).
+    /// Streams `output` of `service` until it is no longer `running` and
+    /// its output is all in (bounded by the job's timeout).
     pub(super) async fn follow(
         &self,
         name: &str,
         service: &UnitName,
-        invocation: &str,
+        mut output: RunOutput,
         running: impl Fn(ActiveState) -> bool,
         tx: &mpsc::UnboundedSender<RunEvent>,
     ) -> Result<(), JobsError> {
-        let oneshot = self.config.jobs.get(name).is_some_and(|j| j.overlap);
         let timeout = self
             .config
             .jobs
@@ -162,10 +161,6 @@ impl Jobs {
             .map_or(Duration::from_secs(3600), |j| j.timeout.0);
         let begun = Instant::now();
         let deadline = begun + timeout + UNIT_JOB_TIMEOUT;
-        let mut output = RunOutput::new(Run::Invocation(invocation));
-        if oneshot {
-            output = output.oneshot();
-        }
         loop {
             for line in output.next_lines().await? {
                 let _ = tx.send(RunEvent::Output { line });

@@ -34,11 +34,34 @@ pub enum JournalError {
     Failed(String),
 }
 
-/// Which run: a transient unit's name (unique to the run), or a run of a
-/// lasting unit by its InvocationID.
+/// Which run: a unit's, by its name (unique to a transient run; for a
+/// lasting unit, read [`RunOutput::after`] a cursor taken before the
+/// start). Not by InvocationID: journald learns it from the process's
+/// cgroup, which a short-lived command has already left, so its lines can
+/// come without one.
 pub enum Run<'a> {
     Unit(&'a str),
-    Invocation(&'a str),
+}
+
+/// The newest entry's cursor: what a run started afterwards comes after.
+pub async fn current_cursor() -> Result<Option<String>, JournalError> {
+    let out = tokio::process::Command::new("journalctl")
+        .args(["--no-pager", "--output=json", "--lines=1"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(JournalError::Spawn)?;
+    if !out.status.success() {
+        return Err(JournalError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some(v.get("__CURSOR")?.as_str()?.to_owned()))
+        .next_back())
 }
 
 /// How a run ended, as PID 1 logged it.
@@ -65,13 +88,8 @@ impl RunOutput {
     pub fn new(run: Run<'_>) -> Self {
         // The command's own lines carry the `_`-prefixed trusted fields;
         // PID 1's messages about the unit the plain ones.
-        let matches = match run {
-            Run::Unit(u) => [format!("_SYSTEMD_UNIT={u}"), format!("UNIT={u}")],
-            Run::Invocation(i) => [
-                format!("_SYSTEMD_INVOCATION_ID={i}"),
-                format!("INVOCATION_ID={i}"),
-            ],
-        };
+        let Run::Unit(u) = run;
+        let matches = [format!("_SYSTEMD_UNIT={u}"), format!("UNIT={u}")];
         Self {
             matches,
             cursor: None,
@@ -80,6 +98,12 @@ impl RunOutput {
             stopped: None,
             oneshot: false,
         }
+    }
+
+    /// Only entries after `cursor` (from [`current_cursor`]).
+    pub fn after(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
     }
 
     /// The run is a `Type=oneshot` unit's, whose start job lasts the run
