@@ -60,6 +60,7 @@ impl FakeHosts {
         let fake = dir.join("ssh");
         std::fs::write(&fake, FAKE_SSH)?;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
+        runnable(&fake)?;
         let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
         let config = Config::from_str(
             &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
@@ -110,6 +111,28 @@ pub(crate) fn stream<T: serde::Serialize>(events: &[T]) -> String {
         .map(|e| serde_json::to_string(e).unwrap_or_default())
         .collect();
     format!("200 OK|{}\n", lines.join("\n"))
+}
+
+/// Waits until `script` can be executed. A test thread that forks while
+/// this one still has the file open for writing gives its child a copy of
+/// that descriptor until the child execs, and meanwhile executing the file
+/// fails with ETXTBSY ("text file busy"). Once one run works, later ones do.
+fn runnable(script: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    const ETXTBSY: i32 = 26;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::process::Command::new(script)
+            .stdin(std::process::Stdio::null())
+            .env("LOG", "/dev/null")
+            .status()
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && std::time::Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 impl Drop for FakeHosts {
