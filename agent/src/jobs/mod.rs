@@ -240,11 +240,24 @@ impl Jobs {
         name: &str,
         trigger: &str,
     ) -> Result<Option<JobRun>, JobsError> {
-        let _one = self.recording.lock().await;
         let state = self
             .systemd
             .run_state(&unit(&units::service_unit(name))?)
             .await?;
+        self.record_ended(name, &state, trigger)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Records the run `state` describes if it ended and is not recorded
+    /// yet; the check and the append under one lock, so two observers
+    /// record it once.
+    async fn record_ended(
+        &self,
+        name: &str,
+        state: &crate::systemd::RunState,
+        trigger: &str,
+    ) -> Result<Option<JobRun>, records::RecordsError> {
         let busy = matches!(
             state.active_state,
             ActiveState::Active
@@ -255,6 +268,7 @@ impl Jobs {
         if busy || state.start_usec == 0 {
             return Ok(None);
         }
+        let _one = self.recording.lock().await;
         if self
             .records
             .last(name)
@@ -262,7 +276,7 @@ impl Jobs {
         {
             return Ok(None);
         }
-        let run = status::run_of(&state, trigger);
+        let run = status::run_of(state, trigger);
         tracing::info!(job = name, result = run.result, exit_code = ?run.exit_code, trigger, "job run ended");
         self.records.append(
             name,
@@ -314,7 +328,23 @@ impl Jobs {
     /// Records the last run of a job without overlap; whether it runs.
     async fn observe_service(&self, name: &str) -> bool {
         let manual = self.is_manual(name);
-        if !manual && let Err(e) = self.record_finished(name, "timer").await {
+        let state = match unit(&units::service_unit(name)) {
+            Ok(u) => self.systemd.run_state(&u).await.map_err(JobsError::from),
+            Err(e) => Err(e),
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    job = name,
+                    "cannot read its state: {}",
+                    crate::health::error_chain(&e)
+                );
+                return manual;
+            }
+        };
+        // A run by hand records itself, as `manual`.
+        if !manual && let Err(e) = self.record_ended(name, &state, "timer").await {
             tracing::warn!(
                 job = name,
                 "cannot record its last run: {}",
@@ -322,15 +352,10 @@ impl Jobs {
             );
         }
         manual
-            || match unit(&units::service_unit(name)) {
-                Ok(u) => self.systemd.run_state(&u).await.is_ok_and(|s| {
-                    matches!(
-                        s.active_state,
-                        ActiveState::Active | ActiveState::Activating
-                    )
-                }),
-                Err(_) => false,
-            }
+            || matches!(
+                state.active_state,
+                ActiveState::Active | ActiveState::Activating
+            )
     }
 
     fn is_manual(&self, name: &str) -> bool {

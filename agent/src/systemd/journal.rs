@@ -45,8 +45,19 @@ pub enum Run<'a> {
 
 /// The newest entry's cursor: what a run started afterwards comes after.
 pub async fn current_cursor() -> Result<Option<String>, JournalError> {
+    Ok(journal_json(&["--lines=1".to_owned()])
+        .await?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some(v.get("__CURSOR")?.as_str()?.to_owned()))
+        .next_back())
+}
+
+/// `journalctl --output=json ARGS`: its output, one entry a line.
+async fn journal_json(args: &[String]) -> Result<String, JournalError> {
     let out = tokio::process::Command::new("journalctl")
-        .args(["--no-pager", "--output=json", "--lines=1"])
+        .args(["--no-pager", "--output=json"])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -57,11 +68,7 @@ pub async fn current_cursor() -> Result<Option<String>, JournalError> {
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some(v.get("__CURSOR")?.as_str()?.to_owned()))
-        .next_back())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// How a run ended, as PID 1 logged it.
@@ -115,27 +122,18 @@ impl RunOutput {
 
     /// Lines written since the last call.
     pub async fn next_lines(&mut self) -> Result<Vec<String>, JournalError> {
-        let mut cmd = tokio::process::Command::new("journalctl");
-        cmd.args(["--no-pager", "--output=json"]);
+        let mut args = Vec::new();
         if let Some(c) = &self.cursor {
-            cmd.arg(format!("--after-cursor={c}"));
+            args.push(format!("--after-cursor={c}"));
         }
-        let out = cmd
-            .arg(&self.matches[0])
-            .arg("+")
-            .arg(&self.matches[1])
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(JournalError::Spawn)?;
-        if !out.status.success() {
-            return Err(JournalError::Failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            ));
-        }
+        args.extend([
+            self.matches[0].clone(),
+            "+".to_owned(),
+            self.matches[1].clone(),
+        ]);
+        let text = journal_json(&args).await?;
         let mut lines = Vec::new();
-        for l in String::from_utf8_lossy(&out.stdout).lines() {
+        for l in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
                 continue;
             };

@@ -21,8 +21,6 @@ pub struct RunState {
     pub result: String,
     /// The exit status, when the process exited by itself.
     pub exit_code: Option<i32>,
-    /// This run's InvocationID, hex; its journal lines carry it.
-    pub invocation: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +41,13 @@ impl Systemd {
             source,
         };
         let state = self.unit_state(unit).await?;
-        let unit_proxy = self.unit_proxy(unit, CacheProperties::No).await?;
         let service = self.service_proxy(unit).await?;
-        let (start, exit, result, code, status, invocation) = tokio::try_join!(
+        let (start, exit, result, code, status) = tokio::try_join!(
             service.exec_main_start_timestamp(),
             service.exec_main_exit_timestamp(),
             service.result(),
             service.exec_main_code(),
             service.exec_main_status(),
-            unit_proxy.invocation_id(),
         )
         .map_err(prop)?;
         Ok(RunState {
@@ -60,7 +56,6 @@ impl Systemd {
             exit_usec: exit,
             result,
             exit_code: (code == CLD_EXITED).then_some(status),
-            invocation: invocation.iter().map(|b| format!("{b:02x}")).collect(),
         })
     }
 
