@@ -21,6 +21,11 @@ const PROCESS_EXITED: &str = "98e322203f7a4ed290d09fe03c09fe15";
 /// After the run stopped, how long to wait for PID 1's closing message
 /// (journald may still be writing the last lines).
 const DRAIN: Duration = Duration::from_secs(3);
+/// After PID 1's closing message, how long to go on reading: journald
+/// takes the command's output (a stream socket) and PID 1's messages (a
+/// datagram socket) in whatever order they wake it, so the last lines can
+/// land just after the closing message.
+const AFTER_END: Duration = Duration::from_millis(500);
 pub const POLL: Duration = Duration::from_millis(100);
 /// Longer output lines are cut: a command printing a blob must not flood
 /// hostctl.
@@ -85,6 +90,8 @@ pub struct RunOutput {
     matches: [String; 2],
     cursor: Option<String>,
     ended: Option<Ended>,
+    /// When `ended` was first seen.
+    ended_at: Option<Instant>,
     exit_code: Option<i32>,
     stopped: Option<Instant>,
     /// A `Type=oneshot` unit: its start job ends when its run does.
@@ -101,6 +108,7 @@ impl RunOutput {
             matches,
             cursor: None,
             ended: None,
+            ended_at: None,
             exit_code: None,
             stopped: None,
             oneshot: false,
@@ -164,6 +172,9 @@ impl RunOutput {
                 Entry::Other => {}
             }
         }
+        if self.ended.is_some() {
+            self.ended_at.get_or_insert_with(Instant::now);
+        }
         Ok(lines)
     }
 
@@ -173,11 +184,12 @@ impl RunOutput {
         self.stopped.get_or_insert_with(Instant::now);
     }
 
-    /// Every line is in: the run stopped and PID 1 logged its end, or
-    /// journald had a while to catch up.
+    /// Every line is in: the run stopped and PID 1 logged its end a moment
+    /// ago, or journald had a while to catch up.
     pub fn complete(&self) -> bool {
-        self.stopped
-            .is_some_and(|t| self.ended.is_some() || t.elapsed() > DRAIN)
+        self.stopped.is_some_and(|t| {
+            self.ended_at.is_some_and(|e| e.elapsed() > AFTER_END) || t.elapsed() > DRAIN
+        })
     }
 
     /// The end PID 1 logged, once it has.
