@@ -85,8 +85,8 @@ pub fn status_of(code: u16) -> StatusCode {
 
 fn error_response(e: &ManagerError) -> Response {
     let code = status_of(e.http_status());
-    tracing::warn!(status = code.as_u16(), "{}", crate::health::error_chain(e));
-    error_answer(code, crate::health::error_chain(e))
+    tracing::warn!(status = code.as_u16(), "{}", hostd_api::error_chain(e));
+    error_answer(code, hostd_api::error_chain(e))
 }
 
 fn secrets_error(e: &RefreshError) -> Response {

@@ -121,7 +121,7 @@ pub fn spawn_discovery() -> std::sync::Arc<std::sync::OnceLock<InstanceIdentity>
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    let e = crate::health::error_chain(&e);
+                    let e = hostd_api::error_chain(&e);
                     if attempt == 4 {
                         tracing::info!("no instance identity (not on EC2?): {e}");
                         return;

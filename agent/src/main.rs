@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             Command::DialStdio { socket } => match hostd::dial::dial_stdio(&socket).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("hostd: {}", hostd::health::error_chain(&e));
+                    eprintln!("hostd: {}", hostd_api::error_chain(&e));
                     ExitCode::FAILURE
                 }
             },
@@ -95,7 +95,7 @@ async fn run(path: &std::path::Path) -> ExitCode {
     match hostd::run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{}", hostd::health::error_chain(&e));
+            tracing::error!("{}", hostd_api::error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -6,7 +6,7 @@
 //! hostd holds the lock, not hostctl.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -27,7 +27,7 @@ impl Holder {
         Self {
             operation: operation.into(),
             requested_by: requested_by.into(),
-            since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            since: hostd_api::time::now_rfc3339(),
         }
     }
 }

@@ -96,7 +96,7 @@ pub fn router(d: Deployer, build: Arc<OnceLock<String>>) -> Router {
 fn refuse(e: &UpgradeError) -> Response {
     let code = crate::control::status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "hostd upgrade refused: {e}");
-    crate::control::error_answer(code, crate::health::error_chain(e))
+    crate::control::error_answer(code, hostd_api::error_chain(e))
 }
 
 async fn upgrade(

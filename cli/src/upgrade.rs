@@ -132,7 +132,7 @@ pub async fn run(hosts: &[HostTarget], args: &UpgradeArgs) -> Result<ExitCode, U
                 Ok(Ok(outcome)) => r.outcome = outcome,
                 Ok(Err(e)) => {
                     r.outcome = Outcome::Failed;
-                    r.error = Some(crate::status::error_chain(&e));
+                    r.error = Some(hostd_api::error_chain(&e));
                 }
                 Err(_) => {
                     r.outcome = Outcome::Failed;

@@ -1,19 +1,24 @@
 //! Types that cross the wire between hostd (on the host) and hostctl (on the
-//! operator's machine). Kept free of runtime dependencies so both sides, and
-//! scripts reading `--json` output, agree on one shape.
+//! operator's machine), and the rules both sides apply ([`paths`], release
+//! names, [`time`], [`errors`]). Kept free of runtime dependencies so both
+//! sides, and scripts reading `--json` output, agree on one shape.
 
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
 pub mod deploy;
+pub mod errors;
 pub mod jobs;
+pub mod paths;
 pub mod restore;
+pub mod time;
 
 pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
 pub use deploy::{
     ArtifactInfo, DeployEvent, DeployHooks, DeployOutcome, DeployRequest, HealthGate, LedgerEntry,
     LockHolder, LockStatus, ReleasesList, RollbackRequest,
 };
+pub use errors::error_chain;
 pub use jobs::{JobRun, JobStatus, JobsList, RunEvent, TaskRequest, TaskSpec};
 pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 

@@ -40,7 +40,7 @@ pub struct DrillOutput {
 
 pub fn drill(plan: &DrillPlan) -> Result<DrillOutput, DrillError> {
     let repo = open_or_init(plan.storage.clone(), &plan.password, &plan.options)
-        .map_err(|e| fail("opening the repository", crate::health::error_chain(&e)))?;
+        .map_err(|e| fail("opening the repository", hostd_api::error_chain(&e)))?;
     let repo = repo
         .to_indexed()
         .map_err(|e| fail("reading the repository index", e.display_log()))?;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use hostd_api::time::now_rfc3339;
 use hostd_api::{BackupRun, DrillRun, SnapshotInfo};
 use rustic_core::RepositoryOptions;
 use tokio::sync::{OnceCell, watch};
@@ -112,17 +113,13 @@ impl Context {
     }
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
 /// `s3://bucket/prefix` and every snapshot in it.
 pub async fn list(ctx: &Context) -> Result<(String, Vec<SnapshotInfo>), String> {
     let (storage, password, options) = ctx.repository().await?;
     let url = storage.url();
     let snapshots = tokio::task::spawn_blocking(move || {
-        let repo = open_or_init(storage, &password, &options)
-            .map_err(|e| crate::health::error_chain(&e))?;
+        let repo =
+            open_or_init(storage, &password, &options).map_err(|e| hostd_api::error_chain(&e))?;
         super::engine::snapshots(&repo).map_err(|e| e.to_string())
     })
     .await
@@ -142,7 +139,7 @@ pub async fn backup_and_drill(ctx: &Context, mut record: BackupRun, st: &mut Bac
             .is_none_or(|age| age >= b.check_interval.0)
     });
     let result = backup(ctx, &mut written, check_due, &record.started).await;
-    record.finished = Some(now());
+    record.finished = Some(now_rfc3339());
     record.snapshots = written;
     match result {
         Ok(()) => {
@@ -221,7 +218,7 @@ async fn backup(
     .await
     .map_err(|e| format!("the backup thread failed: {e}"))?;
     *written = snaps;
-    let out = result.map_err(|e| crate::health::error_chain(&e))?;
+    let out = result.map_err(|e| hostd_api::error_chain(&e))?;
     tracing::info!(
         forgotten = out.forgotten,
         checked = out.checked,
@@ -231,7 +228,7 @@ async fn backup(
 }
 
 async fn run_drill(ctx: &Context) -> DrillRun {
-    let started = now();
+    let started = now_rfc3339();
     let databases = ctx.databases();
     let database = databases.join(",");
     let plan = match ctx.repository().await {
@@ -264,7 +261,7 @@ async fn run_drill(ctx: &Context) -> DrillRun {
             tracing::info!(checks = out.checks_passed, "restore drill passed");
             DrillRun {
                 started,
-                finished: now(),
+                finished: now_rfc3339(),
                 ok: true,
                 snapshot: out.snapshot,
                 database,
@@ -276,7 +273,7 @@ async fn run_drill(ctx: &Context) -> DrillRun {
             tracing::error!("restore drill failed: {e}");
             DrillRun {
                 started,
-                finished: now(),
+                finished: now_rfc3339(),
                 ok: false,
                 snapshot: None,
                 database,

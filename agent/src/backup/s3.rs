@@ -147,7 +147,7 @@ impl S3Backend {
                     attempt += 1;
                 }
                 Err(e) => {
-                    let detail = crate::health::error_chain(&e);
+                    let detail = hostd_api::error_chain(&e);
                     return Err(S3Error::Unreachable { op, object, detail });
                 }
             }

@@ -74,7 +74,7 @@ where
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => S3Error::Unreachable {
             op,
             object,
-            detail: crate::health::error_chain(&e),
+            detail: hostd_api::error_chain(&e),
         },
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hostd_api::time::rfc3339;
 use hostd_api::{BackupRun, BackupsList, DrillRun};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -135,10 +136,6 @@ fn save(config: &Config, st: &BackupState) {
     if let Err(e) = written {
         tracing::warn!("cannot save the backup state: {e}");
     }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The next `at` (minutes after midnight UTC) after `now`, plus `jitter`.

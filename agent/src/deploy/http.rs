@@ -33,7 +33,7 @@ pub fn router(d: Deployer) -> Router {
 fn error(e: &DeployError) -> Response {
     let code = crate::control::status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "deploy request refused: {e}");
-    crate::control::error_answer(code, crate::health::error_chain(e))
+    crate::control::error_answer(code, hostd_api::error_chain(e))
 }
 
 async fn artifact_info(State(d): State<Deployer>, UrlPath(digest): UrlPath<String>) -> Response {

@@ -68,7 +68,7 @@ pub async fn recover(d: Deployer) {
         return;
     };
     tracing::warn!(service = m.service, to = m.to, from = ?m.from, "a deploy was interrupted (hostd stopped mid-switch); returning to the release it came from");
-    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let started = hostd_api::time::now_rfc3339();
     let result = undo(&d, &m).await;
     let (outcome, error, note) = match &result {
         Ok(Some(v)) => (
@@ -116,7 +116,7 @@ pub async fn recover(d: Deployer) {
             from: None,
             action: "recovery".into(),
             started,
-            finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            finished: hostd_api::time::now_rfc3339(),
             result: outcome.into(),
             error: error.or_else(|| Some("interrupted: hostd stopped mid-deploy".into())),
         };
@@ -153,16 +153,16 @@ async fn undo(d: &Deployer, m: &Marker) -> Result<Option<String>, String> {
         d.manager
             .rollout(m.service.clone(), Gate::of(svc), tx)
             .await
-            .map_err(|e| crate::health::error_chain(&e))?;
+            .map_err(|e| hostd_api::error_chain(&e))?;
         return Ok(None);
     }
     releases
         .switch(from)
-        .map_err(|e| crate::health::error_chain(&e))?;
+        .map_err(|e| hostd_api::error_chain(&e))?;
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     d.manager
         .rollout(m.service.clone(), Gate::of(svc), tx)
         .await
-        .map_err(|e| crate::health::error_chain(&e))?;
+        .map_err(|e| hostd_api::error_chain(&e))?;
     Ok(Some(from.clone()))
 }

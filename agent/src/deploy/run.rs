@@ -1,8 +1,9 @@
 //! A deploy or rollback from its checked request to its ledger line,
 //! reported as [`DeployEvent`]s.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use hostd_api::time::now_rfc3339;
 use hostd_api::{DeployEvent, DeployOutcome, DeployRequest, RollbackRequest};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,10 +67,6 @@ impl Events {
             error,
         });
     }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 /// The lock, waited for as the request allows, with the wait reported.
@@ -143,7 +140,7 @@ pub async fn deploy(
             );
         }
     };
-    let started = now();
+    let started = now_rfc3339();
     let (outcome, error) = match deploy_steps(&d, &target, &req, &events).await {
         Ok(warning) => (DeployOutcome::Ok, warning),
         Err((outcome, e)) => (outcome, Some(e)),
@@ -159,7 +156,7 @@ pub async fn deploy(
             from: from.clone(),
             action: "deploy".into(),
             started,
-            finished: now(),
+            finished: now_rfc3339(),
             result: outcome.as_str().into(),
             error: error.clone(),
         },
@@ -203,7 +200,7 @@ async fn deploy_steps(
                     .map_err(|e| format!("cannot replace {}: {e}", dest.display()))?;
             }
             let tar = store.open(&digest).map_err(|e| e.to_string())?;
-            super::unpack(tar, &dest).map_err(|e| crate::health::error_chain(&e))
+            super::unpack(tar, &dest).map_err(|e| hostd_api::error_chain(&e))
         })
         .await
         .unwrap_or_else(|e| Err(format!("the unpack thread failed: {e}")));
@@ -232,7 +229,7 @@ async fn deploy_steps(
         from: previous.clone(),
         to: req.version.clone(),
         requested_by: req.requested_by.clone(),
-        started: now(),
+        started: now_rfc3339(),
     };
     marker::save(&d.config.state_dir, &m)
         .map_err(|e| failed(&format!("cannot write the deploy marker: {e}")))?;
@@ -337,13 +334,13 @@ async fn switch_and_roll(
     target
         .releases()
         .switch(version)
-        .map_err(|e| crate::health::error_chain(&e))?;
+        .map_err(|e| hostd_api::error_chain(&e))?;
     events.done(&step, t);
     d.manager
         .rollout(target.service.clone(), gate.clone(), events.tx.clone())
         .await
         .map(|_| ())
-        .map_err(|e| crate::health::error_chain(&e))
+        .map_err(|e| hostd_api::error_chain(&e))
 }
 
 /// Back to `previous` after a failed switch, gated by hostd's own health
@@ -454,7 +451,7 @@ pub async fn rollback(
             );
         }
     };
-    let started = now();
+    let started = now_rfc3339();
     let releases = target.releases();
     let previous = releases.current();
     let m = Marker {
@@ -462,7 +459,7 @@ pub async fn rollback(
         from: previous.clone(),
         to: version.clone(),
         requested_by: req.requested_by.clone(),
-        started: now(),
+        started: now_rfc3339(),
     };
     let result = match marker::save(&d.config.state_dir, &m) {
         Err(e) => Err((
@@ -510,7 +507,7 @@ pub async fn rollback(
             from: from.clone(),
             action: "rollback".into(),
             started,
-            finished: now(),
+            finished: now_rfc3339(),
             result: outcome.as_str().into(),
             error: error.clone(),
         },

@@ -76,7 +76,7 @@ pub async fn run(
             let _ = tx.send(finished(
                 "resources",
                 None,
-                Some(crate::health::error_chain(&e)),
+                Some(hostd_api::error_chain(&e)),
             ));
             return;
         }
@@ -113,7 +113,7 @@ pub async fn run(
             tracing::info!(task = req.task, result = exit.result, code = ?exit.code, "task ended");
             finished(&exit.result, exit.code, None)
         }
-        Err(e) => finished("resources", None, Some(crate::health::error_chain(&e))),
+        Err(e) => finished("resources", None, Some(hostd_api::error_chain(&e))),
     };
     let _ = tx.send(event);
 }

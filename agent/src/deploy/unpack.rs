@@ -8,6 +8,7 @@
 //! Entries are checked by hand rather than with `tar`'s `unpack_in`, which
 //! refuses `..` but follows a symlink the same archive created earlier.
 
+use hostd_api::paths::{link_stays_inside, relative};
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -43,53 +44,6 @@ fn refused(entry: &Path, why: &'static str) -> UnpackError {
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> UnpackError {
     let path = path.to_owned();
     move |source| UnpackError::Write { path, source }
-}
-
-/// `path` as plain components below the release root, or None when it is
-/// absolute or climbs with `..`. `.` components are dropped.
-fn relative(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Whether a symlink at `link` (relative to the root) pointing at `target`
-/// stays inside the root, resolved lexically (targets are created by us,
-/// so nothing on disk can redirect them).
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: Vec<&std::ffi::OsStr> = link
-        .parent()
-        .map(|p| {
-            p.components()
-                .filter_map(|c| match c {
-                    Component::Normal(s) => Some(s),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for c in target.components() {
-        match c {
-            Component::Normal(s) => depth.push(s),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
 
 /// Refuses a path whose parent, inside the root, is anything but a real

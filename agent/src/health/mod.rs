@@ -3,7 +3,7 @@
 //! load on the things being checked.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hostd_api::{HealthReport, HealthStatus, UnitStatus};
 use tokio::sync::watch;
@@ -201,20 +201,7 @@ pub(crate) fn report(components: Vec<hostd_api::ComponentHealth>) -> HealthRepor
         .unwrap_or(HealthStatus::Healthy);
     HealthReport {
         status,
-        checked_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        checked_at: hostd_api::time::now_rfc3339(),
         components,
     }
-}
-
-/// Error and its sources on one line: the top-level message alone ("cannot
-/// read the state of unit x") hides the useful part.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::join_all;
 use hostd_api::{ActiveState, ComponentHealth, HealthStatus, UnitStatus};
 
-use super::{Probes, Snapshot, error_chain, report};
+use hostd_api::error_chain;
+
+use super::{Probes, Snapshot, report};
 use crate::checks::{CheckError, Probe, SystemSample, system};
 use crate::config::{Config, UnitName};
 use crate::desired::{ManagerView, WantedUnit, wanted_units};

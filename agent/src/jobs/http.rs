@@ -20,7 +20,7 @@ pub fn router(jobs: Jobs) -> Router {
 fn error(e: &JobsError) -> Response {
     let code = crate::control::status_of(e.http_status());
     tracing::warn!(status = code.as_u16(), "jobs request refused: {e}");
-    crate::control::error_answer(code, crate::health::error_chain(e))
+    crate::control::error_answer(code, hostd_api::error_chain(e))
 }
 
 /// Fresh, not the last observation: `hostctl jobs` right after a run

@@ -80,13 +80,13 @@ impl Jobs {
             |result, exit_code, error| status::finished(started, result, exit_code, error);
         let event = match self.start_instance_and_follow(name, &tx).await {
             Ok(state) => finished(state.result, state.exit_code, None),
-            Err(e) => finished("unknown".into(), None, Some(crate::health::error_chain(&e))),
+            Err(e) => finished("unknown".into(), None, Some(hostd_api::error_chain(&e))),
         };
         if let Err(e) = self.record_instances(name).await {
             tracing::warn!(
                 job = name,
                 "cannot record its runs: {}",
-                crate::health::error_chain(&e)
+                hostd_api::error_chain(&e)
             );
         }
         self.observe().await;

@@ -191,11 +191,7 @@ impl Jobs {
                 "removing the unit of a job no longer configured"
             );
             if let Err(e) = self.remove_unit_file(job, file).await {
-                tracing::error!(
-                    unit = file,
-                    "cannot remove: {}",
-                    crate::health::error_chain(&e)
-                );
+                tracing::error!(unit = file, "cannot remove: {}", hostd_api::error_chain(&e));
             }
         }
         !stale.is_empty()
@@ -215,7 +211,7 @@ impl Jobs {
                 .job(JobKind::Stop, &unit(u)?, UNIT_JOB_TIMEOUT)
                 .await
             {
-                tracing::warn!(unit = u, "cannot stop: {}", crate::health::error_chain(&e));
+                tracing::warn!(unit = u, "cannot stop: {}", hostd_api::error_chain(&e));
             }
         }
         if file.ends_with(".timer") {
@@ -297,7 +293,7 @@ impl Jobs {
                     tracing::warn!(
                         job = name,
                         "cannot record its runs: {}",
-                        crate::health::error_chain(&e)
+                        hostd_api::error_chain(&e)
                     );
                     false
                 })
@@ -309,7 +305,7 @@ impl Jobs {
                     .systemd
                     .timer_state(&u)
                     .await
-                    .map_err(|e| crate::health::error_chain(&e)),
+                    .map_err(|e| hostd_api::error_chain(&e)),
                 Err(e) => Err(e.to_string()),
             };
             out.push(status::evaluate(status::Seen {
@@ -338,7 +334,7 @@ impl Jobs {
                 tracing::warn!(
                     job = name,
                     "cannot read its state: {}",
-                    crate::health::error_chain(&e)
+                    hostd_api::error_chain(&e)
                 );
                 return manual;
             }
@@ -348,7 +344,7 @@ impl Jobs {
             tracing::warn!(
                 job = name,
                 "cannot record its last run: {}",
-                crate::health::error_chain(&e)
+                hostd_api::error_chain(&e)
             );
         }
         manual
@@ -374,7 +370,7 @@ pub fn spawn(jobs: Jobs, mut shutdown: watch::Receiver<bool>) -> tokio::task::Jo
         if let Err(e) = jobs.install().await {
             tracing::error!(
                 "cannot install the jobs' units: {}",
-                crate::health::error_chain(&e)
+                hostd_api::error_chain(&e)
             );
         }
         if jobs.config.jobs.is_empty() {

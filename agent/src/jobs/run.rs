@@ -83,7 +83,7 @@ impl Jobs {
             |result, exit_code, error| super::status::finished(started, result, exit_code, error);
         let error = match self.start_and_follow(&name, &tx).await {
             Ok(()) => None,
-            Err(e) => Some(crate::health::error_chain(&e)),
+            Err(e) => Some(hostd_api::error_chain(&e)),
         };
         self.wait_stopped(&name).await;
         let recorded = self.record_finished(&name, "manual").await;
@@ -92,7 +92,7 @@ impl Jobs {
         let event = match recorded {
             Ok(Some(run)) => finished(run.result, run.exit_code, error),
             Ok(None) => finished("unknown".into(), None, error),
-            Err(e) => finished("unknown".into(), None, Some(crate::health::error_chain(&e))),
+            Err(e) => finished("unknown".into(), None, Some(hostd_api::error_chain(&e))),
         };
         let _ = tx.send(event);
     }

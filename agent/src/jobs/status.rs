@@ -13,10 +13,7 @@ use crate::systemd::TimerState;
 /// delay; hostd looks every check interval.
 const LATE_GRACE: Duration = Duration::from_secs(60);
 
-pub fn rfc3339_usec(usec: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_micros(usec);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+pub use hostd_api::time::rfc3339_usec;
 
 /// The record of a run that ended, from its unit's state.
 pub fn run_of(state: &crate::systemd::RunState, trigger: &str) -> hostd_api::JobRun {

@@ -1,8 +1,7 @@
 //! What the manager does: bring units to the desired state, act on
 //! hostctl's requests, and restart failed units by their policy.
 
-use std::time::SystemTime;
-
+use hostd_api::time::now_rfc3339;
 use hostd_api::{ActionResult, ActiveState, ServiceAction, UnitEvent, UnitStatus};
 use tokio::time::Instant;
 
@@ -14,10 +13,6 @@ use crate::systemd::{JobKind, UnitStates, journal_tail};
 
 const RECONCILE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const RECONCILE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
 
 impl Manager {
     fn service(&self, name: &str) -> Result<&ServiceConfig, ManagerError> {

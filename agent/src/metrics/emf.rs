@@ -218,7 +218,7 @@ pub fn spawn_emf_writer(
             match written {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %crate::health::error_chain(&e), "EMF write failed");
+                    tracing::warn!(error = %hostd_api::error_chain(&e), "EMF write failed");
                 }
                 Err(e) => tracing::warn!(error = %e, "EMF write task failed"),
             }

@@ -137,7 +137,7 @@ impl Restorer {
         );
         let (repo, snapshots, chosen) = tokio::task::spawn_blocking(move || {
             let repo = open_or_init(storage, &password, &options)
-                .map_err(|e| RestoreError::Repository(crate::health::error_chain(&e)))?;
+                .map_err(|e| RestoreError::Repository(hostd_api::error_chain(&e)))?;
             let repo = repo.to_indexed().map_err(|e| {
                 RestoreError::Repository(format!(
                     "reading the repository index: {}",

@@ -114,7 +114,7 @@ async fn roles_ready(r: &Restorer) -> Result<(), String> {
         if let Some(db) = &svc.database {
             crate::postgres::ensure_app_database(r.config.postgres_admin(), db, None)
                 .await
-                .map_err(|e| crate::health::error_chain(&e))?;
+                .map_err(|e| hostd_api::error_chain(&e))?;
         }
     }
     Ok(())

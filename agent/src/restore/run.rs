@@ -2,8 +2,9 @@
 //! (and in the journal). See the module above for the order and why.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use hostd_api::time::now_rfc3339;
 use hostd_api::{BackupKind, RestoreEvent, RestorePlan, RestoreRequest, ServiceAction};
 use tokio::sync::mpsc;
 
@@ -134,10 +135,6 @@ impl Done {
     }
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
@@ -185,7 +182,7 @@ async fn go(
     live_paths.extend(redis_rdb.clone());
     let state_dir = r.config.state_dir.clone();
     let mut m = Marker {
-        started: now(),
+        started: now_rfc3339(),
         requested_by: req.requested_by.clone(),
         phase: Phase::Staging,
         stopped: plan.stop.clone(),

@@ -75,7 +75,7 @@ impl Tracker {
                 }
             }
             Err(e) => {
-                tracing::warn!("{}", crate::health::error_chain(&e));
+                tracing::warn!("{}", hostd_api::error_chain(&e));
                 Tracker::default()
             }
         }
@@ -160,7 +160,7 @@ pub async fn fetch_with_fallback<S: SecretSource>(
                         None
                     }
                     Err(e) => {
-                        tracing::warn!("{}", crate::health::error_chain(&e));
+                        tracing::warn!("{}", hostd_api::error_chain(&e));
                         Some(e)
                     }
                 }

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use hostd_api::time::rfc3339;
 use hostd_api::{SecretInfo, SecretsList, SecretsSyncResult, ServiceAction};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -61,7 +62,7 @@ impl Apply for Live {
         self.systemd
             .reload()
             .await
-            .map_err(|e| crate::health::error_chain(&e))
+            .map_err(|e| hostd_api::error_chain(&e))
     }
 
     fn keeps_running(&self, service: &str) -> bool {
@@ -78,7 +79,7 @@ impl Apply for Live {
             .action(service.to_owned(), ServiceAction::Restart)
             .await
             .map(|_| ())
-            .map_err(|e| crate::health::error_chain(&e))
+            .map_err(|e| hostd_api::error_chain(&e))
     }
 }
 
@@ -146,10 +147,6 @@ pub fn list(config: &Config, state: &SecretsState) -> Result<SecretsList, Refres
         stale_since: state.stale_since.map(rfc3339),
         parameters,
     })
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Starts the task. Without `[secrets]` it never refreshes on its own (the

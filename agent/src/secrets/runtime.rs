@@ -225,7 +225,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 refreshed
             }
             Outcome::Stale { set, since, error } => {
-                let message = crate::health::error_chain(&error);
+                let message = hostd_api::error_chain(&error);
                 tracing::warn!(
                     since = %humantime::format_rfc3339_seconds(since),
                     "secrets fetch failed; services keep the last good set: {message}"
@@ -235,7 +235,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 refreshed
             }
             Outcome::Unavailable { error } => {
-                let message = crate::health::error_chain(&error);
+                let message = hostd_api::error_chain(&error);
                 tracing::error!(
                     "secrets fetch failed and no good set is stored; services that need secrets are not started: {message}"
                 );
@@ -262,7 +262,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
             Err(e) => {
                 let message = format!(
                     "cannot apply redis_password: {}",
-                    crate::health::error_chain(&e)
+                    hostd_api::error_chain(&e)
                 );
                 tracing::error!("{message}");
                 self.state.send_modify(|s| {
@@ -352,7 +352,7 @@ struct Listed {
 }
 
 fn delivery_message(e: &DeliveryError) -> String {
-    format!("cannot deliver secrets: {}", crate::health::error_chain(e))
+    format!("cannot deliver secrets: {}", hostd_api::error_chain(e))
 }
 
 /// A source that could not be built answers every fetch with why.

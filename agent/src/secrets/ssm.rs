@@ -156,7 +156,7 @@ where
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) => {
             FetchError::Unreachable {
                 prefix,
-                detail: crate::health::error_chain(&e),
+                detail: hostd_api::error_chain(&e),
             }
         }
         SdkError::ServiceError(s) => FetchError::Refused {

@@ -131,7 +131,7 @@ pub async fn list_with(
             transport.call::<BackupsList>(target, Method::GET, &path, None, settings.timeout);
         let (backups, error) = match answer.await {
             Ok(list) => (Some(list), None),
-            Err(e) => (None, Some(crate::status::error_chain(&e))),
+            Err(e) => (None, Some(hostd_api::error_chain(&e))),
         };
         hosts.push(HostBackups {
             host: target.name.clone(),
@@ -202,7 +202,7 @@ pub async fn now_with(
                 }
                 Err(e) => {
                     host.outcome = Outcome::Failed;
-                    host.error = Some(crate::status::error_chain(&e));
+                    host.error = Some(hostd_api::error_chain(&e));
                 }
             }
             stopped = host.outcome == Outcome::Failed;

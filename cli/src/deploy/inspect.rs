@@ -46,7 +46,7 @@ pub(crate) async fn ask_all<T: DeserializeOwned>(
                 Err(e) => Answer {
                     host: h.name.clone(),
                     answer: None,
-                    error: Some(crate::status::error_chain(&e)),
+                    error: Some(hostd_api::error_chain(&e)),
                 },
             }
         }

@@ -236,7 +236,7 @@ async fn a_failing_journalctl_names_the_host_after_the_others_printed()
     .err()
     .ok_or("expected an error")?;
     assert_eq!(
-        crate::status::error_chain(&err),
+        hostd_api::error_chain(&err),
         "reading the journal failed on broken: broken: `journalctl --no-pager -o short-iso -n 5 \
          -u api@*.service` failed on the host (exit 1): journalctl: no such unit"
     );

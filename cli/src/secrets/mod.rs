@@ -107,7 +107,7 @@ pub async fn list_with(
             transport.call::<SecretsList>(target, Method::GET, &path, None, settings.timeout);
         let (secrets, error) = match answer.await {
             Ok(list) => (Some(list), None),
-            Err(e) => (None, Some(crate::status::error_chain(&e))),
+            Err(e) => (None, Some(hostd_api::error_chain(&e))),
         };
         hosts.push(HostList {
             host: target.name.clone(),
@@ -174,7 +174,7 @@ pub async fn sync_with(
                 }
                 Err(e) => {
                     host.outcome = Outcome::Failed;
-                    host.error = Some(crate::status::error_chain(&e));
+                    host.error = Some(hostd_api::error_chain(&e));
                 }
             }
             stopped = host.outcome == Outcome::Failed;

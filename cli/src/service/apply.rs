@@ -60,7 +60,7 @@ pub async fn apply_all(
                 Err(e) => {
                     tracing::debug!(host = target.name, error = ?e, "step failed");
                     outcome.outcome = Outcome::Failed;
-                    outcome.error = Some(crate::status::error_chain(&e));
+                    outcome.error = Some(hostd_api::error_chain(&e));
                     failure = Some(e);
                 }
             }

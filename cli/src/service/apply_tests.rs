@@ -73,7 +73,7 @@ async fn stops_at_the_first_failed_host_and_says_who_was_done()
         "{out}"
     );
     let err = result.err().ok_or("expected a failure")?;
-    let chain = crate::status::error_chain(&err);
+    let chain = hostd_api::error_chain(&err);
     assert_eq!(
         chain,
         "restart redis failed on b (done on: a; not touched: c): b: hostd answered 500 to \
@@ -106,7 +106,7 @@ async fn refusals_reach_the_operator_verbatim_and_exit_2() -> Result<(), Box<dyn
             [r#"a PUT /v1/services/api/instances {"instances":0}"#]
         );
         let err = result.err().ok_or("expected a refusal")?;
-        let chain = crate::status::error_chain(&err);
+        let chain = hostd_api::error_chain(&err);
         assert!(chain.ends_with(&format!(": {message}")), "{chain}");
         assert_eq!(err.exit_code(), ExitCode::from(EXIT_USAGE));
     }
@@ -125,7 +125,7 @@ async fn busy_host_exits_1_with_a_retry_hint() -> Result<(), Box<dyn std::error:
     let (result, _) = fake.run(vec![scale("api", 2)]).await;
     let err = result.err().ok_or("expected busy")?;
     assert_eq!(err.exit_code(), ExitCode::FAILURE);
-    assert!(crate::status::error_chain(&err).ends_with("scale api=3 is in progress"));
+    assert!(hostd_api::error_chain(&err).ends_with("scale api=3 is in progress"));
     assert!(err.hint().unwrap_or_default().contains("retry"));
     Ok(())
 }

@@ -90,7 +90,7 @@ impl HostReport {
             host: target.name.clone(),
             address: target.destination.clone(),
             reachable,
-            error: Some(error_chain(err)),
+            error: Some(hostd_api::error_chain(err)),
             status: None,
             hint,
         }
@@ -226,17 +226,6 @@ pub async fn query_host(
             HostReport::failed(target, &e)
         }
     }
-}
-
-/// `err: cause: cause`, as one line for a report field.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

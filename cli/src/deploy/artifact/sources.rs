@@ -2,12 +2,12 @@
 //! order, or an archive read in its own order. Both refuse what hostd would
 //! refuse to unpack.
 
-use std::ffi::OsStr;
+use hostd_api::paths::{link_stays_inside, relative};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
@@ -170,42 +170,6 @@ pub(super) fn pack_archive<R: Read, W: Write>(
         }
     }
     Ok(())
-}
-
-/// `path` as plain components below the root, or None when it is absolute
-/// or climbs with `..`. `.` components are dropped.
-fn relative(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Whether a symlink at `link` (relative to the root) pointing at `target`
-/// stays inside the root, resolved lexically as hostd resolves it.
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    let mut depth: Vec<&OsStr> = link
-        .parent()
-        .map(|p| p.components().map(Component::as_os_str).collect())
-        .unwrap_or_default();
-    for c in target.components() {
-        match c {
-            Component::Normal(s) => depth.push(s),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
 }
 
 /// A file read for exactly the size its header announced: one that shrank
