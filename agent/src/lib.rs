@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod restore;
 pub mod secrets;
 pub mod server;
+pub mod state_file;
 pub mod systemd;
 pub mod units;
 pub mod upgrade;

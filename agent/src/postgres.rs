@@ -8,9 +8,6 @@ use std::time::Duration;
 use crate::config::is_sql_identifier;
 use crate::secrets::SecretValue;
 
-/// Used when `checks.postgres` is not set.
-pub const DEFAULT_ADMIN_CONNINFO: &str = "host=/run/postgresql user=postgres dbname=postgres";
-
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A blocking connection as the administrator (`conninfo`, whatever

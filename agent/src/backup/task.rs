@@ -5,7 +5,6 @@
 //! kept in `<state_dir>/backup.json` so /health tells the truth after a
 //! restart.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::run::{self, Context};
 use crate::config::Config;
 use crate::secrets::SecretsState;
+use crate::state_file::JsonFile;
 
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15 * 60);
 /// A scheduled backup due while the operations lock is held (a restore)
@@ -118,23 +118,14 @@ impl BackupHandle {
     }
 }
 
-fn path(config: &Config) -> PathBuf {
-    config.state_dir.join("backup.json")
-}
-
-fn load(config: &Config) -> BackupState {
-    std::fs::read(path(config))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// `<state_dir>/backup.json`: what /health says after a restart.
+fn state_file(config: &Config) -> JsonFile<BackupState> {
+    JsonFile::new(config.state_dir.join("backup.json"), "backup state")
 }
 
 fn save(config: &Config, st: &BackupState) {
-    let written = serde_json::to_vec_pretty(st)
-        .map_err(std::io::Error::other)
-        .and_then(|b| crate::fsutil::write_atomically(&path(config), &b, 0o600));
-    if let Err(e) = written {
-        tracing::warn!("cannot save the backup state: {e}");
+    if let Err(e) = state_file(config).save(st) {
+        tracing::warn!("{}", hostd_api::error_chain(&e));
     }
 }
 
@@ -159,7 +150,7 @@ pub fn spawn(
     lock: crate::oplock::OpsLock,
     mut shutdown: watch::Receiver<bool>,
 ) -> (BackupHandle, Option<JoinHandle<()>>) {
-    let mut initial = load(&config);
+    let mut initial = state_file(&config).load_or_log().unwrap_or_default();
     let Some(backup) = config.backup.clone() else {
         return (BackupHandle::unconfigured(), None);
     };

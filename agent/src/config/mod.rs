@@ -162,7 +162,7 @@ impl Config {
         self.checks
             .postgres
             .as_deref()
-            .unwrap_or(crate::postgres::DEFAULT_ADMIN_CONNINFO)
+            .unwrap_or(DEFAULT_POSTGRES_ADMIN)
     }
 
     /// The Redis hostd checks and sets the password of: `checks.redis`, else
@@ -171,7 +171,7 @@ impl Config {
         self.checks
             .redis
             .as_deref()
-            .unwrap_or(crate::secrets::compose::DEFAULT_REDIS_ADDRESS)
+            .unwrap_or(DEFAULT_REDIS_ADDRESS)
     }
 
     /// Rules that span keys, which serde cannot check field by field.
@@ -278,14 +278,14 @@ impl Config {
             .secrets
             .as_ref()
             .is_some_and(|s| s.redis_password.is_some())
-            && let Err(e) = crate::secrets::compose::check_redis_address(self.redis_address())
+            && split_redis_address(self.redis_address()).is_none()
         {
             let key = if c.redis.is_some() {
                 "checks.redis"
             } else {
                 "secrets.redis_password"
             };
-            return Err((key.into(), e.to_string()));
+            return Err((key.into(), REDIS_ADDRESS_RULE.into()));
         }
         if let Some(b) = &self.backup {
             if self
@@ -348,6 +348,26 @@ impl Config {
 }
 
 /// Service and job names: they become parts of unit and file names.
+/// hostd's administrator connection without `checks.postgres`: peer
+/// authentication on the local socket.
+pub const DEFAULT_POSTGRES_ADMIN: &str = "host=/run/postgresql user=postgres dbname=postgres";
+/// The Redis hostd checks without `checks.redis`.
+pub const DEFAULT_REDIS_ADDRESS: &str = "redis://127.0.0.1:6379/";
+pub const REDIS_ADDRESS_RULE: &str = "the Redis address must be a redis:// or rediss:// URL without a user or password \
+     (hostd adds the password from secrets.redis_password)";
+
+/// A Redis address split at its scheme (`redis`, `host:port/db`) when
+/// hostd can add a password to it: redis:// or rediss://, a host, and no
+/// user or password of its own.
+pub fn split_redis_address(address: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = address.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if !matches!(scheme, "redis" | "rediss") || authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some((scheme, rest))
+}
+
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32

@@ -3,86 +3,39 @@
 //! are appended whole with one write and fsynced, so a crash leaves at
 //! worst a last line without its newline, which reading skips.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error("cannot {what} the release ledger {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode a ledger entry")]
-    Encode(#[source] serde_json::Error),
-}
+use crate::state_file::{JsonLog, StateFileError};
 
 pub use hostd_api::LedgerEntry;
 
 pub struct Ledger {
-    path: PathBuf,
+    log: JsonLog<LedgerEntry>,
 }
 
 impl Ledger {
     pub fn new(state_dir: &Path, service: &str) -> Self {
         Self {
-            path: state_dir.join("releases").join(format!("{service}.jsonl")),
+            log: JsonLog::new(
+                state_dir.join("releases").join(format!("{service}.jsonl")),
+                "release ledger",
+                0o600,
+            ),
         }
     }
 
-    fn err(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> LedgerError {
-        let path = self.path.clone();
-        move |source| LedgerError::Io { what, path, source }
+    pub fn append(&self, entry: &LedgerEntry) -> Result<(), StateFileError> {
+        self.log.append(entry)
     }
 
-    pub fn append(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(self.err("create the directory of"))?;
-        }
-        let mut line = serde_json::to_vec(entry).map_err(LedgerError::Encode)?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(self.err("open"))?;
-        f.write_all(&line).map_err(self.err("append to"))?;
-        f.sync_data().map_err(self.err("sync"))
-    }
-
-    /// Every entry, oldest first; an absent ledger is empty. A torn or
-    /// unreadable line is skipped with a warning, never fatal.
-    pub fn entries(&self) -> Result<Vec<LedgerEntry>, LedgerError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("read")(e)),
-        };
-        Ok(text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .filter_map(|(n, l)| match serde_json::from_str(l) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    tracing::warn!(
-                        ledger = %self.path.display(),
-                        line = n + 1,
-                        "skipping an unreadable ledger line: {e}"
-                    );
-                    None
-                }
-            })
-            .collect())
+    /// Every entry, oldest first; an absent ledger is empty.
+    pub fn entries(&self) -> Result<Vec<LedgerEntry>, StateFileError> {
+        self.log.read()
     }
 
     /// The version a rollback returns to: the newest successful deploy
     /// before the current version's newest one.
-    pub fn previous(&self, current: &str) -> Result<Option<String>, LedgerError> {
+    pub fn previous(&self, current: &str) -> Result<Option<String>, StateFileError> {
         let ok: Vec<LedgerEntry> = self
             .entries()?
             .into_iter()
@@ -132,19 +85,6 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        Ok(())
-    }
-
-    #[test]
-    fn a_torn_last_line_is_skipped() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let l = Ledger::new(dir.path(), "api");
-        l.append(&entry("v1", "ok"))?;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("releases/api.jsonl"))?;
-        f.write_all(b"{\"version\":\"v2\",\"dig")?;
-        assert_eq!(l.entries()?.len(), 1);
         Ok(())
     }
 

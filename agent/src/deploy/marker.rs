@@ -4,12 +4,13 @@
 //! and returns the service to the release it came from: instances may be
 //! running either release, and only the old one is known to be good.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Deployer, LedgerEntry};
 use crate::manager::Gate;
+use crate::state_file::JsonFile;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
@@ -21,35 +22,9 @@ pub struct Marker {
     pub started: String,
 }
 
-fn file(state_dir: &Path) -> PathBuf {
-    state_dir.join("deploy.json")
-}
-
-pub fn save(state_dir: &Path, m: &Marker) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
-    crate::fsutil::write_atomically(&file(state_dir), &body, 0o600)
-}
-
-pub fn clear(state_dir: &Path) {
-    match std::fs::remove_file(file(state_dir)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::error!("cannot remove the deploy marker: {e}"),
-    }
-}
-
-pub fn load(state_dir: &Path) -> Option<Marker> {
-    let bytes = std::fs::read(file(state_dir)).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::error!(
-                "unreadable deploy marker {}: {e}",
-                file(state_dir).display()
-            );
-            None
-        }
-    }
+/// `<state_dir>/deploy.json`.
+pub fn file(state_dir: &Path) -> JsonFile<Marker> {
+    JsonFile::new(state_dir.join("deploy.json"), "deploy marker")
 }
 
 /// At start, under the operations lock: an interrupted switch is undone.
@@ -57,7 +32,8 @@ pub fn load(state_dir: &Path) -> Option<Marker> {
 /// recorded in the ledger and shown by `hostctl lock status`.
 pub async fn recover(d: Deployer) {
     let state_dir = d.config.state_dir.clone();
-    let Some(m) = load(&state_dir) else {
+    let marker = file(&state_dir);
+    let Some(m) = marker.load_or_log() else {
         return;
     };
     let holder = crate::oplock::Holder::new(
@@ -128,7 +104,7 @@ pub async fn recover(d: Deployer) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(note);
-    clear(&state_dir);
+    marker.clear();
 }
 
 /// Ok(Some(v)): back on `v`; Ok(None): the switch never happened.

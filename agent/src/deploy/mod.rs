@@ -30,7 +30,7 @@ use crate::oplock::{LockError, OpsLock};
 use crate::systemd::Systemd;
 
 pub use artifacts::{ArtifactError, ArtifactStore};
-pub use ledger::{Ledger, LedgerEntry, LedgerError};
+pub use ledger::{Ledger, LedgerEntry};
 pub use releases::{ReleaseError, Releases};
 pub use run::Events;
 pub use unpack::{UnpackError, unpack};
@@ -46,7 +46,7 @@ pub enum DeployError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Ledger(#[from] crate::state_file::StateFileError),
     #[error(
         "version {version} is installed from another artifact ({installed}) and is {why}; deploy under another --version"
     )]

@@ -231,7 +231,8 @@ async fn deploy_steps(
         requested_by: req.requested_by.clone(),
         started: now_rfc3339(),
     };
-    marker::save(&d.config.state_dir, &m)
+    marker::file(&d.config.state_dir)
+        .save(&m)
         .map_err(|e| failed(&format!("cannot write the deploy marker: {e}")))?;
     let switched = switch_and_roll(
         d,
@@ -243,7 +244,7 @@ async fn deploy_steps(
     .await;
     if let Err(e) = switched {
         let outcome = back_to(d, target, previous.as_deref(), events).await;
-        marker::clear(&d.config.state_dir);
+        marker::file(&d.config.state_dir).clear();
         return Err(match outcome {
             Ok(v) => (
                 DeployOutcome::RolledBack,
@@ -255,7 +256,7 @@ async fn deploy_steps(
             ),
         });
     }
-    marker::clear(&d.config.state_dir);
+    marker::file(&d.config.state_dir).clear();
     let mut warning = None;
     if let Some(command) = &req.hooks.post_deploy
         && let Err(e) = run_hook(events, target, req, "post_deploy", command, &context).await
@@ -461,7 +462,7 @@ pub async fn rollback(
         requested_by: req.requested_by.clone(),
         started: now_rfc3339(),
     };
-    let result = match marker::save(&d.config.state_dir, &m) {
+    let result = match marker::file(&d.config.state_dir).save(&m) {
         Err(e) => Err((
             DeployOutcome::Failed,
             format!("cannot write the deploy marker: {e}; nothing changed"),
@@ -485,7 +486,7 @@ pub async fn rollback(
             },
         },
     };
-    marker::clear(&d.config.state_dir);
+    marker::file(&d.config.state_dir).clear();
     let (outcome, error) = match result {
         Ok(()) => (DeployOutcome::Ok, None),
         Err((o, e)) => (o, Some(e)),

@@ -41,7 +41,7 @@ pub enum JobsError {
     #[error(transparent)]
     Job(#[from] crate::systemd::JobError),
     #[error(transparent)]
-    Records(#[from] records::RecordsError),
+    Records(#[from] crate::state_file::StateFileError),
     #[error("{0} did not start")]
     NotStarted(String),
     #[error("cannot read the run's output from the journal")]
@@ -253,7 +253,7 @@ impl Jobs {
         name: &str,
         state: &crate::systemd::RunState,
         trigger: &str,
-    ) -> Result<Option<JobRun>, records::RecordsError> {
+    ) -> Result<Option<JobRun>, crate::state_file::StateFileError> {
         let busy = matches!(
             state.active_state,
             ActiveState::Active

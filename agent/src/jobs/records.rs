@@ -2,23 +2,14 @@
 //! `<state_dir>/jobs/<name>.jsonl`, newest last; trimmed to the newest
 //! [`KEEP`] when it grows to twice that.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hostd_api::JobRun;
 use serde::{Deserialize, Serialize};
 
-const KEEP: usize = 200;
+use crate::state_file::{JsonLog, StateFileError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum RecordsError {
-    #[error("cannot write the run record {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+const KEEP: usize = 200;
 
 /// A run and what identifies it: systemd's start time of the main process
 /// (microseconds), so one run is recorded once however often it is seen.
@@ -41,53 +32,36 @@ impl Records {
         }
     }
 
-    fn path(&self, job: &str) -> PathBuf {
-        self.dir.join(format!("{job}.jsonl"))
+    fn log(&self, job: &str) -> JsonLog<Record> {
+        JsonLog::new(self.dir.join(format!("{job}.jsonl")), "job records", 0o644)
     }
 
-    /// Oldest first. Unreadable lines (a torn write at a crash) are skipped.
+    /// Oldest first. An unreadable file reads as no runs (logged): the
+    /// next run starts it again.
     pub fn read(&self, job: &str) -> Vec<Record> {
-        std::fs::read_to_string(self.path(job))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.log(job).read().unwrap_or_else(|e| {
+            tracing::warn!("{}", hostd_api::error_chain(&e));
+            Vec::new()
+        })
     }
 
     pub fn last(&self, job: &str) -> Option<Record> {
         self.read(job).pop()
     }
 
-    pub fn append(&self, job: &str, record: &Record) -> Result<(), RecordsError> {
-        let path = self.path(job);
-        let err = |source| RecordsError::Write {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let mut line = serde_json::to_vec(record).map_err(|e| err(e.into()))?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err)?;
-        f.write_all(&line).map_err(err)?;
+    pub fn append(&self, job: &str, record: &Record) -> Result<(), StateFileError> {
+        let log = self.log(job);
+        log.append(record)?;
         let all = self.read(job);
         if all.len() >= 2 * KEEP {
-            let mut text = Vec::new();
-            for r in &all[all.len() - KEEP..] {
-                text.extend(serde_json::to_vec(r).map_err(|e| err(e.into()))?);
-                text.push(b'\n');
-            }
-            crate::fsutil::write_atomically(&path, &text, 0o644).map_err(err)?;
+            log.rewrite(&all[all.len() - KEEP..])?;
         }
         Ok(())
     }
 
     /// Records of jobs no longer configured.
     pub fn remove(&self, job: &str) {
-        let _ = std::fs::remove_file(self.path(job));
+        self.log(job).remove();
     }
 }
 

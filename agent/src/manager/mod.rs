@@ -7,7 +7,6 @@
 mod backoff;
 mod ops;
 mod probe;
-mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +20,8 @@ use tokio::time::Instant;
 
 use crate::config::{Config, UnitName};
 use crate::desired::{DesiredState, MAX_EVENTS, ManagerView, WantedUnit, wanted_units};
+use crate::state_file::JsonFile;
 use crate::systemd::{JobError, Systemd, SystemdError};
-
-pub use store::StoreError;
 
 /// Longest a single start/stop/restart job may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
@@ -53,7 +51,7 @@ pub enum ManagerError {
     #[error(transparent)]
     Systemd(#[from] SystemdError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] crate::state_file::StateFileError),
     #[error(transparent)]
     Postgres(#[from] crate::postgres::PgError),
     /// A service that receives secrets lacks required ones: it is not
@@ -192,6 +190,12 @@ impl ManagerHandle {
     }
 }
 
+/// `<state_dir>/desired.json`: what `hostctl scale` and `stop` asked for,
+/// kept across restarts and reboots.
+pub fn desired_file(state_dir: &std::path::Path) -> JsonFile<DesiredState> {
+    JsonFile::new(state_dir.join("desired.json"), "desired state")
+}
+
 /// What `spawn` gives the rest of hostd.
 pub struct Spawned {
     pub handle: ManagerHandle,
@@ -208,7 +212,7 @@ pub struct Spawned {
 struct Manager {
     systemd: Systemd,
     config: Arc<Config>,
-    store: store::Store,
+    store: JsonFile<DesiredState>,
     desired: DesiredState,
     restarts: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
@@ -240,7 +244,7 @@ pub async fn spawn(
     secrets: watch::Receiver<crate::secrets::SecretsState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Spawned, ManagerError> {
-    let store = store::Store::new(&config.state_dir);
+    let store = desired_file(&config.state_dir);
     let desired = DesiredState::reconcile_with(&config, store.load()?.as_ref());
     store.save(&desired)?;
     systemd.subscribe().await?;

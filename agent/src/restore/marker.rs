@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::manager::ManagerHandle;
+use crate::state_file::JsonFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,42 +34,17 @@ pub struct Marker {
     pub paths: Vec<PathBuf>,
 }
 
-fn file(state_dir: &Path) -> PathBuf {
-    state_dir.join("restore.json")
-}
-
-pub fn save(state_dir: &Path, m: &Marker) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(m).map_err(std::io::Error::other)?;
-    crate::fsutil::write_atomically(&file(state_dir), &body, 0o600)
-}
-
-pub fn clear(state_dir: &Path) {
-    match std::fs::remove_file(file(state_dir)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::error!("cannot remove the restore marker: {e}"),
-    }
-}
-
-fn load(state_dir: &Path) -> Option<Marker> {
-    let bytes = std::fs::read(file(state_dir)).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::error!(
-                "unreadable restore marker {}: {e}",
-                file(state_dir).display()
-            );
-            None
-        }
-    }
+/// `<state_dir>/restore.json`.
+pub fn file(state_dir: &Path) -> JsonFile<Marker> {
+    JsonFile::new(state_dir.join("restore.json"), "restore marker")
 }
 
 /// At start: finishes what an interrupted restore left. Runs in the
 /// background; each step is logged and a failing one does not stop the
 /// next.
 pub async fn recover(state_dir: PathBuf, admin: String, manager: ManagerHandle) {
-    let Some(m) = load(&state_dir) else {
+    let marker = file(&state_dir);
+    let Some(m) = marker.load_or_log() else {
         return;
     };
     tracing::warn!(
@@ -99,5 +75,5 @@ pub async fn recover(state_dir: PathBuf, admin: String, manager: ManagerHandle) 
             Err(e) => tracing::error!(service, "cannot start after the interrupted restore: {e}"),
         }
     }
-    clear(&state_dir);
+    marker.clear();
 }

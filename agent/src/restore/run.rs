@@ -189,7 +189,9 @@ async fn go(
         databases: databases.clone(),
         paths: live_paths.clone(),
     };
-    marker::save(&state_dir, &m).map_err(|e| format!("cannot record the restore: {e}"))?;
+    marker::file(&state_dir)
+        .save(&m)
+        .map_err(|e| format!("cannot record the restore: {e}"))?;
 
     let mut stopped = Vec::new();
     for s in &plan.stop {
@@ -197,7 +199,7 @@ async fn go(
         let t = ev.step(&step);
         if let Err(e) = r.manager.action(s.clone(), ServiceAction::Stop).await {
             start_again(r, &stopped).await;
-            marker::clear(&state_dir);
+            marker::file(&state_dir).clear();
             return Err(format!("cannot stop {s}: {e}; nothing changed"));
         }
         stopped.push(s.clone());
@@ -267,16 +269,16 @@ async fn go(
         })
         .await;
         start_again(r, &stopped).await;
-        marker::clear(&state_dir);
+        marker::file(&state_dir).clear();
         return Err(format!("{e}; nothing changed: the live data is as it was"));
     }
 
     m.phase = Phase::Swapping;
-    let _ = marker::save(&state_dir, &m);
+    let _ = marker::file(&state_dir).save(&m);
     let t = ev.step("swap");
     if let Err(e) = swap(r, &ctx, &admin, &databases, redis_rdb.as_ref(), &files).await {
         start_again(r, &stopped).await;
-        marker::clear(&state_dir);
+        marker::file(&state_dir).clear();
         return Err(format!(
             "swapping the restored data in failed: {e}; what was swapped keeps its previous copy \
              (hostd_pre_restore_* databases, *.hostd-pre-restore paths)"
@@ -285,12 +287,12 @@ async fn go(
     ev.done("swap", t);
 
     m.phase = Phase::Starting;
-    let _ = marker::save(&state_dir, &m);
+    let _ = marker::file(&state_dir).save(&m);
     for s in &stopped {
         let step = format!("start {s}");
         let t = ev.step(&step);
         if let Err(e) = r.manager.action(s.clone(), ServiceAction::Start).await {
-            marker::clear(&state_dir);
+            marker::file(&state_dir).clear();
             return Err(format!(
                 "the data is restored, but {s} did not start healthy: {e}. The data from before \
                  the restore is kept (hostd_pre_restore_* databases, *.hostd-pre-restore paths)"
@@ -298,7 +300,7 @@ async fn go(
         }
         ev.done(&step, t);
     }
-    marker::clear(&state_dir);
+    marker::file(&state_dir).clear();
 
     Ok(Done {
         _guard: guard,

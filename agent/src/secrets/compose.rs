@@ -6,6 +6,8 @@
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::config::split_redis_address;
+
 pub const DATABASE_URL: &str = "database_url";
 pub const REDIS_URL: &str = "redis_url";
 
@@ -15,15 +17,9 @@ pub const REDIS_URL: &str = "redis_url";
 pub const POSTGRES_TCP: &str = "127.0.0.1:5432";
 pub const POSTGRES_SOCKET_DIR: &str = "/run/postgresql";
 
-/// Used when `checks.redis` is not set.
-pub const DEFAULT_REDIS_ADDRESS: &str = "redis://127.0.0.1:6379/";
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ComposeError {
-    #[error(
-        "the Redis address must be a redis:// or rediss:// URL without a user or password \
-         (hostd adds the password from secrets.redis_password)"
-    )]
+    #[error("{}", crate::config::REDIS_ADDRESS_RULE)]
     RedisAddress,
 }
 
@@ -43,30 +39,13 @@ pub fn database_url(name: &str, password: Option<&str>) -> String {
     }
 }
 
-/// Checks that `address` can take a password: config validation calls
-/// this so composing never fails at run time.
-pub fn check_redis_address(address: &str) -> Result<(), ComposeError> {
-    split_redis(address).map(|_| ())
-}
-
 /// `address` with `:PASSWORD@` after the scheme.
 pub fn redis_url(address: &str, password: &str) -> Result<String, ComposeError> {
-    let (scheme, rest) = split_redis(address)?;
+    let (scheme, rest) = split_redis_address(address).ok_or(ComposeError::RedisAddress)?;
     Ok(format!(
         "{scheme}://:{}@{rest}",
         utf8_percent_encode(password, NON_ALPHANUMERIC)
     ))
-}
-
-fn split_redis(address: &str) -> Result<(&str, &str), ComposeError> {
-    let (scheme, rest) = address
-        .split_once("://")
-        .ok_or(ComposeError::RedisAddress)?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    if !matches!(scheme, "redis" | "rediss") || authority.is_empty() || authority.contains('@') {
-        return Err(ComposeError::RedisAddress);
-    }
-    Ok((scheme, rest))
 }
 
 #[cfg(test)]
@@ -113,11 +92,11 @@ mod tests {
             "redis:///",
         ] {
             assert_eq!(
-                check_redis_address(bad),
+                redis_url(bad, "pw"),
                 Err(ComposeError::RedisAddress),
                 "{bad}"
             );
         }
-        assert!(check_redis_address("rediss://cache.internal:6380/0").is_ok());
+        assert!(redis_url("rediss://cache.internal:6380/0", "pw").is_ok());
     }
 }
