@@ -20,18 +20,23 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
 }
 
-/// Pings the watchdog at half its period. The ping comes from a task on the
-/// same runtime as everything else, so a wedged runtime stops the pings and
-/// systemd restarts hostd.
-pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
-    let period = sd_notify::watchdog_enabled()?;
+/// Pings the watchdog at half its period, when systemd asked for one.
+/// The ping comes from a task on the same runtime as everything else, so a
+/// wedged runtime stops the pings and systemd restarts hostd.
+pub fn spawn_watchdog(lifetime: &crate::lifetime::Lifetime) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
     let every = (period / 2).max(Duration::from_millis(100));
     tracing::info!(period_ms = period.as_millis() as u64, "watchdog enabled");
-    Some(tokio::spawn(async move {
+    let ending = lifetime.clone();
+    lifetime.spawn("watchdog", async move {
         let mut ticker = tokio::time::interval(every);
         loop {
-            ticker.tick().await;
-            send(&[NotifyState::Watchdog]);
+            tokio::select! {
+                _ = ticker.tick() => send(&[NotifyState::Watchdog]),
+                () = ending.ending() => return,
+            }
         }
-    }))
+    });
 }

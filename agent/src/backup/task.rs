@@ -1,26 +1,26 @@
 //! The backup task: one owner of the schedule and of the run in progress,
 //! so two backups never run at once. A run is daily at `backup.at` (UTC)
 //! plus jitter, on `hostctl backup now`, and again 15 minutes after a
-//! failure. After a successful run: the restore drill. What happened is
-//! kept in `<state_dir>/backup.json` so /health tells the truth after a
-//! restart.
+//! failure. After a successful run: the restore drill.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hostd_api::time::rfc3339;
-use hostd_api::{BackupRun, BackupsList, DrillRun};
-use serde::{Deserialize, Serialize};
+use hostd_api::{BackupRun, BackupsList};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::run::{self, Context};
-use crate::config::Config;
+use super::context::Context;
+use super::run::{self, RunFailure};
+use super::state::{self, BackupState, next_scheduled};
+use crate::config::{BackupConfig, Config};
+use crate::lifetime::Lifetime;
+use crate::ops::{Holder, OpsView};
 use crate::secrets::SecretsState;
-use crate::state_file::JsonFile;
 
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15 * 60);
-/// A scheduled backup due while the operations lock is held (a restore)
+/// A scheduled backup due while an operation runs (a restore, a deploy)
 /// tries again this much later.
 const LOCKED_RETRY: Duration = Duration::from_secs(5 * 60);
 
@@ -30,35 +30,18 @@ pub enum BackupError {
     NotConfigured,
     #[error("the backup task has stopped (hostd is shutting down)")]
     Gone,
-    #[error("{0}")]
-    List(String),
+    #[error(transparent)]
+    List(#[from] RunFailure),
 }
 
-impl BackupError {
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for BackupError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::NotConfigured => 404,
             Self::Gone => 503,
             Self::List(_) => 502,
         }
     }
-}
-
-/// What /health, /metrics and `hostctl backups` read.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupState {
-    /// RFC 3339: when hostd first ran with `[backup]` (a host that never
-    /// backed up is overdue `max_age` after it).
-    pub configured_since: Option<String>,
-    pub last_run: Option<BackupRun>,
-    pub last_success: Option<String>,
-    pub last_drill: Option<DrillRun>,
-    pub last_drill_success: Option<String>,
-    pub last_check: Option<String>,
-    #[serde(skip)]
-    pub running: bool,
-    #[serde(skip)]
-    pub next_run: Option<String>,
 }
 
 enum Request {
@@ -105,7 +88,7 @@ impl BackupHandle {
 
     pub async fn list(&self) -> Result<BackupsList, BackupError> {
         let ctx = self.ctx.as_ref().ok_or(BackupError::NotConfigured)?;
-        let (repository, snapshots) = run::list(ctx).await.map_err(BackupError::List)?;
+        let (repository, snapshots) = run::list(ctx).await?;
         let st = self.state.borrow().clone();
         Ok(BackupsList {
             repository,
@@ -118,115 +101,172 @@ impl BackupHandle {
     }
 }
 
-/// `<state_dir>/backup.json`: what /health says after a restart.
-fn state_file(config: &Config) -> JsonFile<BackupState> {
-    JsonFile::new(config.state_dir.join("backup.json"), "backup state")
+/// What the task works with besides its settings.
+pub struct Deps {
+    /// The repository password is one of the delivered secrets.
+    pub secrets: watch::Receiver<SecretsState>,
+    /// The host whose snapshots these are (`backup.host`, else this one).
+    pub hostname: String,
+    /// What the operations task runs: no scheduled run under it.
+    pub ops: watch::Receiver<OpsView>,
 }
 
-fn save(config: &Config, st: &BackupState) {
-    if let Err(e) = state_file(config).save(st) {
-        tracing::warn!("{}", hostd_api::error_chain(&e));
-    }
-}
-
-/// The next `at` (minutes after midnight UTC) after `now`, plus `jitter`.
-pub fn next_scheduled(now: SystemTime, at_minutes: u32, jitter: Duration) -> SystemTime {
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let day = secs - secs % 86_400;
-    let mut due = day + u64::from(at_minutes) * 60;
-    if due <= secs {
-        due += 86_400;
-    }
-    SystemTime::UNIX_EPOCH + Duration::from_secs(due) + crate::random_delay(jitter)
-}
-
-pub fn spawn(
-    config: Arc<Config>,
-    secrets: watch::Receiver<SecretsState>,
-    hostname: String,
-    lock: crate::oplock::OpsLock,
-    mut shutdown: watch::Receiver<bool>,
-) -> (BackupHandle, Option<JoinHandle<()>>) {
-    let mut initial = state_file(&config).load_or_log().unwrap_or_default();
+/// Without `[backup]`: an unconfigured handle and no task.
+pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> BackupHandle {
     let Some(backup) = config.backup.clone() else {
-        return (BackupHandle::unconfigured(), None);
+        return BackupHandle::unconfigured();
     };
+    let mut initial = state::state_file(&config).load_or_log().unwrap_or_default();
     if initial.configured_since.is_none() {
         initial.configured_since = Some(rfc3339(SystemTime::now()));
-        save(&config, &initial);
+        state::save(&config, &initial);
     }
-    let ctx = Arc::new(Context::new(Arc::clone(&config), secrets, hostname));
+    let ctx = Arc::new(Context::new(
+        Arc::clone(&config),
+        deps.secrets,
+        deps.hostname,
+    ));
     let (state_tx, state) = watch::channel(initial);
-    let (tx, mut rx) = mpsc::channel::<Request>(8);
-    let handle = BackupHandle {
+    let (tx, rx) = mpsc::channel::<Request>(8);
+    let task = Task {
+        config,
+        backup,
+        ctx: Arc::clone(&ctx),
+        state: state_tx,
+        ops: deps.ops,
+        lifetime: lifetime.clone(),
+        running: None,
+    };
+    lifetime.spawn("backup schedule", task.run(rx));
+    BackupHandle {
         tx: Some(tx),
         state,
-        ctx: Some(Arc::clone(&ctx)),
-    };
-    let schedule = move || next_scheduled(SystemTime::now(), backup.at.0, backup.jitter.0);
-    let task = tokio::spawn(async move {
-        let mut next = schedule();
-        let mut running: Option<(JoinHandle<BackupState>, Vec<oneshot::Sender<BackupRun>>)> = None;
+        ctx: Some(ctx),
+    }
+}
+
+/// A run going, and who waits for its end.
+type Running = (JoinHandle<BackupState>, Vec<oneshot::Sender<BackupRun>>);
+
+struct Task {
+    config: Arc<Config>,
+    backup: BackupConfig,
+    ctx: Arc<Context>,
+    state: watch::Sender<BackupState>,
+    ops: watch::Receiver<OpsView>,
+    lifetime: Lifetime,
+    running: Option<Running>,
+}
+
+impl Task {
+    fn schedule(&self) -> SystemTime {
+        next_scheduled(SystemTime::now(), self.backup.at.0, self.backup.jitter.0)
+    }
+
+    fn holder(&self) -> Option<Holder> {
+        self.ops.borrow().holder.clone()
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut next = self.schedule();
+        let lifetime = self.lifetime.clone();
         loop {
-            state_tx.send_modify(|s| {
-                s.running = running.is_some();
+            self.state.send_modify(|s| {
+                s.running = self.running.is_some();
                 s.next_run = Some(rfc3339(next));
             });
             let until = tokio::time::Instant::now()
                 + next.duration_since(SystemTime::now()).unwrap_or_default();
             tokio::select! {
-                _ = tokio::time::sleep_until(until), if running.is_none() => {
+                _ = tokio::time::sleep_until(until), if self.running.is_none() => {
                     // Not while a restore replaces the data under it.
-                    if let Some(holder) = lock.holder() {
+                    if let Some(holder) = self.holder() {
                         tracing::info!("scheduled backup postponed: {holder}");
                         next = SystemTime::now() + LOCKED_RETRY;
                     } else {
-                        running = Some((start(&ctx, &state_tx, "schedule"), Vec::new()));
+                        self.start("schedule");
                     }
                 }
-                done = async { (&mut running.as_mut()?.0).await.ok() }, if running.is_some() => {
-                    let waiters = running.take().map(|(_, w)| w).unwrap_or_default();
-                    let st = done.unwrap_or_else(|| state_tx.borrow().clone());
-                    save(&config, &st);
-                    let ok = st.last_run.as_ref().and_then(|r| r.ok) == Some(true);
-                    next = if ok { schedule() } else { SystemTime::now() + RETRY_AFTER_FAILURE };
-                    if let Some(run) = &st.last_run {
-                        for w in waiters {
-                            let _ = w.send(run.clone());
-                        }
-                    }
-                    state_tx.send_replace(st);
+                done = async { (&mut self.running.as_mut()?.0).await.ok() }, if self.running.is_some() => {
+                    next = self.finished(done);
                 }
                 req = rx.recv() => match req {
-                    Some(Request::Now { wait, reply }) => {
-                        if let (None, Some(holder)) = (&running, lock.holder()) {
-                            let _ = reply.send(refused(&holder));
-                            continue;
-                        }
-                        if running.is_none() {
-                            running = Some((start(&ctx, &state_tx, "manual"), Vec::new()));
-                        }
-                        let current = state_tx.borrow().last_run.clone();
-                        match (wait, running.as_mut(), current) {
-                            (true, Some((_, waiters)), _) => waiters.push(reply),
-                            (_, _, Some(run)) => { let _ = reply.send(run); }
-                            _ => {}
-                        }
-                    }
-                    None => return,
+                    Some(Request::Now { wait, reply }) => self.now(wait, reply),
+                    None => break,
                 },
-                _ = shutdown.changed() => return,
+                () = lifetime.ending() => break,
             }
         }
-    });
-    (handle, Some(task))
+        // A run in progress is abandoned: rustic writes nothing a reader
+        // trusts until the snapshot file, so the repository stays valid.
+        if let Some((run, _)) = self.running.take() {
+            run.abort();
+        }
+    }
+
+    fn now(&mut self, wait: bool, reply: oneshot::Sender<BackupRun>) {
+        if let (None, Some(holder)) = (&self.running, self.holder()) {
+            let _ = reply.send(refused(&holder));
+            return;
+        }
+        if self.running.is_none() {
+            self.start("manual");
+        }
+        let current = self.state.borrow().last_run.clone();
+        match (wait, self.running.as_mut(), current) {
+            (true, Some((_, waiters)), _) => waiters.push(reply),
+            (_, _, Some(run)) => {
+                let _ = reply.send(run);
+            }
+            _ => {}
+        }
+    }
+
+    /// Records the run that ended; returns when the next one is due.
+    fn finished(&mut self, done: Option<BackupState>) -> SystemTime {
+        let waiters = self.running.take().map(|(_, w)| w).unwrap_or_default();
+        let st = done.unwrap_or_else(|| self.state.borrow().clone());
+        state::save(&self.config, &st);
+        let ok = st.last_run.as_ref().and_then(|r| r.ok) == Some(true);
+        if let Some(run) = &st.last_run {
+            for w in waiters {
+                let _ = w.send(run.clone());
+            }
+        }
+        self.state.send_replace(st);
+        if ok {
+            self.schedule()
+        } else {
+            SystemTime::now() + RETRY_AFTER_FAILURE
+        }
+    }
+
+    /// Marks a run as started and runs it (backup, then drill) in a task
+    /// that returns the new state.
+    fn start(&mut self, trigger: &str) {
+        let started = BackupRun {
+            trigger: trigger.to_owned(),
+            started: rfc3339(SystemTime::now()),
+            finished: None,
+            ok: None,
+            error: None,
+            snapshots: Vec::new(),
+        };
+        self.state.send_modify(|s| {
+            s.last_run = Some(started.clone());
+            s.running = true;
+        });
+        let (ctx, mut st) = (Arc::clone(&self.ctx), self.state.borrow().clone());
+        let run = self.lifetime.spawn("backup run", async move {
+            run::backup_and_drill(&ctx, started, &mut st).await;
+            st
+        });
+        self.running = Some((run, Vec::new()));
+    }
 }
 
 /// `backup now` while a restore runs: a run that never started, saying why.
-fn refused(holder: &crate::oplock::Holder) -> BackupRun {
+fn refused(holder: &Holder) -> BackupRun {
     let now = rfc3339(SystemTime::now());
     BackupRun {
         trigger: "manual".into(),
@@ -238,30 +278,4 @@ fn refused(holder: &crate::oplock::Holder) -> BackupRun {
         )),
         snapshots: Vec::new(),
     }
-}
-
-/// Marks a run as started and runs it (backup, then drill) in a task that
-/// returns the new state.
-fn start(
-    ctx: &Arc<Context>,
-    state: &watch::Sender<BackupState>,
-    trigger: &str,
-) -> JoinHandle<BackupState> {
-    let started = BackupRun {
-        trigger: trigger.to_owned(),
-        started: rfc3339(SystemTime::now()),
-        finished: None,
-        ok: None,
-        error: None,
-        snapshots: Vec::new(),
-    };
-    state.send_modify(|s| {
-        s.last_run = Some(started.clone());
-        s.running = true;
-    });
-    let (ctx, mut st) = (Arc::clone(ctx), state.borrow().clone());
-    tokio::spawn(async move {
-        run::backup_and_drill(&ctx, started, &mut st).await;
-        st
-    })
 }

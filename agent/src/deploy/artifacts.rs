@@ -40,8 +40,8 @@ pub enum ArtifactError {
     },
 }
 
-impl ArtifactError {
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for ArtifactError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::BadDigest(_) | Self::NotZstd(_) | Self::DigestMismatch { .. } => 422,
             Self::Missing(_) => 404,

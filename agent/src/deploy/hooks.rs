@@ -51,6 +51,34 @@ pub struct Hook<'a> {
     pub timeout: Duration,
 }
 
+/// Runs `hook` on `host`; each output line goes to `line`. A non-zero end
+/// is an error carrying the last lines.
+pub async fn run<H: super::DeployHost>(
+    host: &H,
+    hook: &Hook<'_>,
+    mut line: impl FnMut(String) + Send,
+) -> Result<(), HookError> {
+    let mut tail = std::collections::VecDeque::new();
+    let exit = host
+        .run_to_end(hook, &mut |text: String| {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(text.clone());
+            line(text);
+        })
+        .await?;
+    if exit.success() {
+        return Ok(());
+    }
+    Err(HookError::Failed {
+        phase: hook.phase.to_owned(),
+        command: hook.command.to_owned(),
+        status: exit.describe(),
+        tail: Vec::from(tail).join("\n"),
+    })
+}
+
 /// Hooks of one hostd run get distinct unit names even when two run at once
 /// (a deploy's task and `hostctl run` of another service).
 static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -69,7 +97,7 @@ impl Exit {
         self.result == "success"
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match (self.result.as_str(), self.code) {
             ("exit-code", Some(c)) => format!("exit status {c}"),
             ("timeout", _) => "timed out".into(),
@@ -139,33 +167,12 @@ impl Hook<'_> {
         args
     }
 
-    /// Runs the hook; each output line goes to `line`. A non-zero end is
-    /// an error carrying the last lines.
-    pub async fn run(&self, mut line: impl FnMut(String)) -> Result<(), HookError> {
-        let mut tail = std::collections::VecDeque::new();
-        let exit = self
-            .run_to_end(|text| {
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(text.clone());
-                line(text);
-            })
-            .await?;
-        if exit.success() {
-            return Ok(());
-        }
-        Err(HookError::Failed {
-            phase: self.phase.to_owned(),
-            command: self.command.to_owned(),
-            status: exit.describe(),
-            tail: Vec::from(tail).join("\n"),
-        })
-    }
-
     /// Runs the hook to its end, whatever its exit status; each output
     /// line goes to `line`.
-    pub async fn run_to_end(&self, mut line: impl FnMut(String)) -> Result<Exit, HookError> {
+    pub async fn run_to_end(
+        &self,
+        line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Exit, HookError> {
         tracing::info!(
             phase = self.phase,
             command = self.command,

@@ -5,34 +5,47 @@
 //! `releases/<version>/` → `pre_switch` hook → `current` switched → every
 //! instance restarted one at a time, each healthy before the next → the
 //! `post_deploy` hook → ledger. An instance that fails its health gate
-//! switches `current` back and restarts the old release. hostd runs it to
-//! the end even if hostctl goes away; hostd killed mid-deploy is put right
-//! by the next hostd ([`marker::recover`]).
+//! switches `current` back and restarts the old release. Every deploy,
+//! rollback and task run is an operation of the operations task
+//! ([`crate::ops`]), so it runs to the end even if hostctl goes away;
+//! hostd killed mid-deploy is put right by the next hostd
+//! ([`marker::recovery`]).
+//!
+//! The sequence talks to the host through [`DeployHost`] (hooks, the
+//! service's execution context, the rolling restart), so its branches are
+//! unit-tested against a fake.
 
 pub mod artifacts;
+mod events;
 pub mod hooks;
+mod host;
 pub mod http;
 pub mod ledger;
 pub mod marker;
 pub mod releases;
+mod rollback;
 mod run;
 pub mod tasks;
+#[cfg(test)]
+mod tests;
 pub mod unpack;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use hostd_api::HealthGate;
 
 use crate::config::{Config, ServiceConfig};
-use crate::manager::{Gate, ManagerHandle};
-use crate::oplock::{LockError, OpsLock};
-use crate::systemd::Systemd;
+use crate::lifetime::Lifetime;
+use crate::manager::Gate;
+use crate::ops::{OpsError, OpsHandle};
+
+pub use host::{DeployHost, LiveHost};
 
 pub use artifacts::{ArtifactError, ArtifactStore};
+pub use events::Events;
 pub use ledger::{Ledger, LedgerEntry};
 pub use releases::{ReleaseError, Releases};
-pub use run::Events;
 pub use unpack::{UnpackError, unpack};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +57,7 @@ pub enum DeployError {
     #[error(transparent)]
     Release(#[from] ReleaseError),
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(#[from] OpsError),
     #[error(transparent)]
     Ledger(#[from] crate::state_file::StateFileError),
     #[error(
@@ -82,29 +95,29 @@ fn list(names: &[String]) -> String {
     }
 }
 
-impl DeployError {
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for DeployError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::UnknownUnit { .. } | Self::NoPrevious { .. } | Self::NotInstalled { .. } => 404,
             Self::Artifact(e) => e.http_status(),
             Self::Release(ReleaseError::BadVersion(_)) | Self::BadGate(_) | Self::BadTask(_) => 422,
             Self::NothingDeployed(_) => 409,
             Self::Release(_) | Self::Ledger(_) => 500,
-            Self::Lock(_) | Self::VersionTaken { .. } => 409,
+            Self::Lock(e) => e.http_status(),
+            Self::VersionTaken { .. } => 409,
         }
     }
 }
 
-/// What the control API holds to run deploys.
+/// What deploys, rollbacks and task runs work with. A library: the
+/// operations run in the operations task.
 #[derive(Clone)]
-pub struct Deployer {
+pub struct Deployer<H> {
     pub config: Arc<Config>,
-    pub systemd: Systemd,
-    pub manager: ManagerHandle,
-    pub lock: OpsLock,
+    pub host: H,
+    pub ops: OpsHandle,
     pub artifacts: ArtifactStore,
-    /// What recovery at start found and did, for `hostctl lock status`.
-    pub recovered: Arc<Mutex<Vec<String>>>,
+    pub lifetime: Lifetime,
 }
 
 /// A deployable service, resolved from the unit hostctl names.
@@ -125,7 +138,7 @@ impl Target {
     }
 }
 
-impl Deployer {
+impl<H: DeployHost> Deployer<H> {
     pub fn target(&self, unit: &str) -> Result<Target, DeployError> {
         let deployable = || {
             self.config
@@ -158,14 +171,7 @@ impl Deployer {
             .unit
             .instance(1)
             .unwrap_or_else(|| target.config.unit.clone());
-        self.systemd.exec_context(&unit).await
-    }
-
-    pub fn recovered(&self) -> Vec<String> {
-        self.recovered
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.host.exec_context(&unit).await
     }
 }
 

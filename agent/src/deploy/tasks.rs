@@ -9,34 +9,22 @@ use hostd_api::{RunEvent, TaskRequest};
 use tokio::sync::mpsc;
 
 use super::hooks::{Hook, unit_name};
-use super::{DeployError, Deployer, Target};
-use crate::oplock::OpsGuard;
+use super::{DeployError, DeployHost, Deployer, Target};
+use crate::ops::{Holder, Operation};
 
-/// What a task run needs once the request has been accepted.
-pub struct Accepted {
-    pub target: Target,
-    pub release: String,
-    pub guard: OpsGuard,
-}
-
-/// Checks and takes the lock; an error answer is sent before anything ran.
-pub fn accept(d: &Deployer, req: &TaskRequest) -> Result<Accepted, DeployError> {
+/// Checks the request; nothing ran yet. The target and the release the
+/// task runs in.
+pub fn accept<H: DeployHost>(
+    d: &Deployer<H>,
+    req: &TaskRequest,
+) -> Result<(Target, String), DeployError> {
     let target = d.target(&req.unit)?;
     check_task(&req.task, &req.command)?;
     let release = target
         .releases()
         .current()
         .ok_or_else(|| DeployError::NothingDeployed(target.service.clone()))?;
-    let holder = crate::oplock::Holder::new(
-        format!("task {} of {}", req.task, target.service),
-        &req.requested_by,
-    );
-    let guard = d.lock.try_take(holder)?;
-    Ok(Accepted {
-        target,
-        release,
-        guard,
-    })
+    Ok((target, release))
 }
 
 /// Task names become part of unit names; commands go to `sh -c` whole.
@@ -52,17 +40,32 @@ pub fn check_task(name: &str, command: &str) -> Result<(), DeployError> {
     Ok(())
 }
 
-pub async fn run(
-    d: Deployer,
+/// The run as an operation that does not wait: a task run by hand is
+/// refused while another operation runs.
+pub fn run<H: DeployHost>(
+    d: Deployer<H>,
     req: TaskRequest,
-    accepted: Accepted,
+    target: Target,
+    release: String,
     tx: mpsc::UnboundedSender<RunEvent>,
-) {
-    let Accepted {
-        target,
-        release,
-        guard: _guard,
-    } = accepted;
+) -> Operation {
+    let holder = Holder::new(
+        format!("task {} of {}", req.task, target.service),
+        &req.requested_by,
+    );
+    Operation::new(holder, Duration::ZERO, async move {
+        let event = run_to_end(&d, &req, &target, &release, &tx).await;
+        let _ = tx.send(event);
+    })
+}
+
+async fn run_to_end<H: DeployHost>(
+    d: &Deployer<H>,
+    req: &TaskRequest,
+    target: &Target,
+    release: &str,
+    tx: &mpsc::UnboundedSender<RunEvent>,
+) -> RunEvent {
     let started = Instant::now();
     let finished = |result: &str, exit_code, error| RunEvent::Finished {
         result: result.to_owned(),
@@ -70,25 +73,18 @@ pub async fn run(
         seconds: started.elapsed().as_secs_f64(),
         error,
     };
-    let context = match d.instance_context(&target).await {
+    let context = match d.instance_context(target).await {
         Ok(c) => c,
-        Err(e) => {
-            let _ = tx.send(finished(
-                "resources",
-                None,
-                Some(hostd_api::error_chain(&e)),
-            ));
-            return;
-        }
+        Err(e) => return finished("resources", None, Some(hostd_api::error_chain(&e))),
     };
     let phase = format!("task {}", req.task);
-    let dir = target.release_dir.join("releases").join(&release);
+    let dir = target.release_dir.join("releases").join(release);
     let hook = Hook {
         phase: &phase,
         unit: unit_name(&target.service, &format!("task-{}", req.task)),
         command: &req.command,
         service: &target.service,
-        version: &release,
+        version: release,
         release_dir: &dir,
         context: &context,
         timeout: Duration::from_secs(req.timeout_seconds.max(1)),
@@ -103,17 +99,14 @@ pub async fn run(
     let _ = tx.send(RunEvent::Started {
         unit: hook.unit.clone(),
     });
-    let event = match hook
-        .run_to_end(|line| {
-            let _ = tx.send(RunEvent::Output { line });
-        })
-        .await
-    {
+    let mut line = |line: String| {
+        let _ = tx.send(RunEvent::Output { line });
+    };
+    match d.host.run_to_end(&hook, &mut line).await {
         Ok(exit) => {
             tracing::info!(task = req.task, result = exit.result, code = ?exit.code, "task ended");
             finished(&exit.result, exit.code, None)
         }
         Err(e) => finished("resources", None, Some(hostd_api::error_chain(&e))),
-    };
-    let _ = tx.send(event);
+    }
 }

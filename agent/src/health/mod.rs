@@ -15,9 +15,11 @@ use crate::checks::{
 };
 use crate::config::Config;
 use crate::desired::ManagerView;
+use crate::lifetime::Lifetime;
 use crate::secrets::SecretsState;
 use crate::systemd::UnitStates;
 
+pub mod http;
 mod round;
 #[cfg(test)]
 mod tests;
@@ -60,17 +62,28 @@ pub struct Probes {
     pub instances: Arc<dyn InstanceProbe>,
     pub system: Option<Arc<dyn SystemProbe>>,
     /// What the secrets runtime publishes; read each round (no I/O).
-    pub secrets: Option<watch::Receiver<crate::secrets::SecretsState>>,
+    pub secrets: Option<watch::Receiver<SecretsState>>,
     /// What the backup task publishes, when `[backup]` is configured.
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
     /// What the jobs observer publishes (one entry per `[jobs.NAME]`).
     pub jobs: Option<watch::Receiver<Vec<hostd_api::JobStatus>>>,
 }
 
+/// What the checker reads besides its own probes.
+pub struct Deps<S> {
+    pub units: S,
+    pub view: watch::Receiver<ManagerView>,
+    /// Changes when a managed unit changed: a round soon, not at the interval.
+    pub changes: watch::Receiver<u64>,
+    pub secrets: Option<watch::Receiver<SecretsState>>,
+    pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
+    pub jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
+}
+
 impl Probes {
     /// The real probes for `config.checks`, and `secrets` for the secrets
     /// component and Redis's password.
-    pub fn from_config(config: &Config, secrets: Option<watch::Receiver<SecretsState>>) -> Self {
+    fn from_config<S>(config: &Config, deps: &Deps<S>) -> Self {
         let checks = &config.checks;
         let timeout = checks.timeout.0;
         let system = match SysinfoProbe::new(checks.disk.paths.clone()) {
@@ -90,14 +103,14 @@ impl Probes {
                     .secrets
                     .as_ref()
                     .and_then(|s| s.redis_password.as_ref())
-                    .and(secrets.clone());
+                    .and(deps.secrets.clone());
                 Arc::new(RedisProbe::with_password(u, timeout, password)) as Arc<dyn Probe>
             }),
             instances: Arc::new(HttpUnixProbe { timeout }),
             system,
-            secrets,
-            backup: None,
-            jobs: None,
+            secrets: deps.secrets.clone(),
+            backup: deps.backup.clone(),
+            jobs: Some(deps.jobs.clone()),
         }
     }
 }
@@ -107,34 +120,84 @@ impl Probes {
 /// queries to PostgreSQL and Redis.
 const MIN_ROUND_SPACING: Duration = Duration::from_millis(250);
 
-/// Runs checks every `health.check_interval`, and soon after `changes`
-/// yields (a unit changed state) or the manager's view changes (scaling,
-/// stop), until `shutdown` flips, publishing each snapshot. The first
-/// snapshot is taken before this returns, so hostd never answers /health
-/// with a made-up state.
-pub async fn spawn_checker<S, C>(
-    source: Arc<S>,
-    config: Arc<Config>,
-    probes: Probes,
-    mut view: watch::Receiver<ManagerView>,
-    mut changes: C,
-    mut shutdown: watch::Receiver<bool>,
-) -> (watch::Receiver<Snapshot>, tokio::task::JoinHandle<()>)
-where
-    S: UnitStates + Send + Sync + 'static,
-    C: futures_util::Stream<Item = ()> + Send + Unpin + 'static,
-{
-    use futures_util::{FutureExt, StreamExt};
+/// What the checker publishes; made before the manager (which waits on it
+/// for a round newer than its operation) and filled by [`spawn`].
+pub fn channel() -> (watch::Sender<Snapshot>, watch::Receiver<Snapshot>) {
+    watch::channel(Snapshot::new(Vec::new(), report(Vec::new())))
+}
 
-    let mut checker = Checker {
-        source,
+#[derive(Clone)]
+pub struct HealthHandle {
+    snapshot: watch::Receiver<Snapshot>,
+}
+
+impl HealthHandle {
+    pub fn snapshot(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+}
+
+/// Runs the first round before it returns, so hostd never answers /health
+/// with a made-up state; then checks every `health.check_interval`, and
+/// soon after a unit changed or the manager's view did (scaling, stop),
+/// until hostd stops, publishing each snapshot on `publish`.
+pub async fn spawn<S: UnitStates + Send + Sync + 'static>(
+    config: Arc<Config>,
+    deps: Deps<S>,
+    publish: watch::Sender<Snapshot>,
+    lifetime: &Lifetime,
+) -> HealthHandle {
+    let probes = Probes::from_config(&config, &deps);
+    let checker = Checker {
+        units: deps.units,
         config,
         probes,
     };
+    start(checker, deps.view, deps.changes, publish, lifetime).await
+}
+
+async fn start<S: UnitStates + Send + Sync + 'static>(
+    checker: Checker<S>,
+    view: watch::Receiver<ManagerView>,
+    changes: watch::Receiver<u64>,
+    publish: watch::Sender<Snapshot>,
+    lifetime: &Lifetime,
+) -> HealthHandle {
     let first = checker.round(&view).await;
-    let (tx, rx) = watch::channel(first);
-    let task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(checker.config.health.check_interval.0);
+    publish.send_replace(first);
+    let snapshot = publish.subscribe();
+    let ending = lifetime.clone();
+    lifetime.spawn(
+        "health checker",
+        checker.run(publish, view, changes, async move {
+            ending.ending().await;
+        }),
+    );
+    HealthHandle { snapshot }
+}
+
+struct Checker<S> {
+    units: S,
+    config: Arc<Config>,
+    probes: Probes,
+}
+
+impl<S: UnitStates> Checker<S> {
+    async fn round(&self, view: &watch::Receiver<ManagerView>) -> Snapshot {
+        // Clone out of the borrow: the guard must not live across awaits.
+        let current = view.borrow().clone();
+        check_once(&self.units, &self.config, &current, &self.probes).await
+    }
+
+    async fn run(
+        self,
+        tx: watch::Sender<Snapshot>,
+        mut view: watch::Receiver<ManagerView>,
+        mut changes: watch::Receiver<u64>,
+        ending: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(ending);
+        let mut ticker = tokio::time::interval(self.config.health.check_interval.0);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; we just checked
         let (mut changes_open, mut view_open) = (true, true);
@@ -142,8 +205,8 @@ where
         loop {
             let triggered = tokio::select! {
                 _ = ticker.tick() => false,
-                change = changes.next(), if changes_open => {
-                    if change.is_none() {
+                changed = changes.changed(), if changes_open => {
+                    if changed.is_err() {
                         tracing::warn!("unit change signals ended; checking on the interval only");
                         changes_open = false;
                         continue;
@@ -157,39 +220,24 @@ where
                     }
                     true
                 }
-                _ = shutdown.changed() => return,
+                () = &mut ending => return,
             };
             if triggered {
                 tokio::select! {
                     () = tokio::time::sleep_until(last + MIN_ROUND_SPACING) => {}
-                    _ = shutdown.changed() => return,
+                    () = &mut ending => return,
                 }
-                // Signals that arrived while waiting are covered by this round.
-                while let Some(Some(())) = changes.next().now_or_never() {}
             }
+            // What changed while waiting is covered by this round.
+            changes.mark_unchanged();
             view.mark_unchanged();
-            let snap = checker.round(&view).await;
+            let snap = self.round(&view).await;
             last = Instant::now();
             if snap.report.status != tx.borrow().report.status {
                 tracing::info!(status = snap.report.status.as_str(), "health changed");
             }
             tx.send_replace(snap);
         }
-    });
-    (rx, task)
-}
-
-struct Checker<S> {
-    source: Arc<S>,
-    config: Arc<Config>,
-    probes: Probes,
-}
-
-impl<S: UnitStates> Checker<S> {
-    async fn round(&mut self, view: &watch::Receiver<ManagerView>) -> Snapshot {
-        // Clone out of the borrow: the guard must not live across awaits.
-        let current = view.borrow().clone();
-        check_once(self.source.as_ref(), &self.config, &current, &self.probes).await
     }
 }
 

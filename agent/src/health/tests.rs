@@ -338,21 +338,18 @@ async fn signals_and_view_changes_trigger_rounds_reads_do_not() -> Res {
     let c = config(&format!("[health]\ncheck_interval = \"1h\"\n{CONFIG}"))?;
     let source = Arc::new(all_active());
     let (p, pg) = probes(Ok(()), calm());
-    let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let changes = futures_util::stream::unfold(signal_rx, |mut rx| async move {
-        rx.recv().await.map(|()| ((), rx))
-    });
+    let (signal_tx, signal_rx) = watch::channel(0u64);
     let (view_tx, view_rx) = watch::channel(view(&c));
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let (mut snaps, _task) = spawn_checker(
-        Arc::clone(&source),
-        c,
-        p,
-        view_rx,
-        Box::pin(changes),
-        stop_rx,
-    )
-    .await;
+    let lifetime = Lifetime::new();
+    let checker = Checker {
+        units: Arc::clone(&source),
+        config: c,
+        probes: p,
+    };
+    let (publish, _) = channel();
+    let mut snaps = start(checker, view_rx, signal_rx, publish, &lifetime)
+        .await
+        .snapshot();
     assert_eq!(snaps.borrow().report.status, HealthStatus::Healthy);
 
     // Reading the snapshot many times runs no check.
@@ -362,7 +359,7 @@ async fn signals_and_view_changes_trigger_rounds_reads_do_not() -> Res {
     assert_eq!(pg.1.load(Ordering::SeqCst), 1);
 
     source.set("redis-server.service", ActiveState::Failed);
-    signal_tx.send(())?;
+    signal_tx.send_modify(|n| *n += 1);
     wait_for(&mut snaps, |s| s.report.status == HealthStatus::Unhealthy).await?;
 
     // Scaling to 3: the new instance appears without a signal.

@@ -7,9 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hostd_api::JobsList;
 
-use super::{Jobs, JobsError};
+use super::JobsHandle;
+use crate::http::{ndjson, refuse};
 
-pub fn router(jobs: Jobs) -> Router {
+pub fn routes(jobs: JobsHandle) -> Router {
     let v = hostd_api::API_PREFIX;
     Router::new()
         .route(&format!("{v}/jobs"), get(list))
@@ -17,28 +18,18 @@ pub fn router(jobs: Jobs) -> Router {
         .with_state(jobs)
 }
 
-fn error(e: &JobsError) -> Response {
-    let code = crate::control::status_of(e.http_status());
-    tracing::warn!(status = code.as_u16(), "jobs request refused: {e}");
-    crate::control::error_answer(code, hostd_api::error_chain(e))
-}
-
 /// Fresh, not the last observation: `hostctl jobs` right after a run
 /// shows it.
-async fn list(State(jobs): State<Jobs>) -> Json<JobsList> {
-    jobs.observe().await;
+async fn list(State(jobs): State<JobsHandle>) -> Json<JobsList> {
     Json(JobsList {
-        jobs: jobs.status.borrow().clone(),
+        jobs: jobs.observe_now().await,
     })
 }
 
-async fn run(State(jobs): State<Jobs>, UrlPath(name): UrlPath<String>) -> Response {
+async fn run(State(jobs): State<JobsHandle>, UrlPath(name): UrlPath<String>) -> Response {
     tracing::info!(job = name, "hostctl jobs run");
-    let claim = match jobs.claim(&name).await {
-        Ok(c) => c,
-        Err(e) => return error(&e),
-    };
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move { jobs.run_now(name, claim, tx).await });
-    crate::control::ndjson(rx).into_response()
+    match jobs.run(name).await {
+        Ok(rx) => ndjson(rx).into_response(),
+        Err(e) => refuse("jobs request", &e),
+    }
 }

@@ -20,6 +20,7 @@ use hostd_api::{ActiveState, JobRun, JobStatus};
 use tokio::sync::watch;
 
 use crate::config::{Config, UnitName};
+use crate::lifetime::Lifetime;
 use crate::systemd::{JobKind, Systemd};
 use records::{Record, Records};
 
@@ -48,12 +49,17 @@ pub enum JobsError {
     Journal(#[from] crate::systemd::journal::JournalError),
 }
 
-impl JobsError {
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for JobsError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::Unknown { .. } => 404,
             Self::Running { .. } => 409,
-            _ => 500,
+            Self::Write { .. }
+            | Self::Systemd(_)
+            | Self::Job(_)
+            | Self::Records(_)
+            | Self::NotStarted(_)
+            | Self::Journal(_) => 500,
         }
     }
 }
@@ -61,8 +67,10 @@ impl JobsError {
 /// Bound on starting or stopping a timer or a job's unit.
 const UNIT_JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The subsystem's shared state: the observer task and runs by hand both
+/// act through it.
 #[derive(Clone)]
-pub struct Jobs {
+struct Jobs {
     config: Arc<Config>,
     systemd: Systemd,
     records: Records,
@@ -81,7 +89,7 @@ fn unit(name: &str) -> Result<UnitName, JobsError> {
 }
 
 impl Jobs {
-    pub fn new(config: Arc<Config>, systemd: Systemd) -> Self {
+    fn new(config: Arc<Config>, systemd: Systemd) -> Self {
         let records = Records::new(&config.state_dir);
         Self {
             config,
@@ -93,14 +101,10 @@ impl Jobs {
         }
     }
 
-    pub fn status(&self) -> watch::Receiver<Vec<JobStatus>> {
-        self.status.subscribe()
-    }
-
     /// Writes the configured jobs' units, removes the others', and starts
     /// every timer. Run after hostd's own unit sync and secrets delivery:
     /// a job copies its service's environment and credentials.
-    pub async fn install(&self) -> Result<(), JobsError> {
+    async fn install(&self) -> Result<(), JobsError> {
         let target = &self.config.units.target_dir;
         let mut changed = false;
         let mut timers = Vec::new();
@@ -285,7 +289,7 @@ impl Jobs {
     }
 
     /// Looks at every job once: records runs that ended, publishes status.
-    pub async fn observe(&self) {
+    async fn observe(&self) {
         let mut out = Vec::with_capacity(self.config.jobs.len());
         for (name, job) in &self.config.jobs {
             let running = if job.overlap {
@@ -362,27 +366,71 @@ impl Jobs {
     }
 }
 
-/// Installs the jobs' units, then observes them every check interval until
-/// `shutdown` flips. Nothing to do without `[jobs]`.
-pub fn spawn(jobs: Jobs, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // Also without jobs: units of jobs removed from hostd.toml go.
-        if let Err(e) = jobs.install().await {
+/// How the control API reaches the jobs, and what they publish.
+#[derive(Clone)]
+pub struct JobsHandle {
+    jobs: Jobs,
+    lifetime: Lifetime,
+}
+
+impl JobsHandle {
+    /// One entry per `[jobs.NAME]`, as last observed.
+    pub fn status(&self) -> watch::Receiver<Vec<JobStatus>> {
+        self.jobs.status.subscribe()
+    }
+
+    /// Looks at every job now and answers what it saw.
+    pub async fn observe_now(&self) -> Vec<JobStatus> {
+        self.jobs.observe().await;
+        self.jobs.status.borrow().clone()
+    }
+
+    /// Starts `name` now (refused when unknown, or running without
+    /// `overlap`); its output and end come on the receiver. The run goes
+    /// on to its end whether or not anyone listens.
+    pub async fn run(
+        &self,
+        name: String,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<hostd_api::RunEvent>, JobsError> {
+        let claim = self.jobs.claim(&name).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let jobs = self.jobs.clone();
+        self.lifetime.spawn(
+            "job run",
+            async move { jobs.run_now(name, claim, tx).await },
+        );
+        Ok(rx)
+    }
+}
+
+/// Installs the jobs' units (also without jobs: units of jobs removed from
+/// hostd.toml go), then observes them every check interval until hostd
+/// stops.
+pub fn spawn(config: Arc<Config>, systemd: Systemd, lifetime: &Lifetime) -> JobsHandle {
+    let jobs = Jobs::new(config, systemd);
+    let observer = jobs.clone();
+    let ending = lifetime.clone();
+    lifetime.spawn("jobs observer", async move {
+        if let Err(e) = observer.install().await {
             tracing::error!(
                 "cannot install the jobs' units: {}",
                 hostd_api::error_chain(&e)
             );
         }
-        if jobs.config.jobs.is_empty() {
+        if observer.config.jobs.is_empty() {
             return;
         }
-        let mut ticker = tokio::time::interval(jobs.config.health.check_interval.0);
+        let mut ticker = tokio::time::interval(observer.config.health.check_interval.0);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => jobs.observe().await,
-                _ = shutdown.changed() => return,
+                _ = ticker.tick() => observer.observe().await,
+                () = ending.ending() => return,
             }
         }
-    })
+    });
+    JobsHandle {
+        jobs,
+        lifetime: lifetime.clone(),
+    }
 }

@@ -4,9 +4,12 @@
 //! arrive as systemd signals; what it knows is published as a
 //! [`ManagerView`] for /health, /metrics and `GET /v1/status`.
 
+mod actions;
 mod backoff;
-mod ops;
-mod probe;
+pub mod http;
+pub mod probe;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,8 +23,11 @@ use tokio::time::Instant;
 
 use crate::config::{Config, UnitName};
 use crate::desired::{DesiredState, MAX_EVENTS, ManagerView, WantedUnit, wanted_units};
+use crate::health::Snapshot;
+use crate::lifetime::Lifetime;
+use crate::secrets::SecretsState;
 use crate::state_file::JsonFile;
-use crate::systemd::{JobError, Systemd, SystemdError};
+use crate::systemd::{JobError, SystemdError, Units};
 
 /// Longest a single start/stop/restart job may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
@@ -62,10 +68,8 @@ pub enum ManagerError {
     Gone,
 }
 
-impl ManagerError {
-    /// The control API's status code. Exhaustive on purpose: a new error
-    /// must decide what it means to hostctl.
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for ManagerError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::UnknownService { .. } => 404,
             Self::NotInstanced { .. } | Self::OutOfRange { .. } => 422,
@@ -121,10 +125,12 @@ impl Gate {
 /// Where a rollout reports each instance's restart as it goes.
 pub type Progress = mpsc::UnboundedSender<hostd_api::DeployEvent>;
 
-/// How the control API talks to the manager.
+/// How the rest of hostd talks to the manager, and what it publishes.
 #[derive(Clone)]
 pub struct ManagerHandle {
     tx: mpsc::Sender<Request>,
+    view: watch::Receiver<ManagerView>,
+    changes: watch::Receiver<u64>,
 }
 
 impl ManagerHandle {
@@ -172,11 +178,34 @@ impl ManagerHandle {
         .await
     }
 
+    /// What hostd keeps running and what it saw go wrong.
+    pub fn view(&self) -> watch::Receiver<ManagerView> {
+        self.view.clone()
+    }
+
+    /// Changes whenever a watched unit changed or the view did: the health
+    /// checker looks again.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// Whether hostd keeps `service` running (false after `hostctl stop`).
+    pub fn keeps_running(&self, service: &str) -> bool {
+        self.view
+            .borrow()
+            .desired
+            .services
+            .get(service)
+            .is_some_and(|d| d.running)
+    }
+
     /// A handle whose manager is gone: every call answers `Gone`.
     #[cfg(test)]
     pub fn detached() -> Self {
         Self {
             tx: mpsc::channel(1).0,
+            view: watch::channel(ManagerView::default()).1,
+            changes: watch::channel(0).1,
         }
     }
 
@@ -196,21 +225,20 @@ pub fn desired_file(state_dir: &std::path::Path) -> JsonFile<DesiredState> {
     JsonFile::new(state_dir.join("desired.json"), "desired state")
 }
 
-/// What `spawn` gives the rest of hostd.
-pub struct Spawned {
-    pub handle: ManagerHandle,
-    pub view: watch::Receiver<ManagerView>,
-    /// Yields whenever a watched unit changed: the health checker re-checks.
-    pub changes: BoxStream<'static, ()>,
-    /// Hand the health checker's snapshots back here once it runs, so an
-    /// operation answers only when /health and `status` already show its
-    /// outcome (the checker starts after the manager: it needs `view`).
-    pub snapshots: oneshot::Sender<watch::Receiver<crate::health::Snapshot>>,
-    pub task: tokio::task::JoinHandle<()>,
+/// What the manager works with besides its settings.
+pub struct Deps<U> {
+    pub units: U,
+    pub gate: Arc<dyn probe::HealthGate>,
+    /// What the secrets runtime delivered: the start gate reads it.
+    pub secrets: watch::Receiver<SecretsState>,
+    /// The health checker's rounds: an operation answers once a round that
+    /// began after it shows its outcome.
+    pub snapshots: watch::Receiver<Snapshot>,
 }
 
-struct Manager {
-    systemd: Systemd,
+struct Manager<U> {
+    units: U,
+    gate: Arc<dyn probe::HealthGate>,
     config: Arc<Config>,
     store: JsonFile<DesiredState>,
     desired: DesiredState,
@@ -229,34 +257,33 @@ struct Manager {
     /// Sync, and the manager is borrowed across awaits).
     new_signals: mpsc::UnboundedSender<BoxStream<'static, UnitName>>,
     view_tx: watch::Sender<ManagerView>,
-    poke: mpsc::UnboundedSender<()>,
-    snapshots: Option<watch::Receiver<crate::health::Snapshot>>,
-    /// What the secrets runtime delivered: the start gate reads it.
-    secrets: watch::Receiver<crate::secrets::SecretsState>,
+    changes: watch::Sender<u64>,
+    snapshots: watch::Receiver<Snapshot>,
+    secrets: watch::Receiver<SecretsState>,
 }
 
 /// Restores the desired state (saved, else from the config), starts the
 /// manager task and returns at once: bringing units to that state happens
 /// in the task, so hostd reports READY without waiting for slow services.
-pub async fn spawn(
-    systemd: Systemd,
+pub async fn spawn<U: Units>(
     config: Arc<Config>,
-    secrets: watch::Receiver<crate::secrets::SecretsState>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<Spawned, ManagerError> {
+    deps: Deps<U>,
+    lifetime: &Lifetime,
+) -> Result<ManagerHandle, ManagerError> {
     let store = desired_file(&config.state_dir);
     let desired = DesiredState::reconcile_with(&config, store.load()?.as_ref());
     store.save(&desired)?;
-    systemd.subscribe().await?;
+    deps.units.subscribe().await?;
     let (view_tx, view) = watch::channel(ManagerView {
         desired: desired.clone(),
         ..ManagerView::default()
     });
-    let (poke, poked) = mpsc::unbounded_channel();
-    let (tx, mut rx) = mpsc::channel(16);
-    let (new_signals, mut new_signal_rx) = mpsc::unbounded_channel();
-    let mut manager = Manager {
-        systemd,
+    let (changes_tx, changes) = watch::channel(0);
+    let (tx, rx) = mpsc::channel(16);
+    let (new_signals, new_signal_rx) = mpsc::unbounded_channel();
+    let manager = Manager {
+        units: deps.units,
+        gate: deps.gate,
         config,
         store,
         desired,
@@ -270,60 +297,56 @@ pub async fn spawn(
         watched: HashSet::new(),
         new_signals,
         view_tx,
-        poke,
-        snapshots: None,
-        secrets,
+        changes: changes_tx,
+        snapshots: deps.snapshots,
+        secrets: deps.secrets,
     };
-    let (snapshots_tx, mut snapshots_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+    let ending = lifetime.clone();
+    lifetime.spawn(
+        "service manager",
+        manager.run(rx, new_signal_rx, async move { ending.ending().await }),
+    );
+    Ok(ManagerHandle { tx, view, changes })
+}
+
+impl<U: Units> Manager<U> {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut new_signal_rx: mpsc::UnboundedReceiver<BoxStream<'static, UnitName>>,
+        ending: impl Future<Output = ()>,
+    ) {
         let mut signals: SelectAll<BoxStream<'static, UnitName>> = SelectAll::new();
-        let all: Vec<String> = manager.config.services.keys().cloned().collect();
-        manager.reconcile(all).await;
+        let all: Vec<String> = self.config.services.keys().cloned().collect();
+        self.reconcile(all).await;
+        tokio::pin!(ending);
         loop {
-            let wake = manager
+            let wake = self
                 .scheduled
                 .values()
                 .copied()
-                .chain(manager.reconcile_retry.map(|(at, _)| at))
+                .chain(self.reconcile_retry.map(|(at, _)| at))
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 req = rx.recv() => match req {
-                    Some(req) => manager.handle(req).await,
+                    Some(req) => self.handle(req).await,
                     None => return,
                 },
                 Some(stream) = new_signal_rx.recv() => signals.push(stream),
-                Ok(rx) = &mut snapshots_rx, if manager.snapshots.is_none() => {
-                    manager.snapshots = Some(rx);
-                }
                 Some(unit) = signals.next(), if !signals.is_empty() => {
-                    manager.on_change(unit).await;
+                    self.on_change(unit).await;
                 }
                 () = tokio::time::sleep_until(wake),
-                    if !manager.scheduled.is_empty() || manager.reconcile_retry.is_some() => {
-                    manager.run_due_restarts().await;
-                    manager.retry_reconcile().await;
+                    if !self.scheduled.is_empty() || self.reconcile_retry.is_some() => {
+                    self.run_due_restarts().await;
+                    self.retry_reconcile().await;
                 }
-                _ = shutdown.changed() => return,
+                () = &mut ending => return,
             }
         }
-    });
-    let changes =
-        futures_util::stream::unfold(
-            poked,
-            |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
-        )
-        .boxed();
-    Ok(Spawned {
-        handle: ManagerHandle { tx },
-        view,
-        changes,
-        snapshots: snapshots_tx,
-        task,
-    })
-}
+    }
 
-impl Manager {
     async fn handle(&mut self, req: Request) {
         let (result, reply) = match req {
             Request::Action {
@@ -354,15 +377,11 @@ impl Manager {
     /// next interval.
     async fn await_fresh_snapshot(&mut self) {
         const BOUND: Duration = Duration::from_secs(3);
-        let Some(rx) = self.snapshots.as_mut() else {
-            let _ = self.poke.send(());
-            return;
-        };
         let op_end = Instant::now();
-        let _ = self.poke.send(());
+        self.poke();
         // A round already under way when the operation ended may have read
         // the units before it: only one that began afterwards will do.
-        let fresh = rx.wait_for(|snap| snap.round_started >= op_end);
+        let fresh = self.snapshots.wait_for(|snap| snap.round_started >= op_end);
         if tokio::time::timeout(BOUND, fresh).await.is_err() {
             tracing::debug!("no fresh health round within {BOUND:?}; answering anyway");
         }
@@ -379,7 +398,12 @@ impl Manager {
             failures: self.failures.clone(),
             events: self.events.clone(),
         });
-        let _ = self.poke.send(());
+        self.poke();
+    }
+
+    /// The health checker looks again soon.
+    fn poke(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn record(&mut self, event: UnitEvent) {
@@ -404,7 +428,7 @@ impl Manager {
         if self.watched.contains(unit) {
             return;
         }
-        match self.systemd.watch_unit(unit).await {
+        match self.units.watch_unit(unit).await {
             Ok(stream) => {
                 self.watched.insert(unit.clone());
                 let _ = self.new_signals.send(stream);

@@ -1,9 +1,14 @@
-//! An instance's own health check: `GET path` over HTTP on its Unix socket.
-//! Instances share one public listening socket, so the per-instance socket
-//! is the only way to ask one particular instance.
+//! An instance's own health check as a gate: `GET path` over HTTP on its
+//! Unix socket. Instances share one public listening socket, so the
+//! per-instance socket is the only way to ask one particular instance.
+//! Unlike /health's instance check, a refusal carries the app's own
+//! reason (the first line of its answer): that is what a failed deploy
+//! shows the operator.
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::body::Bytes;
@@ -17,57 +22,125 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// One answer must come within this; a hung instance is not healthy.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Ok on a 2xx answer; otherwise what went wrong, in words.
-pub async fn get(socket: &str, path: &str) -> Result<(), String> {
-    let exchange = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect to {socket}: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+#[derive(Debug, thiserror::Error)]
+pub enum GateRefusal {
+    #[error("cannot connect to {socket}")]
+    Connect {
+        socket: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP handshake on {socket}")]
+    Handshake {
+        socket: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("bad health path {path}")]
+    BadPath {
+        path: String,
+        #[source]
+        source: hyper::http::Error,
+    },
+    #[error("GET {path} on {socket}")]
+    Request {
+        path: String,
+        socket: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("GET {path} answered {status}{}", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
+    Status {
+        path: String,
+        status: hyper::StatusCode,
+        /// The first line of the app's answer, short.
+        reason: String,
+    },
+    #[error("GET {path} on {socket}: no answer within {}s", .after.as_secs())]
+    Timeout {
+        path: String,
+        socket: String,
+        after: Duration,
+    },
+}
+
+/// Asks one instance whether it is up.
+pub trait HealthGate: Send + Sync {
+    fn ask<'a>(&'a self, socket: &'a str, path: &'a str) -> BoxFuture<'a, Result<(), GateRefusal>>;
+}
+
+/// The real gate: HTTP/1.1 on the instance's health socket.
+pub struct HttpGate;
+
+impl HealthGate for HttpGate {
+    fn ask<'a>(&'a self, socket: &'a str, path: &'a str) -> BoxFuture<'a, Result<(), GateRefusal>> {
+        async move {
+            tokio::time::timeout(REQUEST_TIMEOUT, get(socket, path))
                 .await
-                .map_err(|e| format!("HTTP handshake on {socket}: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let req = Request::get(path)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("bad health path {path}: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("GET {path} on {socket}: {e}"))?;
-        let status = resp.status();
-        if status.is_success() {
-            conn.abort();
-            return Ok(());
+                .unwrap_or_else(|_| {
+                    Err(GateRefusal::Timeout {
+                        path: path.to_owned(),
+                        socket: socket.to_owned(),
+                        after: REQUEST_TIMEOUT,
+                    })
+                })
         }
-        // The app's own reason, as it would show in its journal: the
-        // first line of the body, short.
-        let body = http_body_util::Limited::new(resp.into_body(), 4096);
-        let reason = http_body_util::BodyExt::collect(body)
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        conn.abort();
-        let reason: String = reason
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        if reason.trim().is_empty() {
-            Err(format!("GET {path} answered {status}"))
-        } else {
-            Err(format!("GET {path} answered {status}: {}", reason.trim()))
-        }
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .boxed()
+    }
+}
+
+async fn get(socket: &str, path: &str) -> Result<(), GateRefusal> {
+    let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|_| {
-            format!(
-                "GET {path} on {socket}: no answer within {}s",
-                REQUEST_TIMEOUT.as_secs()
-            )
-        })?
+        .map_err(|source| GateRefusal::Connect {
+            socket: socket.to_owned(),
+            source,
+        })?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|source| GateRefusal::Handshake {
+                socket: socket.to_owned(),
+                source,
+            })?;
+    let conn = tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())
+        .map_err(|source| GateRefusal::BadPath {
+            path: path.to_owned(),
+            source,
+        })?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|source| GateRefusal::Request {
+            path: path.to_owned(),
+            socket: socket.to_owned(),
+            source,
+        })?;
+    let status = resp.status();
+    if status.is_success() {
+        conn.abort();
+        return Ok(());
+    }
+    // The app's own reason, as it would show in its journal.
+    let body = http_body_util::Limited::new(resp.into_body(), 4096);
+    let reason = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    conn.abort();
+    let reason: String = reason
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    Err(GateRefusal::Status {
+        path: path.to_owned(),
+        status,
+        reason: reason.trim().to_owned(),
+    })
 }

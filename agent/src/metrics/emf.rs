@@ -22,6 +22,7 @@ use super::{MetricsError, health_value, services, unit_up};
 use crate::config::{Config, MetricsConfig};
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
+use crate::lifetime::Lifetime;
 
 /// Restart and failure totals at the previous write, to emit differences.
 #[derive(Debug, Default)]
@@ -188,42 +189,42 @@ pub fn append(path: &Path, lines: &[Value]) -> Result<(), MetricsError> {
     f.write_all(buf.as_bytes()).map_err(err)
 }
 
-/// Writes every `metrics.emf_interval` until `shutdown` flips; None when
-/// `metrics.emf_path` is unset. A failed write is logged and retried at the
-/// next interval: metrics must never take hostd down.
-pub fn spawn_emf_writer(
+/// Writes every `metrics.emf_interval` until hostd stops. A failed write
+/// is logged and retried at the next interval: metrics must never take
+/// hostd down.
+pub async fn write_every(
     config: Arc<Config>,
+    path: std::path::PathBuf,
     snapshot: watch::Receiver<Snapshot>,
     view: watch::Receiver<ManagerView>,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let path = config.metrics.emf_path.clone()?;
-    Some(tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(config.metrics.emf_interval.0);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut prev = Previous::default();
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            let snap = snapshot.borrow().clone();
-            let current = view.borrow().clone();
-            let docs = documents(&snap, &current, &config.metrics, now_ms, &mut prev);
-            let path = path.clone();
-            let written = tokio::task::spawn_blocking(move || append(&path, &docs)).await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %hostd_api::error_chain(&e), "EMF write failed");
-                }
-                Err(e) => tracing::warn!(error = %e, "EMF write task failed"),
-            }
+    lifetime: Lifetime,
+) {
+    let mut ticker = tokio::time::interval(config.metrics.emf_interval.0);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prev = Previous::default();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = lifetime.ending() => return,
         }
-    }))
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let snap = snapshot.borrow().clone();
+        let current = view.borrow().clone();
+        let docs = documents(&snap, &current, &config.metrics, now_ms, &mut prev);
+        let path = path.clone();
+        let written = lifetime
+            .spawn_blocking("EMF write", move || append(&path, &docs))
+            .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %hostd_api::error_chain(&e), "EMF write failed");
+            }
+            Err(e) => tracing::warn!(error = %e, "EMF write task failed"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,12 +12,48 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
+use crate::lifetime::Lifetime;
 
 pub mod emf;
+pub mod http;
 
-pub use emf::spawn_emf_writer;
+/// What `/metrics` and the EMF writer render.
+pub struct Deps {
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub view: watch::Receiver<ManagerView>,
+}
+
+#[derive(Clone)]
+pub struct MetricsHandle {
+    snapshot: watch::Receiver<Snapshot>,
+    view: watch::Receiver<ManagerView>,
+}
+
+/// Starts the EMF writer when `metrics.emf_path` is set; `/metrics` needs
+/// no task of its own.
+pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> MetricsHandle {
+    if let Some(path) = config.metrics.emf_path.clone() {
+        let writer = emf::write_every(
+            config,
+            path,
+            deps.snapshot.clone(),
+            deps.view.clone(),
+            lifetime.clone(),
+        );
+        lifetime.spawn("EMF writer", writer);
+    }
+    MetricsHandle {
+        snapshot: deps.snapshot,
+        view: deps.view,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {

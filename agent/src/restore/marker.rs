@@ -8,8 +8,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manager::ManagerHandle;
+use super::Restorer;
+use super::live::LiveRestore;
+use super::sequence;
+use crate::ops::{Holder, Operation};
 use crate::state_file::JsonFile;
+
+/// The recovery is submitted first, before anything else can queue; the
+/// bound only matters if that ever changes.
+const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,41 +46,18 @@ pub fn file(state_dir: &Path) -> JsonFile<Marker> {
     JsonFile::new(state_dir.join("restore.json"), "restore marker")
 }
 
-/// At start: finishes what an interrupted restore left. Runs in the
-/// background; each step is logged and a failing one does not stop the
-/// next.
-pub async fn recover(state_dir: PathBuf, admin: String, manager: ManagerHandle) {
-    let marker = file(&state_dir);
-    let Some(m) = marker.load_or_log() else {
-        return;
+/// At start, as an operation: puts back what an interrupted restore left
+/// ([`sequence::recover`]). None when no restore was interrupted.
+pub fn recovery(r: &Restorer) -> Option<Operation> {
+    let marker = file(&r.config.state_dir);
+    let m = marker.load_or_log()?;
+    let host = LiveRestore {
+        manager: r.manager.clone(),
+        admin: r.config.postgres_admin().to_owned(),
+        staging: std::sync::Mutex::new(None),
     };
-    tracing::warn!(
-        started = m.started,
-        phase = ?m.phase,
-        "a restore was interrupted (hostd stopped mid-restore); putting the host back"
-    );
-    if m.phase == Phase::Staging {
-        let (databases, live_paths) = (m.databases.clone(), m.paths.clone());
-        let cleaned = tokio::task::spawn_blocking(move || {
-            super::run::drop_copies(super::run::Copies::Staged, &admin, &databases, &live_paths);
-        })
-        .await;
-        if cleaned.is_err() {
-            tracing::error!("the clean-up thread of the interrupted restore failed");
-        }
-    } else {
-        tracing::warn!(
-            "the swap had begun: previous copies (hostd_pre_restore_*, *.hostd-pre-restore) are kept for the operator"
-        );
-    }
-    for service in &m.stopped {
-        match manager
-            .action(service.clone(), hostd_api::ServiceAction::Start)
-            .await
-        {
-            Ok(_) => tracing::info!(service, "started again after the interrupted restore"),
-            Err(e) => tracing::error!(service, "cannot start after the interrupted restore: {e}"),
-        }
-    }
-    marker.clear();
+    let holder = Holder::new("recover the interrupted restore", "hostd");
+    Some(Operation::new(holder, RECOVERY_WAIT, async move {
+        sequence::recover(&host, &marker, &m).await;
+    }))
 }

@@ -1,35 +1,45 @@
 //! `hostctl restore`: a backup run put back on this host.
 //!
 //! Order: plan (read-only; an unknown snapshot stops here, nothing
-//! stopped) → the operations lock → app services stopped → every piece
-//! restored into a staging copy beside the live one → swapped in (renames)
-//! → services started and healthy → previous copies dropped. A failure
-//! before the swap changes nothing; hostd killed mid-restore is put right
-//! by the next hostd ([`marker::recover`]). hostd runs it to the end even
-//! if hostctl goes away.
+//! stopped) → an operation of the operations task → app services stopped
+//! → every piece restored into a staging copy beside the live one →
+//! swapped in (renames) → services started and healthy → previous copies
+//! dropped ([`sequence`]). A failure before the swap changes nothing;
+//! hostd killed mid-restore is put right by the next hostd
+//! ([`marker::recovery`]). hostd runs it to the end even if hostctl goes
+//! away.
 
+mod events;
+pub mod http;
+mod live;
 pub mod marker;
 pub mod on_empty;
 pub mod paths;
 pub mod pg;
 pub mod plan;
-mod run;
+mod prepare;
+pub mod sequence;
+#[cfg(test)]
+mod tests;
 
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hostd_api::{BackupKind, RestorePlan, RestoreRequest};
-use rustic_core::repofile::SnapshotFile;
-use rustic_core::{IndexedFullStatus, Repository};
-use tokio::sync::watch;
+use hostd_api::RestoreRequest;
+use rustic_core::RusticError;
 
-use crate::backup::{BackupHandle, BackupState, Context, open_or_init};
+use crate::backup::{AccessError, BackupHandle, RepoError};
 use crate::config::Config;
-use crate::desired::ManagerView;
+use crate::lifetime::Lifetime;
 use crate::manager::ManagerHandle;
-use crate::oplock::{LockError, OpsLock};
+use crate::ops::{Holder, Operation, OpsError, OpsHandle};
 
-pub use run::{Events, execute as run_restore};
+pub use events::Events;
+pub use prepare::Prepared;
+use sequence::{Copies, RestoreFailure, RestoreHost};
+
+/// A backup run in progress is waited for at most this long.
+const BACKUP_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -37,16 +47,27 @@ pub enum RestoreError {
     NotConfigured,
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
-    #[error("{0}")]
-    Repository(String),
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Repository(#[from] RepoError),
+    #[error("reading the repository index: {}", .0.display_log())]
+    Index(Box<RusticError>),
+    #[error("listing snapshots: {}", .0.display_log())]
+    Snapshots(Box<RusticError>),
+    #[error(transparent)]
+    Lock(#[from] OpsError),
     #[error(transparent)]
     Pg(#[from] pg::PgRestoreError),
     #[error(transparent)]
     Paths(#[from] paths::PathsError),
-    #[error("{0}")]
-    Redis(String),
+    #[error(transparent)]
+    Redis(#[from] crate::backup::redis_save::RedisSaveError),
+    #[error(
+        "Redis runs with appendonly yes: it would load its append-only file, not the restored \
+         RDB; turn appendonly off or restore with --only postgres,files"
+    )]
+    AppendOnly,
     #[error("backup.redis_service: no service `{name}` in [services] (configured: {})", .known.join(", "))]
     NoRedisService { name: String, known: Vec<String> },
     #[error(
@@ -55,191 +76,110 @@ pub enum RestoreError {
     )]
     PlanChanged { now: Vec<String> },
     #[error("the restore thread failed")]
-    Worker,
+    Worker(#[from] tokio::task::JoinError),
 }
 
-impl RestoreError {
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for RestoreError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::NotConfigured | Self::Plan(plan::PlanError::UnknownSnapshot(_)) => 404,
             Self::Plan(_)
             | Self::Pg(pg::PgRestoreError::PreviousLeft { .. })
             | Self::Paths(paths::PathsError::PreviousLeft { .. })
-            | Self::NoRedisService { .. } => 422,
-            Self::Lock(_) | Self::PlanChanged { .. } => 409,
-            Self::Repository(_) | Self::Pg(_) | Self::Paths(_) | Self::Redis(_) | Self::Worker => {
-                500
-            }
+            | Self::NoRedisService { .. }
+            | Self::AppendOnly => 422,
+            Self::Lock(e) => e.http_status(),
+            Self::PlanChanged { .. } => 409,
+            Self::Access(_)
+            | Self::Repository(_)
+            | Self::Index(_)
+            | Self::Snapshots(_)
+            | Self::Pg(_)
+            | Self::Paths(_)
+            | Self::Redis(_)
+            | Self::Worker(_) => 500,
         }
     }
 }
 
-/// What the control API holds to run restores.
+/// What restores work with. A library: the restore itself runs in the
+/// operations task.
 #[derive(Clone)]
 pub struct Restorer {
     pub config: Arc<Config>,
     pub backup: BackupHandle,
     pub manager: ManagerHandle,
-    pub view: watch::Receiver<ManagerView>,
-    pub lock: OpsLock,
+    pub ops: OpsHandle,
+    pub lifetime: Lifetime,
 }
 
-/// A resolved restore, ready to run: the plan and the open repository.
-pub struct Prepared {
-    pub plan: RestorePlan,
-    ctx: Arc<Context>,
-    repo: Repository<IndexedFullStatus>,
-    snapshots: Vec<SnapshotFile>,
-    /// Redis's live RDB path, when Redis is restored.
-    redis_rdb: Option<PathBuf>,
-    /// The databases restored.
-    databases: Vec<String>,
-    /// The paths of the files snapshots restored.
-    files: Vec<PathBuf>,
-}
-
-/// Who holds the operations lock for `req`.
-pub fn holder(req: &RestoreRequest) -> crate::oplock::Holder {
-    crate::oplock::Holder::new(format!("restore {}", req.snapshot), &req.requested_by)
+/// Who holds the host while `req` runs.
+fn holder(req: &RestoreRequest) -> Holder {
+    Holder::new(format!("restore {}", req.snapshot), &req.requested_by)
 }
 
 impl Restorer {
     /// App services: the clients of the data, stopped while it is replaced.
     fn app_services(&self) -> Vec<String> {
-        let view = self.view.borrow();
         self.config
             .services
             .iter()
             .filter(|(_, s)| s.unit.is_template() || s.database.is_some())
-            .filter(|(name, _)| view.desired.services.get(*name).is_some_and(|d| d.running))
+            .filter(|(name, _)| self.manager.keeps_running(name))
             .map(|(name, _)| name.clone())
             .collect()
     }
 
-    /// Everything read-only: snapshots chosen, preconditions checked.
-    pub async fn prepare(&self, req: &RestoreRequest) -> Result<Prepared, RestoreError> {
-        let ctx = self.backup.context().ok_or(RestoreError::NotConfigured)?;
-        let b = ctx
-            .backup()
-            .map_err(|_| RestoreError::NotConfigured)?
-            .clone();
-        let wanted = plan::Wanted {
-            databases: ctx.databases(),
-            redis: b.redis,
-            files: !b.paths.is_empty(),
-        };
-        let (storage, password, options) =
-            ctx.repository().await.map_err(RestoreError::Repository)?;
-        let (host, target, only) = (
-            ctx.hostname().to_owned(),
-            req.snapshot.clone(),
-            req.only.clone(),
-        );
-        let (repo, snapshots, chosen) = tokio::task::spawn_blocking(move || {
-            let repo = open_or_init(storage, &password, &options)
-                .map_err(|e| RestoreError::Repository(hostd_api::error_chain(&e)))?;
-            let repo = repo.to_indexed().map_err(|e| {
-                RestoreError::Repository(format!(
-                    "reading the repository index: {}",
-                    e.display_log()
-                ))
-            })?;
-            let all = repo.get_all_snapshots().map_err(|e| {
-                RestoreError::Repository(format!("listing snapshots: {}", e.display_log()))
-            })?;
-            let infos: Vec<_> = all
-                .iter()
-                .filter(|s| s.hostname == host)
-                .filter_map(crate::backup::engine::info)
-                .collect();
-            let chosen = plan::select(&infos, &target, &only, &wanted)?;
-            let files = all
-                .into_iter()
-                .filter(|s| chosen.iter().any(|c| c.id == s.id.to_hex().to_string()))
-                .collect::<Vec<_>>();
-            Ok::<_, RestoreError>((repo, files, chosen))
+    /// The prepared restore as an operation: it waits its turn as the
+    /// request allows, then for a backup run in progress, then runs to
+    /// its end. `events` get the plan first.
+    pub fn operation(&self, p: Prepared, req: RestoreRequest, events: Events) -> Operation {
+        let (waiting, never) = (events.clone(), events.clone());
+        let this = self.clone();
+        let wait = Duration::from_secs(req.lock_wait_seconds);
+        Operation::new(holder(&req), wait, async move {
+            match this.execute(p, &req, &events).await {
+                Ok(host) => {
+                    // The restore is over for the operator once the API
+                    // serves the restored data; dropping the old copies
+                    // (seconds for a large database) happens after, still
+                    // as part of the operation.
+                    events.finished(Ok(()));
+                    let (databases, paths) = (host.1.databases.clone(), host.1.live_paths());
+                    host.0
+                        .drop_copies(Copies::Previous, &databases, &paths)
+                        .await;
+                    tracing::info!("restore: previous copies dropped");
+                }
+                Err(e) => events.finished(Err(e.to_string())),
+            }
         })
-        .await
-        .map_err(|_| RestoreError::Worker)??;
-
-        if !req.confirmed.is_empty() {
-            let mut now: Vec<String> = chosen.iter().map(|s| s.id.clone()).collect();
-            let mut confirmed = req.confirmed.clone();
-            now.sort();
-            confirmed.sort();
-            if now != confirmed {
-                return Err(RestoreError::PlanChanged {
-                    now: now.iter().map(|id| id.chars().take(8).collect()).collect(),
-                });
-            }
-        }
-        let databases: Vec<String> = chosen.iter().filter_map(|s| s.database.clone()).collect();
-        let files: Vec<PathBuf> = chosen
-            .iter()
-            .filter(|s| s.kind == BackupKind::Files)
-            .flat_map(|s| s.paths.iter().map(PathBuf::from))
-            .collect();
-        let with_redis = chosen.iter().any(|s| s.kind == BackupKind::Redis);
-        let redis_rdb = if with_redis {
-            if !self.config.services.contains_key(&b.redis_service) {
-                return Err(RestoreError::NoRedisService {
-                    name: b.redis_service.clone(),
-                    known: self.config.services.keys().cloned().collect(),
-                });
-            }
-            let password = ctx.redis_password();
-            let (rdb, aof) = crate::backup::redis_save::load_source(
-                self.config.redis_address(),
-                password.as_ref(),
-            )
-            .await
-            .map_err(|e| RestoreError::Redis(e.to_string()))?;
-            if aof {
-                return Err(RestoreError::Redis(
-                    "Redis runs with appendonly yes: it would load its append-only file, not the \
-                     restored RDB; turn appendonly off or restore with --only postgres,files"
-                        .into(),
-                ));
-            }
-            Some(rdb)
-        } else {
-            None
-        };
-        let admin = ctx.admin().to_owned();
-        let mut check_paths = files.clone();
-        check_paths.extend(redis_rdb.clone());
-        let dbs = databases.clone();
-        tokio::task::spawn_blocking(move || {
-            if !dbs.is_empty() {
-                pg::preflight(&admin, &dbs)?;
-            }
-            paths::preflight(&check_paths)?;
-            Ok::<_, RestoreError>(())
-        })
-        .await
-        .map_err(|_| RestoreError::Worker)??;
-
-        let plan = RestorePlan {
-            snapshots: chosen,
-            stop: self.app_services(),
-            restart: if with_redis {
-                vec![b.redis_service.clone()]
-            } else {
-                vec![]
-            },
-        };
-        Ok(Prepared {
-            plan,
-            ctx,
-            repo,
-            snapshots,
-            redis_rdb,
-            databases,
-            files,
-        })
+        .on_waiting(move |h| waiting.waiting(h.to_string()))
+        .on_never_run(move |e| never.finished(Err(e.to_string())))
     }
 
-    pub fn backup_state(&self) -> watch::Receiver<BackupState> {
-        self.backup.state()
+    async fn execute(
+        &self,
+        p: Prepared,
+        req: &RestoreRequest,
+        ev: &Events,
+    ) -> Result<(live::LiveRestore, sequence::Pieces), RestoreFailure> {
+        let mut backups = self.backup.state();
+        if backups.borrow().running {
+            ev.waiting("the backup run in progress".into());
+            let finished =
+                tokio::time::timeout(BACKUP_WAIT, backups.wait_for(|s| !s.running)).await;
+            if !matches!(finished, Ok(Ok(_))) {
+                return Err(RestoreFailure::BackupBusy);
+            }
+        }
+        let host = live::LiveRestore {
+            manager: self.manager.clone(),
+            admin: self.config.postgres_admin().to_owned(),
+            staging: std::sync::Mutex::new(Some(p.staging)),
+        };
+        let marker = marker::file(&self.config.state_dir);
+        sequence::run(&host, &p.pieces, &req.requested_by, &marker, ev).await?;
+        Ok((host, p.pieces))
     }
 }

@@ -31,6 +31,13 @@ fn remove(marker: &Path) {
 
 /// Runs in the background from hostd's start.
 pub async fn run(r: Restorer, marker: &Path) {
+    tokio::select! {
+        () = restore_if_fresh(&r, marker) => {}
+        () = r.lifetime.ending() => {}
+    }
+}
+
+async fn restore_if_fresh(r: &Restorer, marker: &Path) {
     if !marker.exists() {
         return;
     }
@@ -55,15 +62,21 @@ pub async fn run(r: Restorer, marker: &Path) {
     };
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let prepared = loop {
-        match roles_ready(&r).await {
+        match roles_ready(r).await {
             Ok(()) => {}
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::info!("restore_on_empty: PostgreSQL not ready yet ({e}); retrying");
+                tracing::info!(
+                    "restore_on_empty: PostgreSQL not ready yet ({}); retrying",
+                    hostd_api::error_chain(&e)
+                );
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Err(e) => {
-                tracing::error!("restore_on_empty gave up: PostgreSQL never became ready: {e}");
+                tracing::error!(
+                    "restore_on_empty gave up: PostgreSQL never became ready: {}",
+                    hostd_api::error_chain(&e)
+                );
                 return;
             }
         }
@@ -95,7 +108,11 @@ pub async fn run(r: Restorer, marker: &Path) {
         }
     };
     let (events, mut rx) = super::Events::new();
-    tokio::spawn(super::run_restore(r.clone(), prepared, req, None, events));
+    events.plan(&prepared.plan, false);
+    if let Err(e) = r.ops.submit(r.operation(prepared, req, events)).await {
+        tracing::error!("restore_on_empty: the restore did not run: {e}");
+        return;
+    }
     let mut ok = false;
     while let Some(event) = rx.recv().await {
         if let RestoreEvent::Finished { ok: done, .. } = event {
@@ -109,12 +126,10 @@ pub async fn run(r: Restorer, marker: &Path) {
 
 /// The app databases' roles, which the dumps name as owners, exist before
 /// pg_restore runs (the manager creates them too, but maybe not yet).
-async fn roles_ready(r: &Restorer) -> Result<(), String> {
+async fn roles_ready(r: &Restorer) -> Result<(), crate::postgres::PgError> {
     for svc in r.config.services.values() {
         if let Some(db) = &svc.database {
-            crate::postgres::ensure_app_database(r.config.postgres_admin(), db, None)
-                .await
-                .map_err(|e| hostd_api::error_chain(&e))?;
+            crate::postgres::ensure_app_database(r.config.postgres_admin(), db, None).await?;
         }
     }
     Ok(())

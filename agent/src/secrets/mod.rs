@@ -7,6 +7,7 @@
 
 pub mod compose;
 pub mod delivery;
+pub mod http;
 pub mod redis_auth;
 pub mod refresh;
 pub mod runtime;
@@ -15,7 +16,10 @@ mod source;
 mod ssm;
 mod store;
 
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use tokio::sync::watch;
 
 pub use refresh::{RefreshError, SecretsHandle};
 pub use runtime::{GateError, Refreshed, Runtime, SecretsState, Wired, gate};
@@ -24,7 +28,41 @@ pub use source::{FetchError, SecretSource};
 pub use ssm::SsmSource;
 pub use store::{Store, StoreError};
 
-use crate::config::ParameterName;
+use crate::config::{Config, ParameterName};
+
+/// The secrets as delivered before any service starts, and the runtime
+/// that keeps them fresh once [`refresh::spawn`] takes it over.
+pub struct Prepared {
+    pub runtime: Runtime<SsmSource>,
+    pub state: watch::Receiver<SecretsState>,
+    /// A drop-in changed: systemd must reload before services start.
+    pub reload: bool,
+}
+
+/// Fetches once and delivers credential files and drop-ins (or closes the
+/// start gate), before the manager brings services up. Without
+/// `[secrets]` it fetches nothing (the source is never asked) and only
+/// clears drop-ins an earlier configuration left.
+pub async fn prepare(config: &Arc<Config>) -> Prepared {
+    let source = match &config.secrets {
+        Some(s) => SsmSource::from_config(s).await,
+        None => Err(FetchError::Unreachable {
+            prefix: String::new(),
+            detail: "no [secrets] section".to_owned(),
+        }),
+    };
+    let (mut runtime, state) = Runtime::new(
+        Arc::clone(config),
+        source,
+        delivery::CREDENTIALS_ROOT.into(),
+    );
+    let delivered = runtime.refresh(SystemTime::now()).await;
+    Prepared {
+        runtime,
+        state,
+        reload: delivered.reload,
+    }
+}
 
 /// What the last fetch left us with.
 #[derive(Debug)]

@@ -14,13 +14,12 @@ use std::time::SystemTime;
 use hostd_api::time::rfc3339;
 use hostd_api::{SecretInfo, SecretsList, SecretsSyncResult, ServiceAction};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use super::{Runtime, SecretSource, SecretsState};
 use crate::config::Config;
-use crate::desired::ManagerView;
-use crate::manager::ManagerHandle;
-use crate::systemd::Systemd;
+use crate::lifetime::Lifetime;
+use crate::manager::{ManagerError, ManagerHandle};
+use crate::systemd::{SystemdError, Units};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -30,9 +29,8 @@ pub enum RefreshError {
     Gone,
 }
 
-impl RefreshError {
-    /// The control API's status code.
-    pub fn http_status(&self) -> u16 {
+impl crate::http::Refusal for RefreshError {
+    fn http_status(&self) -> u16 {
         match self {
             Self::NotConfigured => 404,
             Self::Gone => 503,
@@ -43,43 +41,33 @@ impl RefreshError {
 /// What a refresh does to the host besides writing files: systemd and the
 /// manager in hostd, a recorder in tests.
 pub trait Apply: Send + Sync {
-    fn reload(&self) -> impl Future<Output = Result<(), String>> + Send;
+    fn reload(&self) -> impl Future<Output = Result<(), SystemdError>> + Send;
     /// Whether hostd keeps `service` running (a stopped one gets its new
     /// secrets when it is next started).
     fn keeps_running(&self, service: &str) -> bool;
-    fn restart(&self, service: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn restart(&self, service: &str) -> impl Future<Output = Result<(), ManagerError>> + Send;
 }
 
 /// The real thing: daemon-reload over D-Bus, restarts through the manager.
-pub struct Live {
-    pub systemd: Systemd,
+pub struct Live<U> {
+    pub units: U,
     pub manager: ManagerHandle,
-    pub view: watch::Receiver<ManagerView>,
 }
 
-impl Apply for Live {
-    async fn reload(&self) -> Result<(), String> {
-        self.systemd
-            .reload()
-            .await
-            .map_err(|e| hostd_api::error_chain(&e))
+impl<U: Units> Apply for Live<U> {
+    async fn reload(&self) -> Result<(), SystemdError> {
+        self.units.reload().await
     }
 
     fn keeps_running(&self, service: &str) -> bool {
-        self.view
-            .borrow()
-            .desired
-            .services
-            .get(service)
-            .is_some_and(|d| d.running)
+        self.manager.keeps_running(service)
     }
 
-    async fn restart(&self, service: &str) -> Result<(), String> {
+    async fn restart(&self, service: &str) -> Result<(), ManagerError> {
         self.manager
             .action(service.to_owned(), ServiceAction::Restart)
             .await
             .map(|_| ())
-            .map_err(|e| hostd_api::error_chain(&e))
     }
 }
 
@@ -156,8 +144,8 @@ pub fn spawn<S, A>(
     state: watch::Receiver<SecretsState>,
     config: Arc<Config>,
     apply: A,
-    mut shutdown: watch::Receiver<bool>,
-) -> (SecretsHandle, JoinHandle<()>)
+    lifetime: &Lifetime,
+) -> SecretsHandle
 where
     S: SecretSource + Send + Sync + 'static,
     A: Apply + 'static,
@@ -174,7 +162,8 @@ where
         .map(|s| s.refresh_interval.0)
         .unwrap_or(std::time::Duration::from_secs(3600));
     let periodic = config.secrets.is_some();
-    let task = tokio::spawn(async move {
+    let ending = lifetime.clone();
+    lifetime.spawn("secrets refresh", async move {
         // hostd refreshed once before starting services: the first periodic
         // one is due a full interval later.
         let mut next = tokio::time::Instant::now() + jittered(every);
@@ -193,11 +182,11 @@ where
                     }
                     None => return,
                 },
-                _ = shutdown.changed() => return,
+                () = ending.ending() => return,
             }
         }
     });
-    (handle, task)
+    handle
 }
 
 /// `every` plus up to a tenth more, at random: hosts started together (a
@@ -235,7 +224,10 @@ where
             Err(e) => {
                 // Restarting without the new drop-ins would hand out the old
                 // credential list: better to say so and leave them running.
-                errors.push(format!("systemd daemon-reload failed: {e}"));
+                errors.push(format!(
+                    "systemd daemon-reload failed: {}",
+                    hostd_api::error_chain(&e)
+                ));
                 false
             }
         }
@@ -253,7 +245,10 @@ where
         tracing::info!(service, "secrets changed; restarting");
         match apply.restart(service).await {
             Ok(()) => restarted.push(service.clone()),
-            Err(e) => errors.push(format!("restarting {service} failed: {e}")),
+            Err(e) => errors.push(format!(
+                "restarting {service} failed: {}",
+                hostd_api::error_chain(&e)
+            )),
         }
     }
     let error = (!errors.is_empty()).then(|| errors.join("; "));

@@ -53,7 +53,7 @@ impl Recorder {
 }
 
 impl Apply for Recorder {
-    async fn reload(&self) -> Result<(), String> {
+    async fn reload(&self) -> Result<(), crate::systemd::SystemdError> {
         if let Ok(mut c) = self.calls.lock() {
             c.push("reload".into());
         }
@@ -62,7 +62,7 @@ impl Apply for Recorder {
     fn keeps_running(&self, service: &str) -> bool {
         !self.stopped.contains(service)
     }
-    async fn restart(&self, service: &str) -> Result<(), String> {
+    async fn restart(&self, service: &str) -> Result<(), crate::manager::ManagerError> {
         if let Ok(mut c) = self.calls.lock() {
             c.push(format!("restart {service}"));
         }

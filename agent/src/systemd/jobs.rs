@@ -58,7 +58,7 @@ pub enum JobError {
 }
 
 /// How a service's main process last ended, for failure events.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceOutcome {
     /// systemd's Result (`success`, `signal`, `exit-code`, `timeout`...).
     pub result: String,

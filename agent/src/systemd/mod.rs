@@ -10,11 +10,15 @@ use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 use crate::config::UnitName;
 
 mod exec;
+#[cfg(test)]
+pub mod fake;
 mod jobs;
 pub mod journal;
+mod seam;
 mod timers;
 pub use exec::ExecContext;
 pub use jobs::{JobError, JobKind, ServiceOutcome, journal_tail};
+pub use seam::Units;
 pub use timers::{RunState, TimerState};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,5 +147,11 @@ impl UnitStates for Systemd {
             active_state: ActiveState::parse(&active_state),
             sub_state,
         })
+    }
+}
+
+impl<T: UnitStates + Send + Sync> UnitStates for std::sync::Arc<T> {
+    async fn unit_state(&self, unit: &UnitName) -> Result<UnitState, SystemdError> {
+        T::unit_state(self, unit).await
     }
 }

@@ -9,12 +9,13 @@ use super::backoff::Decision;
 use super::{Gate, JOB_TIMEOUT, Manager, ManagerError, Progress, probe};
 use crate::config::{RestartMode, ServiceConfig, UnitName};
 use crate::desired::WantedUnit;
-use crate::systemd::{JobKind, UnitStates, journal_tail};
+use crate::systemd::JobKind;
+use crate::systemd::Units;
 
 const RECONCILE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const RECONCILE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl Manager {
+impl<U: Units> Manager<U> {
     fn service(&self, name: &str) -> Result<&ServiceConfig, ManagerError> {
         self.config
             .services
@@ -105,24 +106,20 @@ impl Manager {
             crate::postgres::ensure_app_database(conninfo, db, password.as_ref()).await?;
         }
         if let Some(socket) = &svc.socket {
-            self.systemd
-                .job(JobKind::Start, socket, JOB_TIMEOUT)
-                .await?;
+            self.units.job(JobKind::Start, socket, JOB_TIMEOUT).await?;
         }
         let mut started = Vec::new();
         for w in self.wanted_of(service) {
             self.watch(&w.unit).await;
-            let state = self.systemd.unit_state(&w.unit).await?;
+            let state = self.units.unit_state(&w.unit).await?;
             if matches!(
                 state.active_state,
                 ActiveState::Active | ActiveState::Reloading
             ) {
                 continue;
             }
-            self.systemd.reset_failed(&w.unit).await?;
-            self.systemd
-                .job(JobKind::Start, &w.unit, JOB_TIMEOUT)
-                .await?;
+            self.units.reset_failed(&w.unit).await?;
+            self.units.job(JobKind::Start, &w.unit, JOB_TIMEOUT).await?;
             if let Some(gate) = gate {
                 self.wait_healthy(&svc, &w, gate).await?;
             }
@@ -137,11 +134,11 @@ impl Manager {
         // The socket first: left open, a connection would start an instance
         // (its Service=) right after we stopped it.
         if let Some(socket) = &svc.socket {
-            self.systemd.job(JobKind::Stop, socket, JOB_TIMEOUT).await?;
+            self.units.job(JobKind::Stop, socket, JOB_TIMEOUT).await?;
         }
         for unit in self.loaded_units(service).await? {
             self.scheduled.remove(&unit);
-            self.systemd.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
+            self.units.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
         }
         Ok(())
     }
@@ -155,7 +152,7 @@ impl Manager {
         }
         let pattern = svc.unit.as_str().replacen("@.", "@*.", 1);
         Ok(self
-            .systemd
+            .units
             .units_matching(&pattern)
             .await?
             .into_iter()
@@ -174,11 +171,11 @@ impl Manager {
             .collect();
         for unit in self.loaded_units(service).await? {
             if !wanted.contains(&unit) {
-                let state = self.systemd.unit_state(&unit).await?;
+                let state = self.units.unit_state(&unit).await?;
                 if state.active_state != ActiveState::Inactive {
                     tracing::info!(%unit, "stopping an instance beyond the desired count");
                     self.scheduled.remove(&unit);
-                    self.systemd.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
+                    self.units.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
                 }
             }
         }
@@ -199,7 +196,7 @@ impl Manager {
         };
         let mut last;
         loop {
-            let state = self.systemd.unit_state(&w.unit).await?;
+            let state = self.units.unit_state(&w.unit).await?;
             match state.active_state {
                 ActiveState::Failed | ActiveState::Inactive => {
                     last = format!(
@@ -211,9 +208,9 @@ impl Manager {
                 }
                 ActiveState::Active => match &socket {
                     None => return Ok(()),
-                    Some(path) => match probe::get(path, &gate.path).await {
+                    Some(path) => match self.gate.ask(path, &gate.path).await {
                         Ok(()) => return Ok(()),
-                        Err(e) => last = e,
+                        Err(e) => last = hostd_api::error_chain(&e),
                     },
                 },
                 other => last = format!("the unit is {}", other.as_str()),
@@ -227,7 +224,7 @@ impl Manager {
         Err(ManagerError::Unhealthy {
             unit: w.unit.to_string(),
             reason: last,
-            journal: journal_tail(&w.unit).await,
+            journal: self.units.journal_tail(&w.unit).await,
         })
     }
 
@@ -295,7 +292,7 @@ impl Manager {
             }
             self.scheduled.remove(&w.unit);
             self.histories.remove(&w.unit);
-            self.systemd
+            self.units
                 .job(JobKind::Restart, &w.unit, JOB_TIMEOUT)
                 .await?;
             self.wait_healthy(&svc, &w, gate).await?;
@@ -383,7 +380,7 @@ impl Manager {
             names.push((socket.clone(), None));
         }
         for (unit, instance) in names {
-            let st = self.systemd.unit_state(&unit).await?;
+            let st = self.units.unit_state(&unit).await?;
             units.push(UnitStatus {
                 service: service.to_owned(),
                 unit: unit.to_string(),
@@ -402,14 +399,14 @@ impl Manager {
     /// A watched unit changed. A wanted unit that failed gets an event and,
     /// by its policy, a restart after its backoff.
     pub(super) async fn on_change(&mut self, unit: UnitName) {
-        let _ = self.poke.send(());
+        self.poke();
         let Some(w) = self.wanted().into_iter().find(|w| w.unit == unit) else {
             return;
         };
         if !w.running || self.scheduled.contains_key(&unit) {
             return;
         }
-        match self.systemd.unit_state(&unit).await {
+        match self.units.unit_state(&unit).await {
             Ok(st) if st.active_state == ActiveState::Failed => {}
             Ok(_) => return,
             Err(e) => {
@@ -417,7 +414,7 @@ impl Manager {
                 return;
             }
         }
-        let outcome = self.systemd.service_outcome(&unit).await.ok();
+        let outcome = self.units.service_outcome(&unit).await.ok();
         let Some(policy) = self
             .config
             .services
@@ -475,8 +472,8 @@ impl Manager {
                 continue;
             };
             let started = async {
-                self.systemd.reset_failed(&unit).await?;
-                self.systemd
+                self.units.reset_failed(&unit).await?;
+                self.units
                     .job(JobKind::Start, &unit, super::JOB_TIMEOUT)
                     .await?;
                 Ok::<_, ManagerError>(())

@@ -100,37 +100,32 @@ async fn tags(client: &Client) -> BTreeMap<String, String> {
     tags
 }
 
-/// Discovers in the background, with a few tries over the first minute
-/// (the metadata service may lag a fresh boot), and logs what it found.
-pub fn spawn_discovery() -> std::sync::Arc<std::sync::OnceLock<InstanceIdentity>> {
-    let cell = std::sync::Arc::new(std::sync::OnceLock::new());
-    let out = std::sync::Arc::clone(&cell);
-    tokio::spawn(async move {
-        for attempt in 1..=4u32 {
-            match discover().await {
-                Ok(Some(id)) => {
-                    tracing::info!(
-                        instance_id = %id.instance_id,
-                        region = %id.region,
-                        instance_type = id.instance_type.as_deref().unwrap_or("?"),
-                        tags = id.tags.len(),
-                        "instance identity from IMDSv2"
-                    );
-                    let _ = out.set(id);
+/// Discovers, with a few tries over the first minute (the metadata
+/// service may lag a fresh boot), and logs what it found.
+pub async fn discover_patiently(found: std::sync::Arc<std::sync::OnceLock<InstanceIdentity>>) {
+    for attempt in 1..=4u32 {
+        match discover().await {
+            Ok(Some(id)) => {
+                tracing::info!(
+                    instance_id = %id.instance_id,
+                    region = %id.region,
+                    instance_type = id.instance_type.as_deref().unwrap_or("?"),
+                    tags = id.tags.len(),
+                    "instance identity from IMDSv2"
+                );
+                let _ = found.set(id);
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                let e = hostd_api::error_chain(&e);
+                if attempt == 4 {
+                    tracing::info!("no instance identity (not on EC2?): {e}");
                     return;
                 }
-                Ok(None) => return,
-                Err(e) => {
-                    let e = hostd_api::error_chain(&e);
-                    if attempt == 4 {
-                        tracing::info!("no instance identity (not on EC2?): {e}");
-                        return;
-                    }
-                    tracing::debug!(attempt, "instance identity not yet available: {e}");
-                    tokio::time::sleep(Duration::from_secs(5 * u64::from(attempt))).await;
-                }
+                tracing::debug!(attempt, "instance identity not yet available: {e}");
+                tokio::time::sleep(Duration::from_secs(5 * u64::from(attempt))).await;
             }
         }
-    });
-    cell
+    }
 }

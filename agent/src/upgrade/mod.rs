@@ -3,24 +3,26 @@
 //! installed beside the running binary and renamed over it, then hostd
 //! asks systemd to restart its own unit. Managed services are separate
 //! units and keep running; the new hostd takes them over as any restart
-//! does. Under the operations lock, so no deploy or restore is cut short.
+//! does. An operation of the operations task, held until this hostd
+//! stops, so no deploy or restore starts in between or is cut short.
+
+pub mod http;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{State, rejection::JsonRejection};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use hostd_api::{UpgradeAnswer, UpgradeRequest};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
-use crate::deploy::artifacts::{hex, sha256_hex};
-use crate::deploy::{ArtifactError, ArtifactStore, Deployer};
-use crate::oplock::{Holder, LockError};
+use crate::deploy::artifacts::hex;
+use crate::deploy::{ArtifactError, ArtifactStore};
+use crate::host::HostHandle;
+use crate::lifetime::Lifetime;
+use crate::ops::{Holder, Operation, OpsError, OpsHandle};
+use crate::systemd::Systemd;
 
 /// hostd's own unit, as units/hostd.service installs it.
 pub const UNIT: &str = "hostd.service";
@@ -48,101 +50,70 @@ pub enum UpgradeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(#[from] OpsError),
     #[error("the upgrade thread failed")]
     Worker,
 }
 
-impl UpgradeError {
+impl crate::http::Refusal for UpgradeError {
     fn http_status(&self) -> u16 {
         match self {
             Self::Artifact(e) => e.http_status(),
             Self::NoBinary | Self::Digest { .. } | Self::Broken(_) => 422,
-            Self::Lock(_) => 409,
+            Self::Lock(e) => e.http_status(),
             Self::Install { .. } | Self::Worker => 500,
         }
     }
 }
 
-/// sha256 of a file, streamed.
-pub fn build_of(path: &Path) -> std::io::Result<String> {
-    sha256_hex(std::fs::File::open(path)?)
+/// What an upgrade works with.
+#[derive(Clone)]
+pub struct Upgrader {
+    pub ops: OpsHandle,
+    pub artifacts: ArtifactStore,
+    pub host: HostHandle,
+    pub systemd: Systemd,
+    pub lifetime: Lifetime,
 }
 
-/// The running binary's build, hashed once in the background at start.
-pub fn running_build() -> Arc<OnceLock<String>> {
-    let cell = Arc::new(OnceLock::new());
-    let out = Arc::clone(&cell);
-    tokio::task::spawn_blocking(
-        move || match std::env::current_exe().and_then(|p| build_of(&p)) {
-            Ok(build) => {
-                let _ = out.set(build);
+impl Upgrader {
+    /// Installs the build as an operation and answers once it is in place
+    /// (or refused); hostd restarts on it shortly after, still holding the
+    /// operation so nothing starts in between.
+    pub async fn upgrade(&self, req: UpgradeRequest) -> Result<UpgradeAnswer, UpgradeError> {
+        let (reply, answer) = oneshot::channel();
+        let this = self.clone();
+        let holder = Holder::new("upgrade hostd", &req.requested_by);
+        let op = Operation::new(holder, Duration::ZERO, async move {
+            let installed = install(&this.artifacts, &req)
+                .await
+                .map(|version| UpgradeAnswer {
+                    previous_build: this.host.build(),
+                    build: req.build.clone(),
+                    version,
+                });
+            let ok = installed.is_ok();
+            let _ = reply.send(installed);
+            if ok {
+                this.restart().await;
             }
-            Err(e) => tracing::warn!("cannot hash the running hostd binary: {e}"),
-        },
-    );
-    cell
-}
+        });
+        self.ops.submit(op).await?;
+        answer.await.map_err(|_| UpgradeError::Worker)?
+    }
 
-pub fn router(d: Deployer, build: Arc<OnceLock<String>>) -> Router {
-    Router::new()
-        .route(
-            &format!("{}/hostd/upgrade", hostd_api::API_PREFIX),
-            post(upgrade),
-        )
-        .with_state((d, build))
-}
-
-fn refuse(e: &UpgradeError) -> Response {
-    let code = crate::control::status_of(e.http_status());
-    tracing::warn!(status = code.as_u16(), "hostd upgrade refused: {e}");
-    crate::control::error_answer(code, hostd_api::error_chain(e))
-}
-
-async fn upgrade(
-    State((d, build)): State<(Deployer, Arc<OnceLock<String>>)>,
-    req: Result<Json<UpgradeRequest>, JsonRejection>,
-) -> Response {
-    let Json(req) = match req {
-        Ok(r) => r,
-        Err(e) => return crate::control::error_answer(e.status(), e.body_text()),
-    };
-    tracing::info!(
-        build = req.build,
-        by = req.requested_by,
-        "hostctl upgrade-hostd"
-    );
-    let guard = match d
-        .lock
-        .try_take(Holder::new("upgrade hostd", &req.requested_by))
-    {
-        Ok(g) => g,
-        Err(e) => return refuse(&e.into()),
-    };
-    let answer = match install(&d.artifacts, &req).await {
-        Ok(version) => UpgradeAnswer {
-            previous_build: build.get().cloned(),
-            build: req.build.clone(),
-            version,
-        },
-        Err(e) => return refuse(&e),
-    };
-    tracing::warn!(
-        build = answer.build,
-        version = answer.version,
-        "new hostd build installed; restarting on it"
-    );
-    let systemd = d.systemd.clone();
-    tokio::spawn(async move {
-        let _guard = guard; // held until systemd stops this process
+    async fn restart(&self) {
+        tracing::warn!("new hostd build installed; restarting on it");
+        // Time for the answer to reach hostctl.
         tokio::time::sleep(RESTART_DELAY).await;
-        if let Err(e) = systemd.restart_unit_nowait(UNIT).await {
-            tracing::error!(
+        match self.systemd.restart_unit_nowait(UNIT).await {
+            // Held until systemd stops this process.
+            Ok(()) => self.lifetime.ending().await,
+            Err(e) => tracing::error!(
                 "cannot ask systemd to restart {UNIT}: {e}; the new build runs from the next start"
-            );
+            ),
         }
-    });
-    Json(answer).into_response()
+    }
 }
 
 /// Unpacks, checks and renames the new binary over the running one.

@@ -1,0 +1,206 @@
+//! The wiring: each subsystem's settings from the validated config, the
+//! subsystems spawned in dependency order, their routes merged onto the
+//! two listeners, and every task tied to one [`Lifetime`] that shutdown
+//! joins. What each subsystem does lives in its own folder.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::lifetime::Lifetime;
+use crate::systemd::Systemd;
+use crate::{
+    backup, deploy, health, host, http, jobs, manager, metrics, notify, ops, restore, secrets,
+    units, upgrade,
+};
+
+/// How long shutdown waits for every task: a running operation gets
+/// [`ops::SHUTDOWN_GRACE`] of it, and systemd allows hostd 20 s in all.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(18);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[error(transparent)]
+    Listen(#[from] http::HttpError),
+    #[error(transparent)]
+    Manager(#[from] manager::ManagerError),
+    #[error(transparent)]
+    Units(#[from] units::UnitsError),
+    #[error("a server task failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs hostd until `shutdown` resolves, then stops accepting, lets the
+/// work in flight end (bounded) and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let started = Instant::now();
+    let lifetime = Lifetime::new();
+    // Bind first: a port or socket problem should fail fast, before anything
+    // else is set up, with the key that caused it.
+    let public_listener = http::bind_health(config.health.listen).await?;
+    let control_listener =
+        http::bind_control(&config.control.socket, config.control.group.as_deref())?;
+    let systemd = Systemd::connect().await?;
+    // Unit files and secrets in place (or the secrets gate closed) before
+    // the manager brings anything up; one daemon-reload covers both.
+    let synced = units::sync(&config.units.source_dir, &config.units.target_dir)?;
+    let config = Arc::new(config);
+    let prepared = secrets::prepare(&config).await;
+    if !synced.written.is_empty() || prepared.reload {
+        systemd.reload().await?;
+    }
+    if !synced.written.is_empty() {
+        systemd.enable(&synced.installable).await?;
+    }
+
+    let ops = ops::spawn(&lifetime);
+    let secrets_state = prepared.state.clone();
+    let (publish_health, snapshots) = health::channel();
+    let manager_deps = manager::Deps {
+        units: systemd.clone(),
+        gate: Arc::new(manager::probe::HttpGate),
+        secrets: secrets_state.clone(),
+        snapshots: snapshots.clone(),
+    };
+    let manager = manager::spawn(Arc::clone(&config), manager_deps, &lifetime).await?;
+    let apply = secrets::refresh::Live {
+        units: systemd.clone(),
+        manager: manager.clone(),
+    };
+    let secrets = secrets::refresh::spawn(
+        prepared.runtime,
+        prepared.state,
+        Arc::clone(&config),
+        apply,
+        &lifetime,
+    );
+    let backup_deps = backup::Deps {
+        secrets: secrets_state.clone(),
+        hostname: backup_host(&config),
+        ops: ops.view(),
+    };
+    let backup = backup::spawn(Arc::clone(&config), backup_deps, &lifetime);
+    let jobs = jobs::spawn(Arc::clone(&config), systemd.clone(), &lifetime);
+    let health_deps = health::Deps {
+        units: systemd.clone(),
+        view: manager.view(),
+        changes: manager.changes(),
+        secrets: Some(secrets_state),
+        backup: config.backup.as_ref().map(|_| backup.state()),
+        jobs: jobs.status(),
+    };
+    let health = health::spawn(Arc::clone(&config), health_deps, publish_health, &lifetime).await;
+    let metrics_deps = metrics::Deps {
+        snapshot: health.snapshot(),
+        view: manager.view(),
+    };
+    let metrics = metrics::spawn(Arc::clone(&config), metrics_deps, &lifetime);
+    let host_deps = host::Deps {
+        snapshot: health.snapshot(),
+        view: manager.view(),
+    };
+    let host = host::spawn(Arc::clone(&config), host_deps, started, &lifetime);
+
+    let artifacts = deploy::ArtifactStore::new(&config.state_dir);
+    let restorer = restore::Restorer {
+        config: Arc::clone(&config),
+        backup: backup.clone(),
+        manager: manager.clone(),
+        ops: ops.clone(),
+        lifetime: lifetime.clone(),
+    };
+    let deployer = deploy::Deployer {
+        config: Arc::clone(&config),
+        host: deploy::LiveHost {
+            units: systemd.clone(),
+            manager: manager.clone(),
+        },
+        ops: ops.clone(),
+        artifacts: artifacts.clone(),
+        lifetime: lifetime.clone(),
+    };
+    let upgrader = upgrade::Upgrader {
+        ops: ops.clone(),
+        artifacts,
+        host: host.clone(),
+        systemd,
+        lifetime: lifetime.clone(),
+    };
+    // First in the operations queue, once the manager runs (it starts what
+    // an interrupted restore stopped) and before hostctl can ask anything.
+    let recoveries = [
+        restore::marker::recovery(&restorer),
+        deploy::marker::recovery(deployer.clone()),
+    ];
+    for op in recoveries.into_iter().flatten() {
+        if let Err(e) = ops.submit(op).await {
+            tracing::error!("cannot start the recovery of an interrupted operation: {e}");
+        }
+    }
+    lifetime.spawn(
+        "restore on empty data",
+        restore::on_empty::run(restorer.clone(), Path::new(restore::on_empty::FRESH_MARKER)),
+    );
+
+    let public = health::http::routes(health).merge(metrics::http::routes(metrics));
+    let control = host::http::routes(host)
+        .merge(manager::http::routes(manager))
+        .merge(secrets::http::routes(secrets))
+        .merge(backup::http::routes(backup))
+        .merge(restore::http::routes(restorer))
+        .merge(deploy::http::routes(deployer))
+        .merge(jobs::http::routes(jobs))
+        .merge(ops::http::routes(ops))
+        .merge(upgrade::http::routes(upgrader));
+    let (ending, ending_too) = (lifetime.clone(), lifetime.clone());
+    let public_server = lifetime.spawn("health server", async move {
+        axum::serve(public_listener, public)
+            .with_graceful_shutdown(async move { ending.ending().await })
+            .await
+    });
+    let control_server = lifetime.spawn("control server", async move {
+        axum::serve(
+            control_listener,
+            control.into_make_service_with_connect_info::<http::Peer>(),
+        )
+        .with_graceful_shutdown(async move { ending_too.ending().await })
+        .await
+    });
+
+    tracing::info!(
+        health = %config.health.listen,
+        control = %config.control.socket.display(),
+        "hostd serving"
+    );
+    notify::ready();
+    notify::spawn_watchdog(&lifetime);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    notify::stopping();
+    lifetime.finish(SHUTDOWN_BOUND).await;
+    let _ = std::fs::remove_file(&config.control.socket);
+    for server in [public_server, control_server] {
+        if server.is_finished() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(RunError::Serve(e)),
+                Err(e) => return Err(RunError::Serve(std::io::Error::other(e))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host whose snapshots this one writes and restores: `backup.host`
+/// (a replacement instance restoring the lost one), else this host.
+fn backup_host(config: &Config) -> String {
+    config
+        .backup
+        .as_ref()
+        .and_then(|b| b.host.as_ref())
+        .map_or_else(host::hostname, |h| h.as_str().to_owned())
+}

@@ -1,0 +1,283 @@
+//! The order of a restore, and of its recovery, over a narrow seam: app
+//! services stopped → every piece staged beside the live one → swapped in
+//! (renames) → services started → previous copies dropped. A failure
+//! before the swap changes nothing; the marker, saved before anything
+//! stops, lets the next hostd put the host back if this one dies. The
+//! live seam is PostgreSQL, the files and the service manager
+//! ([`super::live`]); the unit tests use a fake.
+
+use std::path::{Path, PathBuf};
+
+use hostd_api::time::now_rfc3339;
+
+use super::events::Events;
+use super::marker::{Marker, Phase};
+use super::paths::PathsError;
+use super::pg::PgRestoreError;
+use crate::manager::ManagerError;
+use crate::state_file::{JsonFile, StateFileError};
+
+/// Which copies a clean-up removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// Restored beside the live data, never live: after a failure or an
+    /// interruption.
+    Staged,
+    /// The live data from before the swap: after a successful restore.
+    Previous,
+}
+
+/// What the sequence does to services and data.
+pub trait RestoreHost: Send + Sync {
+    fn stop(&self, service: &str) -> impl Future<Output = Result<(), ManagerError>> + Send;
+    fn start(&self, service: &str) -> impl Future<Output = Result<(), ManagerError>> + Send;
+    /// Every piece of the plan into its staging copy; the live data
+    /// untouched. Reports each piece as a step of `events`.
+    fn stage(&self, events: &Events) -> impl Future<Output = Result<(), StageError>> + Send;
+    /// The staging database becomes `db`; the live one its previous copy.
+    fn swap_database(&self, db: &str) -> impl Future<Output = Result<(), SwapError>> + Send;
+    /// The staged path takes `path`'s place; the live one is kept aside.
+    fn swap_path(&self, path: &Path) -> impl Future<Output = Result<(), SwapError>> + Send;
+    /// Removes one kind of copy of each database and path; a failure is
+    /// logged and the rest still go.
+    fn drop_copies(
+        &self,
+        which: Copies,
+        databases: &[String],
+        paths: &[PathBuf],
+    ) -> impl Future<Output = ()> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Pg(#[from] PgRestoreError),
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("finding {file} in snapshot {snapshot}: {detail}")]
+    Find {
+        file: String,
+        snapshot: String,
+        detail: String,
+    },
+    #[error("snapshot {0} vanished from the repository")]
+    Vanished(String),
+    #[error("checks.postgres is not a connection string")]
+    NotConninfo,
+    #[error("the restore thread failed")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SwapError {
+    #[error(transparent)]
+    Pg(#[from] PgRestoreError),
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error("stopping {service}: {source}")]
+    StopRedis {
+        service: String,
+        source: Box<ManagerError>,
+    },
+    #[error("starting {service}: {source}")]
+    StartRedis {
+        service: String,
+        source: Box<ManagerError>,
+    },
+    #[error("the restore thread failed")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+/// How a restore failed, phrased for the operator: what happened to the
+/// live data is part of the message.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreFailure {
+    #[error("cannot record the restore: {}", hostd_api::error_chain(.0))]
+    Marker(StateFileError),
+    #[error("the backup run in progress did not finish; nothing changed")]
+    BackupBusy,
+    #[error("cannot stop {service}: {source}; nothing changed")]
+    Stop {
+        service: String,
+        source: ManagerError,
+    },
+    #[error("{}; nothing changed: the live data is as it was", hostd_api::error_chain(.0))]
+    Stage(StageError),
+    #[error(
+        "swapping the restored data in failed: {}; what was swapped keeps its previous copy \
+         (hostd_pre_restore_* databases, *.hostd-pre-restore paths)",
+        hostd_api::error_chain(.0)
+    )]
+    Swap(SwapError),
+    #[error(
+        "the data is restored, but {service} did not start healthy: {source}. The data from before \
+         the restore is kept (hostd_pre_restore_* databases, *.hostd-pre-restore paths)"
+    )]
+    Start {
+        service: String,
+        source: ManagerError,
+    },
+}
+
+/// What a restore puts back, resolved from its plan.
+#[derive(Debug, Clone, Default)]
+pub struct Pieces {
+    /// App services stopped while the data is replaced.
+    pub stop: Vec<String>,
+    pub databases: Vec<String>,
+    /// Redis's live RDB and the service that loads it.
+    pub redis: Option<(PathBuf, String)>,
+    pub files: Vec<PathBuf>,
+}
+
+impl Pieces {
+    /// Every live path restored (files, and Redis's RDB).
+    pub fn live_paths(&self) -> Vec<PathBuf> {
+        let mut paths = self.files.clone();
+        paths.extend(self.redis.as_ref().map(|(rdb, _)| rdb.clone()));
+        paths
+    }
+}
+
+/// Runs the restore to the end of the services' start. Ok: the previous
+/// copies are still there for the caller to drop once it has said so.
+pub async fn run<H: RestoreHost>(
+    host: &H,
+    pieces: &Pieces,
+    requested_by: &str,
+    marker: &JsonFile<Marker>,
+    ev: &Events,
+) -> Result<(), RestoreFailure> {
+    let mut m = Marker {
+        started: now_rfc3339(),
+        requested_by: requested_by.to_owned(),
+        phase: Phase::Staging,
+        stopped: pieces.stop.clone(),
+        databases: pieces.databases.clone(),
+        paths: pieces.live_paths(),
+    };
+    marker.save(&m).map_err(RestoreFailure::Marker)?;
+    let mut stopped = Vec::new();
+    for s in &pieces.stop {
+        let step = format!("stop {s}");
+        let t = ev.step(&step);
+        if let Err(source) = host.stop(s).await {
+            start_again(host, &stopped).await;
+            marker.clear();
+            return Err(RestoreFailure::Stop {
+                service: s.clone(),
+                source,
+            });
+        }
+        stopped.push(s.clone());
+        ev.done(&step, t);
+    }
+    if let Err(e) = host.stage(ev).await {
+        host.drop_copies(Copies::Staged, &pieces.databases, &pieces.live_paths())
+            .await;
+        start_again(host, &stopped).await;
+        marker.clear();
+        return Err(RestoreFailure::Stage(e));
+    }
+    m.phase = Phase::Swapping;
+    save_phase(marker, &m);
+    let t = ev.step("swap");
+    if let Err(e) = swap(host, pieces).await {
+        start_again(host, &stopped).await;
+        marker.clear();
+        return Err(RestoreFailure::Swap(e));
+    }
+    ev.done("swap", t);
+    m.phase = Phase::Starting;
+    save_phase(marker, &m);
+    for s in &stopped {
+        let step = format!("start {s}");
+        let t = ev.step(&step);
+        if let Err(source) = host.start(s).await {
+            marker.clear();
+            return Err(RestoreFailure::Start {
+                service: s.clone(),
+                source,
+            });
+        }
+        ev.done(&step, t);
+    }
+    marker.clear();
+    Ok(())
+}
+
+/// A later phase the marker cannot record only makes a recovery more
+/// careful (it keeps staged copies it could have dropped): logged, not
+/// fatal.
+fn save_phase(marker: &JsonFile<Marker>, m: &Marker) {
+    if let Err(e) = marker.save(m) {
+        tracing::warn!("{}", hostd_api::error_chain(&e));
+    }
+}
+
+async fn swap<H: RestoreHost>(host: &H, pieces: &Pieces) -> Result<(), SwapError> {
+    for db in &pieces.databases {
+        host.swap_database(db).await?;
+    }
+    if let Some((rdb, service)) = &pieces.redis {
+        // Stopped first: Redis saves on shutdown, over whatever is in place.
+        host.stop(service)
+            .await
+            .map_err(|source| SwapError::StopRedis {
+                service: service.clone(),
+                source: Box::new(source),
+            })?;
+        let moved = host.swap_path(rdb).await;
+        let started = host
+            .start(service)
+            .await
+            .map_err(|source| SwapError::StartRedis {
+                service: service.clone(),
+                source: Box::new(source),
+            });
+        moved?;
+        started?;
+    }
+    for f in &pieces.files {
+        host.swap_path(f).await?;
+    }
+    Ok(())
+}
+
+async fn start_again<H: RestoreHost>(host: &H, services: &[String]) {
+    for s in services {
+        if let Err(e) = host.start(s).await {
+            tracing::error!(
+                service = s,
+                "cannot start again after the failed restore: {e}"
+            );
+        }
+    }
+}
+
+/// At start, what an interrupted restore left: staging copies (never
+/// live) removed, unless the swap had begun; the services it stopped
+/// started again. Each step is logged and a failing one does not stop the
+/// next.
+pub async fn recover<H: RestoreHost>(host: &H, marker: &JsonFile<Marker>, m: &Marker) {
+    tracing::warn!(
+        started = m.started,
+        phase = ?m.phase,
+        "a restore was interrupted (hostd stopped mid-restore); putting the host back"
+    );
+    if m.phase == Phase::Staging {
+        host.drop_copies(Copies::Staged, &m.databases, &m.paths)
+            .await;
+    } else {
+        tracing::warn!(
+            "the swap had begun: previous copies (hostd_pre_restore_*, *.hostd-pre-restore) are kept for the operator"
+        );
+    }
+    for service in &m.stopped {
+        match host.start(service).await {
+            Ok(()) => tracing::info!(service, "started again after the interrupted restore"),
+            Err(e) => tracing::error!(service, "cannot start after the interrupted restore: {e}"),
+        }
+    }
+    marker.clear();
+}
