@@ -132,7 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // First in the operations queue, once the manager runs (it starts what
     // an interrupted restore stopped) and before hostctl can ask anything.
     let recoveries = [
-        restore::marker::recovery(&restorer),
+        restorer.recovery(),
         deploy::marker::recovery(deployer.clone()),
     ];
     for op in recoveries.into_iter().flatten() {

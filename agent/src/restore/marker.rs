@@ -2,21 +2,14 @@
 //! anything is stopped. If hostd dies mid-restore, the next hostd finds it
 //! and puts the host back: staging copies (never live) removed, the
 //! services the restore stopped started again. The live data is the old
-//! data unless the swap had begun, and the swap of each piece is atomic.
+//! data unless the swap had begun, and the swap of each piece is atomic
+//! (see [`super::sequence::recover`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::Restorer;
-use super::live::LiveRestore;
-use super::sequence;
-use crate::ops::{Holder, Operation};
 use crate::state_file::JsonFile;
-
-/// The recovery is submitted first, before anything else can queue; the
-/// bound only matters if that ever changes.
-const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,20 +37,4 @@ pub struct Marker {
 /// `<state_dir>/restore.json`.
 pub fn file(state_dir: &Path) -> JsonFile<Marker> {
     JsonFile::new(state_dir.join("restore.json"), "restore marker")
-}
-
-/// At start, as an operation: puts back what an interrupted restore left
-/// ([`sequence::recover`]). None when no restore was interrupted.
-pub fn recovery(r: &Restorer) -> Option<Operation> {
-    let marker = file(&r.config.state_dir);
-    let m = marker.load_or_log()?;
-    let host = LiveRestore {
-        manager: r.manager.clone(),
-        admin: r.config.postgres_admin().to_owned(),
-        staging: std::sync::Mutex::new(None),
-    };
-    let holder = Holder::new("recover the interrupted restore", "hostd");
-    Some(Operation::new(holder, RECOVERY_WAIT, async move {
-        sequence::recover(&host, &marker, &m).await;
-    }))
 }

@@ -6,7 +6,7 @@
 //! swapped in (renames) → services started and healthy → previous copies
 //! dropped ([`sequence`]). A failure before the swap changes nothing;
 //! hostd killed mid-restore is put right by the next hostd
-//! ([`marker::recovery`]). hostd runs it to the end even if hostctl goes
+//! ([`Restorer::recovery`]). hostd runs it to the end even if hostctl goes
 //! away.
 
 mod events;
@@ -38,6 +38,9 @@ pub use events::Events;
 pub use prepare::Prepared;
 use sequence::{Copies, RestoreFailure, RestoreHost};
 
+/// The recovery is submitted first, before anything else can queue; the
+/// bound only matters if that ever changes.
+const RECOVERY_WAIT: Duration = Duration::from_secs(600);
 /// A backup run in progress is waited for at most this long.
 const BACKUP_WAIT: Duration = Duration::from_secs(6 * 60 * 60);
 
@@ -156,6 +159,22 @@ impl Restorer {
         })
         .on_waiting(move |h| waiting.waiting(h.to_string()))
         .on_never_run(move |e| never.finished(Err(e.to_string())))
+    }
+
+    /// At start, as an operation: puts back what an interrupted restore
+    /// left ([`sequence::recover`]). None when no restore was interrupted.
+    pub fn recovery(&self) -> Option<Operation> {
+        let marker = marker::file(&self.config.state_dir);
+        let m = marker.load_or_log()?;
+        let host = live::LiveRestore {
+            manager: self.manager.clone(),
+            admin: self.config.postgres_admin().to_owned(),
+            staging: std::sync::Mutex::new(None),
+        };
+        let holder = Holder::new("recover the interrupted restore", "hostd");
+        Some(Operation::new(holder, RECOVERY_WAIT, async move {
+            sequence::recover(&host, &marker, &m).await;
+        }))
     }
 
     async fn execute(
