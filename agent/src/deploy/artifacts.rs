@@ -31,13 +31,8 @@ pub enum ArtifactError {
     NotZstd(#[source] std::io::Error),
     #[error("the upload's content has sha256 {actual}, not {expected}: corrupted in transit?")]
     DigestMismatch { expected: String, actual: String },
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FileError),
 }
 
 impl crate::http::Refusal for ArtifactError {
@@ -47,14 +42,14 @@ impl crate::http::Refusal for ArtifactError {
             Self::Missing(_) => 404,
             Self::TooLarge => 413,
             Self::Upload { .. } => 400,
-            Self::Io { .. } => 500,
+            Self::Io(_) => 500,
         }
     }
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError {
-    let path = path.to_owned();
-    move |source| ArtifactError::Io { what, path, source }
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + use<> {
+    let e = crate::fsutil::file_error(what, path);
+    move |source| ArtifactError::Io(e(source))
 }
 
 #[derive(Debug, Clone)]

@@ -16,18 +16,13 @@ pub enum ReleaseError {
     BadVersion(String),
     #[error("release {version} is not installed under {dir}")]
     Missing { version: String, dir: PathBuf },
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FileError),
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError {
-    let path = path.to_owned();
-    move |source| ReleaseError::Io { what, path, source }
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError + use<> {
+    let e = crate::fsutil::file_error(what, path);
+    move |source| ReleaseError::Io(e(source))
 }
 
 /// A version names a directory: no separators, no hidden names, nothing a

@@ -15,13 +15,8 @@ const PREVIOUS: &str = ".hostd-pre-restore";
 pub enum PathsError {
     #[error("restoring {path}: {detail}")]
     Restore { path: PathBuf, detail: String },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FileError),
     #[error(
         "{previous} is left from an earlier restore ({path} as it was before that restore); \
          remove or move it, then restore again"
@@ -43,9 +38,9 @@ pub fn previous(path: &Path) -> PathBuf {
     with_suffix(path, PREVIOUS)
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PathsError {
-    let path = path.to_owned();
-    move |source| PathsError::Io { what, path, source }
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PathsError + use<> {
+    let e = crate::fsutil::file_error(what, path);
+    move |source| PathsError::Io(e(source))
 }
 
 /// Removes a file or a directory tree; absent is fine.
@@ -56,7 +51,7 @@ fn remove(path: &Path) -> Result<(), PathsError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => Err(e),
     };
-    r.map_err(io("removing", path))
+    r.map_err(io("remove", path))
 }
 
 /// Before anything is stopped: a previous copy left by an earlier restore
@@ -111,9 +106,9 @@ pub fn stage(
 pub fn swap(dest: &Path) -> Result<(), PathsError> {
     let staged = staged(dest);
     if std::fs::symlink_metadata(dest).is_ok() {
-        std::fs::rename(dest, previous(dest)).map_err(io("moving aside", dest))?;
+        std::fs::rename(dest, previous(dest)).map_err(io("move aside", dest))?;
     }
-    std::fs::rename(&staged, dest).map_err(io("moving into place", &staged))
+    std::fs::rename(&staged, dest).map_err(io("move into place", &staged))
 }
 
 pub fn drop_previous(dest: &Path) -> Result<(), PathsError> {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::compose::{DATABASE_URL, REDIS_URL, database_url, redis_url};
 use super::set::SecretSet;
@@ -25,13 +25,8 @@ pub const DROP_IN: &str = "50-hostd-credentials.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FileError),
     /// `/` cannot be part of a credential name; nested parameter names map
     /// to `.`, which can collide with a flat one.
     #[error(
@@ -234,11 +229,7 @@ fn remove(path: &Path) -> Result<bool, DeliveryError> {
 }
 
 fn io(what: &'static str, path: &Path, source: std::io::Error) -> DeliveryError {
-    DeliveryError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    DeliveryError::Io(crate::fsutil::file_error(what, path)(source))
 }
 
 #[cfg(test)]

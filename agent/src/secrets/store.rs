@@ -18,13 +18,8 @@ const FORMAT: u32 = 1;
 /// Messages name the file and the operation, never its contents.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {what} {}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::fsutil::FileError),
     /// The serde error is left out: its message can quote the input.
     #[error("{} is not a secrets store hostd can read (format {FORMAT} JSON expected)", path.display())]
     Corrupt { path: PathBuf },
@@ -145,11 +140,7 @@ impl Store {
 }
 
 fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    StoreError::Io(crate::fsutil::file_error(what, path)(source))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

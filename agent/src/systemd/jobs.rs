@@ -224,16 +224,8 @@ impl Systemd {
         &self,
         unit: &UnitName,
     ) -> Result<ServiceProxy<'static>, SystemdError> {
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|source| SystemdError::LoadUnit {
-                unit: unit.to_string(),
-                source,
-            })?;
         ServiceProxy::builder(&self.conn)
-            .path(path)
+            .path(self.object_path(unit).await?)
             .cache_properties(CacheProperties::No)
             .build()
             .await

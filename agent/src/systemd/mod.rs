@@ -111,23 +111,31 @@ impl Systemd {
         unit: &UnitName,
         cache: CacheProperties,
     ) -> Result<UnitProxy<'static>, SystemdError> {
-        let load_err = |source| SystemdError::LoadUnit {
-            unit: unit.to_string(),
-            source,
-        };
-        // LoadUnit, not GetUnit: a stopped unit may have been garbage
-        // collected, and GetUnit would then fail although the unit exists.
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(load_err)?;
         UnitProxy::builder(&self.conn)
-            .path(path)
+            .path(self.object_path(unit).await?)
             .cache_properties(cache)
             .build()
             .await
-            .map_err(load_err)
+            .map_err(|source| SystemdError::LoadUnit {
+                unit: unit.to_string(),
+                source,
+            })
+    }
+
+    /// The unit's object on the bus. LoadUnit, not GetUnit: a stopped unit
+    /// may have been garbage collected, and GetUnit would then fail
+    /// although the unit exists.
+    pub(crate) async fn object_path(
+        &self,
+        unit: &UnitName,
+    ) -> Result<zbus::OwnedObjectPath, SystemdError> {
+        self.manager
+            .load_unit(unit.to_string())
+            .await
+            .map_err(|source| SystemdError::LoadUnit {
+                unit: unit.to_string(),
+                source,
+            })
     }
 }
 

@@ -65,16 +65,8 @@ impl Systemd {
             source,
         };
         let state = self.unit_state(unit).await?;
-        let path = self
-            .manager
-            .load_unit(unit.to_string())
-            .await
-            .map_err(|source| SystemdError::LoadUnit {
-                unit: unit.to_string(),
-                source,
-            })?;
         let timer = TimerProxy::builder(&self.conn)
-            .path(path)
+            .path(self.object_path(unit).await?)
             .cache_properties(CacheProperties::No)
             .build()
             .await
