@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+
 use crate::config::Config;
 use crate::lifetime::Lifetime;
 use crate::systemd::Systemd;
@@ -55,17 +57,60 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if !synced.written.is_empty() {
         systemd.enable(&synced.installable).await?;
     }
+    let routes = spawn_all(&config, systemd, prepared, started, &lifetime).await?;
+    let servers = [
+        http::serve_tcp(public_listener, routes.public, &lifetime),
+        http::serve_unix(control_listener, routes.control, &lifetime),
+    ];
+    tracing::info!(
+        health = %config.health.listen,
+        control = %config.control.socket.display(),
+        "hostd serving"
+    );
+    notify::ready();
+    notify::spawn_watchdog(&lifetime);
 
-    let ops = ops::spawn(&lifetime);
+    shutdown.await;
+    tracing::info!("shutting down");
+    notify::stopping();
+    lifetime.finish(SHUTDOWN_BOUND).await;
+    let _ = std::fs::remove_file(&config.control.socket);
+    for server in servers {
+        if server.is_finished() {
+            server
+                .await
+                .map_err(|e| RunError::Serve(std::io::Error::other(e)))?
+                .map_err(RunError::Serve)?;
+        }
+    }
+    Ok(())
+}
+
+struct Routes {
+    /// `/health` and `/metrics` on TCP.
+    public: Router,
+    /// The control API on the Unix socket.
+    control: Router,
+}
+
+/// Every subsystem, each after those it depends on.
+async fn spawn_all(
+    config: &Arc<Config>,
+    systemd: Systemd,
+    prepared: secrets::Prepared,
+    started: Instant,
+    lifetime: &Lifetime,
+) -> Result<Routes, RunError> {
+    let ops = ops::spawn(lifetime);
     let secrets_state = prepared.state.clone();
     let (publish_health, snapshots) = health::channel();
     let manager_deps = manager::Deps {
         units: systemd.clone(),
         gate: Arc::new(manager::probe::HttpGate),
         secrets: secrets_state.clone(),
-        snapshots: snapshots.clone(),
+        snapshots,
     };
-    let manager = manager::spawn(Arc::clone(&config), manager_deps, &lifetime).await?;
+    let manager = manager::spawn(Arc::clone(config), manager_deps, lifetime).await?;
     let apply = secrets::refresh::Live {
         units: systemd.clone(),
         manager: manager.clone(),
@@ -73,17 +118,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let secrets = secrets::refresh::spawn(
         prepared.runtime,
         prepared.state,
-        Arc::clone(&config),
+        Arc::clone(config),
         apply,
-        &lifetime,
+        lifetime,
     );
     let backup_deps = backup::Deps {
         secrets: secrets_state.clone(),
-        hostname: backup_host(&config),
+        hostname: backup::host_of(config),
         ops: ops.view(),
     };
-    let backup = backup::spawn(Arc::clone(&config), backup_deps, &lifetime);
-    let jobs = jobs::spawn(Arc::clone(&config), systemd.clone(), &lifetime);
+    let backup = backup::spawn(Arc::clone(config), backup_deps, lifetime);
+    let jobs = jobs::spawn(Arc::clone(config), systemd.clone(), lifetime);
     let health_deps = health::Deps {
         units: systemd.clone(),
         view: manager.view(),
@@ -92,28 +137,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         backup: config.backup.as_ref().map(|_| backup.state()),
         jobs: jobs.status(),
     };
-    let health = health::spawn(Arc::clone(&config), health_deps, publish_health, &lifetime).await;
+    let health = health::spawn(Arc::clone(config), health_deps, publish_health, lifetime).await;
     let metrics_deps = metrics::Deps {
         snapshot: health.snapshot(),
         view: manager.view(),
     };
-    let metrics = metrics::spawn(Arc::clone(&config), metrics_deps, &lifetime);
+    let metrics = metrics::spawn(Arc::clone(config), metrics_deps, lifetime);
     let host_deps = host::Deps {
         snapshot: health.snapshot(),
         view: manager.view(),
     };
-    let host = host::spawn(Arc::clone(&config), host_deps, started, &lifetime);
+    let host = host::spawn(Arc::clone(config), host_deps, started, lifetime);
+    let operations = operations(config, systemd, &manager, &backup, &host, &ops, lifetime).await;
+    Ok(Routes {
+        public: health::http::routes(health).merge(metrics::http::routes(metrics)),
+        control: host::http::routes(host)
+            .merge(manager::http::routes(manager))
+            .merge(secrets::http::routes(secrets))
+            .merge(backup::http::routes(backup))
+            .merge(jobs::http::routes(jobs))
+            .merge(ops::http::routes(ops))
+            .merge(operations),
+    })
+}
 
+/// What runs as operations (restores, deploys, upgrades), with the
+/// recovery of interrupted ones queued first: once the manager runs (it
+/// starts what an interrupted restore stopped), before hostctl can ask
+/// anything. Their routes.
+async fn operations(
+    config: &Arc<Config>,
+    systemd: Systemd,
+    manager: &manager::ManagerHandle,
+    backup: &backup::BackupHandle,
+    host: &host::HostHandle,
+    ops: &ops::OpsHandle,
+    lifetime: &Lifetime,
+) -> Router {
     let artifacts = deploy::ArtifactStore::new(&config.state_dir);
     let restorer = restore::Restorer {
-        config: Arc::clone(&config),
+        config: Arc::clone(config),
         backup: backup.clone(),
         manager: manager.clone(),
         ops: ops.clone(),
         lifetime: lifetime.clone(),
     };
     let deployer = deploy::Deployer {
-        config: Arc::clone(&config),
+        config: Arc::clone(config),
         host: deploy::LiveHost {
             units: systemd.clone(),
             manager: manager.clone(),
@@ -129,8 +199,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         systemd,
         lifetime: lifetime.clone(),
     };
-    // First in the operations queue, once the manager runs (it starts what
-    // an interrupted restore stopped) and before hostctl can ask anything.
     let recoveries = [
         restorer.recovery(),
         deploy::marker::recovery(deployer.clone()),
@@ -144,63 +212,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "restore on empty data",
         restore::on_empty::run(restorer.clone(), Path::new(restore::on_empty::FRESH_MARKER)),
     );
-
-    let public = health::http::routes(health).merge(metrics::http::routes(metrics));
-    let control = host::http::routes(host)
-        .merge(manager::http::routes(manager))
-        .merge(secrets::http::routes(secrets))
-        .merge(backup::http::routes(backup))
-        .merge(restore::http::routes(restorer))
+    restore::http::routes(restorer)
         .merge(deploy::http::routes(deployer))
-        .merge(jobs::http::routes(jobs))
-        .merge(ops::http::routes(ops))
-        .merge(upgrade::http::routes(upgrader));
-    let (ending, ending_too) = (lifetime.clone(), lifetime.clone());
-    let public_server = lifetime.spawn("health server", async move {
-        axum::serve(public_listener, public)
-            .with_graceful_shutdown(async move { ending.ending().await })
-            .await
-    });
-    let control_server = lifetime.spawn("control server", async move {
-        axum::serve(
-            control_listener,
-            control.into_make_service_with_connect_info::<http::Peer>(),
-        )
-        .with_graceful_shutdown(async move { ending_too.ending().await })
-        .await
-    });
-
-    tracing::info!(
-        health = %config.health.listen,
-        control = %config.control.socket.display(),
-        "hostd serving"
-    );
-    notify::ready();
-    notify::spawn_watchdog(&lifetime);
-
-    shutdown.await;
-    tracing::info!("shutting down");
-    notify::stopping();
-    lifetime.finish(SHUTDOWN_BOUND).await;
-    let _ = std::fs::remove_file(&config.control.socket);
-    for server in [public_server, control_server] {
-        if server.is_finished() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(RunError::Serve(e)),
-                Err(e) => return Err(RunError::Serve(std::io::Error::other(e))),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The host whose snapshots this one writes and restores: `backup.host`
-/// (a replacement instance restoring the lost one), else this host.
-fn backup_host(config: &Config) -> String {
-    config
-        .backup
-        .as_ref()
-        .and_then(|b| b.host.as_ref())
-        .map_or_else(host::hostname, |h| h.as_str().to_owned())
+        .merge(upgrade::http::routes(upgrader))
 }

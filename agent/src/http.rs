@@ -113,6 +113,38 @@ impl Peer {
     }
 }
 
+/// Serves `routes` on hostd's public listener until hostd stops.
+pub fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    routes: axum::Router,
+    lifetime: &crate::lifetime::Lifetime,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let ending = lifetime.clone();
+    lifetime.spawn("health server", async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { ending.ending().await })
+            .await
+    })
+}
+
+/// Serves the control API on its socket until hostd stops; each request
+/// knows its [`Peer`].
+pub fn serve_unix(
+    listener: tokio::net::UnixListener,
+    routes: axum::Router,
+    lifetime: &crate::lifetime::Lifetime,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let ending = lifetime.clone();
+    lifetime.spawn("control server", async move {
+        axum::serve(
+            listener,
+            routes.into_make_service_with_connect_info::<Peer>(),
+        )
+        .with_graceful_shutdown(async move { ending.ending().await })
+        .await
+    })
+}
+
 pub async fn bind_health(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
     tokio::net::TcpListener::bind(addr)
         .await

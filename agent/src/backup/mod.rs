@@ -31,4 +31,4 @@ pub use s3::S3Backend;
 pub use s3_client::{ClientError, client, client_with_loader};
 pub use s3_error::S3Error;
 pub use state::BackupState;
-pub use task::{BackupError, BackupHandle, Deps, spawn};
+pub use task::{BackupError, BackupHandle, Deps, host_of, spawn};

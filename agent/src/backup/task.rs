@@ -111,6 +111,16 @@ pub struct Deps {
     pub ops: watch::Receiver<OpsView>,
 }
 
+/// The host whose snapshots this one writes and restores: `backup.host`
+/// (a replacement instance restoring the lost one), else this host.
+pub fn host_of(config: &Config) -> String {
+    config
+        .backup
+        .as_ref()
+        .and_then(|b| b.host.as_ref())
+        .map_or_else(crate::host::hostname, |h| h.as_str().to_owned())
+}
+
 /// Without `[backup]`: an unconfigured handle and no task.
 pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> BackupHandle {
     let Some(backup) = config.backup.clone() else {

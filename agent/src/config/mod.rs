@@ -177,73 +177,7 @@ impl Config {
     /// Rules that span keys, which serde cannot check field by field.
     fn validate(&self) -> Result<(), (String, String)> {
         for (name, svc) in &self.services {
-            let key = |k: &str| format!("services.{name}.{k}");
-            if !is_plain_name(name) {
-                return Err((
-                    format!("services.{name}"),
-                    "service names are 1 to 32 of a-z, 0-9 and -".into(),
-                ));
-            }
-            let template = svc.unit.is_template();
-            if !template && (svc.instances.is_some() || svc.health_socket.is_some()) {
-                let k = if svc.instances.is_some() {
-                    "instances"
-                } else {
-                    "health_socket"
-                };
-                return Err((
-                    key(k),
-                    format!("only a template unit (like `{name}@.service`) runs instances"),
-                ));
-            }
-            if let Some(n) = svc.instances
-                && n > svc.max_instances
-            {
-                return Err((
-                    key("instances"),
-                    format!("{} is above max_instances ({})", n.0, svc.max_instances.0),
-                ));
-            }
-            if let Some(h) = &svc.health_socket
-                && (!h.starts_with('/') || !h.contains("{instance}"))
-            {
-                return Err((
-                    key("health_socket"),
-                    "must be an absolute path containing {instance}".into(),
-                ));
-            }
-            if let Some(db) = &svc.database
-                && !is_sql_identifier(db)
-            {
-                return Err((
-                    key("database"),
-                    "must be a plain SQL name: a-z, 0-9 and _, not starting with a digit, at most 63".into(),
-                ));
-            }
-            if let Some(dir) = &svc.release_dir
-                && (!dir.is_absolute() || dir.parent().is_none())
-            {
-                return Err((
-                    key("release_dir"),
-                    "must be an absolute directory below / (e.g. /srv/api)".into(),
-                ));
-            }
-            if !svc.health_path.starts_with('/') {
-                return Err((key("health_path"), "must start with /".into()));
-            }
-            if svc.secrets.is_some() && self.secrets.is_none() {
-                return Err((
-                    key("secrets"),
-                    "names secrets, but there is no [secrets] section to fetch them from".into(),
-                ));
-            }
-            let r = &svc.restart;
-            if r.backoff_initial.0.is_zero() || r.backoff_initial > r.backoff_max {
-                return Err((
-                    key("restart.backoff_initial"),
-                    "must be above zero and at most backoff_max".into(),
-                ));
-            }
+            self.validate_service(name, svc)?;
         }
         for (name, job) in &self.jobs {
             if !is_plain_name(name) {
@@ -255,6 +189,86 @@ impl Config {
             job.validate(&self.services)
                 .map_err(|(k, message)| (format!("jobs.{name}.{k}"), message))?;
         }
+        self.validate_checks()?;
+        if let Some(b) = &self.backup {
+            self.validate_backup(b)?;
+        }
+        Ok(())
+    }
+
+    fn validate_service(&self, name: &str, svc: &ServiceConfig) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("services.{name}.{k}");
+        if !is_plain_name(name) {
+            return Err((
+                format!("services.{name}"),
+                "service names are 1 to 32 of a-z, 0-9 and -".into(),
+            ));
+        }
+        let template = svc.unit.is_template();
+        if !template && (svc.instances.is_some() || svc.health_socket.is_some()) {
+            let k = if svc.instances.is_some() {
+                "instances"
+            } else {
+                "health_socket"
+            };
+            return Err((
+                key(k),
+                format!("only a template unit (like `{name}@.service`) runs instances"),
+            ));
+        }
+        if let Some(n) = svc.instances
+            && n > svc.max_instances
+        {
+            return Err((
+                key("instances"),
+                format!("{} is above max_instances ({})", n.0, svc.max_instances.0),
+            ));
+        }
+        if let Some(h) = &svc.health_socket
+            && (!h.starts_with('/') || !h.contains("{instance}"))
+        {
+            return Err((
+                key("health_socket"),
+                "must be an absolute path containing {instance}".into(),
+            ));
+        }
+        if let Some(db) = &svc.database
+            && !is_sql_identifier(db)
+        {
+            return Err((
+                key("database"),
+                "must be a plain SQL name: a-z, 0-9 and _, not starting with a digit, at most 63"
+                    .into(),
+            ));
+        }
+        if let Some(dir) = &svc.release_dir
+            && (!dir.is_absolute() || dir.parent().is_none())
+        {
+            return Err((
+                key("release_dir"),
+                "must be an absolute directory below / (e.g. /srv/api)".into(),
+            ));
+        }
+        if !svc.health_path.starts_with('/') {
+            return Err((key("health_path"), "must start with /".into()));
+        }
+        if svc.secrets.is_some() && self.secrets.is_none() {
+            return Err((
+                key("secrets"),
+                "names secrets, but there is no [secrets] section to fetch them from".into(),
+            ));
+        }
+        let r = &svc.restart;
+        if r.backoff_initial.0.is_zero() || r.backoff_initial > r.backoff_max {
+            return Err((
+                key("restart.backoff_initial"),
+                "must be above zero and at most backoff_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_checks(&self) -> Result<(), (String, String)> {
         let c = &self.checks;
         // The parsers' messages describe the problem without repeating the
         // value, which may one day hold a password.
@@ -287,36 +301,6 @@ impl Config {
             };
             return Err((key.into(), REDIS_ADDRESS_RULE.into()));
         }
-        if let Some(b) = &self.backup {
-            if self
-                .secrets
-                .as_ref()
-                .is_none_or(|s| s.backup_password.is_none())
-            {
-                return Err((
-                    "backup".into(),
-                    "needs the repository password: set secrets.backup_password to its parameter"
-                        .into(),
-                ));
-            }
-            for db in b.databases.iter().flatten() {
-                if !is_sql_identifier(db) {
-                    return Err((
-                        "backup.databases".into(),
-                        format!("`{db}` is not a plain SQL name"),
-                    ));
-                }
-            }
-            if b.check_read_subset
-                .parse::<rustic_core::ReadSubsetOption>()
-                .is_err()
-            {
-                return Err((
-                    "backup.check_read_subset".into(),
-                    "not a subset like `5%`, `1/10` or `500MiB`".into(),
-                ));
-            }
-        }
         if c.disk.degraded_percent > c.disk.unhealthy_percent {
             return Err((
                 "checks.disk.degraded_percent".into(),
@@ -331,6 +315,38 @@ impl Config {
         }
         if self.metrics.emf_interval.0 < Duration::from_secs(1) {
             return Err(("metrics.emf_interval".into(), "must be at least 1s".into()));
+        }
+        Ok(())
+    }
+
+    fn validate_backup(&self, b: &BackupConfig) -> Result<(), (String, String)> {
+        if self
+            .secrets
+            .as_ref()
+            .is_none_or(|s| s.backup_password.is_none())
+        {
+            return Err((
+                "backup".into(),
+                "needs the repository password: set secrets.backup_password to its parameter"
+                    .into(),
+            ));
+        }
+        for db in b.databases.iter().flatten() {
+            if !is_sql_identifier(db) {
+                return Err((
+                    "backup.databases".into(),
+                    format!("`{db}` is not a plain SQL name"),
+                ));
+            }
+        }
+        if b.check_read_subset
+            .parse::<rustic_core::ReadSubsetOption>()
+            .is_err()
+        {
+            return Err((
+                "backup.check_read_subset".into(),
+                "not a subset like `5%`, `1/10` or `500MiB`".into(),
+            ));
         }
         Ok(())
     }
