@@ -187,31 +187,15 @@ impl<S: SecretSource + Sync> Runtime<S> {
             .tracker
             .last_good()
             .and_then(|set| Wired::of(&self.config, set).redis_password);
-        let outcome = match &self.source {
-            Ok(source) => {
-                fetch_with_fallback(
-                    source,
-                    secrets.path.as_str(),
-                    &required,
-                    &self.store,
-                    &mut self.tracker,
-                    now,
-                )
-                .await
-            }
-            Err(e) => {
-                let failing = Failing(e.clone());
-                fetch_with_fallback(
-                    &failing,
-                    secrets.path.as_str(),
-                    &required,
-                    &self.store,
-                    &mut self.tracker,
-                    now,
-                )
-                .await
-            }
-        };
+        let outcome = fetch_with_fallback(
+            &self.source,
+            secrets.path.as_str(),
+            &required,
+            &self.store,
+            &mut self.tracker,
+            now,
+        )
+        .await;
         match outcome {
             Outcome::Fresh { set, changes, .. } => {
                 tracing::info!(
@@ -353,15 +337,6 @@ struct Listed {
 
 fn delivery_message(e: &DeliveryError) -> String {
     format!("cannot deliver secrets: {}", hostd_api::error_chain(e))
-}
-
-/// A source that could not be built answers every fetch with why.
-struct Failing(FetchError);
-
-impl SecretSource for Failing {
-    async fn fetch(&self) -> Result<SecretSet, FetchError> {
-        Err(self.0.clone())
-    }
 }
 
 #[cfg(test)]

@@ -180,15 +180,7 @@ pub fn relative_name<'a>(prefix: &str, full: &'a str) -> Result<&'a str, &'stati
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secret(name: &str, value: &str, version: i64) -> Secret {
-        Secret {
-            name: name.to_owned(),
-            value: SecretValue::new(value.to_owned()),
-            version,
-            last_modified: None,
-        }
-    }
+    use crate::secrets::tests::secret;
 
     #[test]
     fn debug_never_shows_values() {

@@ -36,6 +36,17 @@ pub trait SecretSource {
     fn fetch(&self) -> impl Future<Output = Result<SecretSet, FetchError>> + Send;
 }
 
+/// A source that could not even be built (no region) answers every fetch
+/// with why, so a refresh falls back as after a failed fetch.
+impl<S: SecretSource + Sync> SecretSource for Result<S, FetchError> {
+    async fn fetch(&self) -> Result<SecretSet, FetchError> {
+        match self {
+            Ok(source) => source.fetch().await,
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod fake {
     use std::collections::VecDeque;

@@ -5,7 +5,8 @@ use super::*;
 
 const PREFIX: &str = "/app/prod/";
 
-fn secret(name: &str, value: &str, version: i64) -> Secret {
+/// A secret as SSM would give it, for every test of the secrets module.
+pub(super) fn secret(name: &str, value: &str, version: i64) -> Secret {
     Secret {
         name: name.to_owned(),
         value: SecretValue::new(value.to_owned()),
