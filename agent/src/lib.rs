@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod postgres;
+#[cfg(test)]
+mod request_strategies;
 pub mod restore;
 pub mod secrets;
 pub mod state_file;

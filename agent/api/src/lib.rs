@@ -9,6 +9,7 @@ pub mod backup;
 pub mod deploy;
 pub mod errors;
 pub mod jobs;
+pub mod limits;
 pub mod paths;
 pub mod restore;
 pub mod time;

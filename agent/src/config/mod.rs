@@ -456,4 +456,6 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

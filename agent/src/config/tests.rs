@@ -378,3 +378,13 @@ fn a_job_names_a_deployable_service_or_an_absolute_command() {
     let e = error_text("[jobs.X]\ncommand = \"/bin/x\"\nschedule = \"daily\"\n");
     assert!(e.contains("key `jobs.X`"), "{e}");
 }
+
+#[test]
+fn durations_past_a_year_are_refused_naming_the_key() {
+    let text = "[services.api]\nunit = \"api@.service\"\n[services.api.restart]\nbackoff_max = \"100000000years\"\n";
+    let e = error_text(text);
+    assert!(
+        e.contains("services.api.restart.backoff_max") && e.contains("out of range"),
+        "{e}"
+    );
+}

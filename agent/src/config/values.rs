@@ -43,12 +43,19 @@ impl TryFrom<f64> for Percent {
 #[serde(try_from = "String")]
 pub struct HumanDuration(pub Duration);
 
+/// Longer durations are refused: nothing hostd waits for takes a year,
+/// and a deadline past the clock's range would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
 impl TryFrom<String> for HumanDuration {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        humantime::parse_duration(&s)
-            .map(Self)
-            .map_err(|e| format!("`{s}` is not a duration like `5s` or `1m`: {e}"))
+        let d = humantime::parse_duration(&s)
+            .map_err(|e| format!("`{s}` is not a duration like `5s` or `1m`: {e}"))?;
+        if d > MAX_DURATION {
+            return Err(format!("`{s}` is out of range (at most 366 days)"));
+        }
+        Ok(Self(d))
     }
 }
 

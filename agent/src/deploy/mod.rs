@@ -34,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hostd_api::HealthGate;
+use hostd_api::limits::{self, OutOfRange, at_most};
 
 use crate::config::{Config, ServiceConfig};
 use crate::lifetime::Lifetime;
@@ -85,6 +86,8 @@ pub enum DeployError {
     BadTask(String),
     #[error("{0} has no release yet: deploy one first (hostctl deploy)")]
     NothingDeployed(String),
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
 }
 
 fn list(names: &[String]) -> String {
@@ -100,7 +103,10 @@ impl crate::http::Refusal for DeployError {
         match self {
             Self::UnknownUnit { .. } | Self::NoPrevious { .. } | Self::NotInstalled { .. } => 404,
             Self::Artifact(e) => e.http_status(),
-            Self::Release(ReleaseError::BadVersion(_)) | Self::BadGate(_) | Self::BadTask(_) => 422,
+            Self::Release(ReleaseError::BadVersion(_))
+            | Self::BadGate(_)
+            | Self::BadTask(_)
+            | Self::OutOfRange(_) => 422,
             Self::NothingDeployed(_) => 409,
             Self::Release(_) | Self::Ledger(_) => 500,
             Self::Lock(e) => e.http_status(),
@@ -179,10 +185,21 @@ pub fn gate(g: &HealthGate) -> Result<Gate, DeployError> {
     if !g.path.starts_with('/') {
         return Err(DeployError::BadGate(g.path.clone()));
     }
+    let seconds = at_most(
+        "health.timeout_seconds",
+        g.timeout_seconds,
+        limits::MAX_HEALTH_TIMEOUT_SECONDS,
+    )?;
     Ok(Gate {
         path: g.path.clone(),
-        timeout: std::time::Duration::from_secs(g.timeout_seconds.max(1)),
+        timeout: std::time::Duration::from_secs(seconds.max(1)),
     })
+}
+
+/// How long an operation may wait for the one running.
+pub fn lock_wait(seconds: u64) -> Result<std::time::Duration, OutOfRange> {
+    at_most("lock_wait_seconds", seconds, limits::MAX_LOCK_WAIT_SECONDS)
+        .map(std::time::Duration::from_secs)
 }
 
 /// The digest the ledger last recorded for `version`, if any.

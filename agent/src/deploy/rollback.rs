@@ -20,6 +20,7 @@ pub fn check_rollback<H: DeployHost>(
 ) -> Result<(Target, String), DeployError> {
     let target = d.target(&req.unit)?;
     super::gate(&req.health)?;
+    super::lock_wait(req.lock_wait_seconds)?;
     let releases = target.releases();
     let installed = releases.installed()?;
     let version = match &req.version {

@@ -52,8 +52,11 @@ pub fn check_deploy<H: DeployHost>(
 ) -> Result<Target, DeployError> {
     let target = d.target(&req.unit)?;
     super::gate(&req.health)?;
+    super::lock_wait(req.lock_wait_seconds)?;
+    hook_timeout("hook_timeout_seconds", req.hook_timeout_seconds)?;
     for task in &req.pre_switch_tasks {
         super::tasks::check_task(&task.name, &task.command)?;
+        hook_timeout("pre_switch_tasks.timeout_seconds", task.timeout_seconds)?;
     }
     let releases = target.releases();
     releases.dir(&req.version)?;
@@ -73,6 +76,14 @@ pub fn check_deploy<H: DeployHost>(
         }
     }
     Ok(target)
+}
+
+pub(super) fn hook_timeout(what: &'static str, seconds: u64) -> Result<u64, DeployError> {
+    Ok(hostd_api::limits::at_most(
+        what,
+        seconds,
+        hostd_api::limits::MAX_HOOK_TIMEOUT_SECONDS,
+    )?)
 }
 
 /// The deploy as an operation: it waits its turn as the request allows,

@@ -20,6 +20,7 @@ pub fn accept<H: DeployHost>(
 ) -> Result<(Target, String), DeployError> {
     let target = d.target(&req.unit)?;
     check_task(&req.task, &req.command)?;
+    super::run::hook_timeout("timeout_seconds", req.timeout_seconds)?;
     let release = target
         .releases()
         .current()

@@ -410,3 +410,144 @@ async fn a_deploy_waits_for_the_operation_running_or_is_refused_naming_it() -> R
     assert_eq!(s.host.current(), "v1");
     Ok(())
 }
+
+#[tokio::test]
+async fn numbers_beyond_their_bounds_are_refused_before_anything_runs() -> Res {
+    let s = setup()?;
+    let digest = artifact(&s.d, "v1").await?;
+    for (what, req) in [
+        ("lock_wait_seconds", {
+            let mut r = request("v1", digest.clone());
+            r.lock_wait_seconds = u64::MAX;
+            r
+        }),
+        ("health.timeout_seconds", {
+            let mut r = request("v1", digest.clone());
+            r.health.timeout_seconds = u64::MAX;
+            r
+        }),
+        ("hook_timeout_seconds", {
+            let mut r = request("v1", digest.clone());
+            r.hook_timeout_seconds = u64::MAX;
+            r
+        }),
+    ] {
+        let refused = run::check_deploy(&s.d, &req);
+        assert!(
+            matches!(&refused, Err(DeployError::OutOfRange(e)) if e.what == what),
+            "{what}: {:?}",
+            refused.map(|_| ())
+        );
+        assert_eq!(
+            crate::http::Refusal::http_status(&DeployError::from(hostd_api::limits::OutOfRange {
+                what,
+                value: u64::MAX,
+                max: 1
+            })),
+            422
+        );
+    }
+    assert!(s.host.current().is_empty());
+    Ok(())
+}
+
+mod hostile_requests {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+    use serde_json::json;
+
+    use super::*;
+    use crate::request_strategies::{body, send};
+
+    const DEPLOY: &[&str] = &[
+        "unit",
+        "version",
+        "artifact",
+        "health",
+        "hooks",
+        "hook_timeout_seconds",
+        "pre_switch_tasks",
+        "keep",
+        "requested_by",
+        "lock_wait_seconds",
+    ];
+    const ROLLBACK: &[&str] = &[
+        "unit",
+        "version",
+        "health",
+        "requested_by",
+        "lock_wait_seconds",
+    ];
+    const TASK: &[&str] = &["unit", "task", "command", "timeout_seconds", "requested_by"];
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("api".to_owned()),
+            Just("api@.service".to_owned()),
+            Just("v1".to_owned()),
+            ".{0,16}",
+        ]
+    }
+
+    /// Deploy requests of the right shape with any values in them.
+    fn shaped_deploy(digest: String) -> impl Strategy<Value = Vec<u8>> {
+        let artifact = prop_oneof![Just(digest), ".{0,70}"];
+        (
+            (word(), word(), artifact, ".{0,12}"),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>()),
+            (word(), ".{0,20}", any::<u64>()),
+        )
+            .prop_map(
+                |((unit, version, artifact, path), (t, h, w, keep), (n, c, tt))| {
+                    serde_json::to_vec(&json!({
+                        "unit": unit, "version": version, "artifact": artifact,
+                        "health": {"path": path, "timeout_seconds": t},
+                        "hook_timeout_seconds": h, "lock_wait_seconds": w, "keep": keep,
+                        "pre_switch_tasks": [{"name": n, "command": c, "timeout_seconds": tt}],
+                    }))
+                    .unwrap_or_default()
+                },
+            )
+    }
+
+    fn answered(
+        rt: &tokio::runtime::Runtime,
+        router: &axum::Router,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> Result<(), TestCaseError> {
+        let status = rt
+            .block_on(send(router.clone(), "POST", uri, body))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(status < 500, "{uri} answered {status}");
+        Ok(())
+    }
+
+    #[test]
+    fn deploy_routes_answer_any_body_without_a_panic() -> Res {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (s, digest) = rt.block_on(async {
+            let s = setup()?;
+            let digest = artifact(&s.d, "v1").await?;
+            Ok::<_, Box<dyn std::error::Error>>((s, digest))
+        })?;
+        let router = http::routes(s.d.clone());
+        let mut runner = TestRunner::new(RunnerConfig {
+            cases: 256,
+            ..RunnerConfig::default()
+        });
+        for (uri, fields) in [
+            ("/v1/deploy", DEPLOY),
+            ("/v1/rollback", ROLLBACK),
+            ("/v1/tasks/run", TASK),
+        ] {
+            runner.run(&body(fields), |b| answered(&rt, &router, uri, b))?;
+        }
+        runner.run(&shaped_deploy(digest), |b| {
+            answered(&rt, &router, "/v1/deploy", b)
+        })?;
+        Ok(())
+    }
+}

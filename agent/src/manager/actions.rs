@@ -189,7 +189,10 @@ impl<U: Units> Manager<U> {
         w: &WantedUnit,
         gate: &Gate,
     ) -> Result<(), ManagerError> {
-        let deadline = Instant::now() + gate.timeout;
+        // Gate timeouts are bounded where requests and hostd.toml are read.
+        let deadline = Instant::now()
+            .checked_add(gate.timeout)
+            .unwrap_or_else(Instant::now);
         let socket = match (&svc.health_socket, w.instance) {
             (Some(template), Some(n)) => Some(template.replace("{instance}", &n.to_string())),
             _ => None,

@@ -295,3 +295,43 @@ async fn bad_requests_change_nothing_and_say_what_would_do() -> Res {
     assert!(matches!(gone, Err(ManagerError::Gone)));
     Ok(())
 }
+
+#[test]
+fn service_routes_answer_any_request_without_a_panic() -> Res {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+
+    use crate::request_strategies::{body, send};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let h = rt.block_on(host(API))?;
+    let router = http::routes(h.manager.clone());
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 128,
+        ..RunnerConfig::default()
+    });
+    let scale = (
+        prop_oneof![Just("api".to_owned()), "[a-z%]{0,8}"],
+        body(&["instances"]),
+    );
+    runner.run(&scale, |(name, b)| {
+        let uri = format!("/v1/services/{name}/instances");
+        let status = rt
+            .block_on(send(router.clone(), "PUT", &uri, b))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(status < 500, "{uri} answered {status}");
+        Ok(())
+    })?;
+    let action = ("[a-z%@.]{0,10}", "[a-z]{0,8}");
+    runner.run(&action, |(name, act)| {
+        let uri = format!("/v1/services/{name}/{act}");
+        let status = rt
+            .block_on(send(router.clone(), "POST", &uri, Vec::new()))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(status < 500, "{uri} answered {status}");
+        Ok(())
+    })?;
+    rt.block_on(h.lifetime.finish(Duration::from_secs(5)));
+    Ok(())
+}

@@ -89,7 +89,11 @@ impl Queue {
             return Err(OpsError::Held(holder.clone()));
         }
         let holder = holder.clone();
-        let deadline = Instant::now() + op.wait;
+        // Waits are bounded where requests are checked; a wait that still
+        // overflows the clock waits as long as the clock can count.
+        let deadline = Instant::now()
+            .checked_add(op.wait)
+            .unwrap_or_else(far_future);
         tracing::info!(
             operation = op.holder.operation,
             "waiting for the operations lock: {holder}"
@@ -173,4 +177,9 @@ impl Queue {
             task.abort();
         }
     }
+}
+
+/// A year from now: later than any bounded wait.
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(366 * 24 * 60 * 60)
 }

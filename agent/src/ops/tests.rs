@@ -153,3 +153,19 @@ async fn recovery_notes_are_kept_until_acknowledged_on_a_free_host() {
     );
     assert!(ops.view().borrow().recovered.is_empty());
 }
+
+#[tokio::test]
+async fn a_wait_past_the_clocks_range_does_not_panic() {
+    let lifetime = Lifetime::new();
+    let ops = spawn(&lifetime);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (first, release) = op("restore", Duration::ZERO, &log);
+    let (second, _) = op("deploy", Duration::MAX, &log);
+    assert!(ops.submit(first).await.is_ok());
+    assert!(ops.submit(second).await.is_ok());
+    let _ = release.send(());
+    until("the second runs", || {
+        lines(&log).contains(&"start deploy".to_owned())
+    })
+    .await;
+}

@@ -80,6 +80,8 @@ pub enum RestoreError {
     PlanChanged { now: Vec<String> },
     #[error("the restore thread failed")]
     Worker(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    OutOfRange(#[from] hostd_api::limits::OutOfRange),
 }
 
 impl crate::http::Refusal for RestoreError {
@@ -90,7 +92,8 @@ impl crate::http::Refusal for RestoreError {
             | Self::Pg(pg::PgRestoreError::PreviousLeft { .. })
             | Self::Paths(paths::PathsError::PreviousLeft { .. })
             | Self::NoRedisService { .. }
-            | Self::AppendOnly => 422,
+            | Self::AppendOnly
+            | Self::OutOfRange(_) => 422,
             Self::Lock(e) => e.http_status(),
             Self::PlanChanged { .. } => 409,
             Self::Access(_)

@@ -21,6 +21,11 @@ pub struct Prepared {
 
 impl Restorer {
     pub async fn prepare(&self, req: &RestoreRequest) -> Result<Prepared, RestoreError> {
+        hostd_api::limits::at_most(
+            "lock_wait_seconds",
+            req.lock_wait_seconds,
+            hostd_api::limits::MAX_LOCK_WAIT_SECONDS,
+        )?;
         let ctx = self.backup.context().ok_or(RestoreError::NotConfigured)?;
         let b = ctx.backup()?.clone();
         let wanted = plan::Wanted {
