@@ -75,6 +75,26 @@ fn write_atomically_as(
     sync_dir(dir)
 }
 
+/// fsync of every file and directory below `root` (not following links),
+/// then of `root`: what makes a tree just written durable before it is
+/// renamed into place.
+pub fn sync_tree(root: &Path) -> std::io::Result<()> {
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::File::open(entry.path())?.sync_all()?;
+            }
+        }
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
 /// fsync of a directory: what makes a rename or link in it durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

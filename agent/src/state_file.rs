@@ -173,11 +173,23 @@ impl<T: Serialize + DeserializeOwned> JsonLog<T> {
         let mut line = serde_json::to_vec(entry).map_err(|e| self.place.encode(e))?;
         line.push(b'\n');
         let mut f = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(self.place.mode)
             .open(&self.place.path)
             .map_err(self.place.io("open"))?;
+        // A line torn by a crash ends without its newline: end it first,
+        // or this entry would be glued to it and skipped with it.
+        let len = f.metadata().map_err(self.place.io("read"))?.len();
+        if len > 0 {
+            let mut last = [0u8];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut last, len - 1)
+                .map_err(self.place.io("read"))?;
+            if last[0] != b'\n' {
+                line.insert(0, b'\n');
+            }
+        }
         f.write_all(&line).map_err(self.place.io("append to"))?;
         f.sync_data().map_err(self.place.io("sync"))
     }
@@ -262,6 +274,9 @@ mod tests {
             .open(dir.path().join("l/x.jsonl"))?;
         f.write_all(b"\"tor")?;
         assert_eq!(log.read()?, ["a", "b"]);
+        // The next entry after a torn line is not swallowed by it.
+        log.append(&"c".to_owned())?;
+        assert_eq!(log.read()?, ["a", "b", "c"]);
         log.rewrite(&["b".to_owned()])?;
         assert_eq!(log.read()?, ["b"]);
         Ok(())

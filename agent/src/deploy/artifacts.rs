@@ -137,7 +137,13 @@ impl ArtifactStore {
 
     /// Removes every artifact but those in `keep` (the ones installed
     /// releases came from, which a re-deploy may want again).
-    pub fn prune(&self, keep: &[String]) -> Result<Vec<String>, ArtifactError> {
+    /// Removes every artifact but `keep`'s, except those uploaded within
+    /// `grace`: a fresh upload may belong to a deploy still waiting its turn.
+    pub fn prune(
+        &self,
+        keep: &[String],
+        grace: std::time::Duration,
+    ) -> Result<Vec<String>, ArtifactError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -150,7 +156,13 @@ impl ArtifactStore {
             let Some(digest) = name.strip_suffix(".tar.zst") else {
                 continue;
             };
-            if !keep.iter().any(|k| k == digest) {
+            let fresh = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < grace);
+            if !keep.iter().any(|k| k == digest) && !fresh {
                 std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
                 removed.push(digest.to_owned());
             }
@@ -276,11 +288,16 @@ mod tests {
         // Nothing but the artifact is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path().join("artifacts"))?.count(), 1);
 
+        let grace = std::time::Duration::from_secs(3600);
         assert_eq!(
-            store.prune(std::slice::from_ref(&digest))?,
+            store.prune(std::slice::from_ref(&digest), std::time::Duration::ZERO)?,
             Vec::<String>::new()
         );
-        assert_eq!(store.prune(&[])?, vec![digest.clone()]);
+        assert_eq!(store.prune(&[], grace)?, Vec::<String>::new());
+        assert_eq!(
+            store.prune(&[], std::time::Duration::ZERO)?,
+            vec![digest.clone()]
+        );
         assert_eq!(store.size(&digest)?, None);
         Ok(())
     }

@@ -17,6 +17,10 @@ use crate::manager::{Gate, ManagerError};
 use crate::ops::{Holder, Operation};
 use crate::systemd::ExecContext;
 
+/// Unused artifacts younger than this stay: one may belong to a deploy
+/// waiting for this one to end.
+const ARTIFACT_GRACE: Duration = Duration::from_secs(60 * 60);
+
 /// Why `current` could not be brought to a release and served.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
@@ -67,11 +71,28 @@ pub fn check_deploy<H: DeployHost>(
     let installed = releases.installed().unwrap_or_default();
     if installed.contains(&req.version) {
         let had = digest_of_version(&entries, &req.version).unwrap_or_else(|| "unknown".into());
-        if had != req.artifact && releases.current().as_deref() == Some(req.version.as_str()) {
+        let current = releases.current();
+        let rollback_target = current.as_deref().and_then(|c| {
+            target
+                .ledger(&d.config.state_dir)
+                .previous(c)
+                .ok()
+                .flatten()
+        });
+        let why = if current.as_deref() == Some(req.version.as_str()) {
+            Some("the current release")
+        } else if rollback_target.as_deref() == Some(req.version.as_str()) {
+            Some("the release a rollback returns to")
+        } else {
+            None
+        };
+        if let Some(why) = why
+            && had != req.artifact
+        {
             return Err(DeployError::VersionTaken {
                 version: req.version.clone(),
                 installed: had,
-                why: "the current release",
+                why,
             });
         }
     }
@@ -104,7 +125,14 @@ pub fn deploy<H: DeployHost>(
     let (version, serving) = (req.version.clone(), target.releases().current());
     Operation::new(holder, wait, async move {
         let started = now_rfc3339();
-        let (outcome, error) = match deploy_steps(&d, &target, &req, &events).await {
+        // Checked again now it runs: what it waited for may have changed
+        // the host (a deploy of the same version made it current).
+        let checked = check_deploy(&d, &req).map_err(|e| unchanged(&e));
+        let steps = match checked {
+            Ok(_) => deploy_steps(&d, &target, &req, &events).await,
+            Err(e) => Err(e),
+        };
+        let (outcome, error) = match steps {
             Ok(warning) => (DeployOutcome::Ok, warning),
             Err((outcome, e)) => (outcome, Some(e)),
         };
@@ -377,7 +405,7 @@ fn prune<H>(d: &Deployer<H>, target: &Target, keep: usize, deployed: &str, event
         .filter_map(|v| digest_of_version(&entries, v))
         .chain(std::iter::once(deployed.to_owned()))
         .collect();
-    if let Err(e) = d.artifacts.prune(&keep_digests) {
+    if let Err(e) = d.artifacts.prune(&keep_digests, ARTIFACT_GRACE) {
         tracing::warn!("cannot remove unused artifacts: {e}");
     }
 }

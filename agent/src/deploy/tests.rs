@@ -551,3 +551,54 @@ mod hostile_requests {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn two_deploys_of_one_version_never_replace_the_release_that_serves() -> Res {
+    let s = setup()?;
+    deployed(&s, "v1").await?;
+    let first = artifact(&s.d, "v2").await?;
+    let second = artifact(&s.d, "v2 built again").await?;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let busy = crate::ops::Operation::new(
+        Holder::new("restore latest", "bob@desk"),
+        Duration::ZERO,
+        async move {
+            let _ = released.await;
+        },
+    );
+    s.d.ops.submit(busy).await?;
+    // Both pass their checks now and wait; the first to run makes v2
+    // current, so the second must not unpack over it.
+    let mut rxs = Vec::new();
+    for digest in [first, second] {
+        let mut req = request("v2", digest);
+        req.lock_wait_seconds = 60;
+        let target = run::check_deploy(&s.d, &req)?;
+        let (events, rx) = Events::new();
+        s.d.ops
+            .submit(run::deploy(s.d.clone(), target, req, None, events))
+            .await?;
+        rxs.push(rx);
+    }
+    let _ = release.send(());
+    let mut outcomes = Vec::new();
+    for mut rx in rxs {
+        let mut all = Vec::new();
+        while let Some(e) = rx.recv().await {
+            all.push(e);
+        }
+        outcomes.push(outcome(&all));
+    }
+    assert_eq!(outcomes[0], Some((DeployOutcome::Ok, None)));
+    let (o, error) = outcomes[1].clone().ok_or("no end")?;
+    assert_eq!(o, DeployOutcome::Failed);
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("version v2 is installed from another artifact"),
+        "{error}"
+    );
+    assert_eq!(s.host.current(), "v2");
+    let served = std::fs::read_to_string(s.host.release_dir.join("releases/v2/VERSION"))?;
+    assert_eq!(served, "v2");
+    Ok(())
+}

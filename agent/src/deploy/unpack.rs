@@ -92,9 +92,16 @@ pub fn unpack(archive: impl Read, dest: &Path) -> Result<usize, UnpackError> {
         fs::remove_dir_all(&staging).map_err(write_err(&staging))?;
     }
     fs::create_dir_all(&staging).map_err(write_err(&staging))?;
-    match unpack_into(archive, &staging) {
+    // On disk before `current` can name it: a power loss after the switch
+    // must not leave a release of empty files.
+    let unpacked = unpack_into(archive, &staging).and_then(|n| {
+        crate::fsutil::sync_tree(&staging).map_err(write_err(&staging))?;
+        Ok(n)
+    });
+    match unpacked {
         Ok(n) => {
             fs::rename(&staging, dest).map_err(write_err(dest))?;
+            crate::fsutil::sync_dir(parent).map_err(write_err(parent))?;
             Ok(n)
         }
         Err(e) => {

@@ -108,7 +108,10 @@ pub fn swap(dest: &Path) -> Result<(), PathsError> {
     if std::fs::symlink_metadata(dest).is_ok() {
         std::fs::rename(dest, previous(dest)).map_err(io("move aside", dest))?;
     }
-    std::fs::rename(&staged, dest).map_err(io("move into place", &staged))
+    std::fs::rename(&staged, dest).map_err(io("move into place", &staged))?;
+    // Both renames are durable once the directory holding them is synced.
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    crate::fsutil::sync_dir(parent).map_err(io("sync", parent))
 }
 
 pub fn drop_previous(dest: &Path) -> Result<(), PathsError> {

@@ -180,6 +180,13 @@ pub async fn run<H: RestoreHost>(
         return Err(RestoreFailure::Stage(e));
     }
     m.phase = Phase::Swapping;
+    // Redis is stopped for its swap: if hostd dies before it is started
+    // again, the recovery must start it too.
+    if let Some((_, service)) = &pieces.redis
+        && !m.stopped.contains(service)
+    {
+        m.stopped.push(service.clone());
+    }
     save_phase(marker, &m);
     let t = ev.step("swap");
     if let Err(e) = swap(host, pieces).await {

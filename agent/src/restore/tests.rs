@@ -41,7 +41,7 @@ impl FakeHost {
             .marker
             .as_ref()
             .and_then(|m| m.load().ok().flatten())
-            .map(|m| format!(" [{:?}]", m.phase))
+            .map(|m| format!(" [{:?}, to start: {}]", m.phase, m.stopped.join(" ")))
             .unwrap_or_default();
         let fails = self.fail.contains(&call);
         self.calls
@@ -150,16 +150,16 @@ async fn a_restore_stops_stages_swaps_and_starts_in_that_order() -> Res {
     assert_eq!(
         host.calls(),
         [
-            "stop api [Staging]",
-            "stop web [Staging]",
-            "stage [Staging]",
-            "swap database api [Swapping]",
-            "stop redis [Swapping]",
-            "swap /data/redis/dump.rdb [Swapping]",
-            "start redis [Swapping]",
-            "swap /srv/uploads [Swapping]",
-            "start api [Starting]",
-            "start web [Starting]",
+            "stop api [Staging, to start: api web]",
+            "stop web [Staging, to start: api web]",
+            "stage [Staging, to start: api web]",
+            "swap database api [Swapping, to start: api web redis]",
+            "stop redis [Swapping, to start: api web redis]",
+            "swap /data/redis/dump.rdb [Swapping, to start: api web redis]",
+            "start redis [Swapping, to start: api web redis]",
+            "swap /srv/uploads [Swapping, to start: api web redis]",
+            "start api [Starting, to start: api web redis]",
+            "start web [Starting, to start: api web redis]",
         ]
     );
     assert!(marker.load()?.is_none());
@@ -198,9 +198,9 @@ async fn a_service_that_will_not_stop_ends_the_restore_with_the_others_started_a
     assert_eq!(
         host.calls(),
         [
-            "stop api [Staging]",
-            "stop web [Staging]",
-            "start api [Staging]"
+            "stop api [Staging, to start: api web]",
+            "stop web [Staging, to start: api web]",
+            "start api [Staging, to start: api web]"
         ]
     );
     assert!(marker.load()?.is_none());
@@ -220,12 +220,12 @@ async fn a_failed_stage_drops_what_it_staged_and_leaves_the_live_data() -> Res {
     assert_eq!(
         host.calls(),
         [
-            "stop api [Staging]",
-            "stop web [Staging]",
-            "stage [Staging]",
-            "drop Staged api /srv/uploads,/data/redis/dump.rdb [Staging]",
-            "start api [Staging]",
-            "start web [Staging]",
+            "stop api [Staging, to start: api web]",
+            "stop web [Staging, to start: api web]",
+            "stage [Staging, to start: api web]",
+            "drop Staged api /srv/uploads,/data/redis/dump.rdb [Staging, to start: api web]",
+            "start api [Staging, to start: api web]",
+            "start web [Staging, to start: api web]",
         ]
     );
     assert!(marker.load()?.is_none());
@@ -249,11 +249,11 @@ async fn a_failed_swap_keeps_the_previous_copies_and_starts_the_services() -> Re
     assert_eq!(
         &calls[4..],
         [
-            "stop redis [Swapping]",
-            "swap /data/redis/dump.rdb [Swapping]",
-            "start redis [Swapping]",
-            "start api [Swapping]",
-            "start web [Swapping]",
+            "stop redis [Swapping, to start: api web redis]",
+            "swap /data/redis/dump.rdb [Swapping, to start: api web redis]",
+            "start redis [Swapping, to start: api web redis]",
+            "start api [Swapping, to start: api web redis]",
+            "start web [Swapping, to start: api web redis]",
         ]
     );
     assert!(!calls.iter().any(|c| c.starts_with("drop")), "{calls:?}");
