@@ -1,15 +1,17 @@
 //! hostctl, the operator CLI for hosts running hostd. `main.rs` only parses
 //! arguments, sets up logging and maps [`Error`] to an exit code.
 
-pub mod args;
 pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod deploy;
 #[cfg(test)]
 mod fake_hosts;
+pub mod flags;
 pub mod jobs;
 pub mod logging;
 pub mod logs;
+pub mod parse;
 pub mod restore;
 pub mod sandbox;
 pub mod secrets;
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 
-use args::{Cli, Command};
+use cli::{Cli, Command};
 use hostd_api::ServiceAction;
 
 /// Exit code for usage and configuration mistakes, as clap uses for bad flags.
@@ -145,7 +147,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets(cmd) => {
-            let (args::SecretsCommand::List(a) | args::SecretsCommand::Sync(a)) = &cmd;
+            let (secrets::args::SecretsCommand::List(a) | secrets::args::SecretsCommand::Sync(a)) =
+                &cmd;
             let targets =
                 service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
                     .map_err(secrets::SecretsError::from)?;
@@ -155,8 +158,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 timeout: a.timeout,
             };
             match cmd {
-                args::SecretsCommand::List(_) => secrets::list(settings).await?,
-                args::SecretsCommand::Sync(_) => secrets::sync(settings).await?,
+                secrets::args::SecretsCommand::List(_) => secrets::list(settings).await?,
+                secrets::args::SecretsCommand::Sync(_) => secrets::sync(settings).await?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -174,7 +177,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup(args::BackupCommand::Now(a)) => {
+        Command::Backup(backup::args::BackupCommand::Now(a)) => {
             let targets =
                 service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
                     .map_err(backup::BackupError::from)?;
@@ -262,8 +265,8 @@ fn current_dir() -> Result<std::path::PathBuf, Error> {
 }
 
 async fn service_action(
-    global: &args::GlobalArgs,
-    args: &args::ServiceArgs,
+    global: &flags::GlobalArgs,
+    args: &service::args::ServiceArgs,
     action: ServiceAction,
 ) -> Result<ExitCode, Error> {
     let targets = service::Targets::resolve(global, args.action.host.as_deref(), &current_dir()?)

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hostctl::args::Cli;
+use hostctl::cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

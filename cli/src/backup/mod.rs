@@ -5,6 +5,7 @@
 //! backup (the bucket, the password, a full disk) most likely breaks the
 //! next one's too, and the operator should look before trying again.
 
+pub mod args;
 pub(crate) mod render;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -90,7 +90,7 @@ impl Config {
 impl Task {
     /// hostd counts in whole seconds; rounded up, so it never cuts short.
     pub fn timeout_seconds(&self) -> u64 {
-        crate::args::seconds_rounded_up(self.timeout)
+        crate::parse::seconds_rounded_up(self.timeout)
     }
 }
 
@@ -125,8 +125,8 @@ pub(super) fn resolve_services(
     let mut out = BTreeMap::new();
     for (name, table) in raw {
         let span = table.span();
-        crate::args::parse_service_name(&name)
-            .map_err(|msg| (span.clone(), format!("services.{name}"), msg))?;
+        crate::parse::parse_service_name(&name)
+            .map_err(|e| (span.clone(), format!("services.{name}"), e.to_string()))?;
         let mut raw = table.into_inner();
         let tasks = std::mem::take(&mut raw.tasks);
         let mut service = resolve_one(&name, raw, base_dir)
@@ -154,7 +154,7 @@ fn resolve_tasks(
             };
             (span.clone(), key, msg)
         };
-        crate::args::parse_task_name(&name).map_err(|m| fail("", m))?;
+        crate::parse::parse_task_name(&name).map_err(|e| fail("", e.to_string()))?;
         let raw = table.into_inner();
         check_one_line(&raw.command).map_err(|m| fail("command", m))?;
         let timeout = positive(raw.timeout, default_timeout).map_err(|m| fail("timeout", m))?;

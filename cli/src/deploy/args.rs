@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::args::{parse_duration, parse_lock_wait, parse_service_name};
+use crate::flags::ReadArgs;
+use crate::parse::{parse_duration, parse_lock_wait, parse_service_name};
 
 /// `--version` names the release here, not hostctl's version.
 #[derive(Debug, Args)]
@@ -96,25 +97,11 @@ pub enum LockCommand {
     Release(ReadArgs),
 }
 
-/// Reading (or clearing) something on every host at once.
-#[derive(Debug, Args)]
-pub struct ReadArgs {
-    /// This host of the environment only
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-    /// Print a JSON array (one object per host) instead of text
-    #[arg(long)]
-    pub json: bool,
-    /// Give up on a host that has not answered after this long
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
-    use crate::args::{Cli, Command};
+    use crate::cli::{Cli, Command};
 
     type Split = (Option<String>, Option<String>);
 

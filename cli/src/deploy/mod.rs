@@ -97,7 +97,7 @@ pub struct Scope {
 
 impl Scope {
     pub fn resolve(
-        global: &crate::args::GlobalArgs,
+        global: &crate::flags::GlobalArgs,
         host: Option<&str>,
         cwd: &std::path::Path,
     ) -> Result<Self, DeployError> {
@@ -142,7 +142,7 @@ impl From<&args::FleetArgs> for Fleet {
         use std::io::IsTerminal;
         Self {
             batch_size: a.batch_size.max(1) as usize,
-            lock_wait_seconds: crate::args::seconds_rounded_up(a.lock_wait),
+            lock_wait_seconds: crate::parse::seconds_rounded_up(a.lock_wait),
             timeout: a.timeout,
             json: a.json,
             progress: !a.json && std::io::stderr().is_terminal(),

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::args::{parse_duration, parse_job_name, parse_service_name, parse_task_name};
-use crate::deploy::args::ReadArgs;
+use crate::flags::ReadArgs;
+use crate::parse::{parse_duration, parse_job_name, parse_service_name, parse_task_name};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

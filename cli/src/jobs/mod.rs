@@ -21,9 +21,9 @@ use hyper::Method;
 use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
-use crate::args::GlobalArgs;
 use crate::config::{ConfigError, HostTarget};
 use crate::deploy::inspect::{Answer, ask_all};
+use crate::flags::GlobalArgs;
 use crate::service::{TargetError, Targets};
 use crate::transport::{StreamStop, Transport, TransportError};
 

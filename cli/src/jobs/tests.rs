@@ -51,8 +51,8 @@ fn run_args(argv: &[&str]) -> Result<args::RunArgs, clap::Error> {
     use clap::Parser;
     let mut full = vec!["hostctl", "run"];
     full.extend(argv);
-    match crate::args::Cli::try_parse_from(&full)?.command {
-        crate::args::Command::Run(a) => Ok(a),
+    match crate::cli::Cli::try_parse_from(&full)?.command {
+        crate::cli::Command::Run(a) => Ok(a),
         _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
     }
 }
@@ -430,7 +430,7 @@ async fn jobs_json_is_one_answer_per_host_as_releases_prints() -> TestResult {
 
 #[test]
 fn jobs_works_bare_with_its_flags_and_with_run() -> Result<(), clap::Error> {
-    use crate::args::{Cli, Command};
+    use crate::cli::{Cli, Command};
     use clap::Parser;
     let jobs = |argv: &[&str]| -> Result<args::JobsArgs, clap::Error> {
         let mut full = vec!["hostctl", "jobs"];

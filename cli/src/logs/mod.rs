@@ -4,6 +4,7 @@
 //! so following it costs hostd nothing. The operator account is in
 //! systemd-journal: no sudo.
 
+pub mod args;
 #[cfg(test)]
 mod tests;
 
@@ -14,9 +15,9 @@ use hostd_api::HostStatus;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::args::LogsArgs;
 use crate::service::targets::{self, TargetError, Targets, Unreadable, known_services};
 use crate::transport::{Transport, TransportError};
+use args::LogsArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {

@@ -7,6 +7,7 @@
 //! hostd has begun it finishes on its own: hostctl only follows, and losing
 //! the connection loses the view, not the restore.
 
+pub mod args;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -19,10 +20,10 @@ use hostd_api::{API_PREFIX, BackupKind, RestoreEvent, RestorePlan, RestoreReques
 use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
-use crate::args::RestoreArgs;
 use crate::config::HostTarget;
 use crate::service::TargetError;
 use crate::transport::{StreamStop, Transport, TransportError};
+use args::RestoreArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -133,7 +134,7 @@ impl RestoreSettings {
             dry_run: args.dry_run,
             yes: args.yes,
             json: args.json,
-            lock_wait_seconds: crate::args::seconds_rounded_up(lock_wait),
+            lock_wait_seconds: crate::parse::seconds_rounded_up(lock_wait),
             timeout: args.timeout,
             requested_by: requested_by(),
             stdin_tty: std::io::stdin().is_terminal(),

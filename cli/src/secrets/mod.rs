@@ -4,6 +4,7 @@
 //! host that reports a failure, as the service commands do: a rotation that
 //! breaks the API on one host does not reach the others.
 
+pub mod args;
 mod render;
 #[cfg(test)]
 mod tests;

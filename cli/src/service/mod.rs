@@ -5,6 +5,7 @@
 mod apply;
 #[cfg(test)]
 mod apply_tests;
+pub mod args;
 pub(crate) mod render;
 pub mod targets;
 #[cfg(test)]
@@ -18,8 +19,9 @@ use hyper::Method;
 use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
-use crate::args::{ActionArgs, ScaleTarget};
+use crate::flags::ActionArgs;
 use crate::transport::{Transport, TransportError};
+use args::ScaleTarget;
 
 pub use apply::{HostOutcome, Outcome};
 pub use targets::{TargetError, Targets, Unreadable, known_services};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hostd_api::HostStatus;
 
-use crate::args::GlobalArgs;
 use crate::config::{Config, ConfigError, HostTarget};
+use crate::flags::GlobalArgs;
 use crate::status::{self, HostReport};
 use crate::transport::Transport;
 

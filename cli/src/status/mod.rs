@@ -1,6 +1,7 @@
 //! `hostctl status`: ask every host of an environment for its status, in
 //! parallel, and decide the exit code from what came back.
 
+pub mod args;
 mod render;
 
 use std::path::Path;
@@ -10,9 +11,10 @@ use hostd_api::{API_PREFIX, HealthStatus, HostStatus};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::args::{GlobalArgs, StatusArgs};
 use crate::config::{Config, ConfigError, HostTarget};
+use crate::flags::GlobalArgs;
 use crate::transport::{Transport, TransportError};
+use args::StatusArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {

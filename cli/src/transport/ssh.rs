@@ -70,7 +70,7 @@ pub fn ssh_args(target: &HostTarget, control_dir: &Path, remote: &[&str]) -> Vec
 
 /// ConnectTimeout takes whole seconds, at least one.
 fn whole_seconds(d: Duration) -> u64 {
-    crate::args::seconds_rounded_up(d).max(1)
+    crate::parse::seconds_rounded_up(d).max(1)
 }
 
 /// Where ssh keeps its ControlMaster sockets: `$XDG_RUNTIME_DIR/hostctl-ssh`,

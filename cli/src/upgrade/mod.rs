@@ -6,38 +6,22 @@
 //! hostctl then waits until the host's status reports the new build. The
 //! first host that fails stops the rest.
 
+pub mod args;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use hostd_api::{API_PREFIX, HostStatus, UpgradeAnswer, UpgradeRequest};
 use hyper::Method;
 use hyper::body::Bytes;
 use serde::Serialize;
 
-use crate::args::parse_duration;
 use crate::config::HostTarget;
 use crate::deploy::artifact::{self, ArtifactError};
 use crate::deploy::host::{Upload, ensure_artifact};
 use crate::transport::{Transport, TransportError};
-
-#[derive(Debug, Args)]
-pub struct UpgradeArgs {
-    /// The hostd build to install (for the hosts' architecture)
-    #[arg(long, value_name = "PATH")]
-    pub binary: PathBuf,
-    /// This host of the environment only
-    #[arg(long, value_name = "NAME")]
-    pub host: Option<String>,
-    /// Give up on a host after this long
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Print the per-host summary as a JSON array
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
@@ -105,7 +89,7 @@ fn package(binary: &Path) -> Result<Package, UpgradeError> {
     Ok(Package { packed, build })
 }
 
-pub async fn run(hosts: &[HostTarget], args: &UpgradeArgs) -> Result<ExitCode, UpgradeError> {
+pub async fn run(hosts: &[HostTarget], args: &args::UpgradeArgs) -> Result<ExitCode, UpgradeError> {
     let binary = args.binary.clone();
     let pkg = tokio::task::spawn_blocking(move || package(&binary))
         .await
@@ -161,7 +145,7 @@ async fn one(
     transport: &Transport,
     target: &HostTarget,
     pkg: &Package,
-    args: &UpgradeArgs,
+    args: &args::UpgradeArgs,
     r: &mut HostUpgrade,
 ) -> Result<Outcome, TransportError> {
     let status_path = format!("{API_PREFIX}/status");
