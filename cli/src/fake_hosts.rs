@@ -101,6 +101,14 @@ impl FakeHosts {
             .map(|l| l.trim_end().to_owned())
             .collect()
     }
+
+    /// [`Self::requests`] sorted: hosts asked at once log their requests
+    /// in whatever order they came.
+    pub fn requests_sorted(&self) -> Vec<String> {
+        let mut requests = self.requests();
+        requests.sort();
+        requests
+    }
 }
 
 /// A 200 answer carrying `events` as NDJSON, as hostd streams a long

@@ -8,15 +8,19 @@ pub mod deploy;
 #[cfg(test)]
 mod fake_hosts;
 pub mod flags;
+pub mod fleet;
+pub mod host_status;
 pub mod jobs;
 pub mod logging;
 pub mod logs;
+pub mod operator;
 pub mod parse;
 pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod service;
 pub mod status;
+pub mod targets;
 pub mod transport;
 pub mod upgrade;
 
@@ -123,7 +127,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(status::run(settings).await?.into())
         }
         Command::Scale(args) => {
-            let targets = service::Targets::resolve(
+            let targets = targets::Targets::resolve(
                 &cli.global,
                 args.action.host.as_deref(),
                 &current_dir()?,
@@ -137,12 +141,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Stop(args) => service_action(&cli.global, &args, ServiceAction::Stop).await,
         Command::Restart(args) => service_action(&cli.global, &args, ServiceAction::Restart).await,
         Command::Logs(args) => {
-            let targets = service::targets::Targets::resolve(
-                &cli.global,
-                args.host.as_deref(),
-                &current_dir()?,
-            )
-            .map_err(logs::LogsError::from)?;
+            let targets =
+                targets::Targets::resolve(&cli.global, args.host.as_deref(), &current_dir()?)
+                    .map_err(logs::LogsError::from)?;
             logs::run(logs::LogsSettings::new(targets, &args)).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -150,7 +151,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let (secrets::args::SecretsCommand::List(a) | secrets::args::SecretsCommand::Sync(a)) =
                 &cmd;
             let targets =
-                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
                     .map_err(secrets::SecretsError::from)?;
             let settings = secrets::SecretsSettings {
                 targets,
@@ -165,7 +166,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Backups(a) => {
             let targets =
-                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
                     .map_err(backup::BackupError::from)?;
             backup::list(backup::BackupSettings {
                 targets,
@@ -179,7 +180,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Backup(backup::args::BackupCommand::Now(a)) => {
             let targets =
-                service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
                     .map_err(backup::BackupError::from)?;
             let default = if a.wait {
                 backup::WAIT_TIMEOUT
@@ -197,8 +198,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(a) => {
-            let target = service::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
-                .and_then(service::Targets::single)
+            let target = targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
+                .and_then(targets::Targets::single)
                 .map_err(restore::RestoreError::from)?;
             restore::run(restore::RestoreSettings::new(target, &a)).await?;
             Ok(ExitCode::SUCCESS)
@@ -238,7 +239,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             None => {
                 let r = &a.read;
                 let targets =
-                    service::Targets::resolve(&cli.global, r.host.as_deref(), &current_dir()?)
+                    targets::Targets::resolve(&cli.global, r.host.as_deref(), &current_dir()?)
                         .map_err(jobs::JobsError::from)?;
                 Ok(jobs::list(&targets, r.json, r.timeout).await?)
             }
@@ -269,7 +270,7 @@ async fn service_action(
     args: &service::args::ServiceArgs,
     action: ServiceAction,
 ) -> Result<ExitCode, Error> {
-    let targets = service::Targets::resolve(global, args.action.host.as_deref(), &current_dir()?)
+    let targets = targets::Targets::resolve(global, args.action.host.as_deref(), &current_dir()?)
         .map_err(service::ServiceError::from)?;
     let settings = service::ServiceSettings::action(targets, &args.service, action, &args.action);
     service::run(settings).await?;

@@ -20,7 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::EXIT_USAGE;
-use crate::service::{Outcome, TargetError, Targets};
+use crate::fleet;
+use crate::service::Outcome;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 
 /// `backup now --wait` answers when the backup ends: dumps and uploads of a
@@ -126,21 +128,24 @@ pub async fn list_with(
     out: &mut impl std::io::Write,
 ) -> Result<(), BackupError> {
     let path = format!("{API_PREFIX}/backups");
-    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
-    for target in &settings.targets.hosts {
-        let answer =
-            transport.call::<BackupsList>(target, Method::GET, &path, None, settings.timeout);
-        let (backups, error) = match answer.await {
-            Ok(list) => (Some(list), None),
-            Err(e) => (None, Some(hostd_api::error_chain(&e))),
-        };
-        hosts.push(HostBackups {
-            host: target.name.clone(),
-            address: target.destination.clone(),
-            backups,
-            error,
-        });
-    }
+    let targets = &settings.targets.hosts;
+    let answers = fleet::call_all(transport, targets, Method::GET, &path, settings.timeout).await;
+    let hosts: Vec<HostBackups> = targets
+        .iter()
+        .zip(answers)
+        .map(|(target, answer)| {
+            let (backups, error) = match answer {
+                Ok(list) => (Some(list), None),
+                Err(e) => (None, Some(hostd_api::error_chain(&e))),
+            };
+            HostBackups {
+                host: target.name.clone(),
+                address: target.destination.clone(),
+                backups,
+                error,
+            }
+        })
+        .collect();
     if settings.json {
         render::json(out, &hosts)
     } else {

@@ -94,7 +94,10 @@ async fn backups_shows_the_snapshots_and_the_last_run_and_names_a_host_without_b
         .err()
         .ok_or("expected a failure")?;
     let out = text(&out);
-    assert_eq!(fake.requests(), ["a GET /v1/backups", "b GET /v1/backups"]);
+    assert_eq!(
+        fake.requests_sorted(),
+        ["a GET /v1/backups", "b GET /v1/backups"]
+    );
     let expected = "\
 a  a  s3://backups/a
     ID        TIME                  KIND      DATABASE  RELEASE     SIZE      ADDED

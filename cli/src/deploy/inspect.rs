@@ -8,55 +8,16 @@ use std::time::Duration;
 use hostd_api::{API_PREFIX, LockStatus, ReleasesList};
 use hyper::Method;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::DeployError;
 use crate::backup::render::columns;
 use crate::config::HostTarget;
+use crate::fleet::Answer;
 use crate::transport::Transport;
-
-/// One host's answer; `--json` of the reading commands prints an array of
-/// these (`releases`, `lock`, `jobs`).
-#[derive(Debug, Serialize)]
-pub(crate) struct Answer<T> {
-    pub host: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answer: Option<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Every host at once; answers come back in `hosts` order.
-pub(crate) async fn ask_all<T: DeserializeOwned>(
-    transport: &Transport,
-    hosts: &[HostTarget],
-    method: Method,
-    path: &str,
-    timeout: Duration,
-) -> Vec<Answer<T>> {
-    let calls = hosts.iter().map(|h| {
-        let method = method.clone();
-        async move {
-            match transport.call::<T>(h, method, path, None, timeout).await {
-                Ok(a) => Answer {
-                    host: h.name.clone(),
-                    answer: Some(a),
-                    error: None,
-                },
-                Err(e) => Answer {
-                    host: h.name.clone(),
-                    answer: None,
-                    error: Some(hostd_api::error_chain(&e)),
-                },
-            }
-        }
-    });
-    futures_util::future::join_all(calls).await
-}
 
 /// 1 when a host did not answer.
 pub(crate) fn exit<T>(answers: &[Answer<T>]) -> ExitCode {
-    if answers.iter().all(|a| a.error.is_none()) {
+    if Answer::all_answered(answers) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -79,7 +40,8 @@ pub async fn releases(
 ) -> Result<ExitCode, DeployError> {
     let path = format!("{API_PREFIX}/releases/{unit}");
     let transport = Transport::system()?;
-    let answers = ask_all::<ReleasesList>(&transport, hosts, Method::GET, &path, timeout).await;
+    let answers =
+        Answer::<ReleasesList>::from_all(&transport, hosts, Method::GET, &path, timeout).await;
     if json_out {
         json(&answers)?;
     } else {
@@ -145,7 +107,7 @@ pub async fn lock(
     let method = if release { Method::DELETE } else { Method::GET };
     let path = format!("{API_PREFIX}/lock");
     let transport = Transport::system()?;
-    let answers = ask_all::<LockStatus>(&transport, hosts, method, &path, timeout).await;
+    let answers = Answer::<LockStatus>::from_all(&transport, hosts, method, &path, timeout).await;
     if json_out {
         json(&answers)?;
     } else {

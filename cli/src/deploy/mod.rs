@@ -20,7 +20,7 @@ use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
 use crate::config::{Config, ConfigError, DeployService, HostTarget};
-use crate::service::{TargetError, Targets};
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 
 pub use host::{HostOutcome, HostResult};
@@ -235,7 +235,7 @@ pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, Depl
         hook_timeout_seconds: svc.hook_timeout.as_secs().max(1),
         pre_switch_tasks: pre_switch_tasks(&svc),
         keep: svc.keep,
-        requested_by: crate::restore::requested_by(),
+        requested_by: crate::operator::requested_by(),
         lock_wait_seconds: fleet.lock_wait_seconds,
     };
     let change = host::Change {
@@ -264,7 +264,7 @@ pub async fn rollback(scope: Scope, a: &args::RollbackArgs) -> Result<ExitCode, 
         unit: svc.unit.clone(),
         version: version.clone(),
         health: gate(&svc),
-        requested_by: crate::restore::requested_by(),
+        requested_by: crate::operator::requested_by(),
         lock_wait_seconds: fleet.lock_wait_seconds,
     };
     let shown = version.unwrap_or_else(|| "previous".into());

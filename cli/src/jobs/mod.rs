@@ -22,9 +22,9 @@ use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
 use crate::config::{ConfigError, HostTarget};
-use crate::deploy::inspect::{Answer, ask_all};
 use crate::flags::GlobalArgs;
-use crate::service::{TargetError, Targets};
+use crate::fleet::Answer;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{StreamStop, Transport, TransportError};
 
 /// Beyond a task's own timeout (which hostd enforces): ssh connect and the
@@ -119,7 +119,7 @@ impl RunSettings {
             task: task.name.clone(),
             command: task.command.clone(),
             timeout_seconds: task.timeout_seconds(),
-            requested_by: crate::restore::requested_by(),
+            requested_by: crate::operator::requested_by(),
         };
         let body = serde_json::to_vec(&request).map_err(JobsError::Request)?;
         Ok(Self {
@@ -266,8 +266,8 @@ pub async fn list_with(
     out: &mut impl Write,
 ) -> Result<ExitCode, JobsError> {
     let path = format!("{API_PREFIX}/jobs");
-    let answers: Vec<Answer<JobsList>> =
-        ask_all(transport, &targets.hosts, Method::GET, &path, timeout).await;
+    let answers =
+        Answer::<JobsList>::from_all(transport, &targets.hosts, Method::GET, &path, timeout).await;
     if json {
         crate::service::render::json(out, &answers)
     } else {

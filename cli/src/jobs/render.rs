@@ -10,7 +10,7 @@ use hostd_api::{HealthStatus, JobStatus, JobsList, RunEvent};
 
 use super::Finished;
 use crate::backup::render::{between, columns_with};
-use crate::deploy::inspect::Answer;
+use crate::fleet::Answer;
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();

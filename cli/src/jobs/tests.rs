@@ -133,7 +133,7 @@ async fn run_sends_the_configured_task_and_prints_its_output() -> TestResult {
         task: "migrate".into(),
         command: "bin/migrate up".into(),
         timeout_seconds: 120,
-        requested_by: crate::restore::requested_by(),
+        requested_by: crate::operator::requested_by(),
     };
     assert_eq!(
         fake.requests(),
@@ -406,11 +406,8 @@ c
     no jobs configured
 ";
     assert_eq!(out, expected);
-    // Asked at once: the log holds them in whatever order they came.
-    let mut requests = fake.requests();
-    requests.sort();
     assert_eq!(
-        requests,
+        fake.requests_sorted(),
         ["a GET /v1/jobs", "b GET /v1/jobs", "c GET /v1/jobs"]
     );
     Ok(())

@@ -13,10 +13,11 @@ use std::io::Write;
 use anstyle::{AnsiColor, Style};
 use hostd_api::HostStatus;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
-use crate::service::targets::{self, TargetError, Targets, Unreadable, known_services};
-use crate::transport::{Transport, TransportError};
+use crate::fleet;
+use crate::host_status::{self, Unreadable, known_services};
+use crate::targets::{TargetError, Targets};
+use crate::transport::{RemoteProcess, Transport, TransportError};
 use args::LogsArgs;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,13 @@ pub enum LogsError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot read the status of {} to find the service's units: {}", .0.host, .0.error)]
-    Unreadable(Unreadable),
+    #[error("cannot read the status of {host} to find the service's units")]
+    Unreadable {
+        host: String,
+        hint: Option<String>,
+        #[source]
+        source: Box<TransportError>,
+    },
     #[error("unknown service {service:?} on {host}; it has: {}", known.join(", "))]
     UnknownService {
         host: String,
@@ -46,6 +52,16 @@ pub enum LogsError {
     Output(#[source] std::io::Error),
 }
 
+impl From<Unreadable> for LogsError {
+    fn from(u: Unreadable) -> Self {
+        Self::Unreadable {
+            host: u.host,
+            hint: u.hint,
+            source: u.error,
+        }
+    }
+}
+
 impl LogsError {
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::Target(_) | Self::UnknownService { .. })
@@ -53,7 +69,7 @@ impl LogsError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Unreadable(u) => u.hint.clone(),
+            Self::Unreadable { hint, .. } => hint.clone(),
             Self::Transport(e) | Self::Journal { first: e, .. } => e.hint(),
             _ => None,
         }
@@ -143,9 +159,7 @@ pub async fn run_with(
     settings: &LogsSettings,
     out: &mut impl Write,
 ) -> Result<(), LogsError> {
-    let statuses = targets::statuses(transport, &settings.targets.hosts)
-        .await
-        .map_err(LogsError::Unreadable)?;
+    let statuses = host_status::before_acting(transport, &settings.targets.hosts).await?;
     // Every host's units first, so a typo runs nothing anywhere.
     let mut commands = Vec::new();
     for (target, (host, status)) in settings.targets.hosts.iter().zip(&statuses) {
@@ -167,48 +181,47 @@ pub async fn run_with(
         commands.push((target, journalctl_argv(settings, &units)));
     }
 
-    // One reader task per host; lines meet in one channel so each is written
-    // whole, and a slow stdout slows the readers instead of filling memory.
-    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
-    let mut tasks = JoinSet::new();
-    for (i, (target, argv)) in commands.iter().enumerate() {
+    // Every journalctl started before any is read: a host ssh cannot even
+    // start for fails the command before any output.
+    let mut processes = Vec::with_capacity(commands.len());
+    for (target, argv) in &commands {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut process = transport.spawn_remote(target, &argv)?;
-        let tx = tx.clone();
-        tasks.spawn(async move {
-            while let Some(line) = process.next_line().await {
-                if tx.send((i, line)).await.is_err() {
-                    break;
-                }
-            }
-            let host = process.host().to_owned();
-            (host, process.finish().await)
-        });
+        processes.push(transport.spawn_remote(target, &argv)?);
     }
-    drop(tx);
 
+    // Lines meet in one channel so each is written whole, and a slow stdout
+    // slows the readers instead of filling memory. The readers hold the
+    // only senders, so the writer ends when the last reader has.
+    let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
+    let read = async move {
+        let readers = processes.into_iter().enumerate();
+        Ok(fleet::parallel(readers, |(i, process)| read_lines(i, process, tx.clone())).await)
+    };
     let prefixes = prefixes(&settings.targets.names());
-    while let Some((i, line)) = rx.recv().await {
-        let prefix = prefixes.get(i).map_or("", String::as_str);
-        out.write_all(prefix.as_bytes())
-            .and_then(|()| out.write_all(&line))
-            .and_then(|()| out.write_all(b"\n"))
-            .map_err(LogsError::Output)?;
-    }
-    out.flush().map_err(LogsError::Output)?;
+    let write = async {
+        while let Some((i, line)) = rx.recv().await {
+            let prefix = prefixes.get(i).map_or("", String::as_str);
+            out.write_all(prefix.as_bytes())
+                .and_then(|()| out.write_all(&line))
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(LogsError::Output)?;
+        }
+        out.flush().map_err(LogsError::Output)
+    };
+    // A failed write ends the command at once, and drops (kills) the rest.
+    let (ended, ()) = tokio::try_join!(read, write)?;
 
     let mut failed: Vec<(String, TransportError)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((host, Ok(stderr))) => {
+    for (host, end) in ended {
+        match end {
+            Ok(stderr) => {
                 // journalctl's own warnings (e.g. "not seeing messages from
                 // other users") explain an empty output.
                 if !stderr.is_empty() {
                     tracing::warn!("{host}: {stderr}");
                 }
             }
-            Ok((host, Err(e))) => failed.push((host, e)),
-            Err(e) => tracing::error!(error = %e, "log reader task failed"),
+            Err(e) => failed.push((host, e)),
         }
     }
     let hosts: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
@@ -221,6 +234,23 @@ pub async fn run_with(
         tracing::error!("{e}");
     }
     Err(LogsError::Journal { hosts, first })
+}
+
+/// One host's output, line by line into `tx` as `(i, line)`, then how its
+/// journalctl ended.
+async fn read_lines(
+    i: usize,
+    mut process: RemoteProcess,
+    tx: mpsc::Sender<(usize, Vec<u8>)>,
+) -> (String, Result<String, TransportError>) {
+    while let Some(line) = process.next_line().await {
+        if tx.send((i, line)).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let host = process.host().to_owned();
+    (host, process.finish().await)
 }
 
 /// `host | ` in a colour per host, padded to one width, when there is more

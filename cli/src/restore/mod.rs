@@ -21,7 +21,7 @@ use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
 use crate::config::HostTarget;
-use crate::service::TargetError;
+use crate::targets::TargetError;
 use crate::transport::{StreamStop, Transport, TransportError};
 use args::RestoreArgs;
 
@@ -136,30 +136,11 @@ impl RestoreSettings {
             json: args.json,
             lock_wait_seconds: crate::parse::seconds_rounded_up(lock_wait),
             timeout: args.timeout,
-            requested_by: requested_by(),
+            requested_by: crate::operator::requested_by(),
             stdin_tty: std::io::stdin().is_terminal(),
             progress: !args.json && std::io::stderr().is_terminal(),
         }
     }
-}
-
-/// `$USER@hostname`, falling back to the password database and the uid.
-pub(crate) fn requested_by() -> String {
-    let uid = nix::unistd::getuid();
-    let user = std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map(|u| u.name)
-        })
-        .unwrap_or_else(|| format!("uid{uid}"));
-    let machine = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{machine}")
 }
 
 /// How the go-ahead is obtained.

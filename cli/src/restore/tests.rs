@@ -3,7 +3,7 @@ use indicatif::ProgressDrawTarget;
 
 use super::*;
 use crate::fake_hosts::{FakeHosts, stream};
-use crate::service::Targets;
+use crate::targets::Targets;
 
 const NO_SNAPSHOT: &str =
     r#"404 Not Found|{"error":"no snapshot 0123abcd; hostctl backups lists them"}"#;

@@ -17,7 +17,9 @@ use hyper::Method;
 use serde::Serialize;
 
 use crate::EXIT_USAGE;
-use crate::service::{Outcome, TargetError, Targets};
+use crate::fleet;
+use crate::service::Outcome;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,21 +104,24 @@ pub async fn list_with(
     out: &mut impl std::io::Write,
 ) -> Result<(), SecretsError> {
     let path = format!("{API_PREFIX}/secrets");
-    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
-    for target in &settings.targets.hosts {
-        let answer =
-            transport.call::<SecretsList>(target, Method::GET, &path, None, settings.timeout);
-        let (secrets, error) = match answer.await {
-            Ok(list) => (Some(list), None),
-            Err(e) => (None, Some(hostd_api::error_chain(&e))),
-        };
-        hosts.push(HostList {
-            host: target.name.clone(),
-            address: target.destination.clone(),
-            secrets,
-            error,
-        });
-    }
+    let targets = &settings.targets.hosts;
+    let answers = fleet::call_all(transport, targets, Method::GET, &path, settings.timeout).await;
+    let hosts: Vec<HostList> = targets
+        .iter()
+        .zip(answers)
+        .map(|(target, answer)| {
+            let (secrets, error) = match answer {
+                Ok(list) => (Some(list), None),
+                Err(e) => (None, Some(hostd_api::error_chain(&e))),
+            };
+            HostList {
+                host: target.name.clone(),
+                address: target.destination.clone(),
+                secrets,
+                error,
+            }
+        })
+        .collect();
     if settings.json {
         render::json(out, &hosts)
     } else {

@@ -23,6 +23,10 @@ impl Fake {
     fn requests(&self) -> Vec<String> {
         self.fake.requests()
     }
+
+    fn requests_sorted(&self) -> Vec<String> {
+        self.fake.requests_sorted()
+    }
 }
 
 fn text(out: &[u8]) -> String {
@@ -106,7 +110,10 @@ async fn list_shows_a_table_per_host_and_names_a_host_without_secrets()
         .await
         .err();
     let out = text(&out);
-    assert_eq!(fake.requests(), ["a GET /v1/secrets", "b GET /v1/secrets"]);
+    assert_eq!(
+        fake.requests_sorted(),
+        ["a GET /v1/secrets", "b GET /v1/secrets"]
+    );
     assert!(
         out.contains("a  a  /app/  fetched 2026-01-01T00:00:00Z"),
         "{out}"

@@ -7,7 +7,6 @@ mod apply;
 mod apply_tests;
 pub mod args;
 pub(crate) mod render;
-pub mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -20,11 +19,12 @@ use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
 use crate::flags::ActionArgs;
+use crate::host_status::{self, Unreadable, known_services};
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 use args::ScaleTarget;
 
 pub use apply::{HostOutcome, Outcome};
-pub use targets::{TargetError, Targets, Unreadable, known_services};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -32,8 +32,13 @@ pub enum ServiceError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot read the status of {}, so nothing was changed: {}", .0.host, .0.error)]
-    Unreadable(Unreadable),
+    #[error("cannot read the status of {host}, so nothing was changed")]
+    Unreadable {
+        host: String,
+        hint: Option<String>,
+        #[source]
+        source: Box<TransportError>,
+    },
     #[error(
         "unknown service {service:?} on {host}, so nothing was changed; it has: {}",
         list(known)
@@ -74,6 +79,16 @@ pub enum ServiceError {
     },
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+}
+
+impl From<Unreadable> for ServiceError {
+    fn from(u: Unreadable) -> Self {
+        Self::Unreadable {
+            host: u.host,
+            hint: u.hint,
+            source: u.error,
+        }
+    }
 }
 
 fn list(names: &[String]) -> String {
@@ -120,15 +135,16 @@ impl ServiceError {
             | Self::OutOfRange { .. }
             | Self::Duplicate { .. } => ExitCode::from(EXIT_USAGE),
             Self::Failed { source, .. } if is_refusal(source) => ExitCode::from(EXIT_USAGE),
-            Self::Failed { .. } | Self::Transport(_) | Self::Unreadable(_) | Self::Output(_) => {
-                ExitCode::FAILURE
-            }
+            Self::Failed { .. }
+            | Self::Transport(_)
+            | Self::Unreadable { .. }
+            | Self::Output(_) => ExitCode::FAILURE,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Unreadable(u) => u.hint.clone(),
+            Self::Unreadable { hint, .. } => hint.clone(),
             Self::Transport(e) => e.hint(),
             Self::Failed { host, source, .. } => match source.as_ref() {
                 TransportError::Api { status: 409, .. } => Some(format!(
@@ -321,9 +337,7 @@ pub async fn run_with(
     settings: &ServiceSettings,
     out: &mut impl std::io::Write,
 ) -> Result<(), ServiceError> {
-    let statuses = targets::statuses(transport, &settings.targets.hosts)
-        .await
-        .map_err(ServiceError::Unreadable)?;
+    let statuses = host_status::before_acting(transport, &settings.targets.hosts).await?;
     check(&settings.steps, &statuses)?;
     let what = settings.describe();
     let report = apply::apply_all(

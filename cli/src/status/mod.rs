@@ -7,12 +7,12 @@ mod render;
 use std::path::Path;
 use std::time::Duration;
 
-use hostd_api::{API_PREFIX, HealthStatus, HostStatus};
+use hostd_api::{HealthStatus, HostStatus};
 use serde::Serialize;
-use tokio::task::JoinSet;
 
 use crate::config::{Config, ConfigError, HostTarget};
 use crate::flags::GlobalArgs;
+use crate::host_status;
 use crate::transport::{Transport, TransportError};
 use args::StatusArgs;
 
@@ -73,27 +73,25 @@ pub struct HostReport {
 }
 
 impl HostReport {
-    fn failed(target: &HostTarget, err: &TransportError) -> Self {
-        let reachable = matches!(
-            err,
-            TransportError::Api { .. } | TransportError::Decode { .. }
-        );
-        let mut hint = err.hint();
-        let already_said = hint.as_deref().is_some_and(|h| h.contains("[hosts.NAME]"));
-        if !target.from_table && !already_said && matches!(err, TransportError::Unreachable { .. })
-        {
-            let note = format!(
-                "{:?} has no [hosts.{}] table, so it went to ssh as a destination",
-                target.name, target.name
-            );
-            hint = Some(hint.map_or(note.clone(), |h| format!("{h}; {note}")));
-        }
+    fn new(target: &HostTarget, status: Result<HostStatus, TransportError>) -> Self {
+        let (reachable, error, hint, status) = match status {
+            Ok(s) => (true, None, None, Some(s)),
+            Err(e) => {
+                tracing::debug!(host = target.name, error = ?e, "status failed");
+                let reachable = matches!(
+                    e,
+                    TransportError::Api { .. } | TransportError::Decode { .. }
+                );
+                let hint = host_status::hint(target, &e);
+                (reachable, Some(hostd_api::error_chain(&e)), hint, None)
+            }
+        };
         Self {
             host: target.name.clone(),
             address: target.destination.clone(),
             reachable,
-            error: Some(hostd_api::error_chain(err)),
-            status: None,
+            error,
+            status,
             hint,
         }
     }
@@ -157,77 +155,18 @@ pub async fn run(settings: StatusSettings) -> Result<Outcome, StatusError> {
     Ok(outcome(&reports))
 }
 
-/// Queries all hosts concurrently; reports come back in `hosts` order.
+/// Every host's status at once; reports come back in `hosts` order.
 pub async fn query_all(
     transport: &Transport,
     hosts: &[HostTarget],
     timeout: Duration,
 ) -> Vec<HostReport> {
-    let mut set = JoinSet::new();
-    for (i, target) in hosts.iter().enumerate() {
-        let (transport, target) = (transport.clone(), target.clone());
-        set.spawn(async move { (i, query_host(&transport, &target, timeout).await) });
-    }
-    let mut slots: Vec<Option<HostReport>> = vec![None; hosts.len()];
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, report)) => {
-                if let Some(slot) = slots.get_mut(i) {
-                    *slot = Some(report);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "status task failed"),
-        }
-    }
-    slots
-        .into_iter()
-        .zip(hosts)
-        .map(|(slot, target)| {
-            slot.unwrap_or_else(|| HostReport {
-                host: target.name.clone(),
-                address: target.destination.clone(),
-                reachable: false,
-                error: Some("internal error: the query task died (see the log above)".into()),
-                status: None,
-                hint: None,
-            })
-        })
+    let statuses = host_status::read_all(transport, hosts, timeout).await;
+    hosts
+        .iter()
+        .zip(statuses)
+        .map(|(target, status)| HostReport::new(target, status))
         .collect()
-}
-
-pub async fn query_host(
-    transport: &Transport,
-    target: &HostTarget,
-    timeout: Duration,
-) -> HostReport {
-    let path = format!("{API_PREFIX}/status");
-    let exchange = async {
-        let mut client = transport.connect(target).await?;
-        let status = client.get_json::<HostStatus>(&path).await;
-        client.close().await;
-        status
-    };
-    let result = match tokio::time::timeout(timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(TransportError::Timeout {
-            host: target.name.clone(),
-            after: timeout,
-        }),
-    };
-    match result {
-        Ok(status) => HostReport {
-            host: target.name.clone(),
-            address: target.destination.clone(),
-            reachable: true,
-            error: None,
-            status: Some(status),
-            hint: None,
-        },
-        Err(e) => {
-            tracing::debug!(host = target.name, error = ?e, "status failed");
-            HostReport::failed(target, &e)
-        }
-    }
 }
 
 #[cfg(test)]

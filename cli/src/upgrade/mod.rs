@@ -166,7 +166,7 @@ async fn one(
     let request = UpgradeRequest {
         artifact: pkg.packed.digest.clone(),
         build: pkg.build.clone(),
-        requested_by: crate::restore::requested_by(),
+        requested_by: crate::operator::requested_by(),
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
     let path = format!("{API_PREFIX}/hostd/upgrade");

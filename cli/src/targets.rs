@@ -1,19 +1,10 @@
-//! Which hosts a service command reaches, and what each of them manages:
-//! shared by the commands that change services and by `logs`.
+//! Which hosts a command reaches: hostctl.toml's environment (`-e`, else
+//! the default or only one), all of its hosts or the one `--host` names.
 
 use std::path::Path;
-use std::time::Duration;
-
-use hostd_api::HostStatus;
 
 use crate::config::{Config, ConfigError, HostTarget};
 use crate::flags::GlobalArgs;
-use crate::status::{self, HostReport};
-use crate::transport::Transport;
-
-/// Budget for reading a host's status before acting: the same as
-/// `hostctl status`'s default, because this is that call.
-pub const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -100,48 +91,4 @@ impl Targets {
     pub fn names(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.name.clone()).collect()
     }
-}
-
-/// A host's status could not be read, so nothing was run anywhere.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{error}")]
-pub struct Unreadable {
-    pub host: String,
-    pub error: String,
-    pub hint: Option<String>,
-}
-
-/// Every host's status, asked in parallel: the list of services to check
-/// names against and the units to read logs from. One unreadable host stops
-/// the command before it does anything anywhere.
-pub async fn statuses(
-    transport: &Transport,
-    hosts: &[HostTarget],
-) -> Result<Vec<(String, HostStatus)>, Unreadable> {
-    let reports = status::query_all(transport, hosts, STATUS_TIMEOUT).await;
-    reports
-        .into_iter()
-        .map(|r: HostReport| match r.status {
-            Some(s) => Ok((r.host, s)),
-            None => Err(Unreadable {
-                error: r.error.unwrap_or_else(|| format!("{}: no status", r.host)),
-                host: r.host,
-                hint: r.hint,
-            }),
-        })
-        .collect()
-}
-
-/// Services a host knows, sorted: those hostd manages, plus any only seen as
-/// units (an older hostd lists no services).
-pub fn known_services(status: &HostStatus) -> Vec<String> {
-    let mut names: Vec<String> = status
-        .services
-        .iter()
-        .map(|s| s.name.clone())
-        .chain(status.units.iter().map(|u| u.service.clone()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
 }
