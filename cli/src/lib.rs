@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod logging;
 pub mod logs;
 pub mod operator;
+pub mod output;
 pub mod parse;
 pub mod restore;
 pub mod sandbox;
@@ -24,7 +25,7 @@ pub mod targets;
 pub mod transport;
 pub mod upgrade;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::CommandFactory;
@@ -67,7 +68,7 @@ impl Error {
     /// 2 for what the operator must fix in flags or hostctl.toml, 1 otherwise.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Status(status::StatusError::Config(_)) => ExitCode::from(EXIT_USAGE),
+            Self::Status(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Secrets(e) => e.exit_code(),
             Self::Backup(e) => e.exit_code(),
@@ -75,8 +76,7 @@ impl Error {
             Self::Deploy(e) => e.exit_code(),
             Self::Jobs(e) => e.exit_code(),
             Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
-            Self::Status(status::StatusError::Transport(_) | status::StatusError::Output(_))
-            | Self::Sandbox(_)
+            Self::Sandbox(_)
             | Self::Upgrade(_)
             | Self::Logs(_)
             | Self::CurrentDir(_)
@@ -87,7 +87,7 @@ impl Error {
     /// What to try next, shown under the error.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Status(status::StatusError::Transport(t)) => t.hint(),
+            Self::Status(e) => e.hint(),
             Self::Service(e) => e.hint(),
             Self::Secrets(e) => e.hint(),
             Self::Backup(e) => e.hint(),
@@ -121,20 +121,9 @@ impl Error {
 
 pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Status(args) => {
-            let settings = status::StatusSettings::resolve(&args, &cli.global, &current_dir()?)
-                .map_err(status::StatusError::from)?;
-            Ok(status::run(settings).await?.into())
-        }
+        Command::Status(args) => Ok(status::run(&args, &cli.global, &current_dir()?).await?),
         Command::Scale(args) => {
-            let targets = targets::Targets::resolve(
-                &cli.global,
-                args.action.host.as_deref(),
-                &current_dir()?,
-            )
-            .map_err(service::ServiceError::from)?;
-            let settings = service::ServiceSettings::scale(targets, &args.targets, &args.action)?;
-            service::run(settings).await?;
+            service::scale(&args, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Start(args) => service_action(&cli.global, &args, ServiceAction::Start).await,
@@ -148,53 +137,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets(cmd) => {
-            let (secrets::args::SecretsCommand::List(a) | secrets::args::SecretsCommand::Sync(a)) =
-                &cmd;
-            let targets =
-                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
-                    .map_err(secrets::SecretsError::from)?;
-            let settings = secrets::SecretsSettings {
-                targets,
-                json: a.json,
-                timeout: a.timeout,
-            };
-            match cmd {
-                secrets::args::SecretsCommand::List(_) => secrets::list(settings).await?,
-                secrets::args::SecretsCommand::Sync(_) => secrets::sync(settings).await?,
-            }
+            secrets::run(&cmd, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backups(a) => {
-            let targets =
-                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
-                    .map_err(backup::BackupError::from)?;
-            backup::list(backup::BackupSettings {
-                targets,
-                json: a.json,
-                wait: false,
-                timeout: a.timeout,
-                progress: false,
-            })
-            .await?;
+        Command::Backups(args) => {
+            backup::list(&args, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup(backup::args::BackupCommand::Now(a)) => {
-            let targets =
-                targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
-                    .map_err(backup::BackupError::from)?;
-            let default = if a.wait {
-                backup::WAIT_TIMEOUT
-            } else {
-                backup::START_TIMEOUT
-            };
-            backup::now(backup::BackupSettings {
-                targets,
-                json: a.json,
-                wait: a.wait,
-                timeout: a.timeout.unwrap_or(default),
-                progress: a.wait && !a.json && std::io::stderr().is_terminal(),
-            })
-            .await?;
+        Command::Backup(cmd) => {
+            backup::now(&cmd, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(a) => {
@@ -270,9 +221,6 @@ async fn service_action(
     args: &service::args::ServiceArgs,
     action: ServiceAction,
 ) -> Result<ExitCode, Error> {
-    let targets = targets::Targets::resolve(global, args.action.host.as_deref(), &current_dir()?)
-        .map_err(service::ServiceError::from)?;
-    let settings = service::ServiceSettings::action(targets, &args.service, action, &args.action);
-    service::run(settings).await?;
+    service::act(args, action, global, &current_dir()?).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,20 +10,23 @@ pub(crate) mod render;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hostd_api::{API_PREFIX, BackupRequest, BackupRun, BackupsList};
 use hyper::Method;
 use hyper::body::Bytes;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::EXIT_USAGE;
-use crate::fleet;
-use crate::service::Outcome;
+use crate::config::HostTarget;
+use crate::flags::GlobalArgs;
+use crate::fleet::{self, Changed, Outcome, Reply, Turn};
 use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
+use args::{BackupCommand, BackupsArgs};
 
 /// `backup now --wait` answers when the backup ends: dumps and uploads of a
 /// large database take long, and giving up early would only hide the result.
@@ -37,11 +40,10 @@ pub enum BackupError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{what} failed on {}", hosts.join(", "))]
-    Failed {
-        what: &'static str,
-        hosts: Vec<String>,
-    },
+    #[error("backups failed on {}", hosts.join(", "))]
+    ListFailed { hosts: Vec<String> },
+    #[error("backup now failed on {}", hosts.join(", "))]
+    NowFailed { hosts: Vec<String> },
     #[error("cannot encode the backup request")]
     Request(#[source] serde_json::Error),
     #[error("cannot write the output")]
@@ -52,19 +54,21 @@ impl BackupError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_) | Self::Failed { .. } | Self::Request(_) | Self::Output(_) => {
-                ExitCode::FAILURE
-            }
+            Self::Transport(_)
+            | Self::ListFailed { .. }
+            | Self::NowFailed { .. }
+            | Self::Request(_)
+            | Self::Output(_) => ExitCode::FAILURE,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Transport(e) => e.hint(),
-            Self::Failed { what: "backups", .. } => Some(
+            Self::ListFailed { .. } => Some(
                 "a host without a [backup] section in hostd.toml has no backups to list; see each host's error above".into(),
             ),
-            Self::Failed { .. } => Some(
+            Self::NowFailed { .. } => Some(
                 "hosts not touched were not backed up; a backup hostctl stopped waiting for may still be running: `hostctl backups` shows how it ended".into(),
             ),
             _ => None,
@@ -72,32 +76,25 @@ impl BackupError {
     }
 }
 
-/// One host's `backups`; `--json` prints an array of these.
+/// `backups` names a host's repository listing under `backups`.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostBackups {
-    pub host: String,
-    pub address: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backups: Option<BackupsList>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+pub struct Backups {
+    pub backups: BackupsList,
 }
 
-/// One host's `backup now`; `--json` prints an array of these.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostRun {
-    pub host: String,
-    pub address: String,
-    pub outcome: Outcome,
+/// hostd's answer to a host's `backup now`, under `run`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ran {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<BackupRun>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
     /// How long hostctl waited: the time taken when the run's own times
     /// cannot be read.
     #[serde(skip)]
     pub waited: Duration,
 }
+
+/// One host's `backup now`; `--json` prints an array of these.
+pub type HostRun = Changed<Ran>;
 
 #[derive(Debug, Clone)]
 pub struct BackupSettings {
@@ -111,12 +108,46 @@ pub struct BackupSettings {
     pub progress: bool,
 }
 
-pub async fn list(settings: BackupSettings) -> Result<(), BackupError> {
+impl BackupSettings {
+    /// `backups`.
+    pub fn for_list(a: &BackupsArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, TargetError> {
+        Ok(Self {
+            targets: Targets::resolve(global, a.host.as_deref(), cwd)?,
+            json: a.json,
+            wait: false,
+            timeout: a.timeout,
+            progress: false,
+        })
+    }
+
+    /// `backup now`: without --timeout, long enough for what is awaited.
+    pub fn for_now(
+        cmd: &BackupCommand,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<Self, TargetError> {
+        let BackupCommand::Now(a) = cmd;
+        let default = if a.wait { WAIT_TIMEOUT } else { START_TIMEOUT };
+        Ok(Self {
+            targets: Targets::resolve(global, a.host.as_deref(), cwd)?,
+            json: a.json,
+            wait: a.wait,
+            timeout: a.timeout.unwrap_or(default),
+            progress: a.wait && !a.json && std::io::stderr().is_terminal(),
+        })
+    }
+}
+
+/// `hostctl backups`.
+pub async fn list(a: &BackupsArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), BackupError> {
+    let settings = BackupSettings::for_list(a, global, cwd)?;
     let transport = Transport::system()?;
     list_with(&transport, &settings, &mut anstream::stdout().lock()).await
 }
 
-pub async fn now(settings: BackupSettings) -> Result<(), BackupError> {
+/// `hostctl backup now`.
+pub async fn now(cmd: &BackupCommand, global: &GlobalArgs, cwd: &Path) -> Result<(), BackupError> {
+    let settings = BackupSettings::for_now(cmd, global, cwd)?;
     let transport = Transport::system()?;
     now_with(&transport, &settings, &mut anstream::stdout().lock()).await
 }
@@ -124,38 +155,16 @@ pub async fn now(settings: BackupSettings) -> Result<(), BackupError> {
 /// [`list`] with the transport and output given, for tests.
 pub async fn list_with(
     transport: &Transport,
-    settings: &BackupSettings,
-    out: &mut impl std::io::Write,
+    s: &BackupSettings,
+    out: &mut impl Write,
 ) -> Result<(), BackupError> {
     let path = format!("{API_PREFIX}/backups");
-    let targets = &settings.targets.hosts;
-    let answers = fleet::call_all(transport, targets, Method::GET, &path, settings.timeout).await;
-    let hosts: Vec<HostBackups> = targets
-        .iter()
-        .zip(answers)
-        .map(|(target, answer)| {
-            let (backups, error) = match answer {
-                Ok(list) => (Some(list), None),
-                Err(e) => (None, Some(hostd_api::error_chain(&e))),
-            };
-            HostBackups {
-                host: target.name.clone(),
-                address: target.destination.clone(),
-                backups,
-                error,
-            }
-        })
-        .collect();
-    if settings.json {
-        render::json(out, &hosts)
-    } else {
-        render::list(out, &hosts)
-    }
-    .map_err(BackupError::Output)?;
-    failed(
-        "backups",
-        hosts.iter().filter(|h| h.error.is_some()).map(|h| &h.host),
-    )
+    let hosts = Reply::get_all(transport, &s.targets.hosts, &path, s.timeout, |backups| {
+        Backups { backups }
+    })
+    .await;
+    render::list(out, s.json, &hosts).map_err(BackupError::Output)?;
+    Reply::all_answered(&hosts).map_err(|hosts| BackupError::ListFailed { hosts })
 }
 
 /// [`now`] with the transport and output given, for tests. In text mode
@@ -163,74 +172,79 @@ pub async fn list_with(
 /// `--wait` over several hosts shows what is done so far.
 pub async fn now_with(
     transport: &Transport,
-    settings: &BackupSettings,
-    out: &mut impl std::io::Write,
+    s: &BackupSettings,
+    out: &mut impl Write,
 ) -> Result<(), BackupError> {
+    let mut shown = render::Now::new(out, s);
+    let hosts = back_up(transport, s, |turn| shown.turn(turn)).await?;
+    shown
+        .end(&s.targets.environment, &hosts)
+        .map_err(BackupError::Output)?;
+    HostRun::all_done(&hosts).map_err(|hosts| BackupError::NowFailed { hosts })
+}
+
+/// The action: a backup host by host, up to the first that failed;
+/// `watch` is told as each host begins and ends.
+async fn back_up(
+    transport: &Transport,
+    s: &BackupSettings,
+    watch: impl FnMut(Turn<'_, HostRun>) -> std::io::Result<()>,
+) -> Result<Vec<HostRun>, BackupError> {
     let path = format!("{API_PREFIX}/backups");
-    let request = BackupRequest {
-        wait: settings.wait,
-    };
+    let request = BackupRequest { wait: s.wait };
     let body = Bytes::from(serde_json::to_vec(&request).map_err(BackupError::Request)?);
-    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
-    let mut stopped = false;
-    for target in &settings.targets.hosts {
-        let mut host = HostRun {
-            host: target.name.clone(),
-            address: target.destination.clone(),
-            outcome: Outcome::NotTouched,
-            run: None,
-            error: None,
-            waited: Duration::ZERO,
-        };
-        if !stopped {
-            tracing::info!(host = target.name, wait = settings.wait, "backup now");
-            let spinner = settings.progress.then(|| spinner(&target.name));
-            let started = Instant::now();
-            let answer = transport.call::<BackupRun>(
-                target,
-                Method::POST,
-                &path,
-                Some(body.clone()),
-                settings.timeout,
-            );
-            let answer = answer.await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
+    let hosts = &s.targets.hosts;
+    let parts = fleet::in_batches_watched(
+        hosts,
+        1,
+        |target| {
+            tracing::info!(host = target.name, wait = s.wait, "backup now");
+            let answer = transport.call(target, Method::POST, &path, Some(body.clone()), s.timeout);
+            async move {
+                let started = Instant::now();
+                let answer = answer.await;
+                ran(target, answer, s.wait, started.elapsed())
             }
-            host.waited = started.elapsed();
-            match answer {
-                Ok(run) => {
-                    host.outcome = outcome(&run, settings.wait);
-                    if settings.wait && run.ok.is_none() {
-                        host.error = Some("hostd answered before the backup ended".into());
-                    }
-                    host.run = Some(run);
-                }
-                Err(e) => {
-                    host.outcome = Outcome::Failed;
-                    host.error = Some(hostd_api::error_chain(&e));
-                }
-            }
-            stopped = host.outcome == Outcome::Failed;
-        }
-        if !settings.json {
-            render::run(out, &host).map_err(BackupError::Output)?;
-        }
-        hosts.push(host);
-    }
-    if settings.json {
-        render::json(out, &hosts)
-    } else {
-        render::summary(out, &settings.targets.environment, &hosts)
-    }
-    .map_err(BackupError::Output)?;
-    failed(
-        "backup now",
-        hosts
-            .iter()
-            .filter(|h| h.outcome == Outcome::Failed)
-            .map(|h| &h.host),
+        },
+        |h: &HostRun| h.outcome == Outcome::Failed,
+        watch,
     )
+    .await
+    .map_err(BackupError::Output)?;
+    Ok(hosts
+        .iter()
+        .zip(parts)
+        .map(|(target, part)| part.or_skipped(|| HostRun::not_touched(target)))
+        .collect())
+}
+
+fn ran(
+    target: &HostTarget,
+    answer: Result<BackupRun, TransportError>,
+    wait: bool,
+    waited: Duration,
+) -> HostRun {
+    match answer {
+        Ok(run) => {
+            let error = (wait && run.ok.is_none())
+                .then(|| "hostd answered before the backup ended".to_owned());
+            let outcome = outcome(&run, wait);
+            let ran = Ran {
+                run: Some(run),
+                waited,
+            };
+            HostRun::new(target, outcome, ran, error)
+        }
+        Err(e) => {
+            let ran = Ran { run: None, waited };
+            HostRun::new(
+                target,
+                Outcome::Failed,
+                ran,
+                Some(hostd_api::error_chain(&e)),
+            )
+        }
+    }
 }
 
 /// With --wait only an ended, successful run is done; without, a run that
@@ -242,29 +256,4 @@ fn outcome(run: &BackupRun, wait: bool) -> Outcome {
         None if wait => Outcome::Failed,
         None => Outcome::Done,
     }
-}
-
-fn failed<'a>(
-    what: &'static str,
-    hosts: impl Iterator<Item = &'a String>,
-) -> Result<(), BackupError> {
-    let hosts: Vec<String> = hosts.cloned().collect();
-    if hosts.is_empty() {
-        Ok(())
-    } else {
-        Err(BackupError::Failed { what, hosts })
-    }
-}
-
-/// On stderr (indicatif's default), cleared before the host's result is
-/// printed on stdout.
-fn spinner(host: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.set_message(format!("backing up {host}…"));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }

@@ -1,53 +1,27 @@
 //! Output of `backups` and `backup now`. Times are shown as hostd sends
-//! them (RFC 3339, UTC) so they can be pasted into a restore. Styles are
-//! stripped by anstream when not a terminal.
+//! them (RFC 3339, UTC) so they can be pasted into a restore.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anstyle::{AnsiColor, Style};
-use bytesize::ByteSize;
 use hostd_api::{BackupRun, BackupsList, DrillRun, SnapshotInfo};
+use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{HostBackups, HostRun};
-use crate::service::render::host_line;
+use super::{BackupSettings, Backups, HostRun};
+use crate::fleet::{Part, Reply, Turn};
+use crate::output::{self, DIM, GREEN, RED, YELLOW, columns, short_id, size};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-const RED: Style = AnsiColor::Red.on_default().bold();
-
-pub(super) use crate::service::render::json;
-
-pub(super) fn list(out: &mut impl Write, hosts: &[HostBackups]) -> std::io::Result<()> {
-    for h in hosts {
-        write!(out, "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}", h.host, h.address)?;
-        match (&h.backups, &h.error) {
-            (Some(list), _) => {
-                writeln!(out, "  {}", list.repository)?;
-                table(out, &list.snapshots)?;
-                footer(out, list)?;
-            }
-            (None, error) => writeln!(
-                out,
-                "  {RED}{}{RED:#}",
-                error.as_deref().unwrap_or("no answer")
-            )?,
-        }
-    }
-    Ok(())
+pub(super) fn list(
+    out: &mut impl Write,
+    json: bool,
+    hosts: &[Reply<Backups>],
+) -> std::io::Result<()> {
+    output::replies(out, json, hosts, |out, Backups { backups }| {
+        writeln!(out, "  {}", backups.repository)?;
+        table(out, &backups.snapshots)?;
+        footer(out, backups)
+    })
 }
-
-/// restic's convention: 8 hex digits are enough to tell snapshots apart.
-pub(crate) fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-pub(crate) fn size(bytes: u64) -> String {
-    ByteSize(bytes).to_string()
-}
-
 fn table(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<()> {
     if snapshots.is_empty() {
         return writeln!(out, "    {DIM}no snapshots{DIM:#}");
@@ -68,57 +42,6 @@ fn table(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<()
         })
         .collect();
     columns(out, header, &rows, 5)
-}
-
-/// Rows under a dim header, indented, each column as wide as its widest
-/// cell; columns from `right` on are right-aligned so that magnitudes line
-/// up.
-pub(crate) fn columns<const N: usize>(
-    out: &mut impl Write,
-    header: [&str; N],
-    rows: &[[String; N]],
-    right: usize,
-) -> std::io::Result<()> {
-    columns_with(out, header, rows, right, |_, _| Ok(()))
-}
-
-/// [`columns`], with `under(out, i)` writing what goes below row `i` (a
-/// note that does not fit a column).
-pub(crate) fn columns_with<W: Write, const N: usize>(
-    out: &mut W,
-    header: [&str; N],
-    rows: &[[String; N]],
-    right: usize,
-    mut under: impl FnMut(&mut W, usize) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let header = header.map(str::to_owned);
-    let mut widths = [0; N];
-    for row in std::iter::once(&header).chain(rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |row: &[String; N]| {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i >= right {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        format!("    {}", cells.join("  "))
-    };
-    writeln!(out, "{DIM}{}{DIM:#}", line(&header))?;
-    for (i, row) in rows.iter().enumerate() {
-        writeln!(out, "{}", line(row).trim_end())?;
-        under(out, i)?;
-    }
-    Ok(())
 }
 
 fn footer(out: &mut impl Write, list: &BackupsList) -> std::io::Result<()> {
@@ -177,20 +100,12 @@ fn drill(out: &mut impl Write, d: &DrillRun) -> std::io::Result<()> {
 
 /// From the run's own times, so a joined run counts from its real start.
 fn took(run: &BackupRun) -> Option<Duration> {
-    between(&run.started, run.finished.as_deref()?)
+    output::between(&run.started, run.finished.as_deref()?)
 }
 
-/// Whole seconds from one RFC 3339 time to another, as hostd sends them.
-pub(crate) fn between(started: &str, finished: &str) -> Option<Duration> {
-    let started = humantime::parse_rfc3339_weak(started).ok()?;
-    let finished = humantime::parse_rfc3339_weak(finished).ok()?;
-    let d = finished.duration_since(started).ok()?;
-    Some(Duration::from_secs(d.as_secs()))
-}
-
-pub(super) fn run(out: &mut impl Write, h: &HostRun) -> std::io::Result<()> {
-    host_line(out, &h.host, &h.address, h.outcome)?;
-    if let Some(run) = &h.run {
+fn run(out: &mut impl Write, h: &HostRun) -> std::io::Result<()> {
+    output::host_line(out, h)?;
+    if let Some(run) = &h.answer.run {
         if run.ok.is_none() {
             writeln!(
                 out,
@@ -199,7 +114,7 @@ pub(super) fn run(out: &mut impl Write, h: &HostRun) -> std::io::Result<()> {
             )?;
         } else {
             written(out, &run.snapshots)?;
-            let took = took(run).unwrap_or(Duration::from_secs(h.waited.as_secs()));
+            let took = took(run).unwrap_or(Duration::from_secs(h.answer.waited.as_secs()));
             writeln!(
                 out,
                 "    {DIM}took {}{DIM:#}",
@@ -245,15 +160,67 @@ fn written(out: &mut impl Write, snapshots: &[SnapshotInfo]) -> std::io::Result<
     Ok(())
 }
 
-pub(super) fn summary(
-    out: &mut impl Write,
-    environment: &str,
-    hosts: &[HostRun],
-) -> std::io::Result<()> {
-    crate::service::render::summary(
-        out,
-        environment,
-        "backup now",
-        hosts.iter().map(|h| (h.host.as_str(), h.outcome)),
-    )
+/// `backup now` as it goes: a spinner on stderr while a host backs up
+/// (for a person at a terminal), each host's block on stdout once its
+/// answer is in, and the summary (or, with --json, the whole array) at
+/// the end.
+pub(super) struct Now<'w, W: Write> {
+    out: &'w mut W,
+    json: bool,
+    progress: bool,
+    spinner: Option<ProgressBar>,
+}
+
+impl<'w, W: Write> Now<'w, W> {
+    pub(super) fn new(out: &'w mut W, s: &BackupSettings) -> Self {
+        Self {
+            out,
+            json: s.json,
+            progress: s.progress,
+            spinner: None,
+        }
+    }
+
+    pub(super) fn turn(&mut self, turn: Turn<'_, HostRun>) -> std::io::Result<()> {
+        match turn {
+            Turn::Begins(target) => {
+                if self.progress {
+                    self.spinner = Some(spinner(&target.name));
+                }
+                Ok(())
+            }
+            Turn::Ends(target, part) => {
+                // Cleared before the host's result is printed on stdout.
+                if let Some(s) = self.spinner.take() {
+                    s.finish_and_clear();
+                }
+                if self.json {
+                    return Ok(());
+                }
+                match part {
+                    Part::Ran(h) => run(self.out, h),
+                    Part::Skipped => run(self.out, &HostRun::not_touched(target)),
+                }
+            }
+        }
+    }
+
+    pub(super) fn end(self, environment: &str, hosts: &[HostRun]) -> std::io::Result<()> {
+        if self.json {
+            return output::json(self.out, hosts);
+        }
+        output::summary(self.out, environment, "backup now", hosts)
+    }
+}
+
+/// On stderr (indicatif's default).
+fn spinner(host: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(format!("backing up {host}…"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }

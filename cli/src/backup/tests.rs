@@ -256,7 +256,7 @@ async fn backup_now_json_and_a_host_without_backup_configured()
     s.json = true;
     let mut out = Vec::new();
     let err = now_with(&fake.transport, &s, &mut out).await;
-    assert!(matches!(err, Err(BackupError::Failed { .. })));
+    assert!(matches!(err, Err(BackupError::NowFailed { .. })));
     assert_eq!(fake.requests(), [r#"a POST /v1/backups {"wait":false}"#]);
     let json: serde_json::Value = serde_json::from_slice(&out)?;
     assert_eq!(json[0]["outcome"], "failed");

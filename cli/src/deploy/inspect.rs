@@ -10,9 +10,9 @@ use hyper::Method;
 use serde::Serialize;
 
 use super::DeployError;
-use crate::backup::render::columns;
 use crate::config::HostTarget;
 use crate::fleet::Answer;
+use crate::output::columns;
 use crate::transport::Transport;
 
 /// 1 when a host did not answer.

@@ -7,7 +7,7 @@ use anstyle::{AnsiColor, Style};
 use hostd_api::DeployEvent;
 
 use super::host::{HostOutcome, HostResult};
-use crate::backup::render::{columns, size};
+use crate::output::{columns, size};
 
 const DIM: Style = Style::new().dimmed();
 const GREEN: Style = AnsiColor::Green.on_default();

@@ -193,7 +193,7 @@ pub async fn run_with(
     tracing::info!(host, what = s.what, "run");
     let on_event = |e: &RunEvent| {
         if s.json {
-            crate::service::render::json_line(out, e)
+            crate::output::json_line(out, e)
         } else {
             render::event(out, err, host, e)
         }
@@ -269,7 +269,7 @@ pub async fn list_with(
     let answers =
         Answer::<JobsList>::from_all(transport, &targets.hosts, Method::GET, &path, timeout).await;
     if json {
-        crate::service::render::json(out, &answers)
+        crate::output::json(out, &answers)
     } else {
         render::list(out, &answers)
     }

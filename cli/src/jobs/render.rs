@@ -9,8 +9,8 @@ use anstyle::{AnsiColor, Style};
 use hostd_api::{HealthStatus, JobStatus, JobsList, RunEvent};
 
 use super::Finished;
-use crate::backup::render::{between, columns_with};
 use crate::fleet::Answer;
+use crate::output::{between, columns_with};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();

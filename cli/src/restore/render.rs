@@ -9,8 +9,8 @@ use anstyle::{AnsiColor, Style};
 use hostd_api::{BackupKind, RestoreEvent, RestorePlan, SnapshotInfo};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backup::render::{columns, short_id, size};
 use crate::config::HostTarget;
+use crate::output::{columns, short_id, size};
 
 const BOLD: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -77,7 +77,7 @@ pub(super) fn restored(out: &mut impl Write, host: &str, seconds: f64) -> std::i
     writeln!(out, "{GREEN}restored {host} in {seconds:.1}s{GREEN:#}")
 }
 
-pub(super) use crate::service::render::json_line;
+pub(super) use crate::output::json_line;
 
 const TICK: Duration = Duration::from_millis(120);
 const SPINNER: &str = "  {spinner} {msg} {elapsed}";

@@ -9,6 +9,8 @@ mod render;
 #[cfg(test)]
 mod tests;
 
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,10 +19,12 @@ use hyper::Method;
 use serde::Serialize;
 
 use crate::EXIT_USAGE;
-use crate::fleet;
-use crate::service::Outcome;
+use crate::config::HostTarget;
+use crate::flags::{ActionArgs, GlobalArgs};
+use crate::fleet::{self, Changed, Outcome, Reply};
 use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
+use args::SecretsCommand;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
@@ -28,11 +32,10 @@ pub enum SecretsError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("secrets {what} failed on {}", hosts.join(", "))]
-    Failed {
-        what: &'static str,
-        hosts: Vec<String>,
-    },
+    #[error("secrets list failed on {}", hosts.join(", "))]
+    ListFailed { hosts: Vec<String> },
+    #[error("secrets sync failed on {}", hosts.join(", "))]
+    SyncFailed { hosts: Vec<String> },
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
@@ -41,14 +44,17 @@ impl SecretsError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_) | Self::Failed { .. } | Self::Output(_) => ExitCode::FAILURE,
+            Self::Transport(_)
+            | Self::ListFailed { .. }
+            | Self::SyncFailed { .. }
+            | Self::Output(_) => ExitCode::FAILURE,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Transport(e) => e.hint(),
-            Self::Failed { what: "sync", .. } => Some(
+            Self::SyncFailed { .. } => Some(
                 "hosts whose fetch failed keep serving their last good set; see each host's error above".into(),
             ),
             _ => None,
@@ -56,28 +62,21 @@ impl SecretsError {
     }
 }
 
-/// One host's `secrets list`; `--json` prints an array of these.
+/// `secrets list` names a host's parameters under `secrets`.
 #[derive(Debug, Clone, Serialize)]
-pub struct HostList {
-    pub host: String,
-    pub address: String,
+pub struct Secrets {
+    pub secrets: SecretsList,
+}
+
+/// hostd's answer to a host's `secrets sync`, under `result`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Synced {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub secrets: Option<SecretsList>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub result: Option<SecretsSyncResult>,
 }
 
 /// One host's `secrets sync`; `--json` prints an array of these.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostSync {
-    pub host: String,
-    pub address: String,
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<SecretsSyncResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub type HostSync = Changed<Synced>;
 
 #[derive(Debug, Clone)]
 pub struct SecretsSettings {
@@ -87,123 +86,92 @@ pub struct SecretsSettings {
     pub timeout: Duration,
 }
 
-pub async fn list(settings: SecretsSettings) -> Result<(), SecretsError> {
-    let transport = Transport::system()?;
-    list_with(&transport, &settings, &mut anstream::stdout().lock()).await
+impl SecretsSettings {
+    pub fn resolve(a: &ActionArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, TargetError> {
+        Ok(Self {
+            targets: Targets::resolve(global, a.host.as_deref(), cwd)?,
+            json: a.json,
+            timeout: a.timeout,
+        })
+    }
 }
 
-pub async fn sync(settings: SecretsSettings) -> Result<(), SecretsError> {
+pub async fn run(
+    cmd: &SecretsCommand,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<(), SecretsError> {
+    let (SecretsCommand::List(a) | SecretsCommand::Sync(a)) = cmd;
+    let settings = SecretsSettings::resolve(a, global, cwd)?;
     let transport = Transport::system()?;
-    sync_with(&transport, &settings, &mut anstream::stdout().lock()).await
+    let out = &mut anstream::stdout().lock();
+    match cmd {
+        SecretsCommand::List(_) => list_with(&transport, &settings, out).await,
+        SecretsCommand::Sync(_) => sync_with(&transport, &settings, out).await,
+    }
 }
 
-/// [`list`] with the transport and output given, for tests.
+/// `secrets list` with the transport and output given, for tests.
 pub async fn list_with(
     transport: &Transport,
-    settings: &SecretsSettings,
-    out: &mut impl std::io::Write,
+    s: &SecretsSettings,
+    out: &mut impl Write,
 ) -> Result<(), SecretsError> {
     let path = format!("{API_PREFIX}/secrets");
-    let targets = &settings.targets.hosts;
-    let answers = fleet::call_all(transport, targets, Method::GET, &path, settings.timeout).await;
-    let hosts: Vec<HostList> = targets
-        .iter()
-        .zip(answers)
-        .map(|(target, answer)| {
-            let (secrets, error) = match answer {
-                Ok(list) => (Some(list), None),
-                Err(e) => (None, Some(hostd_api::error_chain(&e))),
-            };
-            HostList {
-                host: target.name.clone(),
-                address: target.destination.clone(),
-                secrets,
-                error,
-            }
-        })
-        .collect();
-    if settings.json {
-        render::json(out, &hosts)
-    } else {
-        render::list(out, &hosts)
-    }
-    .map_err(SecretsError::Output)?;
-    let failed: Vec<String> = hosts
-        .iter()
-        .filter(|h| h.error.is_some())
-        .map(|h| h.host.clone())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(SecretsError::Failed {
-            what: "list",
-            hosts: failed,
-        })
-    }
+    let hosts = Reply::get_all(transport, &s.targets.hosts, &path, s.timeout, |secrets| {
+        Secrets { secrets }
+    })
+    .await;
+    render::list(out, s.json, &hosts).map_err(SecretsError::Output)?;
+    Reply::all_answered(&hosts).map_err(|hosts| SecretsError::ListFailed { hosts })
 }
 
-/// [`sync`] with the transport and output given, for tests.
+/// `secrets sync` with the transport and output given, for tests.
 pub async fn sync_with(
     transport: &Transport,
-    settings: &SecretsSettings,
-    out: &mut impl std::io::Write,
+    s: &SecretsSettings,
+    out: &mut impl Write,
 ) -> Result<(), SecretsError> {
+    let hosts = sync(transport, s).await;
+    render::sync(out, s.json, &s.targets.environment, &hosts).map_err(SecretsError::Output)?;
+    HostSync::all_done(&hosts).map_err(|hosts| SecretsError::SyncFailed { hosts })
+}
+
+/// The action: a refresh host by host, up to the first that failed.
+async fn sync(transport: &Transport, s: &SecretsSettings) -> Vec<HostSync> {
     let path = format!("{API_PREFIX}/secrets/sync");
-    let mut hosts = Vec::with_capacity(settings.targets.hosts.len());
-    let mut stopped = false;
-    for target in &settings.targets.hosts {
-        let mut host = HostSync {
-            host: target.name.clone(),
-            address: target.destination.clone(),
-            outcome: Outcome::NotTouched,
-            result: None,
-            error: None,
-        };
-        if !stopped {
+    let hosts = &s.targets.hosts;
+    let parts = fleet::in_batches(
+        hosts,
+        1,
+        |target| {
             tracing::info!(host = target.name, "secrets sync");
-            let answer = transport.call::<SecretsSyncResult>(
-                target,
-                Method::POST,
-                &path,
-                None,
-                settings.timeout,
-            );
-            match answer.await {
-                Ok(r) => {
-                    host.outcome = if r.error.is_none() && r.fetched {
-                        Outcome::Done
-                    } else {
-                        Outcome::Failed
-                    };
-                    host.result = Some(r);
-                }
-                Err(e) => {
-                    host.outcome = Outcome::Failed;
-                    host.error = Some(hostd_api::error_chain(&e));
-                }
-            }
-            stopped = host.outcome == Outcome::Failed;
-        }
-        hosts.push(host);
-    }
-    if settings.json {
-        render::json(out, &hosts)
-    } else {
-        render::sync(out, &settings.targets.environment, &hosts)
-    }
-    .map_err(SecretsError::Output)?;
-    let failed: Vec<String> = hosts
+            let answer = transport.call(target, Method::POST, &path, None, s.timeout);
+            async move { synced(target, answer.await) }
+        },
+        |h: &HostSync| h.outcome == Outcome::Failed,
+    )
+    .await;
+    hosts
         .iter()
-        .filter(|h| h.outcome == Outcome::Failed)
-        .map(|h| h.host.clone())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(SecretsError::Failed {
-            what: "sync",
-            hosts: failed,
-        })
-    }
+        .zip(parts)
+        .map(|(target, part)| part.or_skipped(|| HostSync::not_touched(target)))
+        .collect()
+}
+
+/// Done only when the fetch worked and every restart it caused too.
+fn synced(target: &HostTarget, answer: Result<SecretsSyncResult, TransportError>) -> HostSync {
+    let (outcome, error) = match &answer {
+        Ok(r) if r.error.is_none() && r.fetched => (Outcome::Done, None),
+        Ok(_) => (Outcome::Failed, None),
+        Err(e) => (Outcome::Failed, Some(hostd_api::error_chain(e))),
+    };
+    HostSync::new(
+        target,
+        outcome,
+        Synced {
+            result: answer.ok(),
+        },
+        error,
+    )
 }

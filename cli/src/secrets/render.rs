@@ -1,34 +1,20 @@
 //! Output of `secrets list|sync`. Names, versions and dates only: hostd
-//! sends nothing else. Styles are stripped by anstream when not a terminal.
+//! sends nothing else.
 
 use std::io::Write;
 
-use anstyle::{AnsiColor, Style};
 use hostd_api::{SecretsList, SecretsSyncResult};
 
-use super::{HostList, HostSync};
-use crate::service::render::{host_line, summary};
+use super::{HostSync, Secrets};
+use crate::fleet::Reply;
+use crate::output::{self, DIM, RED, YELLOW};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-const RED: Style = AnsiColor::Red.on_default().bold();
-
-pub(super) use crate::service::render::json;
-
-pub(super) fn list(out: &mut impl Write, hosts: &[HostList]) -> std::io::Result<()> {
-    for h in hosts {
-        write!(out, "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}", h.host, h.address)?;
-        match (&h.secrets, &h.error) {
-            (Some(list), _) => table(out, list)?,
-            (None, error) => writeln!(
-                out,
-                "  {RED}{}{RED:#}",
-                error.as_deref().unwrap_or("no answer")
-            )?,
-        }
-    }
-    Ok(())
+pub(super) fn list(
+    out: &mut impl Write,
+    json: bool,
+    hosts: &[Reply<Secrets>],
+) -> std::io::Result<()> {
+    output::replies(out, json, hosts, |out, a| table(out, &a.secrets))
 }
 
 fn table(out: &mut impl Write, list: &SecretsList) -> std::io::Result<()> {
@@ -72,24 +58,23 @@ fn table(out: &mut impl Write, list: &SecretsList) -> std::io::Result<()> {
 
 pub(super) fn sync(
     out: &mut impl Write,
+    json: bool,
     environment: &str,
     hosts: &[HostSync],
 ) -> std::io::Result<()> {
+    if json {
+        return output::json(out, hosts);
+    }
     for h in hosts {
-        host_line(out, &h.host, &h.address, h.outcome)?;
-        if let Some(r) = &h.result {
+        output::host_line(out, h)?;
+        if let Some(r) = &h.answer.result {
             result(out, r)?;
         }
         if let Some(e) = &h.error {
             writeln!(out, "    {RED}{e}{RED:#}")?;
         }
     }
-    summary(
-        out,
-        environment,
-        "secrets sync",
-        hosts.iter().map(|h| (h.host.as_str(), h.outcome)),
-    )
+    output::summary(out, environment, "secrets sync", hosts)
 }
 
 fn result(out: &mut impl Write, r: &SecretsSyncResult) -> std::io::Result<()> {
@@ -106,15 +91,11 @@ fn result(out: &mut impl Write, r: &SecretsSyncResult) -> std::io::Result<()> {
     } else if r.changed.is_empty() {
         writeln!(out, "    nothing changed; nothing restarted")?;
     } else {
-        let restarted = if r.restarted.is_empty() {
-            "none".to_owned()
-        } else {
-            r.restarted.join(", ")
-        };
         writeln!(
             out,
-            "    changed: {}; restarted: {restarted}",
-            r.changed.join(", ")
+            "    changed: {}; restarted: {}",
+            r.changed.join(", "),
+            output::names_or_none(&r.restarted)
         )?;
     }
     if let Some(e) = &r.error {

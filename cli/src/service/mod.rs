@@ -6,25 +6,26 @@ mod apply;
 #[cfg(test)]
 mod apply_tests;
 pub mod args;
-pub(crate) mod render;
+mod render;
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hostd_api::{API_PREFIX, HostStatus, ScaleRequest, ServiceAction};
-use hyper::Method;
-use hyper::body::Bytes;
+use hostd_api::ServiceAction;
 
 use crate::EXIT_USAGE;
-use crate::flags::ActionArgs;
-use crate::host_status::{self, Unreadable, known_services};
+use crate::flags::{ActionArgs, GlobalArgs};
+use crate::fleet::Outcome;
+use crate::host_status::Unreadable;
+use crate::output::names_or_none;
 use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
-use args::ScaleTarget;
 
-pub use apply::{HostOutcome, Outcome};
+pub use apply::{HostOutcome, Report, Results, Step, check};
+use args::{ScaleArgs, ScaleTarget, ServiceArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -41,7 +42,7 @@ pub enum ServiceError {
     },
     #[error(
         "unknown service {service:?} on {host}, so nothing was changed; it has: {}",
-        list(known)
+        names_or_none(known)
     )]
     UnknownService {
         host: String,
@@ -50,7 +51,7 @@ pub enum ServiceError {
     },
     #[error(
         "{service} on {host} runs no instances and cannot be scaled, so nothing was changed; instanced services there: {}",
-        list(scalable)
+        names_or_none(scalable)
     )]
     NotScalable {
         host: String,
@@ -91,14 +92,6 @@ impl From<Unreadable> for ServiceError {
     }
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    }
-}
-
 /// Where else the change happened or not; nothing to say with one host.
 fn progress(done: &[String], untouched: &[String]) -> String {
     if done.is_empty() && untouched.is_empty() {
@@ -106,8 +99,8 @@ fn progress(done: &[String], untouched: &[String]) -> String {
     } else {
         format!(
             " (done on: {}; not touched: {})",
-            list(done),
-            list(untouched)
+            names_or_none(done),
+            names_or_none(untouched)
         )
     }
 }
@@ -163,56 +156,6 @@ impl ServiceError {
     }
 }
 
-/// One request to hostd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    Action {
-        service: String,
-        action: ServiceAction,
-    },
-    Scale {
-        service: String,
-        instances: u32,
-    },
-}
-
-impl Step {
-    pub fn service(&self) -> &str {
-        match self {
-            Self::Action { service, .. } | Self::Scale { service, .. } => service,
-        }
-    }
-
-    /// `restart redis`, `scale api=3`: how the operator would say it.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Action { service, action } => format!("{} {service}", action.as_str()),
-            Self::Scale { service, instances } => format!("scale {service}={instances}"),
-        }
-    }
-
-    fn request(&self) -> (Method, String, Option<Bytes>) {
-        match self {
-            Self::Action { service, action } => (
-                Method::POST,
-                format!("{API_PREFIX}/services/{service}/{}", action.as_str()),
-                None,
-            ),
-            Self::Scale { service, instances } => {
-                let body = serde_json::json!(ScaleRequest {
-                    instances: *instances
-                })
-                .to_string();
-                (
-                    Method::PUT,
-                    format!("{API_PREFIX}/services/{service}/instances"),
-                    Some(Bytes::from(body)),
-                )
-            }
-        }
-    }
-}
-
 /// Validated settings for one run.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -224,43 +167,45 @@ pub struct ServiceSettings {
 }
 
 impl ServiceSettings {
-    pub fn action(targets: Targets, service: &str, action: ServiceAction, a: &ActionArgs) -> Self {
-        Self {
-            targets,
-            steps: vec![Step::Action {
-                service: service.to_owned(),
-                action,
-            }],
-            json: a.json,
-            timeout: a.timeout,
-        }
+    /// `start|stop|restart SERVICE`.
+    pub fn resolve_action(
+        args: &ServiceArgs,
+        action: ServiceAction,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<Self, ServiceError> {
+        let targets = Targets::resolve(global, args.action.host.as_deref(), cwd)?;
+        let step = Step::Action {
+            service: args.service.clone(),
+            action,
+        };
+        Ok(Self::new(targets, vec![step], &args.action))
     }
 
-    pub fn scale(
-        targets: Targets,
-        scale: &[ScaleTarget],
-        a: &ActionArgs,
+    /// `scale SERVICE=N...`, each service named once.
+    pub fn resolve_scale(
+        args: &ScaleArgs,
+        global: &GlobalArgs,
+        cwd: &Path,
     ) -> Result<Self, ServiceError> {
-        let mut steps: Vec<Step> = Vec::new();
-        for t in scale {
-            if steps.iter().any(|s| s.service() == t.service) {
-                return Err(ServiceError::Duplicate {
-                    service: t.service.clone(),
-                });
-            }
-            steps.push(Step::Scale {
-                service: t.service.clone(),
-                instances: t.instances,
-            });
-        }
-        Ok(Self {
+        let targets = Targets::resolve(global, args.action.host.as_deref(), cwd)?;
+        Ok(Self::new(
+            targets,
+            scale_steps(&args.targets)?,
+            &args.action,
+        ))
+    }
+
+    fn new(targets: Targets, steps: Vec<Step>, a: &ActionArgs) -> Self {
+        Self {
             targets,
             steps,
             json: a.json,
             timeout: a.timeout,
-        })
+        }
     }
 
+    /// `restart redis`, `scale api=3 worker=2`: how the operator said it.
     fn describe(&self) -> String {
         match self.steps.as_slice() {
             [one] => one.describe(),
@@ -276,101 +221,60 @@ impl ServiceSettings {
     }
 }
 
-/// What can be checked before changing anything: every host knows each
-/// service, and a scale stays within what its status says. hostd checks
-/// again and stays the authority (its 404/422 still reach the operator).
-pub fn check(steps: &[Step], statuses: &[(String, HostStatus)]) -> Result<(), ServiceError> {
-    for (host, status) in statuses {
-        let known = known_services(status);
-        for step in steps {
-            let service = step.service();
-            if !known.iter().any(|k| k == service) {
-                return Err(ServiceError::UnknownService {
-                    host: host.clone(),
-                    service: service.to_owned(),
-                    known,
-                });
-            }
-            let Step::Scale { instances, .. } = step else {
-                continue;
-            };
-            // An older hostd lists no services; leave the judgement to it.
-            let Some(summary) = status.services.iter().find(|s| s.name == service) else {
-                continue;
-            };
-            let instanced = |s: &hostd_api::ServiceSummary| {
-                s.instances.is_some() || s.unit.ends_with("@.service")
-            };
-            if !instanced(summary) {
-                return Err(ServiceError::NotScalable {
-                    host: host.clone(),
-                    service: service.to_owned(),
-                    scalable: status
-                        .services
-                        .iter()
-                        .filter(|s| instanced(s))
-                        .map(|s| s.name.clone())
-                        .collect(),
-                });
-            }
-            if let Some(max) = summary.max_instances.filter(|max| instances > max) {
-                return Err(ServiceError::OutOfRange {
-                    host: host.clone(),
-                    service: service.to_owned(),
-                    requested: *instances,
-                    max,
-                });
-            }
+fn scale_steps(scale: &[ScaleTarget]) -> Result<Vec<Step>, ServiceError> {
+    let mut steps: Vec<Step> = Vec::new();
+    for t in scale {
+        if steps.iter().any(|s| s.service() == t.service) {
+            return Err(ServiceError::Duplicate {
+                service: t.service.clone(),
+            });
         }
+        steps.push(Step::Scale {
+            service: t.service.clone(),
+            instances: t.instances,
+        });
     }
-    Ok(())
+    Ok(steps)
 }
 
-pub async fn run(settings: ServiceSettings) -> Result<(), ServiceError> {
+/// `hostctl scale SERVICE=N...`.
+pub async fn scale(args: &ScaleArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), ServiceError> {
+    run(&ServiceSettings::resolve_scale(args, global, cwd)?).await
+}
+
+/// `hostctl start|stop|restart SERVICE`.
+pub async fn act(
+    args: &ServiceArgs,
+    action: ServiceAction,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<(), ServiceError> {
+    run(&ServiceSettings::resolve_action(args, action, global, cwd)?).await
+}
+
+async fn run(settings: &ServiceSettings) -> Result<(), ServiceError> {
     let transport = Transport::system()?;
-    run_with(&transport, &settings, &mut anstream::stdout().lock()).await
+    run_with(&transport, settings, &mut anstream::stdout().lock()).await
 }
 
-/// [`run`] with the transport and output given, for tests.
+/// [`scale`] and [`act`] with the transport and output given, for tests.
 pub async fn run_with(
     transport: &Transport,
     settings: &ServiceSettings,
     out: &mut impl std::io::Write,
 ) -> Result<(), ServiceError> {
-    let statuses = host_status::before_acting(transport, &settings.targets.hosts).await?;
-    check(&settings.steps, &statuses)?;
+    let mut report = apply::apply(transport, settings).await?;
     let what = settings.describe();
-    let report = apply::apply_all(
-        transport,
-        &settings.targets.hosts,
-        &settings.steps,
-        settings.timeout,
-    )
-    .await;
-    if settings.json {
-        render::json(out, &report.hosts)
-    } else {
-        render::human(out, &settings.targets.environment, &what, &report.hosts)
-    }
-    .map_err(ServiceError::Output)?;
-    match report.failure {
-        None => Ok(()),
-        Some(source) => {
-            let names = |o: Outcome| {
-                report
-                    .hosts
-                    .iter()
-                    .filter(|h| h.outcome == o)
-                    .map(|h| h.host.clone())
-                    .collect::<Vec<_>>()
-            };
-            Err(ServiceError::Failed {
-                host: names(Outcome::Failed).join(", "),
-                what,
-                done: names(Outcome::Done),
-                untouched: names(Outcome::NotTouched),
-                source: Box::new(source),
-            })
-        }
-    }
+    render::report(out, settings, &what, &report.hosts).map_err(ServiceError::Output)?;
+    let Some(source) = report.failure.take() else {
+        return Ok(());
+    };
+    let hosts = |outcome| HostOutcome::hosts(&report.hosts, outcome);
+    Err(ServiceError::Failed {
+        host: hosts(Outcome::Failed).join(", "),
+        what,
+        done: hosts(Outcome::Done),
+        untouched: hosts(Outcome::NotTouched),
+        source: Box::new(source),
+    })
 }

@@ -1,55 +1,24 @@
-//! Output of the commands that change services. Styles are always written;
-//! anstream strips them when stdout is no terminal or NO_COLOR is set. The
-//! reason a host failed goes to stderr with the error, not here.
+//! Output of the commands that change services. The reason a host failed
+//! goes to stderr with the error, not here.
 
 use std::io::Write;
 
-use anstyle::{AnsiColor, Style};
 use hostd_api::{ActionResult, ActiveState};
 
-use super::{HostOutcome, Outcome};
+use super::{HostOutcome, ServiceSettings};
+use crate::output::{self, DIM, GREEN, RED, YELLOW};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-const RED: Style = AnsiColor::Red.on_default().bold();
-
-/// `--json` output of every command applied host by host: one array, one
-/// object per host.
-pub(crate) fn json<T: serde::Serialize>(out: &mut impl Write, hosts: &[T]) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, hosts)?;
-    writeln!(out)
-}
-
-/// `--json` of a streamed answer (`restore`, `run`): one event a line,
-/// flushed so that a pipe sees it now.
-pub(crate) fn json_line<T: serde::Serialize>(
+pub(super) fn report(
     out: &mut impl Write,
-    event: &T,
+    s: &ServiceSettings,
+    what: &str,
+    hosts: &[HostOutcome],
 ) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, event)?;
-    writeln!(out)?;
-    out.flush()
-}
-
-/// The first line of a host's block, for every command applied host by
-/// host (`scale`, `restart`, `secrets sync`...).
-pub(crate) fn host_line(
-    out: &mut impl Write,
-    host: &str,
-    address: &str,
-    outcome: Outcome,
-) -> std::io::Result<()> {
-    let (style, label) = match outcome {
-        Outcome::Done => (GREEN, "done"),
-        Outcome::Failed => (RED, "failed"),
-        Outcome::NotTouched => (DIM, "not touched"),
-    };
-    writeln!(
-        out,
-        "{BOLD}{host}{BOLD:#}  {DIM}{address}{DIM:#}  {style}{label}{style:#}"
-    )
+    if s.json {
+        output::json(out, hosts)
+    } else {
+        human(out, &s.targets.environment, what, hosts)
+    }
 }
 
 pub(super) fn human(
@@ -59,17 +28,12 @@ pub(super) fn human(
     hosts: &[HostOutcome],
 ) -> std::io::Result<()> {
     for h in hosts {
-        host_line(out, &h.host, &h.address, h.outcome)?;
-        for r in &h.results {
+        output::host_line(out, h)?;
+        for r in &h.answer.results {
             result(out, r)?;
         }
     }
-    summary(
-        out,
-        environment,
-        what,
-        hosts.iter().map(|h| (h.host.as_str(), h.outcome)),
-    )
+    output::summary(out, environment, what, hosts)
 }
 
 /// `    api  4.2s` then the units hostd touched, as they are now.
@@ -91,40 +55,4 @@ fn result(out: &mut impl Write, r: &ActionResult) -> std::io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// One closing line answering "where did it happen, where not?", for every
-/// command applied host by host.
-pub(crate) fn summary<'a>(
-    out: &mut impl Write,
-    environment: &str,
-    what: &str,
-    hosts: impl IntoIterator<Item = (&'a str, Outcome)>,
-) -> std::io::Result<()> {
-    let hosts: Vec<(&str, Outcome)> = hosts.into_iter().collect();
-    let names = |o: Outcome| {
-        let v: Vec<&str> = hosts.iter().filter(|h| h.1 == o).map(|h| h.0).collect();
-        if v.is_empty() {
-            "none".to_owned()
-        } else {
-            v.join(", ")
-        }
-    };
-    if hosts.iter().all(|h| h.1 == Outcome::Done) {
-        writeln!(
-            out,
-            "{GREEN}{environment}: {what} done on {} host(s){GREEN:#}",
-            hosts.len()
-        )
-    } else if hosts.len() == 1 {
-        writeln!(out, "{RED}{environment}: {what} failed{RED:#}")
-    } else {
-        writeln!(
-            out,
-            "{RED}{environment}: {what} failed on {}; done on: {}; not touched: {}{RED:#}",
-            names(Outcome::Failed),
-            names(Outcome::Done),
-            names(Outcome::NotTouched)
-        )
-    }
 }

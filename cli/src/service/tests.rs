@@ -1,5 +1,6 @@
 use hostd_api::{
-    ActionResult, ActiveState, HealthReport, HealthStatus, ServiceSummary, UnitStatus,
+    ActionResult, ActiveState, HealthReport, HealthStatus, HostStatus, ServiceAction,
+    ServiceSummary, UnitStatus,
 };
 
 use super::*;
@@ -120,20 +121,11 @@ fn an_older_hostd_without_service_summaries_is_left_to_judge() {
 
 #[test]
 fn duplicate_services_in_one_scale_are_refused() {
-    let targets = Targets {
-        environment: "x".into(),
-        hosts: vec![],
-    };
-    let args = ActionArgs {
-        json: false,
-        timeout: Duration::from_secs(1),
-        host: None,
-    };
     let t = |s: &str, n| ScaleTarget {
         service: s.into(),
         instances: n,
     };
-    let err = ServiceSettings::scale(targets, &[t("api", 3), t("api", 2)], &args).err();
+    let err = scale_steps(&[t("api", 3), t("api", 2)]).err();
     assert_eq!(
         err.map(|e| e.to_string()).unwrap_or_default(),
         "api is given more than once; name each service once"
@@ -161,7 +153,7 @@ fn outcomes() -> Vec<HostOutcome> {
         host: name.into(),
         address: format!("10.231.0.{}", name.len()),
         outcome,
-        results,
+        answer: Results { results },
         error: (outcome == Outcome::Failed)
             .then(|| format!("{name}: hostd answered 500 to /v1/services/api/instances: boom")),
     };
@@ -201,7 +193,7 @@ fn human_output_lists_units_per_host_and_who_was_touched() -> Result<(), Box<dyn
 #[test]
 fn json_output_has_one_object_per_host() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    render::json(&mut out, &outcomes())?;
+    crate::output::json(&mut out, &outcomes())?;
     let v: serde_json::Value = serde_json::from_slice(&out)?;
     assert_eq!(v[0]["host"], "a");
     assert_eq!(v[0]["outcome"], "done");

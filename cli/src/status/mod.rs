@@ -5,32 +5,50 @@ pub mod args;
 mod render;
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use hostd_api::{HealthStatus, HostStatus};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, HostTarget};
+use crate::EXIT_USAGE;
+use crate::config::HostTarget;
 use crate::flags::GlobalArgs;
 use crate::host_status;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 use args::StatusArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
 
+impl StatusError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Target(_) => ExitCode::from(EXIT_USAGE),
+            Self::Transport(_) | Self::Output(_) => ExitCode::FAILURE,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Transport(e) => e.hint(),
+            Self::Target(_) | Self::Output(_) => None,
+        }
+    }
+}
+
 /// Validated settings for one `status` run.
 #[derive(Debug, Clone)]
 pub struct StatusSettings {
-    pub environment: String,
-    pub hosts: Vec<HostTarget>,
+    pub targets: Targets,
     pub json: bool,
     /// Overall budget per host: ssh connect + dial-stdio + the request.
     pub timeout: Duration,
@@ -43,13 +61,11 @@ impl StatusSettings {
         args: &StatusArgs,
         global: &GlobalArgs,
         cwd: &Path,
-    ) -> Result<Self, ConfigError> {
-        let config = Config::discover(global.config.as_deref(), cwd)?;
-        let (environment, hosts) = config.select(global.env.as_deref())?;
-        tracing::info!(config = %config.path.display(), environment, hosts = hosts.len(), "querying status");
+    ) -> Result<Self, TargetError> {
+        let (config, targets) = Targets::resolve_with_config(global, None, cwd)?;
+        tracing::info!(config = %config.path.display(), environment = targets.environment, hosts = targets.hosts.len(), "querying status");
         Ok(Self {
-            environment: environment.to_owned(),
-            hosts: hosts.to_vec(),
+            targets,
             json: args.json,
             timeout: args.timeout,
             wait: args.wait,
@@ -106,7 +122,7 @@ pub enum Outcome {
     Trouble,
 }
 
-impl From<Outcome> for std::process::ExitCode {
+impl From<Outcome> for ExitCode {
     fn from(o: Outcome) -> Self {
         match o {
             Outcome::AllServing => Self::SUCCESS,
@@ -129,34 +145,43 @@ pub fn outcome(reports: &[HostReport]) -> Outcome {
     }
 }
 
-pub async fn run(settings: StatusSettings) -> Result<Outcome, StatusError> {
+/// `hostctl status`: exit 1 unless every host is serving.
+pub async fn run(
+    args: &StatusArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, StatusError> {
+    let settings = StatusSettings::resolve(args, global, cwd)?;
+    let transport = Transport::system()?;
+    let reports = query(&transport, &settings).await;
+    render::reports(&mut anstream::stdout().lock(), &settings, &reports)
+        .map_err(StatusError::Output)?;
+    Ok(outcome(&reports).into())
+}
+
+/// The action: every host's status, asked again under `--wait` until all
+/// serve or the time is up; the last answers.
+pub async fn query(transport: &Transport, settings: &StatusSettings) -> Vec<HostReport> {
     /// Between two rounds of `--wait`: the multiplexed SSH connection makes
     /// a round cheap, and hostd answers from its cached checks.
     const WAIT_ROUND: Duration = Duration::from_secs(1);
 
-    let transport = Transport::system()?;
+    let hosts = &settings.targets.hosts;
     let deadline = settings.wait.map(|w| tokio::time::Instant::now() + w);
-    let mut reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+    let mut reports = query_all(transport, hosts, settings.timeout).await;
     while let Some(deadline) = deadline {
         if outcome(&reports) == Outcome::AllServing || tokio::time::Instant::now() >= deadline {
             break;
         }
         tracing::info!("not every host is serving yet; asking again");
         tokio::time::sleep(WAIT_ROUND).await;
-        reports = query_all(&transport, &settings.hosts, settings.timeout).await;
+        reports = query_all(transport, hosts, settings.timeout).await;
     }
-    let mut out = anstream::stdout().lock();
-    if settings.json {
-        render::json(&mut out, &reports)
-    } else {
-        render::human(&mut out, &settings.environment, &reports)
-    }
-    .map_err(StatusError::Output)?;
-    Ok(outcome(&reports))
+    reports
 }
 
 /// Every host's status at once; reports come back in `hosts` order.
-pub async fn query_all(
+async fn query_all(
     transport: &Transport,
     hosts: &[HostTarget],
     timeout: Duration,

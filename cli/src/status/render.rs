@@ -1,23 +1,24 @@
-//! Output of `hostctl status`. Styles are always written; anstream strips
-//! them when stdout is no terminal or NO_COLOR is set.
+//! Output of `hostctl status`.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anstyle::{AnsiColor, Style};
+use anstyle::Style;
 use hostd_api::{ActiveState, HealthStatus};
 
-use super::HostReport;
+use super::{HostReport, StatusSettings};
+use crate::output::{self, DIM, GREEN, RED, YELLOW};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-const RED: Style = AnsiColor::Red.on_default().bold();
-
-pub(super) fn json(out: &mut impl Write, reports: &[HostReport]) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, reports)?;
-    writeln!(out)
+pub(super) fn reports(
+    out: &mut impl Write,
+    s: &StatusSettings,
+    reports: &[HostReport],
+) -> std::io::Result<()> {
+    if s.json {
+        output::json(out, reports)
+    } else {
+        human(out, &s.targets.environment, reports)
+    }
 }
 
 fn health_style(h: HealthStatus) -> Style {
@@ -54,7 +55,8 @@ pub(super) fn human(
 }
 
 fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
-    write!(out, "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  ", r.host, r.address)?;
+    output::host_heading(out, &r.host, &r.address)?;
+    write!(out, "  ")?;
     let Some(status) = &r.status else {
         let what = if r.reachable { "error" } else { "unreachable" };
         writeln!(out, "{RED}{what}{RED:#}")?;

@@ -4,6 +4,7 @@ use std::path::Path;
 use hostd_api::{ActiveState, ComponentHealth, HealthReport, UnitStatus};
 
 use super::*;
+use crate::config::Config;
 
 fn status(health: HealthStatus) -> HostStatus {
     HostStatus {
@@ -139,7 +140,7 @@ fn human_output_labels_instances_and_shows_stops_restarts_and_failures()
 #[test]
 fn json_output_has_the_documented_shape() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = Vec::new();
-    render::json(
+    crate::output::json(
         &mut out,
         &[
             report("a", Some(status(HealthStatus::Healthy))),
