@@ -75,12 +75,10 @@ impl Error {
             Self::Restore(e) => e.exit_code(),
             Self::Deploy(e) => e.exit_code(),
             Self::Jobs(e) => e.exit_code(),
-            Self::Logs(e) if e.is_usage() => ExitCode::from(EXIT_USAGE),
-            Self::Sandbox(_)
-            | Self::Upgrade(_)
-            | Self::Logs(_)
-            | Self::CurrentDir(_)
-            | Self::Output(_) => ExitCode::FAILURE,
+            Self::Logs(e) => e.exit_code(),
+            Self::Sandbox(_) | Self::Upgrade(_) | Self::CurrentDir(_) | Self::Output(_) => {
+                ExitCode::FAILURE
+            }
         }
     }
 
@@ -130,10 +128,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Stop(args) => service_action(&cli.global, &args, ServiceAction::Stop).await,
         Command::Restart(args) => service_action(&cli.global, &args, ServiceAction::Restart).await,
         Command::Logs(args) => {
-            let targets =
-                targets::Targets::resolve(&cli.global, args.host.as_deref(), &current_dir()?)
-                    .map_err(logs::LogsError::from)?;
-            logs::run(logs::LogsSettings::new(targets, &args)).await?;
+            logs::run(&args, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets(cmd) => {

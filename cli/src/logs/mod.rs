@@ -5,15 +5,19 @@
 //! systemd-journal: no sudo.
 
 pub mod args;
+mod render;
 #[cfg(test)]
 mod tests;
 
 use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
 
-use anstyle::{AnsiColor, Style};
 use hostd_api::HostStatus;
 use tokio::sync::mpsc;
 
+use crate::EXIT_USAGE;
+use crate::flags::GlobalArgs;
 use crate::fleet;
 use crate::host_status::{self, Unreadable, known_services};
 use crate::targets::{TargetError, Targets};
@@ -63,8 +67,16 @@ impl From<Unreadable> for LogsError {
 }
 
 impl LogsError {
-    pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Target(_) | Self::UnknownService { .. })
+    /// 2 for a host or service that is not there, 1 for what failed.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Target(_) | Self::UnknownService { .. } => ExitCode::from(EXIT_USAGE),
+            Self::Transport(_)
+            | Self::Unreadable { .. }
+            | Self::NoUnits { .. }
+            | Self::Journal { .. }
+            | Self::Output(_) => ExitCode::FAILURE,
+        }
     }
 
     pub fn hint(&self) -> Option<String> {
@@ -87,14 +99,14 @@ pub struct LogsSettings {
 }
 
 impl LogsSettings {
-    pub fn new(targets: Targets, args: &LogsArgs) -> Self {
-        Self {
-            targets,
+    pub fn resolve(args: &LogsArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, TargetError> {
+        Ok(Self {
+            targets: Targets::resolve(global, args.host.as_deref(), cwd)?,
             service: args.service.clone(),
             follow: args.follow,
             lines: args.lines,
             since: args.since.clone(),
-        }
+        })
     }
 }
 
@@ -148,7 +160,9 @@ pub fn journalctl_argv(settings: &LogsSettings, units: &[String]) -> Vec<String>
     argv
 }
 
-pub async fn run(settings: LogsSettings) -> Result<(), LogsError> {
+/// `hostctl logs SERVICE`.
+pub async fn run(args: &LogsArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), LogsError> {
+    let settings = LogsSettings::resolve(args, global, cwd)?;
     let transport = Transport::system()?;
     run_with(&transport, &settings, &mut anstream::stdout()).await
 }
@@ -159,10 +173,21 @@ pub async fn run_with(
     settings: &LogsSettings,
     out: &mut impl Write,
 ) -> Result<(), LogsError> {
+    let mut journal = render::Journal::new(out, &settings.targets.names());
+    let ended = read(transport, settings, |host, line| journal.line(host, line)).await?;
+    journal.end().map_err(LogsError::Output)?;
+    ended_well(ended)
+}
+
+/// Every host's units, so a typo runs nothing anywhere: journalctl's
+/// command line for each host.
+async fn commands(
+    transport: &Transport,
+    settings: &LogsSettings,
+) -> Result<Vec<Vec<String>>, LogsError> {
     let statuses = host_status::before_acting(transport, &settings.targets.hosts).await?;
-    // Every host's units first, so a typo runs nothing anywhere.
-    let mut commands = Vec::new();
-    for (target, (host, status)) in settings.targets.hosts.iter().zip(&statuses) {
+    let mut commands = Vec::with_capacity(statuses.len());
+    for (host, status) in &statuses {
         let known = known_services(status);
         if !known.contains(&settings.service) {
             return Err(LogsError::UnknownService {
@@ -178,62 +203,46 @@ pub async fn run_with(
                 service: settings.service.clone(),
             });
         }
-        commands.push((target, journalctl_argv(settings, &units)));
+        commands.push(journalctl_argv(settings, &units));
     }
+    Ok(commands)
+}
 
+/// The action: every host's journal at once, each line handed to `show`
+/// with the index of its host as it comes; then how each host's
+/// journalctl ended.
+async fn read(
+    transport: &Transport,
+    settings: &LogsSettings,
+    mut show: impl FnMut(usize, &[u8]) -> std::io::Result<()>,
+) -> Result<Vec<(String, Result<String, TransportError>)>, LogsError> {
+    let commands = commands(transport, settings).await?;
     // Every journalctl started before any is read: a host ssh cannot even
     // start for fails the command before any output.
     let mut processes = Vec::with_capacity(commands.len());
-    for (target, argv) in &commands {
+    for (target, argv) in settings.targets.hosts.iter().zip(&commands) {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         processes.push(transport.spawn_remote(target, &argv)?);
     }
 
-    // Lines meet in one channel so each is written whole, and a slow stdout
+    // Lines meet in one channel so each is shown whole, and a slow stdout
     // slows the readers instead of filling memory. The readers hold the
-    // only senders, so the writer ends when the last reader has.
+    // only senders, so the showing ends when the last reader has.
     let (tx, mut rx) = mpsc::channel::<(usize, Vec<u8>)>(1024);
     let read = async move {
         let readers = processes.into_iter().enumerate();
-        Ok(fleet::parallel(readers, |(i, process)| read_lines(i, process, tx.clone())).await)
+        let ended = fleet::parallel(readers, |(i, process)| read_lines(i, process, tx.clone()));
+        Ok::<_, LogsError>(ended.await)
     };
-    let prefixes = prefixes(&settings.targets.names());
     let write = async {
         while let Some((i, line)) = rx.recv().await {
-            let prefix = prefixes.get(i).map_or("", String::as_str);
-            out.write_all(prefix.as_bytes())
-                .and_then(|()| out.write_all(&line))
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(LogsError::Output)?;
+            show(i, &line).map_err(LogsError::Output)?;
         }
-        out.flush().map_err(LogsError::Output)
+        Ok::<_, LogsError>(())
     };
     // A failed write ends the command at once, and drops (kills) the rest.
     let (ended, ()) = tokio::try_join!(read, write)?;
-
-    let mut failed: Vec<(String, TransportError)> = Vec::new();
-    for (host, end) in ended {
-        match end {
-            Ok(stderr) => {
-                // journalctl's own warnings (e.g. "not seeing messages from
-                // other users") explain an empty output.
-                if !stderr.is_empty() {
-                    tracing::warn!("{host}: {stderr}");
-                }
-            }
-            Err(e) => failed.push((host, e)),
-        }
-    }
-    let hosts: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
-    let mut failed = failed.into_iter();
-    let Some((_, first)) = failed.next() else {
-        return Ok(());
-    };
-    // The first comes back as the error; the others would be lost.
-    for (_, e) in failed {
-        tracing::error!("{e}");
-    }
-    Err(LogsError::Journal { hosts, first })
+    Ok(ended)
 }
 
 /// One host's output, line by line into `tx` as `(i, line)`, then how its
@@ -253,26 +262,25 @@ async fn read_lines(
     (host, process.finish().await)
 }
 
-/// `host | ` in a colour per host, padded to one width, when there is more
-/// than one host; nothing for a single host, so its output is journalctl's.
-fn prefixes(hosts: &[String]) -> Vec<String> {
-    const COLORS: [AnsiColor; 5] = [
-        AnsiColor::Cyan,
-        AnsiColor::Magenta,
-        AnsiColor::Blue,
-        AnsiColor::Yellow,
-        AnsiColor::Green,
-    ];
-    if hosts.len() < 2 {
-        return vec![String::new(); hosts.len()];
+/// journalctl's own warnings (e.g. "not seeing messages from other users")
+/// explain an empty output; the first host whose journal could not be read
+/// comes back as the error, the others are logged.
+fn ended_well(ended: Vec<(String, Result<String, TransportError>)>) -> Result<(), LogsError> {
+    let mut failed: Vec<(String, TransportError)> = Vec::new();
+    for (host, end) in ended {
+        match end {
+            Ok(stderr) if !stderr.is_empty() => tracing::warn!("{host}: {stderr}"),
+            Ok(_) => {}
+            Err(e) => failed.push((host, e)),
+        }
     }
-    let width = hosts.iter().map(String::len).max().unwrap_or(0);
-    hosts
-        .iter()
-        .zip(COLORS.iter().cycle())
-        .map(|(h, c)| {
-            let style = Style::new().fg_color(Some((*c).into()));
-            format!("{style}{h:<width$}{style:#} | ")
-        })
-        .collect()
+    let hosts: Vec<String> = failed.iter().map(|(h, _)| h.clone()).collect();
+    let mut failed = failed.into_iter();
+    let Some((_, first)) = failed.next() else {
+        return Ok(());
+    };
+    for (_, e) in failed {
+        tracing::error!("{e}");
+    }
+    Err(LogsError::Journal { hosts, first })
 }

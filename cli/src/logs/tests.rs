@@ -106,12 +106,12 @@ fn journalctl_arguments() -> Result<(), ConfigError> {
 
 #[test]
 fn several_hosts_get_aligned_prefixes_one_gets_none() {
-    let p: Vec<String> = prefixes(&["a".into(), "long".into()])
+    let p: Vec<String> = render::prefixes(&["a".into(), "long".into()])
         .iter()
         .map(|p| anstream::adapter::strip_str(p).to_string())
         .collect();
     assert_eq!(p, ["a    | ", "long | "]);
-    assert_eq!(prefixes(&["a".into()]), [""]);
+    assert_eq!(render::prefixes(&["a".into()]), [""]);
 }
 
 /// Plays ssh: `hostd dial-stdio` answers the status from $STATUS_BODY;
@@ -217,7 +217,7 @@ async fn unknown_service_runs_nothing_and_lists_the_known_ones()
         err.to_string(),
         "unknown service \"nosuch\" on a; it has: api, redis"
     );
-    assert!(err.is_usage());
+    assert_eq!(err.exit_code(), ExitCode::from(crate::EXIT_USAGE));
     assert!(out.is_empty());
     Ok(())
 }
@@ -240,7 +240,7 @@ async fn a_failing_journalctl_names_the_host_after_the_others_printed()
         "reading the journal failed on broken: broken: `journalctl --no-pager -o short-iso -n 5 \
          -u api@*.service` failed on the host (exit 1): journalctl: no such unit"
     );
-    assert!(!err.is_usage());
+    assert_eq!(err.exit_code(), ExitCode::FAILURE);
     assert_eq!(String::from_utf8(out)?.lines().count(), 7);
     Ok(())
 }
