@@ -143,11 +143,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             backup::now(&cmd, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore(a) => {
-            let target = targets::Targets::resolve(&cli.global, a.host.as_deref(), &current_dir()?)
-                .and_then(targets::Targets::single)
-                .map_err(restore::RestoreError::from)?;
-            restore::run(restore::RestoreSettings::new(target, &a)).await?;
+        Command::Restore(args) => {
+            restore::run(&args, &cli.global, &current_dir()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploy(a) => {
@@ -173,23 +170,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let release = matches!(cmd, deploy::args::LockCommand::Release(_));
             Ok(deploy::inspect::lock(&scope.targets.hosts, release, a.json, a.timeout).await?)
         }
-        Command::Run(a) => {
-            let settings = jobs::RunSettings::task(&cli.global, &a, &current_dir()?)?;
-            Ok(jobs::run(settings).await?)
-        }
-        Command::Jobs(a) => match &a.command {
-            Some(jobs::args::JobsCommand::Run(r)) => {
-                let settings = jobs::RunSettings::job(&cli.global, r, &current_dir()?)?;
-                Ok(jobs::run(settings).await?)
-            }
-            None => {
-                let r = &a.read;
-                let targets =
-                    targets::Targets::resolve(&cli.global, r.host.as_deref(), &current_dir()?)
-                        .map_err(jobs::JobsError::from)?;
-                Ok(jobs::list(&targets, r.json, r.timeout).await?)
-            }
-        },
+        Command::Run(args) => Ok(jobs::run_task(&args, &cli.global, &current_dir()?).await?),
+        Command::Jobs(args) => Ok(jobs::jobs(&args, &cli.global, &current_dir()?).await?),
         Command::UpgradeHostd(a) => {
             let scope = deploy::Scope::resolve(&cli.global, a.host.as_deref(), &current_dir()?)?;
             Ok(upgrade::run(&scope.targets.hosts, &a).await?)

@@ -10,7 +10,7 @@ use anstyle::{AnsiColor, Style};
 use bytesize::ByteSize;
 use serde::Serialize;
 
-use crate::fleet::{Changed, Outcome, Reply};
+use crate::fleet::{Answer, Changed, Outcome, Reply};
 
 pub const BOLD: Style = Style::new().bold();
 pub const DIM: Style = Style::new().dimmed();
@@ -117,6 +117,20 @@ pub fn replies<W: Write, T: Serialize>(
         }
     }
     Ok(())
+}
+
+/// Every host's answer to a read (`jobs`, `releases`, `lock`): the JSON
+/// array, or `each` answer's block in turn.
+pub fn answers<W: Write, T: Serialize>(
+    out: &mut W,
+    json: bool,
+    answers: &[Answer<T>],
+    mut each: impl FnMut(&mut W, &Answer<T>) -> io::Result<()>,
+) -> io::Result<()> {
+    if json {
+        return self::json(out, answers);
+    }
+    answers.iter().try_for_each(|a| each(out, a))
 }
 
 /// Rows under a dim header, indented, each column as wide as its widest

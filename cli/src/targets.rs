@@ -2,9 +2,10 @@
 //! the default or only one), all of its hosts or the one `--host` names.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::config::{Config, ConfigError, HostTarget};
-use crate::flags::GlobalArgs;
+use crate::flags::{GlobalArgs, ReadArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -90,5 +91,36 @@ impl Targets {
 
     pub fn names(&self) -> Vec<String> {
         self.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+}
+
+/// A read of every host (`jobs`, `releases`, `lock`), from the flags they
+/// share.
+#[derive(Debug, Clone)]
+pub struct ReadSettings {
+    pub targets: Targets,
+    pub json: bool,
+    /// Per host, ssh connect included.
+    pub timeout: Duration,
+}
+
+impl ReadSettings {
+    pub fn resolve(a: &ReadArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, TargetError> {
+        Self::resolve_with_config(a, global, cwd).map(|(_, s)| s)
+    }
+
+    /// [`Self::resolve`], keeping hostctl.toml for what else it says.
+    pub fn resolve_with_config(
+        a: &ReadArgs,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<(Config, Self), TargetError> {
+        let (config, targets) = Targets::resolve_with_config(global, a.host.as_deref(), cwd)?;
+        let settings = Self {
+            targets,
+            json: a.json,
+            timeout: a.timeout,
+        };
+        Ok((config, settings))
     }
 }

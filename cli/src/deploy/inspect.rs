@@ -15,15 +15,6 @@ use crate::fleet::Answer;
 use crate::output::columns;
 use crate::transport::Transport;
 
-/// 1 when a host did not answer.
-pub(crate) fn exit<T>(answers: &[Answer<T>]) -> ExitCode {
-    if Answer::all_answered(answers) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 fn json<T: Serialize>(answers: &[Answer<T>]) -> Result<(), DeployError> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, answers)
@@ -50,7 +41,7 @@ pub async fn releases(
             render_releases(&mut out, a).map_err(DeployError::Output)?;
         }
     }
-    Ok(exit(&answers))
+    Ok(Answer::exit_code(&answers))
 }
 
 fn render_releases(out: &mut impl Write, a: &Answer<ReleasesList>) -> std::io::Result<()> {
@@ -116,7 +107,7 @@ pub async fn lock(
             render_lock(&mut out, a, release).map_err(DeployError::Output)?;
         }
     }
-    Ok(exit(&answers))
+    Ok(Answer::exit_code(&answers))
 }
 
 fn render_lock(

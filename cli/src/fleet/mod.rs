@@ -8,6 +8,7 @@
 mod batches;
 
 use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use hyper::Method;
@@ -87,8 +88,12 @@ impl<T> Answer<T> {
     }
 
     /// A read fails (exit 1) when a host did not answer.
-    pub fn all_answered(answers: &[Self]) -> bool {
-        answers.iter().all(|a| a.error.is_none())
+    pub fn exit_code(answers: &[Self]) -> ExitCode {
+        if answers.iter().all(|a| a.error.is_none()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     }
 }
 

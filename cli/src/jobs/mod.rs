@@ -24,8 +24,10 @@ use crate::EXIT_USAGE;
 use crate::config::{ConfigError, HostTarget};
 use crate::flags::GlobalArgs;
 use crate::fleet::Answer;
-use crate::targets::{TargetError, Targets};
+use crate::output;
+use crate::targets::{ReadSettings, TargetError, Targets};
 use crate::transport::{StreamStop, Transport, TransportError};
+use args::{JobRunArgs, JobsArgs, JobsCommand, RunArgs};
 
 /// Beyond a task's own timeout (which hostd enforces): ssh connect and the
 /// start of the transient unit.
@@ -110,7 +112,7 @@ pub struct RunSettings {
 
 impl RunSettings {
     /// `run SERVICE TASK`: the task as hostctl.toml configures it.
-    pub fn task(global: &GlobalArgs, a: &args::RunArgs, cwd: &Path) -> Result<Self, JobsError> {
+    pub fn resolve_task(a: &RunArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, JobsError> {
         let (config, targets) =
             Targets::resolve_with_config(global, a.follow.host.as_deref(), cwd)?;
         let (svc, task) = config.task(&a.service, &a.task)?;
@@ -133,7 +135,7 @@ impl RunSettings {
     }
 
     /// `jobs run NAME`: hostd knows the job; hostctl only names it.
-    pub fn job(global: &GlobalArgs, a: &args::JobRunArgs, cwd: &Path) -> Result<Self, JobsError> {
+    pub fn resolve_job(a: &JobRunArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, JobsError> {
         let target = Targets::resolve(global, a.follow.host.as_deref(), cwd)?.single()?;
         Ok(Self {
             target,
@@ -170,34 +172,58 @@ impl Finished {
     }
 }
 
-pub async fn run(settings: RunSettings) -> Result<ExitCode, JobsError> {
+/// `hostctl run SERVICE TASK`.
+pub async fn run_task(a: &RunArgs, global: &GlobalArgs, cwd: &Path) -> Result<ExitCode, JobsError> {
+    let settings = RunSettings::resolve_task(a, global, cwd)?;
+    run(&settings).await
+}
+
+/// `hostctl jobs` and `hostctl jobs run NAME`.
+pub async fn jobs(a: &JobsArgs, global: &GlobalArgs, cwd: &Path) -> Result<ExitCode, JobsError> {
+    match &a.command {
+        Some(JobsCommand::Run(r)) => run(&RunSettings::resolve_job(r, global, cwd)?).await,
+        None => {
+            let settings = ReadSettings::resolve(&a.read, global, cwd)?;
+            let transport = Transport::system()?;
+            list_with(&transport, &settings, &mut anstream::stdout().lock()).await
+        }
+    }
+}
+
+async fn run(settings: &RunSettings) -> Result<ExitCode, JobsError> {
     let transport = Transport::system()?;
     run_with(
         &transport,
-        &settings,
+        settings,
         &mut anstream::stdout().lock(),
         &mut anstream::stderr(),
     )
     .await
 }
 
-/// [`run`] with the transport and outputs given, for tests: the command's
-/// output on `out`, hostctl's own lines on `err`.
+/// A run with the transport and outputs given, for tests: the command's
+/// output on `out`, hostctl's own lines on `err`; the command's exit
+/// status.
 pub async fn run_with(
     transport: &Transport,
     s: &RunSettings,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<ExitCode, JobsError> {
+    let finished = follow(transport, s, |e| render::event(out, err, s, e)).await?;
+    render::finished(err, s, &finished).map_err(JobsError::Output)?;
+    Ok(ExitCode::from(finished.exit_status()))
+}
+
+/// The action: the run started on its host and followed to `finished`,
+/// each event handed to `show` as it comes.
+async fn follow(
+    transport: &Transport,
+    s: &RunSettings,
+    show: impl FnMut(&RunEvent) -> std::io::Result<()>,
+) -> Result<Finished, JobsError> {
     let host = &s.target.name;
     tracing::info!(host, what = s.what, "run");
-    let on_event = |e: &RunEvent| {
-        if s.json {
-            crate::output::json_line(out, e)
-        } else {
-            render::event(out, err, host, e)
-        }
-    };
     let last = |e: &RunEvent| match e {
         RunEvent::Finished {
             result,
@@ -213,17 +239,10 @@ pub async fn run_with(
         RunEvent::Started { .. } | RunEvent::Output { .. } => None,
     };
     let followed = transport
-        .follow(
-            &s.target,
-            &s.path,
-            s.body.clone(),
-            s.timeout,
-            on_event,
-            last,
-        )
+        .follow(&s.target, &s.path, s.body.clone(), s.timeout, show, last)
         .await;
     let (host, what) = (host.clone(), s.what.clone());
-    let finished = followed.map_err(|stop| match stop {
+    followed.map_err(|stop| match stop {
         StreamStop::Refused(e) => JobsError::Transport(e),
         StreamStop::Lost(cause) => JobsError::Unfollowed {
             host,
@@ -237,42 +256,20 @@ pub async fn run_with(
             after: s.timeout,
         },
         StreamStop::Output(e) => JobsError::Output(e),
-    })?;
-    if !s.json {
-        render::finished(err, &s.target.name, &s.what, &finished).map_err(JobsError::Output)?;
-    }
-    Ok(ExitCode::from(finished.exit_status()))
+    })
 }
 
-/// `jobs`: every host at once, as `releases` reads them.
-pub async fn list(targets: &Targets, json: bool, timeout: Duration) -> Result<ExitCode, JobsError> {
-    let transport = Transport::system()?;
-    list_with(
-        &transport,
-        targets,
-        json,
-        timeout,
-        &mut anstream::stdout().lock(),
-    )
-    .await
-}
-
-/// [`list`] with the transport and output given, for tests.
+/// `jobs` with the transport and output given, for tests: every host at
+/// once, as `releases` reads them.
 pub async fn list_with(
     transport: &Transport,
-    targets: &Targets,
-    json: bool,
-    timeout: Duration,
+    s: &ReadSettings,
     out: &mut impl Write,
 ) -> Result<ExitCode, JobsError> {
     let path = format!("{API_PREFIX}/jobs");
+    let hosts = &s.targets.hosts;
     let answers =
-        Answer::<JobsList>::from_all(transport, &targets.hosts, Method::GET, &path, timeout).await;
-    if json {
-        crate::output::json(out, &answers)
-    } else {
-        render::list(out, &answers)
-    }
-    .map_err(JobsError::Output)?;
-    Ok(crate::deploy::inspect::exit(&answers))
+        Answer::<JobsList>::from_all(transport, hosts, Method::GET, &path, s.timeout).await;
+    output::answers(out, s.json, &answers, render::jobs).map_err(JobsError::Output)?;
+    Ok(Answer::exit_code(&answers))
 }

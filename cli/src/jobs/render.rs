@@ -5,18 +5,11 @@
 
 use std::io::Write;
 
-use anstyle::{AnsiColor, Style};
 use hostd_api::{HealthStatus, JobStatus, JobsList, RunEvent};
 
-use super::Finished;
+use super::{Finished, RunSettings};
 use crate::fleet::Answer;
-use crate::output::{between, columns_with};
-
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-const RED: Style = AnsiColor::Red.on_default().bold();
+use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, between, columns_with};
 
 /// One event of a run: output lines on `out` as they come (flushed, so a
 /// pipe sees them now), the unit it runs as on `err`; `finished` is left
@@ -24,9 +17,13 @@ const RED: Style = AnsiColor::Red.on_default().bold();
 pub(super) fn event(
     out: &mut impl Write,
     err: &mut impl Write,
-    host: &str,
+    s: &RunSettings,
     e: &RunEvent,
 ) -> std::io::Result<()> {
+    if s.json {
+        return output::json_line(out, e);
+    }
+    let host = &s.target.name;
     match e {
         RunEvent::Started { unit } => writeln!(err, "{DIM}{host}: running as {unit}{DIM:#}"),
         RunEvent::Output { line } => {
@@ -37,13 +34,13 @@ pub(super) fn event(
     }
 }
 
-/// The closing line on stderr, and hostd's reason when it gives one.
-pub(super) fn finished(
-    err: &mut impl Write,
-    host: &str,
-    what: &str,
-    f: &Finished,
-) -> std::io::Result<()> {
+/// The closing line on stderr, and hostd's reason when it gives one;
+/// nothing under --json, whose last line was `finished`.
+pub(super) fn finished(err: &mut impl Write, s: &RunSettings, f: &Finished) -> std::io::Result<()> {
+    if s.json {
+        return Ok(());
+    }
+    let (host, what) = (&s.target.name, &s.what);
     let took = format!("{:.1}s", f.seconds);
     if f.result == "success" {
         writeln!(
@@ -72,22 +69,16 @@ fn result(word: &str, exit_code: Option<i32>) -> String {
     }
 }
 
-pub(super) fn list(out: &mut impl Write, answers: &[Answer<JobsList>]) -> std::io::Result<()> {
-    for a in answers {
-        writeln!(out, "{BOLD}{}{BOLD:#}", a.host)?;
-        match &a.answer {
-            Some(list) if list.jobs.is_empty() => {
-                writeln!(out, "    {DIM}no jobs configured{DIM:#}")?;
-            }
-            Some(list) => table(out, &list.jobs)?,
-            None => writeln!(
-                out,
-                "    {RED}{}{RED:#}",
-                a.error.as_deref().unwrap_or("no answer")
-            )?,
+/// One host's block of `jobs`.
+pub(super) fn jobs(out: &mut impl Write, a: &Answer<JobsList>) -> std::io::Result<()> {
+    writeln!(out, "{BOLD}{}{BOLD:#}", a.host)?;
+    match &a.answer {
+        Some(list) if list.jobs.is_empty() => {
+            writeln!(out, "    {DIM}no jobs configured{DIM:#}")
         }
+        Some(list) => table(out, &list.jobs),
+        None => output::no_answer(out, "    ", a.error.as_deref()),
     }
-    Ok(())
 }
 
 fn table(out: &mut impl Write, jobs: &[JobStatus]) -> std::io::Result<()> {

@@ -43,7 +43,7 @@ impl Project {
 
     fn task(&self, env: &str, argv: &[&str]) -> Result<RunSettings, JobsError> {
         let a = run_args(argv).map_err(|e| JobsError::Output(std::io::Error::other(e)))?;
-        RunSettings::task(&self.global(env), &a, self.dir.path())
+        RunSettings::resolve_task(&a, &self.global(env), self.dir.path())
     }
 }
 
@@ -372,10 +372,13 @@ async fn list(
     fake: &FakeHosts,
     json: bool,
 ) -> Result<(ExitCode, String), Box<dyn std::error::Error>> {
-    let targets = Targets::pick("x", &fake.hosts, None)?;
+    let settings = ReadSettings {
+        targets: Targets::pick("x", &fake.hosts, None)?,
+        json,
+        timeout: Duration::from_secs(10),
+    };
     let mut out = Vec::new();
-    let timeout = Duration::from_secs(10);
-    let code = list_with(&fake.transport, &targets, json, timeout, &mut out).await?;
+    let code = list_with(&fake.transport, &settings, &mut out).await?;
     Ok((code, text(&out)))
 }
 

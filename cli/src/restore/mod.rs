@@ -12,7 +12,8 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use hyper::body::Bytes;
 
 use crate::EXIT_USAGE;
 use crate::config::HostTarget;
-use crate::targets::TargetError;
+use crate::flags::GlobalArgs;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{StreamStop, Transport, TransportError};
 use args::RestoreArgs;
 
@@ -117,9 +119,18 @@ pub struct RestoreSettings {
 }
 
 impl RestoreSettings {
-    /// Reads the environment: who asks, and which streams are terminals.
-    pub fn new(target: HostTarget, args: &RestoreArgs) -> Self {
-        use std::io::IsTerminal;
+    /// The one host (`--host`, or the environment's only one), and from the
+    /// environment who asks and which streams are terminals.
+    pub fn resolve(
+        args: &RestoreArgs,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<Self, TargetError> {
+        let target = Targets::resolve(global, args.host.as_deref(), cwd)?.single()?;
+        Ok(Self::new(target, args))
+    }
+
+    fn new(target: HostTarget, args: &RestoreArgs) -> Self {
         let mut only = Vec::new();
         for kind in args.only.iter().copied().map(BackupKind::from) {
             if !only.contains(&kind) {
@@ -167,7 +178,9 @@ fn accepted(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-pub async fn run(settings: RestoreSettings) -> Result<(), RestoreError> {
+/// `hostctl restore SNAPSHOT`.
+pub async fn run(args: &RestoreArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), RestoreError> {
+    let settings = RestoreSettings::resolve(args, global, cwd)?;
     let transport = Transport::system()?;
     // stderr stays unlocked: indicatif draws on it from its own thread.
     run_with(
@@ -200,9 +213,9 @@ pub async fn run_with(
     ask: impl FnOnce(&str) -> std::io::Result<String>,
 ) -> Result<(), RestoreError> {
     let host = &s.target.name;
-    let plan = plan(transport, s, out).await?;
+    let plan = plan(transport, s, |event| render::plan_event(out, s, event)).await?;
     if s.dry_run {
-        return Ok(());
+        return render::dry_run_done(out, s).map_err(RestoreError::Output);
     }
     if plan.snapshots.is_empty() {
         return Err(RestoreError::Plan {
@@ -222,7 +235,8 @@ pub async fn run_with(
             }
         }
     }
-    restore(transport, s, &plan, out, err).await
+    let mut shown = render::Restoring::new(out, err, s, &plan);
+    restore(transport, s, &plan, |event| shown.event(event)).await
 }
 
 /// The request body, as JSON.
@@ -242,13 +256,12 @@ fn request(s: &RestoreSettings, confirmed: Option<&RestorePlan>) -> Result<Bytes
         .map_err(RestoreError::Request)
 }
 
-/// The dry run: the plan, printed. Under --json its events are printed as
-/// they came, its `finished` only for --dry-run, as the restore's own
-/// stream follows otherwise.
+/// The first action, a dry run: hostd's plan, each of its events handed
+/// to `show` as it comes.
 async fn plan(
     transport: &Transport,
     s: &RestoreSettings,
-    out: &mut impl Write,
+    mut show: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
 ) -> Result<RestorePlan, RestoreError> {
     let host = &s.target.name;
     let mut plan = None;
@@ -256,14 +269,8 @@ async fn plan(
     let followed = follow(transport, s, body, |event| {
         if let RestoreEvent::Plan { plan: p, .. } = event {
             plan = Some(p.clone());
-            if !s.json {
-                render::plan(out, &s.target, p)?;
-            }
         }
-        if s.json && (s.dry_run || matches!(event, RestoreEvent::Plan { .. })) {
-            render::json_line(out, event)?;
-        }
-        Ok(())
+        show(event)
     })
     .await;
     let finished = followed.map_err(|stop| match stop {
@@ -287,43 +294,21 @@ async fn plan(
             finished.error.unwrap_or_else(|| "no reason given".into()),
         ));
     }
-    let plan = plan.ok_or_else(|| fail("hostd's answer held no plan".into()))?;
-    if s.dry_run && !s.json {
-        render::dry_run_done(out).map_err(RestoreError::Output)?;
-    }
-    Ok(plan)
+    plan.ok_or_else(|| fail("hostd's answer held no plan".into()))
 }
 
-/// The restore itself, following its steps to `finished`.
+/// The second action, the restore itself of the `confirmed` plan,
+/// followed to `finished`; each event handed to `show` as it comes.
 async fn restore(
     transport: &Transport,
     s: &RestoreSettings,
     confirmed: &RestorePlan,
-    out: &mut impl Write,
-    err: &mut impl Write,
+    show: impl FnMut(&RestoreEvent) -> std::io::Result<()>,
 ) -> Result<(), RestoreError> {
     let host = &s.target.name;
     tracing::info!(host, snapshot = s.snapshot, "restore");
-    let mut follower = render::Follower::new(err, s.progress);
     let body = request(s, Some(confirmed))?;
-    let followed = follow(transport, s, body, |event| {
-        if s.json {
-            return render::json_line(out, event);
-        }
-        match event {
-            RestoreEvent::Plan { plan, .. } => follower.check_plan(confirmed, plan),
-            RestoreEvent::Finished { ok, seconds, .. } => {
-                follower.clear();
-                if *ok {
-                    render::restored(out, host, *seconds)?;
-                }
-                Ok(())
-            }
-            other => follower.event(other),
-        }
-    })
-    .await;
-    drop(follower);
+    let followed = follow(transport, s, body, show).await;
     let finished = followed.map_err(|stop| match stop {
         StreamStop::Refused(e) => RestoreError::Transport(e),
         StreamStop::Lost(cause) => RestoreError::Unfollowed {

@@ -1,32 +1,94 @@
 //! Output of `restore`: the plan and the result on stdout, the steps on
-//! stderr (progress bars only for a person at a terminal). Styles are
-//! stripped by anstream when not a terminal or NO_COLOR is set.
+//! stderr (progress bars only for a person at a terminal); with --json,
+//! hostd's events on stdout and nothing else.
 
 use std::io::Write;
 use std::time::Duration;
 
-use anstyle::{AnsiColor, Style};
 use hostd_api::{BackupKind, RestoreEvent, RestorePlan, SnapshotInfo};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::RestoreSettings;
 use crate::config::HostTarget;
-use crate::output::{columns, short_id, size};
+use crate::output::{self, DIM, GREEN, YELLOW, columns, json_line, short_id, size};
 
-const BOLD: Style = Style::new().bold();
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
-
-pub(super) fn plan(
+/// An event of the dry run: the plan as a table, or under --json its event
+/// (every event for --dry-run, whose `finished` is the last; else the
+/// restore's own stream follows).
+pub(super) fn plan_event(
     out: &mut impl Write,
-    target: &HostTarget,
-    plan: &RestorePlan,
+    s: &RestoreSettings,
+    event: &RestoreEvent,
 ) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "{BOLD}{}{BOLD:#}  {DIM}{}{DIM:#}  restore plan",
-        target.name, target.destination
-    )?;
+    let is_plan = matches!(event, RestoreEvent::Plan { .. });
+    if s.json && (s.dry_run || is_plan) {
+        return json_line(out, event);
+    }
+    match event {
+        RestoreEvent::Plan { plan: p, .. } if !s.json => plan(out, &s.target, p),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn dry_run_done(out: &mut impl Write, s: &RestoreSettings) -> std::io::Result<()> {
+    if s.json {
+        return Ok(());
+    }
+    writeln!(out, "    {DIM}dry run: nothing changed{DIM:#}")
+}
+
+/// The restore's events: under --json each on stdout; else its steps on
+/// stderr, a word if hostd's plan is not the one confirmed, and the
+/// result on stdout.
+pub(super) struct Restoring<'a, O: Write, E: Write> {
+    out: &'a mut O,
+    steps: Follower<&'a mut E>,
+    json: bool,
+    host: &'a str,
+    confirmed: &'a RestorePlan,
+}
+
+impl<'a, O: Write, E: Write> Restoring<'a, O, E> {
+    pub(super) fn new(
+        out: &'a mut O,
+        err: &'a mut E,
+        s: &'a RestoreSettings,
+        confirmed: &'a RestorePlan,
+    ) -> Self {
+        Self {
+            out,
+            steps: Follower::new(err, s.progress),
+            json: s.json,
+            host: &s.target.name,
+            confirmed,
+        }
+    }
+
+    pub(super) fn event(&mut self, event: &RestoreEvent) -> std::io::Result<()> {
+        if self.json {
+            return json_line(self.out, event);
+        }
+        match event {
+            RestoreEvent::Plan { plan, .. } => self.steps.check_plan(self.confirmed, plan),
+            RestoreEvent::Finished { ok, seconds, .. } => {
+                self.steps.clear();
+                if *ok {
+                    writeln!(
+                        self.out,
+                        "{GREEN}restored {} in {seconds:.1}s{GREEN:#}",
+                        self.host
+                    )?;
+                }
+                Ok(())
+            }
+            other => self.steps.event(other),
+        }
+    }
+}
+
+fn plan(out: &mut impl Write, target: &HostTarget, plan: &RestorePlan) -> std::io::Result<()> {
+    output::host_heading(out, &target.name, &target.destination)?;
+    writeln!(out, "  restore plan")?;
     if plan.snapshots.is_empty() {
         writeln!(out, "    {DIM}no snapshot to restore{DIM:#}")?;
     } else {
@@ -45,18 +107,15 @@ pub(super) fn plan(
             .collect();
         columns(out, ["ID", "TIME", "KIND", "SOURCE", "SIZE"], &rows, 4)?;
     }
-    let list = |names: &[String]| {
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
-    writeln!(out, "    stopped, then started again: {}", list(&plan.stop))?;
+    writeln!(
+        out,
+        "    stopped, then started again: {}",
+        output::names_or_none(&plan.stop)
+    )?;
     writeln!(
         out,
         "    restarted to load the data: {}",
-        list(&plan.restart)
+        output::names_or_none(&plan.restart)
     )
 }
 
@@ -68,16 +127,6 @@ fn source(s: &SnapshotInfo) -> String {
         _ => "-".into(),
     }
 }
-
-pub(super) fn dry_run_done(out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "    {DIM}dry run: nothing changed{DIM:#}")
-}
-
-pub(super) fn restored(out: &mut impl Write, host: &str, seconds: f64) -> std::io::Result<()> {
-    writeln!(out, "{GREEN}restored {host} in {seconds:.1}s{GREEN:#}")
-}
-
-pub(super) use crate::output::json_line;
 
 const TICK: Duration = Duration::from_millis(120);
 const SPINNER: &str = "  {spinner} {msg} {elapsed}";
