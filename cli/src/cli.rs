@@ -6,10 +6,12 @@
 use clap::{Parser, Subcommand};
 
 use crate::backup::args::{BackupCommand, BackupsArgs};
-use crate::deploy::args::{DeployArgs, LockCommand, ReleasesArgs, RollbackArgs};
+use crate::deploy::args::{DeployArgs, RollbackArgs};
 use crate::flags::GlobalArgs;
 use crate::jobs::args::{JobsArgs, RunArgs};
+use crate::lock::args::LockCommand;
 use crate::logs::args::LogsArgs;
+use crate::releases::args::ReleasesArgs;
 use crate::restore::args::RestoreArgs;
 use crate::sandbox::SandboxCommand;
 use crate::secrets::args::SecretsCommand;

@@ -41,12 +41,25 @@ pub fn hint(target: &HostTarget, err: &TransportError) -> Option<String> {
     Some(hint.map_or(note.clone(), |h| format!("{h}; {note}")))
 }
 
-/// A host whose status could not be read before acting.
+/// A host whose status could not be read before acting. It reads as the
+/// transport's error, which the command's own error names the host before.
 #[derive(Debug)]
 pub struct Unreadable {
     pub host: String,
     pub hint: Option<String>,
     pub error: Box<TransportError>,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Unreadable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 /// Every host's status, with the host's name, before acting. One

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
 use bytesize::ByteSize;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::fleet::{Answer, Changed, Outcome, Reply};
@@ -182,6 +183,23 @@ pub fn columns_with<W: Write, const N: usize>(
         under(out, i)?;
     }
     Ok(())
+}
+
+/// The bar of an artifact's upload to `host` on stderr, or a hidden one
+/// when nobody watches.
+pub fn upload_bar(host: &str, bytes: u64, shown: bool) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(bytes);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} upload {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(host.to_owned());
+    bar
 }
 
 /// restic's convention: 8 hex digits are enough to tell snapshots apart.

@@ -20,8 +20,8 @@ use hyper::Method;
 use hyper::body::Bytes;
 use serde::Serialize;
 
-use crate::EXIT_USAGE;
 use crate::config::HostTarget;
+use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
 use crate::fleet::{self, Changed, Outcome, Reply, Turn};
 use crate::targets::{TargetError, Targets};
@@ -50,28 +50,25 @@ pub enum BackupError {
     Output(#[source] std::io::Error),
 }
 
-impl BackupError {
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for BackupError {
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_)
-            | Self::ListFailed { .. }
-            | Self::NowFailed { .. }
-            | Self::Request(_)
-            | Self::Output(_) => ExitCode::FAILURE,
+            Self::Target(_) => Failure::Usage,
+            Self::ListFailed { .. } | Self::NowFailed { .. } | Self::Request(_) => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Transport(e) => e.hint(),
             Self::ListFailed { .. } => Some(
                 "a host without a [backup] section in hostd.toml has no backups to list; see each host's error above".into(),
             ),
             Self::NowFailed { .. } => Some(
                 "hosts not touched were not backed up; a backup hostctl stopped waiting for may still be running: `hostctl backups` shows how it ended".into(),
             ),
-            _ => None,
+            _ => self.failure().hint(),
         }
     }
 }
@@ -139,17 +136,27 @@ impl BackupSettings {
 }
 
 /// `hostctl backups`.
-pub async fn list(a: &BackupsArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), BackupError> {
+pub async fn list(
+    a: &BackupsArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, BackupError> {
     let settings = BackupSettings::for_list(a, global, cwd)?;
     let transport = Transport::system()?;
-    list_with(&transport, &settings, &mut anstream::stdout().lock()).await
+    list_with(&transport, &settings, &mut anstream::stdout().lock()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `hostctl backup now`.
-pub async fn now(cmd: &BackupCommand, global: &GlobalArgs, cwd: &Path) -> Result<(), BackupError> {
+pub async fn now(
+    cmd: &BackupCommand,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, BackupError> {
     let settings = BackupSettings::for_now(cmd, global, cwd)?;
     let transport = Transport::system()?;
-    now_with(&transport, &settings, &mut anstream::stdout().lock()).await
+    now_with(&transport, &settings, &mut anstream::stdout().lock()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// [`list`] with the transport and output given, for tests.

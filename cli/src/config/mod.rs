@@ -58,6 +58,8 @@ pub enum ConfigError {
         name: String,
         known: Vec<String>,
     },
+    #[error("{} configures several services ({}); pick one with --service", path.display(), known.join(", "))]
+    WhichService { path: PathBuf, known: Vec<String> },
     #[error("unknown task {name:?}; {} {}", path.display(), services::configured_tasks(service, known))]
     UnknownTask {
         path: PathBuf,

@@ -72,6 +72,20 @@ impl Config {
             })
     }
 
+    /// `--service`, else the only configured one.
+    pub fn pick_service(&self, name: Option<&str>) -> Result<&DeployService, ConfigError> {
+        if let Some(name) = name {
+            return self.service(name);
+        }
+        match self.services.values().collect::<Vec<_>>().as_slice() {
+            [only] => Ok(only),
+            _ => Err(ConfigError::WhichService {
+                path: self.path.clone(),
+                known: self.services.keys().cloned().collect(),
+            }),
+        }
+    }
+
     /// A service's task, by name.
     pub fn task(&self, service: &str, name: &str) -> Result<(&DeployService, &Task), ConfigError> {
         let svc = self.service(service)?;

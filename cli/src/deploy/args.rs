@@ -1,10 +1,9 @@
-//! Raw arguments of `deploy`, `rollback`, `releases` and `lock`.
+//! Raw arguments of `deploy` and `rollback`.
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
-use crate::flags::ReadArgs;
 use crate::parse::{parse_duration, parse_lock_wait, parse_service_name};
 
 /// `--version` names the release here, not hostctl's version.
@@ -76,25 +75,6 @@ pub struct FleetArgs {
     /// Print the per-host summary as a JSON array, and no progress
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ReleasesArgs {
-    /// The service [default: the only [services.NAME] in hostctl.toml]
-    #[arg(long, value_name = "SERVICE", value_parser = parse_service_name)]
-    pub service: Option<String>,
-    #[command(flatten)]
-    pub read: ReadArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum LockCommand {
-    /// Who holds each host's operations lock, since when, for what
-    Status(ReadArgs),
-    /// Release a host's lock: refused while hostd runs the operation
-    /// holding it (the lock lives in hostd, so no dead process can hold
-    /// it); clears what hostd's recovery reported
-    Release(ReadArgs),
 }
 
 #[cfg(test)]

@@ -3,22 +3,18 @@
 //! `finished`. hostd owns the change once it has accepted it; losing the
 //! connection loses the view, not the host's consistency.
 
-use std::path::Path;
 use std::time::Duration;
 
-use hostd_api::{API_PREFIX, ArtifactInfo, DeployEvent, DeployOutcome};
-use http_body_util::BodyExt;
+use hostd_api::{API_PREFIX, DeployEvent, DeployOutcome};
 use hyper::Method;
 use hyper::body::Bytes;
+use indicatif::ProgressBar;
 use serde::Serialize;
-use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout_at};
 
+use crate::artifact::{Upload, ensure_artifact};
 use crate::config::HostTarget;
 use crate::transport::{HostClient, Transport, TransportError};
-
-/// Upload chunk: large enough for throughput, small enough for a smooth bar.
-const CHUNK: usize = 256 * 1024;
 
 /// How one host ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,14 +83,6 @@ impl HostResult {
     }
 }
 
-/// The artifact as hostctl ships it.
-#[derive(Debug, Clone)]
-pub struct Upload<'a> {
-    pub digest: &'a str,
-    pub file: &'a Path,
-    pub bytes: u64,
-}
-
 /// What one host is asked.
 pub struct Change<'a> {
     /// `deploy` or `rollback`.
@@ -103,15 +91,16 @@ pub struct Change<'a> {
     pub version: &'a str,
     pub upload: Option<Upload<'a>>,
     pub timeout: Duration,
-    pub progress: bool,
 }
 
-/// Runs `change` on `target`; every event goes to `on_event`. Never fails:
+/// Runs `change` on `target`; an upload is counted on the bar `new_bar`
+/// gives, and every event of hostd goes to `on_event`. Never fails:
 /// whatever happened is in the result.
 pub async fn run(
     transport: &Transport,
     target: &HostTarget,
     change: &Change<'_>,
+    new_bar: impl FnOnce() -> ProgressBar,
     mut on_event: impl FnMut(&DeployEvent),
 ) -> HostResult {
     let started = Instant::now();
@@ -119,7 +108,7 @@ pub async fn run(
     let mut result = HostResult::skipped(&target.name, change.version);
     let outcome = timeout_at(deadline, async {
         let mut client = transport.connect(target).await.map_err(|e| (false, e))?;
-        let followed = follow(&mut client, change, &mut result, &mut on_event).await;
+        let followed = follow(&mut client, change, &mut result, new_bar, &mut on_event).await;
         client.close().await;
         followed
     })
@@ -153,10 +142,11 @@ async fn follow(
     client: &mut HostClient,
     change: &Change<'_>,
     result: &mut HostResult,
+    new_bar: impl FnOnce() -> ProgressBar,
     on_event: &mut impl FnMut(&DeployEvent),
 ) -> Result<(HostOutcome, Option<String>), (bool, TransportError)> {
     if let Some(upload) = &change.upload {
-        result.uploaded_bytes = ensure_artifact(client, upload, change.progress)
+        result.uploaded_bytes = ensure_artifact(client, upload, new_bar)
             .await
             .map_err(|e| (false, e))?;
     }
@@ -189,61 +179,4 @@ async fn follow(
             }
         }
     }
-}
-
-/// Uploads the artifact unless the host has it. Returns the bytes sent.
-pub(crate) async fn ensure_artifact(
-    client: &mut HostClient,
-    upload: &Upload<'_>,
-    progress: bool,
-) -> Result<Option<u64>, TransportError> {
-    let path = format!("{API_PREFIX}/artifacts/{}", upload.digest);
-    match client.get_json::<ArtifactInfo>(&path).await {
-        Ok(_) => return Ok(None),
-        Err(TransportError::Api { status: 404, .. }) => {}
-        Err(e) => return Err(e),
-    }
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(upload.bytes);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} upload {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.set_prefix(client.host().to_owned());
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
-    let file = upload.file.to_owned();
-    let reader_bar = bar.clone();
-    // Fed as the connection takes it: the artifact is never all in memory.
-    let feeder = tokio::spawn(async move {
-        let mut f = match tokio::fs::File::open(&file).await {
-            Ok(f) => f,
-            Err(e) => return tx.abort(e),
-        };
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            match f.read(&mut buf).await {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.send_data(Bytes::from(buf)).await.is_err() {
-                        return;
-                    }
-                    reader_bar.inc(n as u64);
-                }
-                Err(e) => return tx.abort(e),
-            }
-        }
-    });
-    let sent = client
-        .upload(&path, body.boxed_unsync(), "application/zstd")
-        .await;
-    feeder.abort();
-    bar.finish_and_clear();
-    sent.map(|_| Some(upload.bytes))
 }

@@ -3,51 +3,47 @@
 //! `--batch-size`), upload what the host lacks and let hostd switch,
 //! restart through the health gate and roll back on its own. The first
 //! host that does not end on the new release stops the rollout; the rest
-//! stay on the old one. `releases` and `lock` read the hosts.
+//! stay on the old one.
 
 pub mod args;
-pub mod artifact;
-pub mod host;
-pub mod inspect;
+mod host;
 mod render;
+#[cfg(test)]
+mod tests;
 pub mod version;
 
-use std::process::ExitCode;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::{ExitCode, ExitStatus};
 use std::time::Duration;
 
 use hostd_api::{DeployHooks, DeployRequest, HealthGate, RollbackRequest, TaskSpec};
 use hyper::body::Bytes;
 
-use crate::EXIT_USAGE;
-use crate::config::{Config, ConfigError, DeployService, HostTarget};
+use crate::artifact::{self, ArtifactError, Packed, Upload};
+use crate::config::{Config, DeployService};
+use crate::exit::{CommandError, Failure};
+use crate::flags::GlobalArgs;
+use crate::fleet;
+use crate::output;
 use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
-
-pub use host::{HostOutcome, HostResult};
-pub use version::{VersionError, resolve};
-
-#[cfg(test)]
-mod tests;
+use args::{DeployArgs, FleetArgs, RollbackArgs};
+use host::{HostOutcome, HostResult};
+use version::VersionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
     Version(#[from] VersionError),
     #[error(transparent)]
-    Artifact(#[from] artifact::ArtifactError),
+    Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{} configures several services ({}); pick one with --service", path.display(), known.join(", "))]
-    WhichService {
-        path: std::path::PathBuf,
-        known: Vec<String>,
-    },
     #[error("the build of {service} failed ({status}); nothing was deployed")]
-    Build { service: String, status: String },
+    Build { service: String, status: ExitStatus },
     #[error("cannot run the build of {service}")]
     BuildSpawn {
         service: String,
@@ -62,73 +58,34 @@ pub enum DeployError {
     Output(#[source] std::io::Error),
 }
 
-impl DeployError {
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for DeployError {
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Config(_) | Self::Target(_) | Self::Version(_) | Self::WhichService { .. } => {
-                ExitCode::from(EXIT_USAGE)
-            }
+            Self::Target(_) | Self::Version(_) => Failure::Usage,
             Self::Artifact(_)
-            | Self::Transport(_)
             | Self::Build { .. }
             | Self::BuildSpawn { .. }
             | Self::Worker
-            | Self::Request(_)
-            | Self::Output(_) => ExitCode::FAILURE,
+            | Self::Request(_) => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Transport(e) => e.hint(),
             Self::Artifact(_) => {
                 Some("check `artifact` and `build` of the service in hostctl.toml".into())
             }
-            _ => None,
+            _ => self.failure().hint(),
         }
     }
 }
 
-/// What every deploy-family command needs from hostctl.toml and the flags.
-pub struct Scope {
-    pub config: Config,
+/// How a change goes across the hosts of an environment, from the flags.
+#[derive(Debug, Clone)]
+pub struct Rollout {
     pub targets: Targets,
-}
-
-impl Scope {
-    pub fn resolve(
-        global: &crate::flags::GlobalArgs,
-        host: Option<&str>,
-        cwd: &std::path::Path,
-    ) -> Result<Self, DeployError> {
-        let (config, targets) = Targets::resolve_with_config(global, host, cwd)?;
-        Ok(Self { config, targets })
-    }
-
-    /// `--service`, else the only configured one.
-    pub fn service(&self, name: Option<&str>) -> Result<&DeployService, DeployError> {
-        match name {
-            Some(n) => Ok(self.config.service(n)?),
-            None if self.config.services.len() == 1 => {
-                let only = self
-                    .config
-                    .services
-                    .keys()
-                    .next()
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                Ok(self.config.service(only)?)
-            }
-            None => Err(DeployError::WhichService {
-                path: self.config.path.clone(),
-                known: self.config.services.keys().cloned().collect(),
-            }),
-        }
-    }
-}
-
-/// How the rollout goes, from `FleetArgs`.
-pub struct Fleet {
     pub batch_size: usize,
     pub lock_wait_seconds: u64,
     pub timeout: Duration,
@@ -137,16 +94,73 @@ pub struct Fleet {
     pub progress: bool,
 }
 
-impl From<&args::FleetArgs> for Fleet {
-    fn from(a: &args::FleetArgs) -> Self {
-        use std::io::IsTerminal;
-        Self {
+impl Rollout {
+    fn resolve(
+        a: &FleetArgs,
+        global: &GlobalArgs,
+        cwd: &Path,
+    ) -> Result<(Config, Self), DeployError> {
+        let (config, targets) = Targets::resolve_with_config(global, a.host.as_deref(), cwd)?;
+        let rollout = Self {
+            targets,
             batch_size: a.batch_size.max(1) as usize,
             lock_wait_seconds: crate::parse::seconds_rounded_up(a.lock_wait),
             timeout: a.timeout,
             json: a.json,
             progress: !a.json && std::io::stderr().is_terminal(),
+        };
+        Ok((config, rollout))
+    }
+}
+
+/// Validated settings for one `deploy`.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    pub rollout: Rollout,
+    pub service: DeployService,
+    /// `--version`; else the git commit, known once built.
+    pub version: Option<String>,
+    pub build: bool,
+}
+
+impl DeploySettings {
+    pub fn resolve(a: &DeployArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, DeployError> {
+        let (config, rollout) = Rollout::resolve(&a.fleet, global, cwd)?;
+        Ok(Self {
+            service: config
+                .service(&a.service)
+                .map_err(TargetError::from)?
+                .clone(),
+            rollout,
+            version: a.version.clone(),
+            build: !a.no_build,
+        })
+    }
+}
+
+/// Validated settings for one `rollback`.
+#[derive(Debug, Clone)]
+pub struct RollbackSettings {
+    pub rollout: Rollout,
+    pub service: DeployService,
+    /// The release to return to; hostd's previous one when `None`.
+    pub version: Option<String>,
+}
+
+impl RollbackSettings {
+    pub fn resolve(a: &RollbackArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, DeployError> {
+        let (config, rollout) = Rollout::resolve(&a.fleet, global, cwd)?;
+        let (service, version) = a.split(|w| config.services.contains_key(w));
+        let service = config.pick_service(service.as_deref());
+        let service = service.map_err(TargetError::from)?.clone();
+        if let Some(v) = &version {
+            version::check(v)?;
         }
+        Ok(Self {
+            rollout,
+            service,
+            version,
+        })
     }
 }
 
@@ -172,12 +186,7 @@ fn pre_switch_tasks(svc: &DeployService) -> Vec<TaskSpec> {
 
 /// Runs the service's build command; its output goes to stderr, so
 /// stdout keeps only the summary.
-async fn build(svc: &DeployService) -> Result<(), DeployError> {
-    let Some(command) = &svc.build else {
-        return Ok(());
-    };
-    tracing::info!(service = svc.name, command, "building");
-    eprintln!("build {}: {command}", svc.name);
+async fn build(svc: &DeployService, command: &str) -> Result<(), DeployError> {
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -194,23 +203,19 @@ async fn build(svc: &DeployService) -> Result<(), DeployError> {
     } else {
         Err(DeployError::Build {
             service: svc.name.clone(),
-            status: status.to_string(),
+            status,
         })
     }
 }
 
-pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, DeployError> {
-    let svc = scope.config.service(&a.service)?.clone();
-    let fleet = Fleet::from(&a.fleet);
-    if !a.no_build {
-        build(&svc).await?;
-    }
-    let base_version = version::resolve(a.version.as_deref(), &svc.dir)?;
-    let artifact = svc.artifact.clone();
+/// The artifact packed, and the version it is deployed as: two dirty
+/// builds of one commit differ, and the digest tells them apart.
+async fn pack(s: &DeploySettings) -> Result<(Packed, String), DeployError> {
+    let base_version = version::resolve(s.version.as_deref(), &s.service.dir)?;
+    let artifact = s.service.artifact.clone();
     let packed = tokio::task::spawn_blocking(move || artifact::pack(&artifact))
         .await
         .map_err(|_| DeployError::Worker)??;
-    // Two dirty builds of one commit differ: the digest tells them apart.
     let version = if base_version.ends_with("+dirty") {
         format!("{base_version}.{}", &packed.digest[..8])
     } else {
@@ -223,102 +228,84 @@ pub async fn deploy(scope: Scope, a: &args::DeployArgs) -> Result<ExitCode, Depl
         bytes = packed.compressed_bytes,
         "packed"
     );
+    Ok((packed, version))
+}
+
+/// `hostctl deploy SERVICE`.
+pub async fn deploy(
+    a: &DeployArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, DeployError> {
+    let s = DeploySettings::resolve(a, global, cwd)?;
+    let svc = &s.service;
+    if let Some(command) = svc.build.as_deref().filter(|_| s.build) {
+        tracing::info!(service = svc.name, command, "building");
+        render::building(svc, command);
+        build(svc, command).await?;
+    }
+    let (packed, version) = pack(&s).await?;
     let request = DeployRequest {
         unit: svc.unit.clone(),
         version: version.clone(),
         artifact: packed.digest.clone(),
-        health: gate(&svc),
+        health: gate(svc),
         hooks: DeployHooks {
             pre_switch: svc.hooks.pre_switch.clone(),
             post_deploy: svc.hooks.post_deploy.clone(),
         },
         hook_timeout_seconds: svc.hook_timeout.as_secs().max(1),
-        pre_switch_tasks: pre_switch_tasks(&svc),
+        pre_switch_tasks: pre_switch_tasks(svc),
         keep: svc.keep,
         requested_by: crate::operator::requested_by(),
-        lock_wait_seconds: fleet.lock_wait_seconds,
+        lock_wait_seconds: s.rollout.lock_wait_seconds,
     };
     let change = host::Change {
         path: "deploy",
         body: Bytes::from(serde_json::to_vec(&request).map_err(DeployError::Request)?),
         version: &version,
-        upload: Some(host::Upload {
+        upload: Some(Upload {
             digest: &packed.digest,
             file: packed.file.path(),
             bytes: packed.compressed_bytes,
         }),
-        timeout: fleet.timeout,
-        progress: fleet.progress,
+        timeout: s.rollout.timeout,
     };
-    rollout(&scope.targets.hosts, &change, &fleet).await
+    roll_out(&s.rollout, &change).await
 }
 
-pub async fn rollback(scope: Scope, a: &args::RollbackArgs) -> Result<ExitCode, DeployError> {
-    let (service, version) = a.split(|w| scope.config.services.contains_key(w));
-    let svc = scope.service(service.as_deref())?.clone();
-    if let Some(v) = &version {
-        version::check(v)?;
-    }
-    let fleet = Fleet::from(&a.fleet);
+/// `hostctl rollback [SERVICE] [VERSION]`.
+pub async fn rollback(
+    a: &RollbackArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, DeployError> {
+    let s = RollbackSettings::resolve(a, global, cwd)?;
     let request = RollbackRequest {
-        unit: svc.unit.clone(),
-        version: version.clone(),
-        health: gate(&svc),
+        unit: s.service.unit.clone(),
+        version: s.version.clone(),
+        health: gate(&s.service),
         requested_by: crate::operator::requested_by(),
-        lock_wait_seconds: fleet.lock_wait_seconds,
+        lock_wait_seconds: s.rollout.lock_wait_seconds,
     };
-    let shown = version.unwrap_or_else(|| "previous".into());
+    let shown = s.version.clone().unwrap_or_else(|| "previous".into());
     let change = host::Change {
         path: "rollback",
         body: Bytes::from(serde_json::to_vec(&request).map_err(DeployError::Request)?),
         version: &shown,
         upload: None,
-        timeout: fleet.timeout,
-        progress: fleet.progress,
+        timeout: s.rollout.timeout,
     };
-    rollout(&scope.targets.hosts, &change, &fleet).await
+    roll_out(&s.rollout, &change).await
 }
 
-/// Batch by batch; after a batch with a host not on the new release, the
-/// remaining hosts are skipped. Exit 0 only when every host is ok.
-async fn rollout(
-    hosts: &[HostTarget],
-    change: &host::Change<'_>,
-    fleet: &Fleet,
-) -> Result<ExitCode, DeployError> {
+/// The change batch by batch, then the summary. Exit 0 only when every
+/// host is ok.
+async fn roll_out(r: &Rollout, change: &host::Change<'_>) -> Result<ExitCode, DeployError> {
     let transport = Transport::system()?;
-    let mut results = Vec::new();
-    let mut stopped = false;
-    for batch in hosts.chunks(fleet.batch_size) {
-        if stopped {
-            results.extend(
-                batch
-                    .iter()
-                    .map(|t| HostResult::skipped(&t.name, change.version)),
-            );
-            continue;
-        }
-        let runs = batch.iter().map(|t| {
-            let quiet = fleet.json;
-            let mut steps = render::Steps::new(&t.name, anstream::stderr());
-            host::run(&transport, t, change, move |e| {
-                if !quiet {
-                    // A closed stderr must not stop the rollout.
-                    let _ = steps.event(e);
-                }
-            })
-        });
-        let done = futures_util::future::join_all(runs).await;
-        stopped = done.iter().any(|r| r.outcome != HostOutcome::Ok);
-        results.extend(done);
-    }
-    let mut out = anstream::stdout().lock();
-    if fleet.json {
-        render::json(&mut out, &results)
-    } else {
-        render::summary(&mut out, &results)
-    }
-    .map_err(DeployError::Output)?;
+    let results = change_hosts(&transport, r, change).await;
+    render::results(&mut anstream::stdout().lock(), r.json, &results)
+        .map_err(DeployError::Output)?;
     let all_ok = results
         .iter()
         .all(|r| r.outcome == HostOutcome::Ok && r.error.is_none());
@@ -327,4 +314,37 @@ async fn rollout(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The action: after a batch with a host not on the new release, the
+/// remaining hosts are skipped. hostd's steps go to stderr as they come.
+async fn change_hosts(
+    transport: &Transport,
+    r: &Rollout,
+    change: &host::Change<'_>,
+) -> Vec<HostResult> {
+    let hosts = &r.targets.hosts;
+    let parts = fleet::in_batches(
+        hosts,
+        r.batch_size,
+        |t| {
+            let mut steps = render::Steps::new(&t.name, anstream::stderr());
+            let (json, progress) = (r.json, r.progress);
+            let bytes = change.upload.as_ref().map_or(0, |u| u.bytes);
+            let new_bar = move || output::upload_bar(&t.name, bytes, progress);
+            host::run(transport, t, change, new_bar, move |e| {
+                if !json {
+                    // A closed stderr must not stop the rollout.
+                    let _ = steps.event(e);
+                }
+            })
+        },
+        |result: &HostResult| result.outcome != HostOutcome::Ok,
+    )
+    .await;
+    hosts
+        .iter()
+        .zip(parts)
+        .map(|(t, part)| part.or_skipped(|| HostResult::skipped(&t.name, change.version)))
+        .collect()
 }

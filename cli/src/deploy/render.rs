@@ -1,5 +1,6 @@
-//! Output of `deploy` and `rollback`: hostd's steps on stderr as they come,
-//! the per-host summary on stdout (a JSON array with --json).
+//! Output of `deploy` and `rollback`: the build's and hostd's steps on
+//! stderr as they come, the per-host summary on stdout (a JSON array with
+//! --json).
 
 use std::io::Write;
 
@@ -7,12 +8,16 @@ use anstyle::{AnsiColor, Style};
 use hostd_api::DeployEvent;
 
 use super::host::{HostOutcome, HostResult};
-use crate::output::{columns, size};
+use crate::config::DeployService;
+use crate::output::{self, DIM, GREEN, YELLOW, columns, size};
 
-const DIM: Style = Style::new().dimmed();
-const GREEN: Style = AnsiColor::Green.on_default();
+/// Not bold, unlike the other commands' red: a deploy's summary is a table.
 const RED: Style = AnsiColor::Red.on_default();
-const YELLOW: Style = AnsiColor::Yellow.on_default();
+
+/// The build command about to run, before its own output.
+pub(super) fn building(svc: &DeployService, command: &str) {
+    eprintln!("build {}: {command}", svc.name);
+}
 
 /// One host's events as log lines on stderr. A step that began and never
 /// ended is the one that failed (a hook, a task): `finished` carries only
@@ -70,6 +75,18 @@ fn style(o: HostOutcome) -> Style {
     }
 }
 
+pub(super) fn results(
+    out: &mut impl Write,
+    json: bool,
+    results: &[HostResult],
+) -> std::io::Result<()> {
+    if json {
+        output::json(out, results)
+    } else {
+        summary(out, results)
+    }
+}
+
 pub(super) fn summary(out: &mut impl Write, results: &[HostResult]) -> std::io::Result<()> {
     let rows: Vec<[String; 5]> = results
         .iter()
@@ -118,9 +135,4 @@ pub(super) fn summary(out: &mut impl Write, results: &[HostResult]) -> std::io::
         )?;
     }
     Ok(())
-}
-
-pub(super) fn json(out: &mut impl Write, results: &[HostResult]) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, results).map_err(std::io::Error::other)?;
-    writeln!(out)
 }

@@ -3,6 +3,7 @@ use std::path::Path;
 use hostd_api::{DeployEvent, DeployOutcome};
 
 use super::*;
+use crate::config::ConfigError;
 
 fn text(out: &[u8]) -> String {
     anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()

@@ -16,9 +16,34 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::HostTarget;
+use crate::exit::{CommandError, Failure};
+use crate::targets::TargetError;
 use crate::transport::{Transport, TransportError};
 
 pub use batches::{Changed, Outcome, Part, Turn, in_batches, in_batches_watched};
+
+/// What can fail in a read of every host (`status`, `releases`, `lock`):
+/// which hosts, reaching them, writing what they said. A host that did
+/// not answer is in the output, not here.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+impl CommandError for ReadError {
+    fn failure(&self) -> Failure<'_> {
+        match self {
+            Self::Target(_) => Failure::Usage,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
+        }
+    }
+}
 
 /// Every host at once (or whatever stands for each host: a process
 /// running there), each with `ask`; the results in the same order. The

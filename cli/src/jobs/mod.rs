@@ -20,13 +20,14 @@ use hostd_api::{API_PREFIX, JobsList, RunEvent, TaskRequest};
 use hyper::Method;
 use hyper::body::Bytes;
 
-use crate::EXIT_USAGE;
-use crate::config::{ConfigError, HostTarget};
+use crate::config::HostTarget;
+use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
 use crate::fleet::Answer;
+use crate::followed::{Run, Stopped, Unfollowed};
 use crate::output;
 use crate::targets::{ReadSettings, TargetError, Targets};
-use crate::transport::{StreamStop, Transport, TransportError};
+use crate::transport::{Transport, TransportError};
 use args::{JobRunArgs, JobsArgs, JobsCommand, RunArgs};
 
 /// Beyond a task's own timeout (which hostd enforces): ssh connect and the
@@ -39,60 +40,48 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 60 * 60);
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("the connection to {host} ended before the {what} finished")]
-    Ended { host: String, what: String },
-    #[error("stopped following the {what} on {host}")]
-    Unfollowed {
-        host: String,
-        what: String,
-        #[source]
-        cause: Box<TransportError>,
-    },
-    #[error(
-        "stopped following the {what} on {host} after {} (--timeout)",
-        humantime::format_duration(*after)
-    )]
-    TimedOut {
-        host: String,
-        what: String,
-        after: Duration,
-    },
+    #[error(transparent)]
+    Unfollowed(#[from] Unfollowed),
     #[error("cannot encode the request")]
     Request(#[source] serde_json::Error),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
 
-impl JobsError {
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for JobsError {
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Config(_) | Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_)
-            | Self::Ended { .. }
-            | Self::Unfollowed { .. }
-            | Self::TimedOut { .. }
-            | Self::Request(_)
-            | Self::Output(_) => ExitCode::FAILURE,
+            Self::Target(_) => Failure::Usage,
+            Self::Unfollowed(_) | Self::Request(_) => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Transport(e) => e.hint(),
             Self::Target(TargetError::SeveralHosts { .. }) => Some(
                 "a task or job runs on one host at a time (a migration once); name it with --host"
                     .into(),
             ),
-            Self::Ended { .. } | Self::Unfollowed { .. } | Self::TimedOut { .. } => Some(
+            Self::Unfollowed(_) => Some(
                 "the run may go on on the host until its own timeout; `hostctl jobs` shows how a job ended"
                     .into(),
             ),
-            _ => None,
+            _ => self.failure().hint(),
+        }
+    }
+}
+
+impl From<Stopped> for JobsError {
+    fn from(stop: Stopped) -> Self {
+        match stop {
+            Stopped::Refused(e) => Self::Transport(e),
+            Stopped::Unfollowed(u) => Self::Unfollowed(u),
+            Stopped::Output(e) => Self::Output(e),
         }
     }
 }
@@ -115,7 +104,9 @@ impl RunSettings {
     pub fn resolve_task(a: &RunArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, JobsError> {
         let (config, targets) =
             Targets::resolve_with_config(global, a.follow.host.as_deref(), cwd)?;
-        let (svc, task) = config.task(&a.service, &a.task)?;
+        let (svc, task) = config
+            .task(&a.service, &a.task)
+            .map_err(TargetError::from)?;
         let request = TaskRequest {
             unit: svc.unit.clone(),
             task: task.name.clone(),
@@ -241,22 +232,13 @@ async fn follow(
     let followed = transport
         .follow(&s.target, &s.path, s.body.clone(), s.timeout, show, last)
         .await;
-    let (host, what) = (host.clone(), s.what.clone());
-    followed.map_err(|stop| match stop {
-        StreamStop::Refused(e) => JobsError::Transport(e),
-        StreamStop::Lost(cause) => JobsError::Unfollowed {
-            host,
-            what,
-            cause: Box::new(cause),
-        },
-        StreamStop::Ended => JobsError::Ended { host, what },
-        StreamStop::TimedOut => JobsError::TimedOut {
-            host,
-            what,
-            after: s.timeout,
-        },
-        StreamStop::Output(e) => JobsError::Output(e),
-    })
+    let run = Run {
+        host: host.clone(),
+        what: s.what.clone(),
+        which: format!("{} on {host}", s.what),
+        note: "",
+    };
+    Ok(followed.map_err(|stop| run.stopped(stop, s.timeout))?)
 }
 
 /// `jobs` with the transport and output given, for tests: every host at

@@ -1,6 +1,7 @@
 use hostd_api::{HealthStatus, JobRun, JobStatus};
 
 use super::*;
+use crate::exit::EXIT_USAGE;
 use crate::fake_hosts::{FakeHosts, stream};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

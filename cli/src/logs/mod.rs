@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use hostd_api::HostStatus;
 use tokio::sync::mpsc;
 
-use crate::EXIT_USAGE;
+use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
 use crate::fleet;
 use crate::host_status::{self, Unreadable, known_services};
@@ -30,13 +30,8 @@ pub enum LogsError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot read the status of {host} to find the service's units")]
-    Unreadable {
-        host: String,
-        hint: Option<String>,
-        #[source]
-        source: Box<TransportError>,
-    },
+    #[error("cannot read the status of {} to find the service's units", .0.host)]
+    Unreadable(#[from] Unreadable),
     #[error("unknown service {service:?} on {host}; it has: {}", known.join(", "))]
     UnknownService {
         host: String,
@@ -56,34 +51,21 @@ pub enum LogsError {
     Output(#[source] std::io::Error),
 }
 
-impl From<Unreadable> for LogsError {
-    fn from(u: Unreadable) -> Self {
-        Self::Unreadable {
-            host: u.host,
-            hint: u.hint,
-            source: u.error,
-        }
-    }
-}
-
-impl LogsError {
-    /// 2 for a host or service that is not there, 1 for what failed.
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for LogsError {
+    /// Usage for a host or service that is not there.
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Target(_) | Self::UnknownService { .. } => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_)
-            | Self::Unreadable { .. }
-            | Self::NoUnits { .. }
-            | Self::Journal { .. }
-            | Self::Output(_) => ExitCode::FAILURE,
+            Self::Target(_) | Self::UnknownService { .. } => Failure::Usage,
+            Self::Unreadable(_) | Self::NoUnits { .. } => Failure::Failed,
+            Self::Transport(e) | Self::Journal { first: e, .. } => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Unreadable { hint, .. } => hint.clone(),
-            Self::Transport(e) | Self::Journal { first: e, .. } => e.hint(),
-            _ => None,
+            Self::Unreadable(u) => u.hint.clone(),
+            _ => self.failure().hint(),
         }
     }
 }
@@ -161,10 +143,11 @@ pub fn journalctl_argv(settings: &LogsSettings, units: &[String]) -> Vec<String>
 }
 
 /// `hostctl logs SERVICE`.
-pub async fn run(args: &LogsArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), LogsError> {
+pub async fn run(args: &LogsArgs, global: &GlobalArgs, cwd: &Path) -> Result<ExitCode, LogsError> {
     let settings = LogsSettings::resolve(args, global, cwd)?;
     let transport = Transport::system()?;
-    run_with(&transport, &settings, &mut anstream::stdout()).await
+    run_with(&transport, &settings, &mut anstream::stdout()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// [`run`] with the transport and output given, for tests.

@@ -217,7 +217,7 @@ async fn unknown_service_runs_nothing_and_lists_the_known_ones()
         err.to_string(),
         "unknown service \"nosuch\" on a; it has: api, redis"
     );
-    assert_eq!(err.exit_code(), ExitCode::from(crate::EXIT_USAGE));
+    assert_eq!(err.exit_code(), ExitCode::from(crate::exit::EXIT_USAGE));
     assert!(out.is_empty());
     Ok(())
 }

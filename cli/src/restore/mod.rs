@@ -20,9 +20,10 @@ use std::time::Duration;
 use hostd_api::{API_PREFIX, BackupKind, RestoreEvent, RestorePlan, RestoreRequest};
 use hyper::body::Bytes;
 
-use crate::EXIT_USAGE;
 use crate::config::HostTarget;
+use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
+use crate::followed::{Run, Stopped, Unfollowed};
 use crate::targets::{TargetError, Targets};
 use crate::transport::{StreamStop, Transport, TransportError};
 use args::RestoreArgs;
@@ -45,54 +46,38 @@ pub enum RestoreError {
     Prompt(#[source] std::io::Error),
     #[error("restore of {host} failed: {error}")]
     Failed { host: String, error: String },
-    #[error(
-        "the connection to {host} ended before the restore finished; hostd carries the restore on by itself"
-    )]
-    Ended { host: String },
-    #[error("stopped following the restore of {host}; hostd carries the restore on by itself")]
-    Unfollowed {
-        host: String,
-        #[source]
-        cause: TransportError,
-    },
-    #[error(
-        "stopped following the restore of {host} after {} (--timeout); hostd carries the restore on by itself",
-        humantime::format_duration(*after)
-    )]
-    TimedOut { host: String, after: Duration },
+    #[error(transparent)]
+    Unfollowed(#[from] Unfollowed),
     #[error("cannot encode the restore request")]
     Request(#[source] serde_json::Error),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
 
-impl RestoreError {
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for RestoreError {
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Target(_) | Self::NeedsYes { .. } => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_)
-            | Self::Plan { .. }
+            Self::Target(_) | Self::NeedsYes { .. } => Failure::Usage,
+            Self::Plan { .. }
             | Self::Declined { .. }
             | Self::Prompt(_)
             | Self::Failed { .. }
-            | Self::Ended { .. }
-            | Self::Unfollowed { .. }
-            | Self::TimedOut { .. }
-            | Self::Request(_)
-            | Self::Output(_) => ExitCode::FAILURE,
+            | Self::Unfollowed(_)
+            | Self::Request(_) => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Transport(e) => e.hint(),
-            Self::Ended { .. } | Self::Unfollowed { .. } | Self::TimedOut { .. } => {
+            Self::Unfollowed(_) => {
                 Some("check how it ends with `hostctl status` and `hostctl backups`".into())
             }
             Self::Failed { .. } => {
                 Some("the error says what state the host is in; `hostctl status` shows it".into())
             }
-            _ => None,
+            _ => self.failure().hint(),
         }
     }
 }
@@ -179,7 +164,11 @@ fn accepted(answer: &str) -> bool {
 }
 
 /// `hostctl restore SNAPSHOT`.
-pub async fn run(args: &RestoreArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), RestoreError> {
+pub async fn run(
+    args: &RestoreArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, RestoreError> {
     let settings = RestoreSettings::resolve(args, global, cwd)?;
     let transport = Transport::system()?;
     // stderr stays unlocked: indicatif draws on it from its own thread.
@@ -190,7 +179,8 @@ pub async fn run(args: &RestoreArgs, global: &GlobalArgs, cwd: &Path) -> Result<
         &mut anstream::stderr(),
         ask_on_terminal,
     )
-    .await
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Asks on stderr and reads stdin. Blocking is fine: nothing else runs
@@ -308,20 +298,14 @@ async fn restore(
     let host = &s.target.name;
     tracing::info!(host, snapshot = s.snapshot, "restore");
     let body = request(s, Some(confirmed))?;
+    let run = Run {
+        host: host.clone(),
+        what: "restore".into(),
+        which: format!("restore of {host}"),
+        note: "; hostd carries the restore on by itself",
+    };
     let followed = follow(transport, s, body, show).await;
-    let finished = followed.map_err(|stop| match stop {
-        StreamStop::Refused(e) => RestoreError::Transport(e),
-        StreamStop::Lost(cause) => RestoreError::Unfollowed {
-            host: host.clone(),
-            cause,
-        },
-        StreamStop::Ended => RestoreError::Ended { host: host.clone() },
-        StreamStop::TimedOut => RestoreError::TimedOut {
-            host: host.clone(),
-            after: s.timeout,
-        },
-        StreamStop::Output(e) => RestoreError::Output(e),
-    })?;
+    let finished = followed.map_err(|stop| run.stopped(stop, s.timeout))?;
     if finished.ok {
         Ok(())
     } else {
@@ -329,6 +313,16 @@ async fn restore(
             host: host.clone(),
             error: finished.error.unwrap_or_else(|| "no reason given".into()),
         })
+    }
+}
+
+impl From<Stopped> for RestoreError {
+    fn from(stop: Stopped) -> Self {
+        match stop {
+            Stopped::Refused(e) => Self::Transport(e),
+            Stopped::Unfollowed(u) => Self::Unfollowed(u),
+            Stopped::Output(e) => Self::Output(e),
+        }
     }
 }
 

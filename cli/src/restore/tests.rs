@@ -2,6 +2,7 @@ use hostd_api::SnapshotInfo;
 use indicatif::ProgressDrawTarget;
 
 use super::*;
+use crate::exit::EXIT_USAGE;
 use crate::fake_hosts::{FakeHosts, stream};
 use crate::targets::Targets;
 

@@ -113,3 +113,9 @@ impl SandboxError {
         }
     }
 }
+
+impl crate::exit::CommandError for SandboxError {
+    fn failure(&self) -> crate::exit::Failure<'_> {
+        crate::exit::Failure::Failed
+    }
+}

@@ -18,8 +18,8 @@ use hostd_api::{API_PREFIX, SecretsList, SecretsSyncResult};
 use hyper::Method;
 use serde::Serialize;
 
-use crate::EXIT_USAGE;
 use crate::config::HostTarget;
+use crate::exit::{CommandError, Failure};
 use crate::flags::{ActionArgs, GlobalArgs};
 use crate::fleet::{self, Changed, Outcome, Reply};
 use crate::targets::{TargetError, Targets};
@@ -40,24 +40,22 @@ pub enum SecretsError {
     Output(#[source] std::io::Error),
 }
 
-impl SecretsError {
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for SecretsError {
+    fn failure(&self) -> Failure<'_> {
         match self {
-            Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_)
-            | Self::ListFailed { .. }
-            | Self::SyncFailed { .. }
-            | Self::Output(_) => ExitCode::FAILURE,
+            Self::Target(_) => Failure::Usage,
+            Self::ListFailed { .. } | Self::SyncFailed { .. } => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Transport(e) => e.hint(),
             Self::SyncFailed { .. } => Some(
                 "hosts whose fetch failed keep serving their last good set; see each host's error above".into(),
             ),
-            _ => None,
+            _ => self.failure().hint(),
         }
     }
 }
@@ -96,19 +94,21 @@ impl SecretsSettings {
     }
 }
 
+/// `hostctl secrets list|sync`.
 pub async fn run(
     cmd: &SecretsCommand,
     global: &GlobalArgs,
     cwd: &Path,
-) -> Result<(), SecretsError> {
+) -> Result<ExitCode, SecretsError> {
     let (SecretsCommand::List(a) | SecretsCommand::Sync(a)) = cmd;
     let settings = SecretsSettings::resolve(a, global, cwd)?;
     let transport = Transport::system()?;
     let out = &mut anstream::stdout().lock();
     match cmd {
-        SecretsCommand::List(_) => list_with(&transport, &settings, out).await,
-        SecretsCommand::Sync(_) => sync_with(&transport, &settings, out).await,
+        SecretsCommand::List(_) => list_with(&transport, &settings, out).await?,
+        SecretsCommand::Sync(_) => sync_with(&transport, &settings, out).await?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `secrets list` with the transport and output given, for tests.

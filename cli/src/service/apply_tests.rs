@@ -2,6 +2,7 @@ use hostd_api::ActiveState;
 
 use super::tests::{host_status, result, scale, unit};
 use super::*;
+use crate::exit::EXIT_USAGE;
 use crate::fake_hosts::FakeHosts;
 
 struct Fake(FakeHosts);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use hostd_api::ServiceAction;
 
-use crate::EXIT_USAGE;
+use crate::exit::{CommandError, Failure};
 use crate::flags::{ActionArgs, GlobalArgs};
 use crate::fleet::Outcome;
 use crate::host_status::Unreadable;
@@ -33,13 +33,8 @@ pub enum ServiceError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("cannot read the status of {host}, so nothing was changed")]
-    Unreadable {
-        host: String,
-        hint: Option<String>,
-        #[source]
-        source: Box<TransportError>,
-    },
+    #[error("cannot read the status of {}, so nothing was changed", .0.host)]
+    Unreadable(#[from] Unreadable),
     #[error(
         "unknown service {service:?} on {host}, so nothing was changed; it has: {}",
         names_or_none(known)
@@ -82,16 +77,6 @@ pub enum ServiceError {
     Output(#[source] std::io::Error),
 }
 
-impl From<Unreadable> for ServiceError {
-    fn from(u: Unreadable) -> Self {
-        Self::Unreadable {
-            host: u.host,
-            hint: u.hint,
-            source: u.error,
-        }
-    }
-}
-
 /// Where else the change happened or not; nothing to say with one host.
 fn progress(done: &[String], untouched: &[String]) -> String {
     if done.is_empty() && untouched.is_empty() {
@@ -117,28 +102,26 @@ fn is_refusal(e: &TransportError) -> bool {
     )
 }
 
-impl ServiceError {
-    /// 2 for what the operator must fix in the command (unknown service,
-    /// count out of range), 1 for what failed on a host.
-    pub fn exit_code(&self) -> ExitCode {
+impl CommandError for ServiceError {
+    /// Usage for what the operator must fix in the command (unknown
+    /// service, count out of range), failed for what failed on a host.
+    fn failure(&self) -> Failure<'_> {
         match self {
             Self::Target(_)
             | Self::UnknownService { .. }
             | Self::NotScalable { .. }
             | Self::OutOfRange { .. }
-            | Self::Duplicate { .. } => ExitCode::from(EXIT_USAGE),
-            Self::Failed { source, .. } if is_refusal(source) => ExitCode::from(EXIT_USAGE),
-            Self::Failed { .. }
-            | Self::Transport(_)
-            | Self::Unreadable { .. }
-            | Self::Output(_) => ExitCode::FAILURE,
+            | Self::Duplicate { .. } => Failure::Usage,
+            Self::Failed { source, .. } if is_refusal(source) => Failure::Usage,
+            Self::Failed { .. } | Self::Unreadable(_) => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
-            Self::Unreadable { hint, .. } => hint.clone(),
-            Self::Transport(e) => e.hint(),
+            Self::Unreadable(u) => u.hint.clone(),
             Self::Failed { host, source, .. } => match source.as_ref() {
                 TransportError::Api { status: 409, .. } => Some(format!(
                     "another operation holds {host}; retry once it is done"
@@ -151,7 +134,7 @@ impl ServiceError {
                 )),
                 other => other.hint(),
             },
-            _ => None,
+            _ => self.failure().hint(),
         }
     }
 }
@@ -238,7 +221,11 @@ fn scale_steps(scale: &[ScaleTarget]) -> Result<Vec<Step>, ServiceError> {
 }
 
 /// `hostctl scale SERVICE=N...`.
-pub async fn scale(args: &ScaleArgs, global: &GlobalArgs, cwd: &Path) -> Result<(), ServiceError> {
+pub async fn scale(
+    args: &ScaleArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, ServiceError> {
     run(&ServiceSettings::resolve_scale(args, global, cwd)?).await
 }
 
@@ -248,13 +235,14 @@ pub async fn act(
     action: ServiceAction,
     global: &GlobalArgs,
     cwd: &Path,
-) -> Result<(), ServiceError> {
+) -> Result<ExitCode, ServiceError> {
     run(&ServiceSettings::resolve_action(args, action, global, cwd)?).await
 }
 
-async fn run(settings: &ServiceSettings) -> Result<(), ServiceError> {
+async fn run(settings: &ServiceSettings) -> Result<ExitCode, ServiceError> {
     let transport = Transport::system()?;
-    run_with(&transport, settings, &mut anstream::stdout().lock()).await
+    run_with(&transport, settings, &mut anstream::stdout().lock()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// [`scale`] and [`act`] with the transport and output given, for tests.

@@ -4,6 +4,7 @@ use hostd_api::{
 };
 
 use super::*;
+use crate::exit::EXIT_USAGE;
 
 pub(super) fn unit(
     service: &str,

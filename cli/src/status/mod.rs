@@ -11,39 +11,13 @@ use std::time::Duration;
 use hostd_api::{HealthStatus, HostStatus};
 use serde::Serialize;
 
-use crate::EXIT_USAGE;
 use crate::config::HostTarget;
 use crate::flags::GlobalArgs;
+use crate::fleet::ReadError;
 use crate::host_status;
 use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
 use args::StatusArgs;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error(transparent)]
-    Target(#[from] TargetError),
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error("cannot write the output")]
-    Output(#[source] std::io::Error),
-}
-
-impl StatusError {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Self::Target(_) => ExitCode::from(EXIT_USAGE),
-            Self::Transport(_) | Self::Output(_) => ExitCode::FAILURE,
-        }
-    }
-
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Self::Transport(e) => e.hint(),
-            Self::Target(_) | Self::Output(_) => None,
-        }
-    }
-}
 
 /// Validated settings for one `status` run.
 #[derive(Debug, Clone)]
@@ -150,12 +124,12 @@ pub async fn run(
     args: &StatusArgs,
     global: &GlobalArgs,
     cwd: &Path,
-) -> Result<ExitCode, StatusError> {
+) -> Result<ExitCode, ReadError> {
     let settings = StatusSettings::resolve(args, global, cwd)?;
     let transport = Transport::system()?;
     let reports = query(&transport, &settings).await;
     render::reports(&mut anstream::stdout().lock(), &settings, &reports)
-        .map_err(StatusError::Output)?;
+        .map_err(ReadError::Output)?;
     Ok(outcome(&reports).into())
 }
 

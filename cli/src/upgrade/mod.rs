@@ -7,8 +7,8 @@
 //! first host that fails stops the rest.
 
 pub mod args;
+mod render;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -18,13 +18,20 @@ use hyper::Method;
 use hyper::body::Bytes;
 use serde::Serialize;
 
+use crate::artifact::{self, ArtifactError, Upload, ensure_artifact};
 use crate::config::HostTarget;
-use crate::deploy::artifact::{self, ArtifactError};
-use crate::deploy::host::{Upload, ensure_artifact};
+use crate::exit::{CommandError, Failure};
+use crate::flags::GlobalArgs;
+use crate::fleet;
+use crate::output;
+use crate::targets::{TargetError, Targets};
 use crate::transport::{Transport, TransportError};
+use args::UpgradeArgs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpgradeError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error("cannot read the hostd build {}", path.display())]
     Read {
         path: PathBuf,
@@ -39,6 +46,38 @@ pub enum UpgradeError {
     Worker,
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+}
+
+impl CommandError for UpgradeError {
+    fn failure(&self) -> Failure<'_> {
+        match self {
+            Self::Target(_) => Failure::Usage,
+            Self::Read { .. } | Self::Artifact(_) | Self::Worker => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
+            Self::Output(e) => Failure::Output(e),
+        }
+    }
+}
+
+/// Validated settings for one `upgrade-hostd`.
+#[derive(Debug, Clone)]
+pub struct UpgradeSettings {
+    pub targets: Targets,
+    pub binary: PathBuf,
+    /// Per host, from ssh connect to the new build answering.
+    pub timeout: Duration,
+    pub json: bool,
+}
+
+impl UpgradeSettings {
+    pub fn resolve(a: &UpgradeArgs, global: &GlobalArgs, cwd: &Path) -> Result<Self, TargetError> {
+        Ok(Self {
+            targets: Targets::resolve(global, a.host.as_deref(), cwd)?,
+            binary: a.binary.clone(),
+            timeout: a.timeout,
+            json: a.json,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,48 +128,21 @@ fn package(binary: &Path) -> Result<Package, UpgradeError> {
     Ok(Package { packed, build })
 }
 
-pub async fn run(hosts: &[HostTarget], args: &args::UpgradeArgs) -> Result<ExitCode, UpgradeError> {
-    let binary = args.binary.clone();
+/// `hostctl upgrade-hostd`: exit 0 only when every host runs the build.
+pub async fn run(
+    a: &UpgradeArgs,
+    global: &GlobalArgs,
+    cwd: &Path,
+) -> Result<ExitCode, UpgradeError> {
+    let s = UpgradeSettings::resolve(a, global, cwd)?;
+    let binary = s.binary.clone();
     let pkg = tokio::task::spawn_blocking(move || package(&binary))
         .await
         .map_err(|_| UpgradeError::Worker)??;
     let transport = Transport::system()?;
-    let mut results: Vec<HostUpgrade> = Vec::new();
-    for target in hosts {
-        let failed = results.iter().any(|r| r.outcome == Outcome::Failed);
-        let started = Instant::now();
-        let mut r = HostUpgrade {
-            host: target.name.clone(),
-            outcome: Outcome::Skipped,
-            previous_build: None,
-            build: pkg.build.clone(),
-            version: None,
-            seconds: 0.0,
-            error: None,
-        };
-        if !failed {
-            let done =
-                tokio::time::timeout(args.timeout, one(&transport, target, &pkg, args, &mut r))
-                    .await;
-            match done {
-                Ok(Ok(outcome)) => r.outcome = outcome,
-                Ok(Err(e)) => {
-                    r.outcome = Outcome::Failed;
-                    r.error = Some(hostd_api::error_chain(&e));
-                }
-                Err(_) => {
-                    r.outcome = Outcome::Failed;
-                    r.error = Some(format!(
-                        "no answer with the new build within {} (--timeout); see `hostctl status` and `journalctl -u hostd` on the host",
-                        humantime::format_duration(args.timeout)
-                    ));
-                }
-            }
-            r.seconds = started.elapsed().as_secs_f64();
-        }
-        results.push(r);
-    }
-    render(&results, args.json)?;
+    let results = upgrade(&transport, &s, &pkg).await;
+    render::results(&mut anstream::stdout().lock(), s.json, &results)
+        .map_err(UpgradeError::Output)?;
     let ok = results
         .iter()
         .all(|r| matches!(r.outcome, Outcome::Upgraded | Outcome::Unchanged));
@@ -141,11 +153,61 @@ pub async fn run(hosts: &[HostTarget], args: &args::UpgradeArgs) -> Result<ExitC
     })
 }
 
+/// The action: host by host, up to the first that failed.
+async fn upgrade(transport: &Transport, s: &UpgradeSettings, pkg: &Package) -> Vec<HostUpgrade> {
+    let hosts = &s.targets.hosts;
+    let parts = fleet::in_batches(
+        hosts,
+        1,
+        |target| async move {
+            let started = Instant::now();
+            let mut r = HostUpgrade::skipped(target, &pkg.build);
+            match tokio::time::timeout(s.timeout, one(transport, target, pkg, s, &mut r)).await {
+                Ok(Ok(outcome)) => r.outcome = outcome,
+                Ok(Err(e)) => {
+                    r.outcome = Outcome::Failed;
+                    r.error = Some(hostd_api::error_chain(&e));
+                }
+                Err(_) => {
+                    r.outcome = Outcome::Failed;
+                    r.error = Some(format!(
+                        "no answer with the new build within {} (--timeout); see `hostctl status` and `journalctl -u hostd` on the host",
+                        humantime::format_duration(s.timeout)
+                    ));
+                }
+            }
+            r.seconds = started.elapsed().as_secs_f64();
+            r
+        },
+        |r: &HostUpgrade| r.outcome == Outcome::Failed,
+    )
+    .await;
+    hosts
+        .iter()
+        .zip(parts)
+        .map(|(target, part)| part.or_skipped(|| HostUpgrade::skipped(target, &pkg.build)))
+        .collect()
+}
+
+impl HostUpgrade {
+    fn skipped(target: &HostTarget, build: &str) -> Self {
+        Self {
+            host: target.name.clone(),
+            outcome: Outcome::Skipped,
+            previous_build: None,
+            build: build.to_owned(),
+            version: None,
+            seconds: 0.0,
+            error: None,
+        }
+    }
+}
+
 async fn one(
     transport: &Transport,
     target: &HostTarget,
     pkg: &Package,
-    args: &args::UpgradeArgs,
+    s: &UpgradeSettings,
     r: &mut HostUpgrade,
 ) -> Result<Outcome, TransportError> {
     let status_path = format!("{API_PREFIX}/status");
@@ -162,7 +224,8 @@ async fn one(
         file: pkg.packed.file.path(),
         bytes: pkg.packed.compressed_bytes,
     };
-    ensure_artifact(&mut client, &upload, !args.json).await?;
+    let new_bar = || output::upload_bar(&target.name, upload.bytes, !s.json);
+    ensure_artifact(&mut client, &upload, new_bar).await?;
     let request = UpgradeRequest {
         artifact: pkg.packed.digest.clone(),
         build: pkg.build.clone(),
@@ -199,42 +262,4 @@ async fn one(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-fn render(results: &[HostUpgrade], json: bool) -> Result<(), UpgradeError> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, results)
-            .map_err(|e| UpgradeError::Output(e.into()))?;
-        writeln!(out).map_err(UpgradeError::Output)?;
-        return Ok(());
-    }
-    for r in results {
-        let outcome = match r.outcome {
-            Outcome::Upgraded => "upgraded",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-        };
-        let short = |b: &str| b.chars().take(12).collect::<String>();
-        let from = r
-            .previous_build
-            .as_deref()
-            .map(short)
-            .unwrap_or_else(|| "?".into());
-        writeln!(
-            out,
-            "{}  {outcome}  {} -> {}  {}  {:.1}s",
-            r.host,
-            from,
-            short(&r.build),
-            r.version.as_deref().unwrap_or(""),
-            r.seconds
-        )
-        .map_err(UpgradeError::Output)?;
-        if let Some(e) = &r.error {
-            writeln!(out, "    {e}").map_err(UpgradeError::Output)?;
-        }
-    }
-    Ok(())
 }

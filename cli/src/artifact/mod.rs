@@ -10,6 +10,7 @@
 //! already, so the operator hears about them before anything is uploaded.
 
 mod sources;
+mod upload;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, Write};
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use sources::{pack_archive, pack_dir};
+pub use upload::{Upload, ensure_artifact};
 
 /// Permission bits kept: no setuid, setgid or sticky bit, nothing writable
 /// by group or others (hostd masks the same way).
@@ -306,5 +308,4 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "artifact_tests.rs"]
 mod tests;

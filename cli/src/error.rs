@@ -1,0 +1,72 @@
+//! The error of a whole run: each command's own error, and what `main`
+//! asks of it (an exit code, a hint, whether only stdout went away).
+
+use std::io;
+use std::process::ExitCode;
+
+use crate::exit::CommandError;
+use crate::{backup, deploy, fleet, jobs, logs, restore, sandbox, secrets, service, upgrade};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Read(#[from] fleet::ReadError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error(transparent)]
+    Logs(#[from] logs::LogsError),
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::UpgradeError),
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobsError),
+    #[error("cannot determine the current directory")]
+    CurrentDir(#[source] io::Error),
+    #[error("cannot write the output")]
+    Output(#[source] io::Error),
+}
+
+impl Error {
+    fn command(&self) -> Option<&dyn CommandError> {
+        match self {
+            Self::Read(e) => Some(e),
+            Self::Sandbox(e) => Some(e),
+            Self::Service(e) => Some(e),
+            Self::Logs(e) => Some(e),
+            Self::Secrets(e) => Some(e),
+            Self::Backup(e) => Some(e),
+            Self::Restore(e) => Some(e),
+            Self::Deploy(e) => Some(e),
+            Self::Upgrade(e) => Some(e),
+            Self::Jobs(e) => Some(e),
+            Self::CurrentDir(_) | Self::Output(_) => None,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        self.command().map_or(ExitCode::FAILURE, |e| e.exit_code())
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        self.command().and_then(|e| e.hint())
+    }
+
+    /// A closed pipe (`hostctl status | head`) is not worth an error message.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Self::Output(e) => e.kind() == io::ErrorKind::BrokenPipe,
+            other => other
+                .command()
+                .is_some_and(|e| e.failure().is_broken_pipe()),
+        }
+    }
+}
