@@ -1,20 +1,33 @@
-//! Test support: a fake `ssh` that plays hostd for any number of hosts, so
-//! commands applied host by host are tested without SSH or a host.
+//! Test support, shared by every module's tests: a fake `ssh` that plays
+//! hostd for any number of hosts (or fails to reach them, or runs remote
+//! commands), hosts' status as hostd reports it, and styled output as
+//! plain text.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hostd_api::{ActiveState, HealthReport, HealthStatus, HostStatus, ServiceSummary, UnitStatus};
+
 use crate::config::{Config, HostTarget};
 use crate::transport::Transport;
 
-/// Plays ssh and hostd for any number of requests on one connection: the
-/// status comes from $STATUS_BODY; other requests get "$ANSWER_<host>_<n>"
-/// for a host's n-th such request (from 0) if set, else "$ANSWER_<host>",
-/// as `CODE REASON|BODY`. Every request line is appended to $LOG.
+/// Plays ssh. A host named in $UNREACHABLE fails as ssh does, one in
+/// $HANGING never answers. A remote command other than `hostd dial-stdio`
+/// runs through `sh -c` as sshd would, in $FAKE_HOME with $FAKE_BIN first
+/// on PATH and the host's name in $HOST. Else it plays hostd for any
+/// number of requests on one connection: the status comes from
+/// $STATUS_BODY; other requests get "$ANSWER_<host>_<n>" for a host's n-th
+/// such request (from 0) if set, else "$ANSWER_<host>", as
+/// `CODE REASON|BODY`. Every request line is appended to $LOG.
 const FAKE_SSH: &str = r#"#!/bin/bash
 dest=""
 while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
+case " $UNREACHABLE " in *" $dest "*) echo "ssh: connect to host $dest port 22: Connection refused" >&2; exit 255;; esac
+case " $HANGING " in *" $dest "*) sleep 30; exit 0;; esac
+if [ "$*" != "hostd dial-stdio" ]; then
+  cd "$FAKE_HOME" && PATH="$FAKE_BIN:$PATH" HOST="$dest" exec sh -c "$*"
+fi
 while IFS= read -r first; do
   first="${first%$'\r'}"; len=0; body=""
   while IFS= read -r line; do
@@ -33,8 +46,8 @@ while IFS= read -r first; do
 done
 "#;
 
-/// A temporary directory with the fake ssh and its request log; removed on
-/// drop.
+/// A temporary directory with the fake ssh, its request log, and the
+/// hosts' home and programs for remote commands; removed on drop.
 pub(crate) struct FakeHosts {
     dir: PathBuf,
     pub transport: Transport,
@@ -56,11 +69,10 @@ impl FakeHosts {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("hostctl-fake-{test}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(dir.join("bin"))?;
+        std::fs::create_dir_all(dir.join("home"))?;
         let fake = dir.join("ssh");
-        std::fs::write(&fake, FAKE_SSH)?;
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
-        runnable(&fake)?;
+        executable(&fake, FAKE_SSH)?;
         let names: Vec<String> = answers.iter().map(|(h, _)| format!("{h:?}")).collect();
         let config = Config::from_str(
             &format!("[environments.x]\nhosts = [{}]\n", names.join(", ")),
@@ -70,6 +82,8 @@ impl FakeHosts {
         let mut transport = Transport::with_program(&fake, dir.clone())
             .with_env("LC_ALL", "C")
             .with_env("LOG", dir.join("log"))
+            .with_env("FAKE_BIN", dir.join("bin"))
+            .with_env("FAKE_HOME", dir.join("home"))
             .with_env("STATUS_BODY", status_body);
         for (host, answer) in answers {
             transport = transport.with_env(format!("ANSWER_{host}"), *answer);
@@ -91,6 +105,36 @@ impl FakeHosts {
                 .with_env(format!("ANSWER_{host}_{n}"), *answer);
         }
         self
+    }
+
+    /// These hosts fail as ssh does when it cannot connect.
+    pub fn unreachable(mut self, hosts: &[&str]) -> Self {
+        self.transport = self
+            .transport
+            .clone()
+            .with_env("UNREACHABLE", hosts.join(" "));
+        self
+    }
+
+    /// These hosts never answer.
+    pub fn hanging(mut self, hosts: &[&str]) -> Self {
+        self.transport = self.transport.clone().with_env("HANGING", hosts.join(" "));
+        self
+    }
+
+    /// A program remote commands find first on PATH, as `script`.
+    pub fn with_program(
+        self,
+        name: &str,
+        script: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        executable(&self.dir.join("bin").join(name), script)?;
+        Ok(self)
+    }
+
+    /// The directory remote commands run in.
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
     }
 
     /// Every request, as `host METHOD PATH BODY` (trimmed).
@@ -119,6 +163,73 @@ pub(crate) fn stream<T: serde::Serialize>(events: &[T]) -> String {
         .map(|e| serde_json::to_string(e).unwrap_or_default())
         .collect();
     format!("200 OK|{}\n", lines.join("\n"))
+}
+
+/// What anstream shows where styles are stripped.
+pub(crate) fn text(out: &[u8]) -> String {
+    anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()
+}
+
+pub(crate) fn unit(
+    service: &str,
+    unit: &str,
+    instance: Option<u32>,
+    state: ActiveState,
+) -> UnitStatus {
+    UnitStatus {
+        service: service.into(),
+        unit: unit.into(),
+        instance,
+        active_state: state,
+        sub_state: if state == ActiveState::Active {
+            "running"
+        } else {
+            "dead"
+        }
+        .into(),
+    }
+}
+
+pub(crate) fn summary(
+    name: &str,
+    unit: &str,
+    instances: Option<u32>,
+    max: Option<u32>,
+) -> ServiceSummary {
+    ServiceSummary {
+        name: name.into(),
+        unit: unit.into(),
+        running: true,
+        instances,
+        max_instances: max,
+        restarts: 0,
+    }
+}
+
+/// A healthy host `h` running hostd 0.1.0 for 1h 2m 5s, with these units
+/// and services, and nothing else to report.
+pub(crate) fn host_status(units: Vec<UnitStatus>, services: Vec<ServiceSummary>) -> HostStatus {
+    HostStatus {
+        hostname: "h".into(),
+        hostd_version: "0.1.0".into(),
+        hostd_build: None,
+        hostd_uptime_seconds: 3725,
+        units,
+        services,
+        events: vec![],
+        health: HealthReport {
+            status: HealthStatus::Healthy,
+            checked_at: "2026-01-01T00:00:00Z".into(),
+            components: vec![],
+        },
+        instance: None,
+    }
+}
+
+fn executable(path: &Path, script: &str) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write(path, script)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    runnable(path)
 }
 
 /// Waits until `script` can be executed. A test thread that forks while

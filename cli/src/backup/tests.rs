@@ -1,7 +1,7 @@
 use hostd_api::{BackupKind, DrillRun, SnapshotInfo};
 
 use super::*;
-use crate::fake_hosts::FakeHosts;
+use crate::fake_hosts::{FakeHosts, text};
 
 const NO_BACKUP: &str = r#"404 Not Found|{"error":"backups are not configured on this host (no [backup] section in hostd.toml)"}"#;
 
@@ -16,10 +16,6 @@ fn settings(fake: &FakeHosts) -> BackupSettings {
         timeout: Duration::from_secs(10),
         progress: false,
     }
-}
-
-fn text(out: &[u8]) -> String {
-    anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()
 }
 
 fn ok(body: &impl Serialize) -> String {

@@ -4,10 +4,7 @@ use hostd_api::{DeployEvent, DeployOutcome};
 
 use super::*;
 use crate::config::ConfigError;
-
-fn text(out: &[u8]) -> String {
-    anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()
-}
+use crate::fake_hosts::text;
 
 #[test]
 fn pre_switch_tasks_go_with_the_deploy_sorted_by_name() -> Result<(), ConfigError> {

@@ -2,7 +2,7 @@ use hostd_api::{HealthStatus, JobRun, JobStatus};
 
 use super::*;
 use crate::exit::EXIT_USAGE;
-use crate::fake_hosts::{FakeHosts, stream};
+use crate::fake_hosts::{FakeHosts, stream, text};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -56,10 +56,6 @@ fn run_args(argv: &[&str]) -> Result<args::RunArgs, clap::Error> {
         crate::cli::Command::Run(a) => Ok(a),
         _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
     }
-}
-
-fn text(out: &[u8]) -> String {
-    anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()
 }
 
 fn finished(result: &str, exit_code: Option<i32>, error: Option<&str>) -> RunEvent {

@@ -3,7 +3,7 @@ use indicatif::ProgressDrawTarget;
 
 use super::*;
 use crate::exit::EXIT_USAGE;
-use crate::fake_hosts::{FakeHosts, stream};
+use crate::fake_hosts::{FakeHosts, stream, text};
 use crate::targets::Targets;
 
 const NO_SNAPSHOT: &str =
@@ -136,7 +136,6 @@ async fn run(fake: &FakeHosts, s: &RestoreSettings, answer: &str) -> Run {
         Ok(answer.to_owned())
     })
     .await;
-    let text = |b: &[u8]| anstream::adapter::strip_str(&String::from_utf8_lossy(b)).to_string();
     Run {
         result,
         out: text(&out),
@@ -382,7 +381,7 @@ fn progress_bars_follow_the_bytes_and_give_way_to_lines() -> std::io::Result<()>
         other.snapshots.truncate(1);
         f.check_plan(&the_plan(), &other)?;
     }
-    let err = anstream::adapter::strip_str(&String::from_utf8_lossy(&err)).to_string();
+    let err = text(&err);
     // With bars the start of a step is the spinner, not a line.
     assert_eq!(
         err,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fake_hosts::FakeHosts;
+use crate::fake_hosts::{FakeHosts, text};
 
 struct Fake {
     fake: FakeHosts,
@@ -27,10 +27,6 @@ impl Fake {
     fn requests_sorted(&self) -> Vec<String> {
         self.fake.requests_sorted()
     }
-}
-
-fn text(out: &[u8]) -> String {
-    anstream::adapter::strip_str(&String::from_utf8_lossy(out)).to_string()
 }
 
 fn synced(changed: &[&str], restarted: &[&str], fetched: bool) -> String {

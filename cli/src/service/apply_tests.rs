@@ -1,9 +1,9 @@
 use hostd_api::ActiveState;
 
-use super::tests::{host_status, result, scale, unit};
+use super::tests::{host_status, result, scale};
 use super::*;
 use crate::exit::EXIT_USAGE;
-use crate::fake_hosts::FakeHosts;
+use crate::fake_hosts::{FakeHosts, text, unit};
 
 struct Fake(FakeHosts);
 
@@ -25,8 +25,7 @@ impl Fake {
         };
         let mut out = Vec::new();
         let result = run_with(&self.0.transport, &settings, &mut out).await;
-        let text = anstream::adapter::strip_str(&String::from_utf8_lossy(&out)).to_string();
-        (result, text)
+        (result, text(&out))
     }
 
     /// Requests other than the status, as `host METHOD PATH BODY`.

@@ -1,69 +1,21 @@
-use hostd_api::{
-    ActionResult, ActiveState, HealthReport, HealthStatus, HostStatus, ServiceAction,
-    ServiceSummary, UnitStatus,
-};
+use hostd_api::{ActionResult, ActiveState, HostStatus, ServiceAction, UnitStatus};
 
 use super::*;
 use crate::exit::EXIT_USAGE;
+use crate::fake_hosts::{self, summary, text, unit};
 
-pub(super) fn unit(
-    service: &str,
-    unit: &str,
-    instance: Option<u32>,
-    state: ActiveState,
-) -> UnitStatus {
-    UnitStatus {
-        service: service.into(),
-        unit: unit.into(),
-        instance,
-        active_state: state,
-        sub_state: if state == ActiveState::Active {
-            "running"
-        } else {
-            "dead"
-        }
-        .into(),
-    }
-}
-
-pub(super) fn summary(
-    name: &str,
-    unit: &str,
-    instances: Option<u32>,
-    max: Option<u32>,
-) -> ServiceSummary {
-    ServiceSummary {
-        name: name.into(),
-        unit: unit.into(),
-        running: true,
-        instances,
-        max_instances: max,
-        restarts: 0,
-    }
-}
-
+/// redis, and api with one instance of at most 8.
 pub(super) fn host_status() -> HostStatus {
-    HostStatus {
-        hostname: "h".into(),
-        hostd_version: "0.1.0".into(),
-        hostd_build: None,
-        hostd_uptime_seconds: 1,
-        units: vec![
+    fake_hosts::host_status(
+        vec![
             unit("redis", "redis-server.service", None, ActiveState::Active),
             unit("api", "api@1.service", Some(1), ActiveState::Active),
         ],
-        services: vec![
+        vec![
             summary("redis", "redis-server.service", None, None),
             summary("api", "api@.service", Some(1), Some(8)),
         ],
-        events: vec![],
-        health: HealthReport {
-            status: HealthStatus::Healthy,
-            checked_at: "2026-01-01T00:00:00Z".into(),
-            components: vec![],
-        },
-        instance: None,
-    }
+    )
 }
 
 pub(super) fn scale(service: &str, instances: u32) -> Step {
@@ -170,9 +122,9 @@ fn human_output_lists_units_per_host_and_who_was_touched() -> Result<(), Box<dyn
 {
     let mut out = Vec::new();
     render::human(&mut out, "prod", "scale api=3", &outcomes())?;
-    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    let shown = text(&out);
     assert_eq!(
-        text,
+        shown,
         "a  10.231.0.1  done\n    api  4.2s\n      \
          api@1.service  active/running\n      api@2.service  active/running\n      \
          api@3.service  activating/dead\n\
@@ -183,10 +135,10 @@ fn human_output_lists_units_per_host_and_who_was_touched() -> Result<(), Box<dyn
     let all_done = &outcomes()[..1];
     let mut out = Vec::new();
     render::human(&mut out, "prod", "scale api=3", all_done)?;
-    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    let shown = text(&out);
     assert!(
-        text.ends_with("prod: scale api=3 done on 1 host(s)\n"),
-        "{text}"
+        shown.ends_with("prod: scale api=3 done on 1 host(s)\n"),
+        "{shown}"
     );
     Ok(())
 }

@@ -1,37 +1,20 @@
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-
-use hostd_api::{ActiveState, ComponentHealth, HealthReport, UnitStatus};
+use hostd_api::{ActiveState, ComponentHealth, UnitStatus};
 
 use super::*;
-use crate::config::Config;
+use crate::fake_hosts::{FakeHosts, host_status, text, unit};
 
+/// A host whose redis failed, reported `health` overall and for redis.
 fn status(health: HealthStatus) -> HostStatus {
-    HostStatus {
-        hostname: "h".into(),
-        hostd_version: "0.1.0".into(),
-        hostd_build: None,
-        hostd_uptime_seconds: 3725,
-        units: vec![UnitStatus {
-            instance: None,
-            service: "redis".into(),
-            unit: "redis-server.service".into(),
-            active_state: ActiveState::Failed,
-            sub_state: "failed".into(),
-        }],
-        services: vec![],
-        events: vec![],
-        health: HealthReport {
-            status: health,
-            checked_at: "2026-01-01T00:00:00Z".into(),
-            components: vec![ComponentHealth {
-                name: "unit:redis".into(),
-                status: health,
-                reason: Some("redis-server.service is failed".into()),
-            }],
-        },
-        instance: None,
-    }
+    let mut redis = unit("redis", "redis-server.service", None, ActiveState::Failed);
+    redis.sub_state = "failed".into();
+    let mut status = host_status(vec![redis], vec![]);
+    status.health.status = health;
+    status.health.components = vec![ComponentHealth {
+        name: "unit:redis".into(),
+        status: health,
+        reason: Some("redis-server.service is failed".into()),
+    }];
+    status
 }
 
 fn report(host: &str, s: Option<HostStatus>) -> HostReport {
@@ -69,7 +52,7 @@ fn human_output_shows_units_failing_components_and_unreachable_hosts()
         report("bb", None),
     ];
     render::human(&mut out, "prod", &reports)?;
-    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    let text = text(&out);
     assert_eq!(
         text,
         "a  10.231.0.1  unhealthy  hostd 0.1.0 up 1h 2m 5s\n    hostname h\n    \
@@ -121,7 +104,7 @@ fn human_output_labels_instances_and_shows_stops_restarts_and_failures()
     }];
     let mut out = Vec::new();
     render::human(&mut out, "prod", &[report("a", Some(st))])?;
-    let text = anstream::adapter::strip_str(std::str::from_utf8(&out)?).to_string();
+    let text = text(&out);
     assert!(
         text.contains("    api@2  active/running  api@2.service\n"),
         "{text}"
@@ -158,39 +141,17 @@ fn json_output_has_the_documented_shape() -> Result<(), Box<dyn std::error::Erro
     Ok(())
 }
 
-/// Plays ssh: answers as hostd for destination `good`, fails like ssh for
-/// anything else, hangs for `slow`.
-const FAKE_SSH: &str = r#"#!/bin/bash
-dest=""
-while [ "$#" -gt 0 ]; do case "$1" in -o|-p|-i|-l) shift 2;; --) shift; break;; *) dest="$1"; shift;; esac; done
-case "$dest" in
-  good)
-    while IFS= read -r line; do line="${line%$'\r'}"; [ -z "$line" ] && break; done
-    printf 'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s' "${#BODY}" "$BODY" ;;
-  slow) sleep 30 ;;
-  *) echo "ssh: connect to host $dest port 22: Connection refused" >&2; exit 255 ;;
-esac
-"#;
-
 #[tokio::test]
 async fn queries_hosts_in_parallel_and_keeps_config_order() -> Result<(), Box<dyn std::error::Error>>
 {
-    let dir = std::env::temp_dir().join(format!("hostctl-status-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let fake = dir.join("ssh");
-    std::fs::write(&fake, FAKE_SSH)?;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))?;
-    let config = Config::from_str(
-        "[environments.x]\nhosts = [\"slow\", \"good\", \"nowhere\"]\n",
-        Path::new("/p/hostctl.toml"),
-    )?;
-    let (_, hosts) = config.select(None)?;
     let body = serde_json::to_string(&status(HealthStatus::Healthy))?;
-    let transport = Transport::with_program(&fake, dir.clone()).with_env("BODY", &body);
+    let answers = [("slow", ""), ("good", ""), ("nowhere", "")];
+    let fake = FakeHosts::new("status", &answers, &body)?
+        .hanging(&["slow"])
+        .unreachable(&["nowhere"]);
     let started = std::time::Instant::now();
-    let reports = query_all(&transport, hosts, Duration::from_secs(2)).await;
+    let reports = query_all(&fake.transport, &fake.hosts, Duration::from_secs(2)).await;
     let elapsed = started.elapsed();
-    std::fs::remove_dir_all(&dir)?;
 
     let names: Vec<&str> = reports.iter().map(|r| r.host.as_str()).collect();
     assert_eq!(names, ["slow", "good", "nowhere"]);

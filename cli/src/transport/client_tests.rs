@@ -1,34 +1,21 @@
-use hostd_api::{ActiveState, ComponentHealth, HealthReport, HealthStatus, HostStatus, UnitStatus};
+use hostd_api::{ActiveState, ComponentHealth, HealthStatus, HostStatus};
 
 use super::*;
+use crate::fake_hosts::{host_status, unit};
 use crate::transport::Transport;
 
+/// Degraded by a disk, with redis running.
 fn canned() -> HostStatus {
-    HostStatus {
-        hostname: "sandbox-a".into(),
-        hostd_version: "0.1.0".into(),
-        hostd_build: None,
-        hostd_uptime_seconds: 3725,
-        units: vec![UnitStatus {
-            instance: None,
-            service: "redis".into(),
-            unit: "redis-server.service".into(),
-            active_state: ActiveState::Active,
-            sub_state: "running".into(),
-        }],
-        services: vec![],
-        events: vec![],
-        health: HealthReport {
-            status: HealthStatus::Degraded,
-            checked_at: "2026-01-01T00:00:00Z".into(),
-            components: vec![ComponentHealth {
-                name: "disk:/data".into(),
-                status: HealthStatus::Degraded,
-                reason: Some("91% full".into()),
-            }],
-        },
-        instance: None,
-    }
+    let redis = unit("redis", "redis-server.service", None, ActiveState::Active);
+    let mut status = host_status(vec![redis], vec![]);
+    status.hostname = "sandbox-a".into();
+    status.health.status = HealthStatus::Degraded;
+    status.health.components = vec![ComponentHealth {
+        name: "disk:/data".into(),
+        status: HealthStatus::Degraded,
+        reason: Some("91% full".into()),
+    }];
+    status
 }
 
 /// A child that plays hostd: reads one request head and answers `STATUS`
