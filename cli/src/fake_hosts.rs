@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hostd_api::{ActiveState, HealthReport, HealthStatus, HostStatus, ServiceSummary, UnitStatus};
+use hostd_api::{
+    ActiveState, BackupKind, HealthReport, HealthStatus, HostStatus, ServiceSummary, SnapshotInfo,
+    UnitStatus,
+};
 
 use crate::config::{Config, HostTarget};
 use crate::transport::Transport;
@@ -224,6 +227,32 @@ pub(crate) fn host_status(units: Vec<UnitStatus>, services: Vec<ServiceSummary>)
         },
         instance: None,
     }
+}
+
+/// A postgres dump of 1.2 GiB and a 512-byte Redis snapshot; each added a
+/// tenth of its size.
+pub(crate) fn snapshots() -> Vec<SnapshotInfo> {
+    let snapshot = |id: &str, kind, database: Option<&str>, size| SnapshotInfo {
+        id: id.into(),
+        time: "2026-01-02T03:00:05Z".into(),
+        kind,
+        host: "a".into(),
+        release: database.map(|_| "r42".into()),
+        database: database.map(Into::into),
+        paths: vec![],
+        tags: vec![],
+        size,
+        added: size / 10,
+    };
+    vec![
+        snapshot(
+            "0123456789abcdef",
+            BackupKind::Postgres,
+            Some("app"),
+            1_288_490_189,
+        ),
+        snapshot("fedcba9876543210", BackupKind::Redis, None, 512),
+    ]
 }
 
 fn executable(path: &Path, script: &str) -> Result<(), Box<dyn std::error::Error>> {

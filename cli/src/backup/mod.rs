@@ -6,9 +6,9 @@
 //! next one's too, and the operator should look before trying again.
 
 pub mod args;
-pub(crate) mod render;
+mod render;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

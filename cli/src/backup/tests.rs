@@ -1,7 +1,7 @@
-use hostd_api::{BackupKind, DrillRun, SnapshotInfo};
+use hostd_api::{DrillRun, SnapshotInfo};
 
 use super::*;
-use crate::fake_hosts::{FakeHosts, text};
+use crate::fake_hosts::{FakeHosts, snapshots, text};
 
 const NO_BACKUP: &str = r#"404 Not Found|{"error":"backups are not configured on this host (no [backup] section in hostd.toml)"}"#;
 
@@ -20,32 +20,6 @@ fn settings(fake: &FakeHosts) -> BackupSettings {
 
 fn ok(body: &impl Serialize) -> String {
     format!("200 OK|{}", serde_json::to_string(body).unwrap_or_default())
-}
-
-/// A postgres dump of 1.2 GiB and a 512-byte Redis snapshot; each added a
-/// tenth of its size.
-pub(crate) fn snapshots() -> Vec<SnapshotInfo> {
-    let snapshot = |id: &str, kind, database: Option<&str>, size| SnapshotInfo {
-        id: id.into(),
-        time: "2026-01-02T03:00:05Z".into(),
-        kind,
-        host: "a".into(),
-        release: database.map(|_| "r42".into()),
-        database: database.map(Into::into),
-        paths: vec![],
-        tags: vec![],
-        size,
-        added: size / 10,
-    };
-    vec![
-        snapshot(
-            "0123456789abcdef",
-            BackupKind::Postgres,
-            Some("app"),
-            1_288_490_189,
-        ),
-        snapshot("fedcba9876543210", BackupKind::Redis, None, 512),
-    ]
 }
 
 fn run(ok: Option<bool>, error: Option<&str>, snapshots: Vec<SnapshotInfo>) -> BackupRun {

@@ -2,8 +2,11 @@
 //! hosts carry everything needed to reach them and whose services say how
 //! to deploy them.
 
+mod error;
 mod raw;
 mod services;
+#[cfg(test)]
+mod services_tests;
 #[cfg(test)]
 mod tests;
 
@@ -11,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use error::ConfigError;
 use raw::{Located, RawConfig, RawHost, RawSsh, line_of};
 pub use services::{
     DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP, DeployService,
@@ -20,66 +24,6 @@ pub use services::{
 pub const FILE_NAME: &str = "hostctl.toml";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HOSTD_PATH: &str = "hostd";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(
-        "no {FILE_NAME} in {} or any parent directory; run hostctl from your project directory, or pass --config PATH (or set HOSTCTL_CONFIG)",
-        start.display()
-    )]
-    NotFound { start: PathBuf },
-    #[error("cannot read config file {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}", located(path, *line, key, message))]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        /// Dotted key, empty for a syntax error.
-        key: String,
-        message: String,
-    },
-    #[error("{} defines no environments; add one, e.g. [environments.prod] with hosts = [\"web1\"]", path.display())]
-    NoEnvironments { path: PathBuf },
-    #[error("unknown environment {name:?}; {} defines: {}", path.display(), known.join(", "))]
-    UnknownEnvironment {
-        path: PathBuf,
-        name: String,
-        known: Vec<String>,
-    },
-    #[error("which environment? {} defines {} and no default_environment; pass -e ENV", path.display(), known.join(", "))]
-    NoEnvironmentSelected { path: PathBuf, known: Vec<String> },
-    #[error("unknown service {name:?}; {} {}", path.display(), services::configured(known))]
-    UnknownService {
-        path: PathBuf,
-        name: String,
-        known: Vec<String>,
-    },
-    #[error("{} configures several services ({}); pick one with --service", path.display(), known.join(", "))]
-    WhichService { path: PathBuf, known: Vec<String> },
-    #[error("unknown task {name:?}; {} {}", path.display(), services::configured_tasks(service, known))]
-    UnknownTask {
-        path: PathBuf,
-        service: String,
-        name: String,
-        known: Vec<String>,
-    },
-}
-
-fn located(path: &Path, line: Option<usize>, key: &str, message: &str) -> String {
-    let mut out = path.display().to_string();
-    if let Some(line) = line {
-        out.push_str(&format!(":{line}"));
-    }
-    if !key.is_empty() {
-        out.push_str(&format!(": key {key}"));
-    }
-    out.push_str(&format!(": {message}"));
-    out
-}
 
 /// A validated hostctl.toml.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,8 @@
 //! command.
 
 pub mod args;
+#[cfg(test)]
+mod list_tests;
 mod render;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@ use indicatif::ProgressDrawTarget;
 
 use super::*;
 use crate::exit::EXIT_USAGE;
-use crate::fake_hosts::{FakeHosts, stream, text};
+use crate::fake_hosts::{FakeHosts, snapshots, stream, text};
 use crate::targets::Targets;
 
 const NO_SNAPSHOT: &str =
@@ -26,7 +26,7 @@ a  a  restore plan
 
 /// The backups tests' postgres and Redis snapshots, and two paths.
 fn the_plan() -> RestorePlan {
-    let mut snapshots = crate::backup::tests::snapshots();
+    let mut snapshots = snapshots();
     let files = SnapshotInfo {
         id: "89abcdef01234567".into(),
         kind: BackupKind::Files,
