@@ -112,15 +112,15 @@ pub(crate) fn clean_nspawn_leftovers(name: &str, root: &Path) {
 }
 
 #[derive(Debug, Serialize)]
-struct ListEntry {
-    name: String,
-    address: String,
-    pid: Option<i32>,
-    alive: bool,
-    hostctl_toml: PathBuf,
+pub(super) struct ListEntry {
+    pub name: String,
+    pub address: String,
+    pub pid: Option<i32>,
+    pub alive: bool,
+    pub hostctl_toml: PathBuf,
 }
 
-pub(crate) fn list(layout: &Layout, json: bool) -> Result<ExitCode, SandboxError> {
+pub(crate) fn list(layout: &Layout) -> Result<Vec<ListEntry>, SandboxError> {
     let entries: Vec<ListEntry> = layout
         .all()?
         .into_iter()
@@ -132,33 +132,5 @@ pub(crate) fn list(layout: &Layout, json: bool) -> Result<ExitCode, SandboxError
             name: s.name,
         })
         .collect();
-    if json {
-        let text = serde_json::to_string_pretty(&entries).map_err(|e| SandboxError::Invalid {
-            what: "cannot encode output",
-            detail: e.to_string(),
-        })?;
-        println!("{text}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<13} {:<12} {:>8} {:<8} HOSTCTL.TOML",
-        "NAME", "ADDRESS", "PID", "STATE"
-    );
-    for e in &entries {
-        let pid = e.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        let state = match (e.pid, e.alive) {
-            (None, _) => "starting",
-            (Some(_), true) => "running",
-            (Some(_), false) => "dead",
-        };
-        println!(
-            "{:<13} {:<12} {:>8} {:<8} {}",
-            e.name,
-            e.address,
-            pid,
-            state,
-            e.hostctl_toml.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(entries)
 }

@@ -19,6 +19,7 @@
 //!                       imds_standin.py, imds.log, imds.ready (IMDSv2 stand-in)
 //! ```
 
+pub mod args;
 mod aws;
 mod cmd;
 mod down;
@@ -28,67 +29,21 @@ mod host;
 mod imds;
 mod net;
 mod proc;
+mod render;
 mod rootfs;
 mod state;
 mod up;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub use args::SandboxCommand;
 pub use error::SandboxError;
 
 /// The operator account created in every sandbox (and on EC2 hosts).
 pub(crate) const SSH_USER: &str = "admin";
 
-#[derive(Debug, clap::Subcommand)]
-pub enum SandboxCommand {
-    /// Build (once, cached) and boot a sandbox host: a real systemd host in a
-    /// container, provisioned like an EC2 host, with an AWS stand-in.
-    /// Prints the path of a hostctl.toml targeting it.
-    Up {
-        /// Sandbox name: [a-z0-9][a-z0-9-]{0,11}
-        #[arg(long, default_value = "sandbox")]
-        name: String,
-        /// hostd binary to install (default: `hostd` next to the running hostctl executable)
-        #[arg(long)]
-        hostd: Option<PathBuf>,
-        /// API binary installed as the initial release, /srv/api/current/bin/api
-        /// (default: `demo-backend` next to the hostd binary, when built)
-        #[arg(long)]
-        api: Option<PathBuf>,
-        /// Boot an unprovisioned host, as an EC2 base image boots: the
-        /// operator account with passwordless sudo and nothing of hostd's
-        /// (provision it with Packer's null source, packer/hostd.pkr.hcl)
-        #[arg(long, conflicts_with_all = ["hostd", "api"])]
-        bare: bool,
-        /// Print a JSON object instead of the hostctl.toml path
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stop a sandbox and remove everything it used.
-    Down {
-        #[arg(long, default_value = "sandbox")]
-        name: String,
-        /// stop every sandbox and the AWS stand-in
-        #[arg(long, conflicts_with = "name")]
-        all: bool,
-    },
-    /// Run a command as root inside a sandbox (what `sudo` is on a real host).
-    Exec {
-        #[arg(long, default_value = "sandbox")]
-        name: String,
-        /// The command and its arguments, after `--`
-        #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
-        command: Vec<String>,
-    },
-    /// List sandboxes.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// Run a sandbox subcommand. Data goes to stdout, progress to `tracing`.
+/// Run a sandbox subcommand. Data goes to stdout (render.rs), progress to
+/// `tracing`.
 pub async fn run(cmd: SandboxCommand) -> Result<ExitCode, SandboxError> {
     let layout = state::Layout::from_env();
     match cmd {
@@ -105,7 +60,9 @@ pub async fn run(cmd: SandboxCommand) -> Result<ExitCode, SandboxError> {
             } else {
                 up::Setup::Provisioned { hostd, api }
             };
-            up::up(&layout, &name, setup, json).await
+            let up = up::up(&layout, &name, setup).await?;
+            render::up(&up, json)?;
+            Ok(ExitCode::SUCCESS)
         }
         SandboxCommand::Down { name, all } => {
             require_root()?;
@@ -119,7 +76,10 @@ pub async fn run(cmd: SandboxCommand) -> Result<ExitCode, SandboxError> {
             require_root()?;
             exec::exec(&layout, &name, &command).await
         }
-        SandboxCommand::List { json } => down::list(&layout, json),
+        SandboxCommand::List { json } => {
+            render::list(&down::list(&layout)?, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

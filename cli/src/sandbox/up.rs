@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,18 +19,18 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What `up --json` prints.
 #[derive(Debug, Serialize)]
-struct UpOutput {
-    name: String,
-    address: String,
-    hostctl_toml: PathBuf,
-    ssh_user: &'static str,
-    identity_file: PathBuf,
-    known_hosts: PathBuf,
-    aws_endpoint: String,
+pub(super) struct UpOutput {
+    pub name: String,
+    pub address: String,
+    pub hostctl_toml: PathBuf,
+    pub ssh_user: &'static str,
+    pub identity_file: PathBuf,
+    pub known_hosts: PathBuf,
+    pub aws_endpoint: String,
     /// What the IMDSv2 stand-in reports as this instance.
-    instance_id: String,
-    console_log: PathBuf,
-    pid: Option<i32>,
+    pub instance_id: String,
+    pub console_log: PathBuf,
+    pub pid: Option<i32>,
 }
 
 /// Things to take down again if `up` fails, in the order they were set up.
@@ -86,8 +86,7 @@ pub(crate) async fn up(
     layout: &Layout,
     name: &str,
     setup: Setup,
-    json: bool,
-) -> Result<ExitCode, SandboxError> {
+) -> Result<UpOutput, SandboxError> {
     validate_name(name)?;
     let binaries = match setup {
         Setup::Provisioned { hostd, api } => Some(binaries(hostd, api)?),
@@ -110,10 +109,7 @@ pub(crate) async fn up(
         _ = tokio::signal::ctrl_c() => Err(SandboxError::Interrupted),
     };
     match result {
-        Ok(out) => {
-            print_output(&out, json)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(out) => Ok(out),
         Err(e) => {
             rootfs::discard_partial_build(layout).await;
             if !undo.is_empty() {
@@ -234,19 +230,6 @@ fn output(layout: &Layout, s: &SandboxState) -> UpOutput {
         console_log: layout.console_log(&s.name),
         pid: s.nspawn.map(|p| p.pid),
     }
-}
-
-fn print_output(out: &UpOutput, json: bool) -> Result<(), SandboxError> {
-    if json {
-        let text = serde_json::to_string_pretty(out).map_err(|e| SandboxError::Invalid {
-            what: "cannot encode output",
-            detail: e.to_string(),
-        })?;
-        println!("{text}");
-    } else {
-        println!("{}", out.hostctl_toml.display());
-    }
-    Ok(())
 }
 
 /// Boot the sandbox detached: own session, stdin null, console to a file.
