@@ -3,17 +3,23 @@
 //! with `+dirty` when tracked files differ from it, so a release built from
 //! uncommitted code can never pass for the commit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum VersionError {
     #[error(
         "`{0}` is not a version name: letters, digits, `.`, `_`, `-` and `+`, not starting with `.`, at most 128"
     )]
     Bad(String),
-    #[error("{dir} is not in a git work tree ({detail}); give the version with --version")]
-    NoGit { dir: String, detail: String },
+    /// git's own reason is part of the message.
+    #[error(
+        "{} is not in a git work tree (cannot run git: {cause}); give the version with --version",
+        dir.display()
+    )]
+    NoGitProgram { dir: PathBuf, cause: std::io::Error },
+    #[error("{} is not in a git work tree ({stderr}); give the version with --version", dir.display())]
+    NoGit { dir: PathBuf, stderr: String },
 }
 
 /// hostd's rule for release names: a version becomes a directory name on
@@ -27,20 +33,20 @@ pub fn check(v: &str) -> Result<(), VersionError> {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, VersionError> {
-    let no_git = |detail: String| VersionError::NoGit {
-        dir: dir.display().to_string(),
-        detail,
-    };
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
         .output()
-        .map_err(|e| no_git(format!("cannot run git: {e}")))?;
+        .map_err(|cause| VersionError::NoGitProgram {
+            dir: dir.to_path_buf(),
+            cause,
+        })?;
     if !out.status.success() {
-        return Err(no_git(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
+        return Err(VersionError::NoGit {
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -108,7 +114,7 @@ mod tests {
     fn an_explicit_version_is_checked_and_no_git_is_a_clear_error()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        assert_eq!(resolve(Some("v2.1"), dir.path()), Ok("v2.1".to_owned()));
+        assert_eq!(resolve(Some("v2.1"), dir.path())?, "v2.1");
         assert!(matches!(
             resolve(Some("../x"), dir.path()),
             Err(VersionError::Bad(_))

@@ -31,8 +31,11 @@ const SSH_FAILURE: i32 = 255;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot use {} for ssh control sockets: {reason}", path.display())]
-    RuntimeDir { path: PathBuf, reason: String },
+    #[error("cannot use {} for ssh control sockets: {problem}", path.display())]
+    RuntimeDir {
+        path: PathBuf,
+        problem: RuntimeDirProblem,
+    },
     #[error(
         "{host}: cannot run {program:?}; is the OpenSSH client installed (apt install openssh-client)?"
     )]
@@ -58,6 +61,17 @@ pub enum TransportError {
         command: String,
         exit: Option<i32>,
         stderr: String,
+    },
+    /// ssh ran the command but could not be waited for; the message is
+    /// the one a command without an exit status gives.
+    #[error(
+        "{host}: `{command}` failed on the host ({}): cannot wait for ssh: {cause}",
+        exit_text(None)
+    )]
+    Unwaited {
+        host: String,
+        command: String,
+        cause: std::io::Error,
     },
     #[error("{host}: the HTTP exchange with hostd broke off{}", tail(stderr))]
     Protocol {
@@ -111,6 +125,22 @@ pub enum TransportError {
     Timeout { host: String, after: Duration },
 }
 
+/// What is wrong with the directory for ssh's control sockets; part of
+/// the message, so no source of the error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeDirProblem {
+    #[error("cannot create it: {0}")]
+    Create(std::io::Error),
+    #[error("cannot inspect it: {0}")]
+    Inspect(std::io::Error),
+    #[error("it exists and is not a directory; remove it")]
+    NotADirectory,
+    #[error("it belongs to uid {0}, not to you; remove it or set XDG_RUNTIME_DIR")]
+    NotOurs(u32),
+    #[error("cannot make it private (chmod 700): {0}")]
+    Private(std::io::Error),
+}
+
 fn tail(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()
@@ -147,7 +177,7 @@ impl TransportError {
             Self::Timeout { .. } => Some("the host or hostd is slow or stuck; try `ssh HOST hostd --version` by hand".into()),
             Self::Decode { .. } | Self::LineTooLong { .. } => Some("upgrade hostctl or hostd so both speak the same API".into()),
             Self::Dropped { .. } => Some("hostd carries on by itself with what it had started: `hostctl status` shows the host as it is now".into()),
-            Self::RuntimeDir { .. } | Self::Command { .. } | Self::Spawn { .. } | Self::InvalidRequest { .. } | Self::Protocol { .. } | Self::Api { .. } => None,
+            Self::RuntimeDir { .. } | Self::Command { .. } | Self::Unwaited { .. } | Self::Spawn { .. } | Self::InvalidRequest { .. } | Self::Protocol { .. } | Self::Api { .. } => None,
         }
     }
 }

@@ -149,11 +149,10 @@ impl RemoteProcess {
                 exit: s.code(),
                 stderr,
             }),
-            Err(e) => Err(TransportError::Command {
+            Err(cause) => Err(TransportError::Unwaited {
                 host,
                 command: self.command,
-                exit: None,
-                stderr: format!("cannot wait for ssh: {e}"),
+                cause,
             }),
         }
     }

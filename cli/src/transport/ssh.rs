@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::HostTarget;
 
-use super::TransportError;
+use super::{RuntimeDirProblem, TransportError};
 
 /// Arguments for `ssh` (without the program name) that run `remote` on the
 /// host. Pure so the exact command line is unit-tested.
@@ -93,29 +93,25 @@ pub fn control_dir() -> Result<PathBuf, TransportError> {
 /// shared /tmp another user could have made it first and would then be able
 /// to hijack our ssh connections through the control sockets.
 fn private_dir(dir: &Path) -> Result<(), TransportError> {
-    let fail = |reason: String| TransportError::RuntimeDir {
+    let fail = |problem| TransportError::RuntimeDir {
         path: dir.to_path_buf(),
-        reason,
+        problem,
     };
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(fail(format!("cannot create it: {e}"))),
+        Err(e) => return Err(fail(RuntimeDirProblem::Create(e))),
     }
-    let meta =
-        std::fs::symlink_metadata(dir).map_err(|e| fail(format!("cannot inspect it: {e}")))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| fail(RuntimeDirProblem::Inspect(e)))?;
     if !meta.is_dir() {
-        return Err(fail("it exists and is not a directory; remove it".into()));
+        return Err(fail(RuntimeDirProblem::NotADirectory));
     }
     if meta.uid() != nix::unistd::getuid().as_raw() {
-        return Err(fail(format!(
-            "it belongs to uid {}, not to you; remove it or set XDG_RUNTIME_DIR",
-            meta.uid()
-        )));
+        return Err(fail(RuntimeDirProblem::NotOurs(meta.uid())));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail(format!("cannot make it private (chmod 700): {e}")))?;
+            .map_err(|e| fail(RuntimeDirProblem::Private(e)))?;
     }
     Ok(())
 }
