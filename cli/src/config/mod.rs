@@ -16,10 +16,12 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 use raw::{Located, RawConfig, RawHost, RawSsh, line_of};
+use services::SpannedError;
 pub use services::{
     DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP, DeployService,
     Hooks, Task,
 };
+use toml::Spanned;
 
 pub const FILE_NAME: &str = "hostctl.toml";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,51 +150,9 @@ fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErro
 
     let mut environments = BTreeMap::new();
     for (env_name, env) in &raw.environments {
-        let hosts = &env.get_ref().hosts;
-        let key = format!("environments.{env_name}.hosts");
-        if hosts.get_ref().is_empty() {
-            return Err(invalid(
-                Some(hosts.span()),
-                key,
-                "empty host list; name at least one [hosts.X] table or ssh destination".into(),
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        let mut targets = Vec::new();
-        for entry in hosts.get_ref() {
-            let name = entry.get_ref();
-            if !seen.insert(name.as_str()) {
-                return Err(invalid(
-                    Some(entry.span()),
-                    key,
-                    format!("host {name:?} is listed twice"),
-                ));
-            }
-            let target = match raw.hosts.get(name) {
-                Some(host) => from_table(name, host.get_ref(), &raw.ssh, base_dir),
-                None => {
-                    check_destination(name).map_err(|msg| {
-                        let hint = if raw.hosts.is_empty() {
-                            String::new()
-                        } else {
-                            let known: Vec<&str> = raw.hosts.keys().map(String::as_str).collect();
-                            format!(
-                                " (it is no [hosts.X] table either; those are: {})",
-                                known.join(", ")
-                            )
-                        };
-                        invalid(
-                            Some(entry.span()),
-                            key.clone(),
-                            format!("host {name:?}: {msg}{hint}"),
-                        )
-                    })?;
-                    from_destination(name, &raw.ssh, base_dir)
-                }
-            };
-            targets.push(target);
-        }
-        environments.insert(env_name.clone(), targets);
+        let hosts = environment_hosts(env_name, &env.get_ref().hosts, &raw, base_dir)
+            .map_err(|(span, key, msg)| invalid(Some(span), key, msg))?;
+        environments.insert(env_name.clone(), hosts);
     }
 
     let default_environment = match raw.default_environment {
@@ -222,6 +182,56 @@ fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErro
         environments,
         services,
     })
+}
+
+/// One environment's hosts, each a `[hosts.X]` table or else an ssh
+/// destination; errors carry the span of the offending entry.
+fn environment_hosts(
+    env_name: &str,
+    hosts: &Spanned<Vec<Spanned<String>>>,
+    raw: &RawConfig,
+    base_dir: &Path,
+) -> Result<Vec<HostTarget>, SpannedError> {
+    let key = format!("environments.{env_name}.hosts");
+    if hosts.get_ref().is_empty() {
+        return Err((
+            hosts.span(),
+            key,
+            "empty host list; name at least one [hosts.X] table or ssh destination".into(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut targets = Vec::new();
+    for entry in hosts.get_ref() {
+        let name = entry.get_ref();
+        if !seen.insert(name.as_str()) {
+            return Err((entry.span(), key, format!("host {name:?} is listed twice")));
+        }
+        let target = match raw.hosts.get(name) {
+            Some(host) => from_table(name, host.get_ref(), &raw.ssh, base_dir),
+            None => {
+                check_destination(name).map_err(|msg| {
+                    let hint = if raw.hosts.is_empty() {
+                        String::new()
+                    } else {
+                        let known: Vec<&str> = raw.hosts.keys().map(String::as_str).collect();
+                        format!(
+                            " (it is no [hosts.X] table either; those are: {})",
+                            known.join(", ")
+                        )
+                    };
+                    (
+                        entry.span(),
+                        key.clone(),
+                        format!("host {name:?}: {msg}{hint}"),
+                    )
+                })?;
+                from_destination(name, &raw.ssh, base_dir)
+            }
+        };
+        targets.push(target);
+    }
+    Ok(targets)
 }
 
 type KeyError = (&'static str, String);

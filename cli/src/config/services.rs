@@ -129,7 +129,7 @@ pub(super) fn configured_tasks(service: &str, known: &[String]) -> String {
 }
 
 /// A table's span, the dotted key and the message.
-type SpannedError = (std::ops::Range<usize>, String, String);
+pub(super) type SpannedError = (std::ops::Range<usize>, String, String);
 
 /// Validates every table; errors carry the table's span and the dotted key.
 pub(super) fn resolve_services(

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anstyle::Style;
-use hostd_api::{ActiveState, HealthStatus};
+use hostd_api::{ActiveState, HealthStatus, HostStatus, UnitStatus};
 
 use super::{HostReport, StatusSettings};
 use crate::output::{self, DIM, GREEN, RED, YELLOW};
@@ -58,15 +58,7 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
     output::host_heading(out, &r.host, &r.address)?;
     write!(out, "  ")?;
     let Some(status) = &r.status else {
-        let what = if r.reachable { "error" } else { "unreachable" };
-        writeln!(out, "{RED}{what}{RED:#}")?;
-        if let Some(error) = &r.error {
-            writeln!(out, "    {error}")?;
-        }
-        if let Some(hint) = &r.hint {
-            writeln!(out, "    {DIM}hint: {hint}{DIM:#}")?;
-        }
-        return Ok(());
+        return no_status(out, r);
     };
     let health = status.health.status;
     let hs = health_style(health);
@@ -89,7 +81,27 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
             i.instance_id
         )?;
     }
-    let label = |u: &hostd_api::UnitStatus| match u.instance {
+    units(out, status)?;
+    components(out, status)?;
+    recent_failures(out, status)
+}
+
+fn no_status(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
+    let what = if r.reachable { "error" } else { "unreachable" };
+    writeln!(out, "{RED}{what}{RED:#}")?;
+    if let Some(error) = &r.error {
+        writeln!(out, "    {error}")?;
+    }
+    if let Some(hint) = &r.hint {
+        writeln!(out, "    {DIM}hint: {hint}{DIM:#}")?;
+    }
+    Ok(())
+}
+
+/// Each unit as it is, then what hostctl did to a service or what
+/// systemd had to do for it.
+fn units(out: &mut impl Write, status: &HostStatus) -> std::io::Result<()> {
+    let label = |u: &UnitStatus| match u.instance {
         Some(n) => format!("{}@{n}", u.service),
         None => u.service.clone(),
     };
@@ -130,6 +142,11 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
     if status.units.is_empty() {
         writeln!(out, "    {DIM}no units configured{DIM:#}")?;
     }
+    Ok(())
+}
+
+/// The health checks that are not healthy, with their reasons.
+fn components(out: &mut impl Write, status: &HostStatus) -> std::io::Result<()> {
     for c in status
         .health
         .components
@@ -143,7 +160,11 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
             None => writeln!(out)?,
         }
     }
-    // The newest few; `--json` has them all (hostd keeps the last 50).
+    Ok(())
+}
+
+/// The newest few; `--json` has them all (hostd keeps the last 50).
+fn recent_failures(out: &mut impl Write, status: &HostStatus) -> std::io::Result<()> {
     const SHOWN_EVENTS: usize = 5;
     let recent = status.events.len().saturating_sub(SHOWN_EVENTS);
     if !status.events.is_empty() {
