@@ -70,3 +70,43 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::EXIT_USAGE;
+    use crate::targets::TargetError;
+    use crate::transport::TransportError;
+
+    fn pipe(kind: io::ErrorKind) -> io::Error {
+        io::Error::from(kind)
+    }
+
+    #[test]
+    fn usage_exits_2_failures_1_and_a_closed_stdout_quietly() {
+        let usage = Error::from(fleet::ReadError::Target(TargetError::SeveralHosts {
+            environment: "x".into(),
+            hosts: vec!["a".into(), "b".into()],
+        }));
+        assert_eq!(usage.exit_code(), ExitCode::from(EXIT_USAGE));
+        let timeout = TransportError::Timeout {
+            host: "a".into(),
+            after: std::time::Duration::from_secs(1),
+        };
+        let unreachable = Error::from(fleet::ReadError::Transport(timeout));
+        assert_eq!(unreachable.exit_code(), ExitCode::FAILURE);
+        assert!(
+            unreachable
+                .hint()
+                .is_some_and(|h| h.contains("slow or stuck"))
+        );
+        let closed = Error::from(deploy::DeployError::Output(pipe(io::ErrorKind::BrokenPipe)));
+        assert!(closed.is_broken_pipe());
+        let full = Error::from(deploy::DeployError::Output(pipe(
+            io::ErrorKind::StorageFull,
+        )));
+        assert!(!full.is_broken_pipe());
+        assert_eq!(full.exit_code(), ExitCode::FAILURE);
+        assert!(Error::Output(pipe(io::ErrorKind::BrokenPipe)).is_broken_pipe());
+    }
+}
