@@ -10,6 +10,12 @@ use crate::secrets::SecretValue;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// `name` as a quoted SQL identifier. Every name hostd puts into SQL is a
+/// checked identifier already; quoting keeps it one whatever it holds.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// A blocking connection as the administrator (`conninfo`, whatever
 /// database it names) to database `db`. Callers are on a blocking thread.
 pub fn admin_connect(conninfo: &str, db: &str) -> Result<postgres::Client, postgres::Error> {
@@ -77,12 +83,12 @@ fn ensure_blocking(conninfo: &str, name: &str, verifier: Option<&str>) -> Result
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
         .map_err(create)?
         .is_some();
+    // Identifiers cannot be bound parameters: quoted.
+    let ident = quote_ident(name);
     if !role_exists {
         tracing::info!(role = name, "creating PostgreSQL role");
-        // Identifiers cannot be bound parameters; `name` passed
-        // is_sql_identifier, so it needs no quoting.
         client
-            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .batch_execute(&format!("CREATE ROLE {ident} LOGIN"))
             .map_err(create)?;
     }
     if let Some(verifier) = verifier {
@@ -90,7 +96,7 @@ fn ensure_blocking(conninfo: &str, name: &str, verifier: Option<&str>) -> Result
         // of the statement log anyway: it can be attacked offline.
         client
             .batch_execute(&format!(
-                "SET log_statement = 'none'; SET log_min_duration_statement = -1; ALTER ROLE {name} PASSWORD '{verifier}'"
+                "SET log_statement = 'none'; SET log_min_duration_statement = -1; ALTER ROLE {ident} PASSWORD '{verifier}'"
             ))
             .map_err(create)?;
     }
@@ -101,7 +107,7 @@ fn ensure_blocking(conninfo: &str, name: &str, verifier: Option<&str>) -> Result
     if !db_exists {
         tracing::info!(database = name, "creating PostgreSQL database");
         client
-            .batch_execute(&format!("CREATE DATABASE {name} OWNER {name}"))
+            .batch_execute(&format!("CREATE DATABASE {ident} OWNER {ident}"))
             .map_err(create)?;
     }
     Ok(())

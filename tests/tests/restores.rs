@@ -304,3 +304,117 @@ pub fn a_new_instance_with_an_empty_volume_restores_the_latest_backup(s: &Sandbo
         Ok(())
     })
 }
+
+/// A repository is not trusted: snapshots planted with the stock restic
+/// CLI (a database name that is SQL, a path outside `backup.paths`) are
+/// refused by `restore ID`, `restore latest` and `restore_on_empty` with
+/// nothing changed.
+pub fn snapshots_planted_in_the_repository_are_refused(s: &Sandbox) -> Result<()> {
+    s.with_backups("planted", &[FILES], "restore_on_empty = true\n", |repo| {
+        s.root_sh(&format!("mkdir -p {FILES} && echo kept > {FILES}/a"))?;
+        let run = backup_now(s)?;
+        ensure!(run.ok == Some(true), "backup: {:?}", run.error);
+        let host = repo.hostname.as_str();
+        let evil_db = "x; COPY notes TO PROGRAM 'touch /tmp/pwned'";
+        let planted = repo.restic(&[
+            "backup",
+            "--json",
+            "--host",
+            host,
+            "--tag",
+            "hostd",
+            "--tag",
+            "kind=postgres",
+            "--tag",
+            &format!("db={evil_db}"),
+            "--tag",
+            "run=planted",
+            "/etc/hostname",
+        ])?;
+        let id = planted
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v.get("snapshot_id")?.as_str().map(str::to_owned))
+            .context("restic printed no snapshot id")?;
+        let api_before = s.unit_property("api@1.service", "InvocationID")?;
+        let by_id = s.hostctl(&["restore", &id[..8], "--yes"])?;
+        let said = String::from_utf8_lossy(&by_id.stderr);
+        ensure!(!by_id.status.success(), "the planted database restored");
+        ensure!(
+            said.contains("would restore database") && said.contains("COPY notes TO PROGRAM"),
+            "restore by id: {said}"
+        );
+
+        // Newer than the real files snapshot: what `latest` takes.
+        repo.restic(&[
+            "backup",
+            "--host",
+            host,
+            "--tag",
+            "hostd",
+            "--tag",
+            "kind=files",
+            "--tag",
+            "run=planted-files",
+            "/etc/systemd/system",
+        ])?;
+        let latest = s.hostctl(&["restore", "latest", "--yes"])?;
+        let said = String::from_utf8_lossy(&latest.stderr);
+        ensure!(!latest.status.success(), "the planted path restored");
+        ensure!(
+            said.contains("would restore path `/etc/systemd/system`"),
+            "restore latest: {said}"
+        );
+        ensure!(
+            s.unit_property("api@1.service", "InvocationID")? == api_before,
+            "a refused restore restarted the API"
+        );
+
+        // A fresh volume's unattended restore refuses the same way.
+        s.root_sh("touch /data/.hostd-fresh && systemctl restart hostd")?;
+        marker_cleared(s, "/data/.hostd-fresh")?;
+        let journal = s.root_sh("journalctl -u hostd --since -2min --no-pager")?;
+        ensure!(
+            journal.contains("restore_on_empty refused the latest backup"),
+            "restore_on_empty: {journal}"
+        );
+        let a = s.root_sh(&format!("cat {FILES}/a"))?;
+        ensure!(a.trim() == "kept", "{FILES}/a = {a}");
+        ensure!(
+            s.root_sh("ls /tmp/pwned 2>/dev/null || true")?
+                .trim()
+                .is_empty(),
+            "the planted SQL ran"
+        );
+
+        Ok(())
+    })
+}
+
+/// Redis's RDB is where hostd.toml says (`backup.redis_rdb`), whatever
+/// Redis answers: a Redis that keeps it elsewhere (`CONFIG SET dir`, open
+/// to any client with its password on Redis 6) is refused by a backup and
+/// by a restore, naming both paths.
+pub fn a_redis_keeping_its_rdb_elsewhere_is_refused(s: &Sandbox) -> Result<()> {
+    s.with_backups(
+        "rdb-elsewhere",
+        &[],
+        "redis_rdb = \"/data/redis/elsewhere.rdb\"\n",
+        |_| {
+            let run = backup_now(s)?;
+            ensure!(run.ok == Some(false), "a backup read Redis's file");
+            ensure!(
+                run.error.as_deref().is_some_and(|e| e.contains(
+                    "Redis keeps its RDB at /data/redis/dump.rdb, not at backup.redis_rdb (/data/redis/elsewhere.rdb)"
+                )),
+                "backup error: {:?}",
+                run.error
+            );
+            ensure!(
+                !run.snapshots.iter().any(|s| s.kind == BackupKind::Redis),
+                "a Redis snapshot was written"
+            );
+            Ok(())
+        },
+    )
+}

@@ -84,6 +84,8 @@ const TRIALS: &[(&str, TestFn)] = trials![
     restores::restore_latest_puts_back_postgres_redis_and_files,
     restores::a_killed_restore_leaves_the_live_database_intact,
     restores::a_new_instance_with_an_empty_volume_restores_the_latest_backup,
+    restores::snapshots_planted_in_the_repository_are_refused,
+    restores::a_redis_keeping_its_rdb_elsewhere_is_refused,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
     deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,

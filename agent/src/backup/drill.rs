@@ -62,12 +62,13 @@ pub fn drill(plan: &DrillPlan) -> Result<DrillOutput, DrillError> {
         let mut admin = connect(&plan.admin, "postgres")?;
         // Separate statements: CREATE DATABASE refuses to run inside the
         // implicit transaction of a multi-statement query.
+        let quoted = crate::postgres::quote_ident(&scratch);
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {scratch}"))
-            .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {scratch}")))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"))
+            .and_then(|()| admin.batch_execute(&format!("CREATE DATABASE {quoted}")))
             .map_err(|e| fail("creating the scratch database", pg_text(&e)))?;
         let result = restore_and_check(&repo, &node, plan, db, &scratch);
-        let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {scratch}"));
+        let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"));
         out.checks_passed += result?;
         dropped.map_err(|e| fail("dropping the scratch database", pg_text(&e)))?;
         out.snapshot = Some(newest.id.to_hex().to_string());

@@ -1,7 +1,9 @@
 //! A fresh RDB snapshot from the running Redis: BGSAVE, waited for until
-//! LASTSAVE moves, and the path of the file it wrote.
+//! LASTSAVE moves. Where the file is comes from hostd.toml
+//! (`backup.redis_rdb`); Redis only confirms it, since any client holding
+//! its password can move it (`CONFIG SET dir`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::secrets::SecretValue;
@@ -16,6 +18,15 @@ pub enum RedisSaveError {
     Failed(String),
     #[error("Redis did not finish BGSAVE within {} s", SAVE_TIMEOUT.as_secs())]
     Timeout,
+    #[error(
+        "Redis keeps its RDB at {}, not at backup.redis_rdb ({}); hostd reads and replaces only the configured file",
+        .reported.display(),
+        .configured.display()
+    )]
+    Elsewhere {
+        reported: PathBuf,
+        configured: PathBuf,
+    },
 }
 
 fn failed(e: &redis::RedisError) -> RedisSaveError {
@@ -26,11 +37,15 @@ fn failed(e: &redis::RedisError) -> RedisSaveError {
     )
 }
 
+/// Saves now; `rdb` (the configured file) then holds the snapshot.
 pub async fn fresh_rdb(
     address: &str,
     password: Option<&SecretValue>,
-) -> Result<PathBuf, RedisSaveError> {
+    rdb: &Path,
+) -> Result<(), RedisSaveError> {
     let mut conn = connect(address, password).await?;
+    // Before saving: a file written elsewhere is not one hostd reads.
+    confirm(&mut conn, rdb).await?;
     let before: i64 = redis::cmd("LASTSAVE")
         .query_async(&mut conn)
         .await
@@ -67,7 +82,8 @@ pub async fn fresh_rdb(
     .await
     .map_err(|_| RedisSaveError::Timeout)?;
     waited?;
-    live_rdb_path(&mut conn).await
+    // And after: the location could have moved while Redis saved.
+    confirm(&mut conn, rdb).await
 }
 
 async fn config_get(
@@ -83,22 +99,33 @@ async fn config_get(
     Ok(value)
 }
 
-async fn live_rdb_path(
+/// Ok when the running Redis writes and loads `rdb`.
+async fn confirm(
     conn: &mut redis::aio::MultiplexedConnection,
-) -> Result<PathBuf, RedisSaveError> {
+    rdb: &Path,
+) -> Result<(), RedisSaveError> {
     let dir = config_get(conn, "dir").await?;
-    Ok(PathBuf::from(dir).join(config_get(conn, "dbfilename").await?))
+    let reported = PathBuf::from(dir).join(config_get(conn, "dbfilename").await?);
+    if reported != rdb {
+        return Err(RedisSaveError::Elsewhere {
+            reported,
+            configured: rdb.to_owned(),
+        });
+    }
+    Ok(())
 }
 
-/// Where the running Redis loads its RDB from, and whether it loads an
-/// append-only file instead (then a restored RDB would be ignored).
-pub async fn load_source(
+/// Whether the running Redis loads an append-only file instead of its
+/// RDB (a restored RDB would then be ignored); refused when Redis does
+/// not use `rdb`.
+pub async fn loads_append_only(
     address: &str,
     password: Option<&SecretValue>,
-) -> Result<(PathBuf, bool), RedisSaveError> {
+    rdb: &Path,
+) -> Result<bool, RedisSaveError> {
     let mut conn = connect(address, password).await?;
-    let aof = config_get(&mut conn, "appendonly").await? == "yes";
-    Ok((live_rdb_path(&mut conn).await?, aof))
+    confirm(&mut conn, rdb).await?;
+    Ok(config_get(&mut conn, "appendonly").await? == "yes")
 }
 
 async fn connect(

@@ -102,7 +102,9 @@ async fn backup(
     let (storage, password, options) = ctx.repository().await?;
     let redis_rdb = if b.redis {
         let password = ctx.redis_password();
-        Some(super::redis_save::fresh_rdb(ctx.redis_address(), password.as_ref()).await?)
+        let rdb = b.redis_rdb.0.clone();
+        super::redis_save::fresh_rdb(ctx.redis_address(), password.as_ref(), &rdb).await?;
+        Some(rdb)
     } else {
         None
     };

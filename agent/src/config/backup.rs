@@ -46,6 +46,11 @@ pub struct BackupConfig {
     /// put the RDB file in place, and starts it again.
     #[serde(default = "default_redis_service")]
     pub redis_service: String,
+    /// Redis's RDB file: what a backup reads and a restore replaces. Taken
+    /// from here, never from Redis (`CONFIG SET dir` is open to any client
+    /// with its password); hostd refuses when Redis says otherwise.
+    #[serde(default = "default_redis_rdb")]
+    pub redis_rdb: AbsolutePath,
     /// Directories or files backed up as they are.
     #[serde(default)]
     pub paths: Vec<AbsolutePath>,
@@ -125,6 +130,9 @@ fn default_read_subset() -> String {
 }
 fn default_max_age() -> HumanDuration {
     HumanDuration(Duration::from_secs(26 * 3600))
+}
+fn default_redis_rdb() -> AbsolutePath {
+    AbsolutePath(PathBuf::from("/data/redis/dump.rdb"))
 }
 fn default_cache_dir() -> AbsolutePath {
     AbsolutePath(PathBuf::from("/var/cache/hostd/restic"))

@@ -82,6 +82,17 @@ async fn restore_if_fresh(r: &Restorer, marker: &Path) {
         }
         match r.prepare(&req).await {
             Ok(p) => break p,
+            // The repository holds a snapshot that would restore what this
+            // host does not back up: refused for good, like an empty
+            // repository (a later restore would overwrite data written
+            // from now on).
+            Err(RestoreError::Plan(e @ PlanError::Untrusted { .. })) => {
+                tracing::error!(
+                    "restore_on_empty refused the latest backup: {e}; starting with empty data"
+                );
+                remove(marker);
+                return;
+            }
             Err(RestoreError::Plan(
                 e @ (PlanError::Missing { .. }
                 | PlanError::Nothing(_)

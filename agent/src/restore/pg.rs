@@ -13,7 +13,7 @@ use rustic_core::{IndexedFullStatus, Repository};
 
 use crate::backup::readback;
 use crate::backup::runner::PgTarget;
-use crate::postgres::{admin_connect, server_message};
+use crate::postgres::{admin_connect, quote_ident, server_message};
 
 const STAGING_PREFIX: &str = "hostd_restore_";
 const PREVIOUS_PREFIX: &str = "hostd_pre_restore_";
@@ -99,15 +99,18 @@ pub fn stage(
         .map_err(failed("reading pg_roles"))?
         .is_some();
     let owner = if role {
-        format!(" OWNER {db}")
+        format!(" OWNER {}", quote_ident(db))
     } else {
         String::new()
     };
     // Separate statements: CREATE DATABASE refuses to run inside the
     // implicit transaction of a multi-statement query.
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {staging}"))
-        .and_then(|()| c.batch_execute(&format!("CREATE DATABASE {staging}{owner}")))
-        .map_err(failed(format!("creating the staging database {staging}")))?;
+    c.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {}",
+        quote_ident(&staging)
+    ))
+    .and_then(|()| c.batch_execute(&format!("CREATE DATABASE {}{owner}", quote_ident(&staging))))
+    .map_err(failed(format!("creating the staging database {staging}")))?;
     let mut restore = pg.command("pg_restore");
     // Owners and grants as they were: the roles exist on this host.
     restore.args(["--exit-on-error", "--dbname", &staging]);
@@ -132,8 +135,11 @@ pub fn swap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
     let mut c = admin(conninfo)?;
     let live = exists(&mut c, db)?;
     if live {
-        c.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
-            .map_err(failed(format!("closing {db} to new connections")))?;
+        c.batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            quote_ident(db)
+        ))
+        .map_err(failed(format!("closing {db} to new connections")))?;
         let ended = c
             .execute(
                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
@@ -148,11 +154,18 @@ pub fn swap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
     }
     let renames = if live {
         format!(
-            "BEGIN; ALTER DATABASE {db} RENAME TO {previous}; \
-             ALTER DATABASE {staging} RENAME TO {db}; COMMIT"
+            "BEGIN; ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}; COMMIT",
+            quote_ident(db),
+            quote_ident(&previous),
+            quote_ident(&staging),
+            quote_ident(db)
         )
     } else {
-        format!("ALTER DATABASE {staging} RENAME TO {db}")
+        format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&staging),
+            quote_ident(db)
+        )
     };
     if let Err(e) = c.batch_execute(&renames) {
         let _ = c.batch_execute("ROLLBACK");
@@ -165,7 +178,10 @@ pub fn swap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
 }
 
 fn reopen(c: &mut postgres::Client, db: &str) {
-    if let Err(e) = c.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")) {
+    if let Err(e) = c.batch_execute(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        quote_ident(db)
+    )) {
         tracing::error!(
             database = db,
             "cannot reopen {db} to connections: {}",
@@ -175,8 +191,11 @@ fn reopen(c: &mut postgres::Client, db: &str) {
 }
 
 fn drop_database(c: &mut postgres::Client, name: &str) -> Result<(), PgRestoreError> {
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .map_err(failed(format!("dropping {name}")))
+    c.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(name)
+    ))
+    .map_err(failed(format!("dropping {name}")))
 }
 
 /// After the whole restore succeeded: the old copy goes.

@@ -31,7 +31,11 @@ impl Restorer {
         let wanted = plan::Wanted {
             databases: ctx.databases(),
             redis: b.redis,
-            files: !b.paths.is_empty(),
+            paths: b
+                .paths
+                .iter()
+                .map(|p| p.0.to_string_lossy().into_owned())
+                .collect(),
         };
         let (storage, password, options) = ctx.repository().await?;
         let (host, target, only) = (
@@ -83,9 +87,13 @@ impl Restorer {
                 });
             }
             let password = ctx.redis_password();
-            let (rdb, aof) =
-                crate::backup::redis_save::load_source(ctx.redis_address(), password.as_ref())
-                    .await?;
+            let rdb = b.redis_rdb.0.clone();
+            let aof = crate::backup::redis_save::loads_append_only(
+                ctx.redis_address(),
+                password.as_ref(),
+                &rdb,
+            )
+            .await?;
             if aof {
                 return Err(RestoreError::AppendOnly);
             }
