@@ -59,7 +59,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let routes = spawn_all(&config, systemd, prepared, started, &lifetime).await?;
     let servers = [
-        http::serve_tcp(public_listener, routes.public, &lifetime),
+        http::serve_tcp(
+            public_listener,
+            routes.public,
+            http::PublicLimits::default(),
+            &lifetime,
+        ),
         http::serve_unix(control_listener, routes.control, &lifetime),
     ];
     tracing::info!(

@@ -113,17 +113,79 @@ impl Peer {
     }
 }
 
-/// Serves `routes` on hostd's public listener until hostd stops.
+/// The bounds of the public listener: anyone who can reach the port can
+/// open connections, and none of them may starve the load balancer's
+/// health check or hostd's file descriptors.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicLimits {
+    /// Connections served at once; beyond, a new one is closed at once.
+    /// hostd.service raises its file limit well above this.
+    pub connections: usize,
+    /// A connection must send a whole request head within this, also
+    /// between requests on a kept-alive connection: idle and slow clients
+    /// cost a socket for seconds, not for ever.
+    pub header_read_timeout: std::time::Duration,
+    /// However busy, a connection is closed this long after it opened.
+    pub max_age: std::time::Duration,
+}
+
+impl Default for PublicLimits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_age: std::time::Duration::from_secs(120),
+        }
+    }
+}
+
+/// Serves `routes` on hostd's public listener (`/health`, `/metrics`, open
+/// to the network) until hostd stops, within `limits`.
 pub fn serve_tcp(
     listener: tokio::net::TcpListener,
     routes: axum::Router,
+    limits: PublicLimits,
     lifetime: &crate::lifetime::Lifetime,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let ending = lifetime.clone();
     lifetime.spawn("health server", async move {
-        axum::serve(listener, routes)
-            .with_graceful_shutdown(async move { ending.ending().await })
-            .await
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.connections));
+        // Connections are joined through the graceful shutdown below, with
+        // its own bound, rather than one tracked task each.
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors or memory: wait, do not spin.
+                        tracing::warn!("public listener: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = ending.ending() => break,
+            };
+            let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+                tracing::debug!("public listener: at its connection cap; closing a new one");
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(routes.clone());
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _slot = slot;
+                if tokio::time::timeout(limits.max_age, conn).await.is_err() {
+                    tracing::debug!("public listener: closed a connection at its age limit");
+                }
+            });
+        }
+        // Requests in flight finish; idle connections close now.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+        Ok(())
     })
 }
 
@@ -240,6 +302,57 @@ pub(crate) mod tests {
             .await?;
         assert_eq!(resp.status(), StatusCode::OK);
         server.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_and_capped_while_health_answers()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let lifetime = crate::lifetime::Lifetime::new();
+        let limits = PublicLimits {
+            connections: 3,
+            header_read_timeout: std::time::Duration::from_millis(200),
+            max_age: std::time::Duration::from_secs(60),
+        };
+        let routes = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        serve_tcp(listener, routes, limits, &lifetime);
+        let get = |addr| async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await?;
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut answer = String::new();
+            c.read_to_string(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        // Two idle connections; one slot stays for the health check.
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(tokio::net::TcpStream::connect(addr).await?);
+        }
+        assert!(get(addr).await?.starts_with("HTTP/1.1 200"));
+        // At the cap, a further connection is closed unanswered.
+        let mut third = tokio::net::TcpStream::connect(addr).await?;
+        let mut fourth = tokio::net::TcpStream::connect(addr).await?;
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (third.read(&mut buf).await, fourth.read(&mut buf).await)
+        })
+        .await?;
+        assert!(matches!(
+            closed,
+            (Ok(0), Ok(0)) | (Ok(0), Err(_)) | (Err(_), Ok(0)) | (Err(_), Err(_))
+        ));
+        // The idle ones are closed by their header timeout.
+        for c in &mut idle {
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut buf)).await?;
+            assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        }
+        assert!(get(addr).await?.starts_with("HTTP/1.1 200"));
+        lifetime.finish(std::time::Duration::from_secs(5)).await;
         Ok(())
     }
 

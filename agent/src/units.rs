@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::write_atomically;
 
+/// What every unit hostd ships or generates for app code (the API units,
+/// jobs, deploy hooks and tasks) denies: the instance metadata service. On
+/// EC2 it hands out the instance profile's credentials, which reach every
+/// secret under the SSM prefix and the backup bucket; app code has no
+/// business there. hostd keeps its own access.
+pub const DENY_INSTANCE_METADATA: &str = "IPAddressDeny=169.254.169.254 fd00:ec2::254";
+
 #[derive(Debug, thiserror::Error)]
 pub enum UnitsError {
     #[error("cannot read the unit files to install in {path}")]

@@ -253,3 +253,92 @@ pub fn emf_lines_appear_when_emf_path_is_configured(s: &Sandbox) -> Result<()> {
     s.root_sh(&format!("rm -f {path}"))?;
     result
 }
+
+/// Opens `count` TCP connections to `addr` from this (the host's) side of
+/// the project's bridge and holds them without sending a byte, until
+/// killed. Prints `open N` once they are.
+const HOLD_CONNECTIONS: &str = "
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = [socket.create_connection((host, port), timeout=10) for _ in range(count)]
+print('open', len(held), flush=True)
+time.sleep(600)
+";
+
+fn hostd_sockets(s: &Sandbox) -> Result<usize> {
+    let pid = s.root_sh("systemctl show -P MainPID hostd.service")?;
+    let n = s.root_sh(&format!(
+        "find /proc/{}/fd -lname 'socket:*' | wc -l",
+        pid.trim()
+    ))?;
+    Ok(n.trim().parse()?)
+}
+
+/// 2000 idle connections to :7780 (more than hostd's default file limit
+/// would allow) neither stop /health nor hostctl, and hostd closes them
+/// by itself once their header timeout passes.
+pub fn two_thousand_idle_connections_do_not_starve_health_or_hostd(s: &Sandbox) -> Result<()> {
+    // With [secrets] (the backup password): a sync has something to do.
+    s.with_backups("idle", &[], "", |_| {
+        let addr = s.health_addr()?;
+        let mut holder = std::process::Command::new("python3")
+            .args(["-c", HOLD_CONNECTIONS])
+            .args([
+                addr.ip().to_string(),
+                addr.port().to_string(),
+                "2000".into(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let result = while_held(s, addr, &mut holder);
+        let _ = holder.kill();
+        let _ = holder.wait();
+        result
+    })
+}
+
+fn while_held(
+    s: &Sandbox,
+    addr: std::net::SocketAddr,
+    holder: &mut std::process::Child,
+) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let stdout = holder.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    ensure!(line.trim() == "open 2000", "the holder said `{line}`");
+    let health = http_get(addr, "/health")?;
+    ensure!(health.status == 200, "/health: {}", health.status);
+    let status = s.hostctl(&["status", "--json"])?;
+    ensure!(
+        status.status.success(),
+        "hostctl status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let sync = s.hostctl(&["secrets", "sync"])?;
+    ensure!(
+        sync.status.success(),
+        "hostctl secrets sync: {}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let p = hostctl_tests::deploy::Project::new(&[s], "")?;
+    p.stage("idle1", false)?;
+    let (code, summary, stderr) = p.deploy(s, "idle1", &[])?;
+    ensure!(code == 0, "deploy: {summary:?} {stderr}");
+    // The idle ones are closed by hostd's header timeout, not held.
+    poll(
+        "hostd to close the idle connections",
+        Duration::from_secs(60),
+        || Ok((hostd_sockets(s)? < 200).then_some(())),
+    )?;
+    let health = http_get(addr, "/health")?;
+    ensure!(
+        health.status == 200,
+        "/health afterwards: {}",
+        health.status
+    );
+    Ok(())
+}

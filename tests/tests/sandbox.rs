@@ -12,6 +12,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 mod app_services;
 mod backup_faults;
 mod backups;
+mod confinement;
 mod data_volume;
 mod deploys;
 mod foundation;
@@ -66,6 +67,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     health_checks::metrics_expose_unit_and_component_series,
     health_checks::a_burst_of_health_requests_does_not_query_postgres_more,
     health_checks::emf_lines_appear_when_emf_path_is_configured,
+    health_checks::two_thousand_idle_connections_do_not_starve_health_or_hostd,
     data_volume::postgres_keeps_its_cluster_in_data,
     data_volume::redis_keeps_its_dump_and_aof_in_data_redis,
     data_volume::postgres_and_redis_wait_for_the_data_mount,
@@ -86,6 +88,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     restores::a_new_instance_with_an_empty_volume_restores_the_latest_backup,
     restores::snapshots_planted_in_the_repository_are_refused,
     restores::a_redis_keeping_its_rdb_elsewhere_is_refused,
+    confinement::app_code_cannot_reach_the_instance_metadata_service,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
     deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,

@@ -152,6 +152,8 @@ impl Hook<'_> {
             format!("RuntimeMaxSec={}", self.timeout.as_secs().max(1)),
             "--property".into(),
             format!("WorkingDirectory={}", self.release_dir.display()),
+            "--property".into(),
+            crate::units::DENY_INSTANCE_METADATA.into(),
         ];
         for p in self.context.properties() {
             args.push("--property".into());
@@ -269,6 +271,10 @@ mod tests {
         assert!(joined.contains("--property RuntimeMaxSec=600"), "{joined}");
         assert!(joined.contains("--property WorkingDirectory=/srv/api/releases/v2"));
         assert!(joined.contains("--property User=api"));
+        assert!(
+            joined.contains("--property IPAddressDeny=169.254.169.254 fd00:ec2::254"),
+            "{joined}"
+        );
         assert!(joined.contains("--setenv=HOSTD_RELEASE=v2"));
         assert!(
             args[4..]

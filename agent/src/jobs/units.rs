@@ -40,6 +40,7 @@ const HARDENING: &[&str] = &[
     "AmbientCapabilities=",
     "DevicePolicy=closed",
     "UMask=0027",
+    crate::units::DENY_INSTANCE_METADATA,
 ];
 
 pub fn service_unit(name: &str) -> String {

@@ -248,6 +248,13 @@ fn start_nspawn(layout: &Layout, name: &str) -> Result<Proc, SandboxError> {
         .args(["systemd-nspawn", "--quiet", "-D"])
         .arg(&root)
         .args(["-b", "--register=no", "--keep-unit", "--console=read-only"])
+        // The bpf() system call and its capabilities, which nspawn withholds
+        // by default: systemd needs them for the units' IPAddressDeny= (the
+        // instance metadata guard), as it has them on an EC2 instance.
+        .args([
+            "--system-call-filter=bpf",
+            "--capability=CAP_BPF,CAP_PERFMON",
+        ])
         .arg(format!(
             "--network-namespace-path=/run/netns/{}",
             net::netns(name)
