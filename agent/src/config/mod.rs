@@ -68,6 +68,8 @@ pub struct Config {
     /// Scheduled jobs, keyed by name (`cleanup`, `sitemap`).
     #[serde(default)]
     pub jobs: BTreeMap<String, JobConfig>,
+    #[serde(default)]
+    pub deploy: DeployConfig,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -238,6 +238,34 @@ fn default_load_unhealthy() -> f64 {
     8.0
 }
 
+/// Bounds on what one release may unpack to, checked while unpacking: an
+/// artifact is uploaded by whoever may deploy, and a small zstd stream can
+/// expand to fill `/srv`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    #[serde(default = "default_max_release_mib")]
+    pub max_release_mib: u64,
+    #[serde(default = "default_max_release_entries")]
+    pub max_release_entries: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            max_release_mib: default_max_release_mib(),
+            max_release_entries: default_max_release_entries(),
+        }
+    }
+}
+
+fn default_max_release_mib() -> u64 {
+    4096
+}
+fn default_max_release_entries() -> u64 {
+    200_000
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {

@@ -105,7 +105,11 @@ impl ArtifactStore {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(io("create", &self.dir))?;
-        let partial = self.dir.join(format!(".{digest}.partial"));
+        // Its own file: two uploads of one digest at once never write into
+        // each other (the first complete one is renamed into place).
+        let partial = self
+            .dir
+            .join(format!(".{digest}.{:016x}.partial", crate::random_u64()));
         let received = write_body(&partial, body).await;
         let verified = match received {
             Ok(n) => {
@@ -154,21 +158,29 @@ impl ArtifactStore {
             let entry = entry.map_err(io("read", &self.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(digest) = name.strip_suffix(".tar.zst") else {
+                // An upload hostd died in the middle of.
+                if name.ends_with(".partial") && !young(&entry, grace) {
+                    std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+                }
                 continue;
             };
-            let fresh = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_none_or(|age| age < grace);
-            if !keep.iter().any(|k| k == digest) && !fresh {
+            if !keep.iter().any(|k| k == digest) && !young(&entry, grace) {
                 std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
                 removed.push(digest.to_owned());
             }
         }
         Ok(removed)
     }
+}
+
+/// Written within `grace` (or of unknown age).
+fn young(entry: &std::fs::DirEntry, grace: std::time::Duration) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < grace)
 }
 
 async fn write_body<S, E>(path: &Path, mut body: S) -> Result<u64, ArtifactError>
@@ -299,6 +311,26 @@ mod tests {
             vec![digest.clone()]
         );
         assert_eq!(store.size(&digest)?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn two_uploads_of_one_digest_at_once_store_it_whole()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = ArtifactStore::new(dir.path());
+        let tar = b"the same build uploaded twice".repeat(4000);
+        let digest = digest_of(&tar);
+        let compressed = zstd::encode_all(&tar[..], 3)?;
+        let (a, b) = tokio::join!(
+            store.receive(&digest, upload(&compressed)),
+            store.receive(&digest, upload(&compressed))
+        );
+        assert_eq!(a?, b?);
+        let mut back = Vec::new();
+        store.open(&digest)?.read_to_end(&mut back)?;
+        assert_eq!(back, tar);
+        assert_eq!(std::fs::read_dir(dir.path().join("artifacts"))?.count(), 1);
         Ok(())
     }
 

@@ -284,6 +284,7 @@ async fn unpack_release<H: DeployHost>(
     let s = format!("unpack {}", req.version);
     let t = events.step(&s);
     let (store, digest) = (d.artifacts.clone(), req.artifact.clone());
+    let limits = super::unpack::Limits::from(d.config.deploy);
     let unpacked = d
         .lifetime
         .spawn_blocking("unpack", move || -> Result<usize, UnpackStepError> {
@@ -292,7 +293,7 @@ async fn unpack_release<H: DeployHost>(
                     .map_err(|e| UnpackStepError::Replace(dir.clone(), e))?;
             }
             let tar = store.open(&digest)?;
-            Ok(super::unpack(tar, &dir)?)
+            Ok(super::unpack(tar, &dir, limits)?)
         })
         .await??;
     tracing::debug!(entries = unpacked, "release unpacked");

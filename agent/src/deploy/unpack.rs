@@ -7,8 +7,13 @@
 //!
 //! Entries are checked by hand rather than with `tar`'s `unpack_in`, which
 //! refuses `..` but follows a symlink the same archive created earlier.
+//! A link's target is resolved through the links already in the staged
+//! tree, and every link is resolved again once the tree is whole (a later
+//! link can change where an earlier one leads). The bytes and entries
+//! written are bounded as they are written.
 
 use hostd_api::paths::{link_stays_inside, relative};
+use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -24,6 +29,10 @@ pub enum UnpackError {
     Refused { entry: String, why: &'static str },
     #[error("release {0} already exists")]
     Exists(PathBuf),
+    #[error(
+        "the release unpacks to more than {limit} (deploy.{key} in hostd.toml); nothing was installed"
+    )]
+    TooLarge { limit: String, key: &'static str },
     #[error("cannot read the artifact")]
     Read(#[source] std::io::Error),
     #[error("cannot write {path}")]
@@ -76,9 +85,25 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, raw: &Path) -> Result<PathBuf
         .into_owned())
 }
 
+/// How much one release may unpack to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl From<crate::config::DeployConfig> for Limits {
+    fn from(c: crate::config::DeployConfig) -> Self {
+        Self {
+            bytes: c.max_release_mib.saturating_mul(1 << 20),
+            entries: c.max_release_entries,
+        }
+    }
+}
+
 /// Unpacks `archive` as release `dest` (e.g. `/srv/api/releases/v2`).
 /// Returns the number of entries written.
-pub fn unpack(archive: impl Read, dest: &Path) -> Result<usize, UnpackError> {
+pub fn unpack(archive: impl Read, dest: &Path, limits: Limits) -> Result<usize, UnpackError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(UnpackError::Exists(dest.to_owned()));
     }
@@ -94,7 +119,8 @@ pub fn unpack(archive: impl Read, dest: &Path) -> Result<usize, UnpackError> {
     fs::create_dir_all(&staging).map_err(write_err(&staging))?;
     // On disk before `current` can name it: a power loss after the switch
     // must not leave a release of empty files.
-    let unpacked = unpack_into(archive, &staging).and_then(|n| {
+    let unpacked = unpack_into(archive, &staging, limits).and_then(|n| {
+        every_link_stays_inside(&staging)?;
         crate::fsutil::sync_tree(&staging).map_err(write_err(&staging))?;
         Ok(n)
     });
@@ -111,10 +137,17 @@ pub fn unpack(archive: impl Read, dest: &Path) -> Result<usize, UnpackError> {
     }
 }
 
-fn unpack_into(archive: impl Read, root: &Path) -> Result<usize, UnpackError> {
+fn unpack_into(archive: impl Read, root: &Path, limits: Limits) -> Result<usize, UnpackError> {
     let mut tar = tar::Archive::new(archive);
     let mut written = 0;
+    let mut bytes_left = limits.bytes;
     for entry in tar.entries().map_err(UnpackError::Read)? {
+        if written as u64 >= limits.entries {
+            return Err(UnpackError::TooLarge {
+                limit: format!("{} entries", limits.entries),
+                key: "max_release_entries",
+            });
+        }
         let mut entry = entry.map_err(UnpackError::Read)?;
         let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
         let rel = relative(&raw).ok_or_else(|| refused(&raw, "an absolute path or `..`"))?;
@@ -143,13 +176,22 @@ fn unpack_into(archive: impl Read, root: &Path) -> Result<usize, UnpackError> {
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(write_err(&path))?;
-                std::io::copy(&mut entry, &mut file).map_err(UnpackError::Read)?;
+                // One byte past what is left tells a too large file apart.
+                let copied = std::io::copy(&mut (&mut entry).take(bytes_left + 1), &mut file)
+                    .map_err(UnpackError::Read)?;
+                if copied > bytes_left {
+                    return Err(UnpackError::TooLarge {
+                        limit: format!("{} MiB", limits.bytes >> 20),
+                        key: "max_release_mib",
+                    });
+                }
+                bytes_left -= copied;
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                     .map_err(write_err(&path))?;
             }
             tar::EntryType::Symlink => {
                 let target = link_target(&entry, &raw)?;
-                if !link_stays_inside(&rel, &target) {
+                if !link_stays_inside(&rel, &target) || !resolves_inside(root, &rel, &target) {
                     return Err(refused(&raw, "a link pointing outside the release"));
                 }
                 std::os::unix::fs::symlink(&target, &path).map_err(write_err(&path))?;
@@ -171,6 +213,78 @@ fn unpack_into(archive: impl Read, root: &Path) -> Result<usize, UnpackError> {
         written += 1;
     }
     Ok(written)
+}
+
+/// Whether the link at `link` (relative to `root`) pointing at `target`
+/// stays inside `root` when followed through the links already in the
+/// tree, as the kernel would follow them.
+fn resolves_inside(root: &Path, link: &Path, target: &Path) -> bool {
+    /// Links followed at most, as the kernel's ELOOP.
+    const MAX_HOPS: usize = 40;
+    let mut at: Vec<OsString> = link
+        .parent()
+        .map(|p| {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(s) => Some(s.to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let owned =
+        |p: &Path| -> Vec<OsString> { p.components().map(|c| c.as_os_str().to_owned()).collect() };
+    let mut todo: std::collections::VecDeque<OsString> = owned(target).into();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        match Path::new(&part).components().next() {
+            Some(Component::Normal(name)) => {
+                at.push(name.to_owned());
+                let here: PathBuf = at.iter().fold(root.to_owned(), |p, c| p.join(c));
+                if let Ok(next) = fs::read_link(&here) {
+                    hops += 1;
+                    if hops > MAX_HOPS || next.is_absolute() {
+                        return false;
+                    }
+                    at.pop();
+                    for c in owned(&next).into_iter().rev() {
+                        todo.push_front(c);
+                    }
+                }
+            }
+            Some(Component::ParentDir) => {
+                if at.pop().is_none() {
+                    return false;
+                }
+            }
+            Some(Component::CurDir) | None => {}
+            Some(Component::RootDir | Component::Prefix(_)) => return false,
+        }
+    }
+    true
+}
+
+/// Every link of the finished tree resolved again: one created later can
+/// change where an earlier one leads.
+fn every_link_stays_inside(root: &Path) -> Result<(), UnpackError> {
+    let mut dirs = vec![PathBuf::new()];
+    while let Some(dir) = dirs.pop() {
+        let full = root.join(&dir);
+        for entry in fs::read_dir(&full).map_err(write_err(&full))? {
+            let entry = entry.map_err(write_err(&full))?;
+            let rel = dir.join(entry.file_name());
+            let kind = entry.file_type().map_err(write_err(&full))?;
+            if kind.is_dir() {
+                dirs.push(rel);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(entry.path()).map_err(write_err(&full))?;
+                if !resolves_inside(root, &rel, &target) {
+                    return Err(refused(&rel, "a link pointing outside the release"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

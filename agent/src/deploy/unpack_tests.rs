@@ -55,6 +55,11 @@ fn archive(entries: &[E<'_>]) -> Result<Vec<u8>, std::io::Error> {
 
 type R = Result<(), Box<dyn std::error::Error>>;
 
+const GENEROUS: Limits = Limits {
+    bytes: 1 << 30,
+    entries: 10_000,
+};
+
 #[test]
 fn a_good_archive_becomes_the_release_with_safe_modes() -> R {
     let dir = tempfile::tempdir()?;
@@ -76,7 +81,7 @@ fn a_good_archive_becomes_the_release_with_safe_modes() -> R {
         link("static/up", EntryType::Symlink, "../bin"),
         link("bin/api-copy", EntryType::Link, "bin/api"),
     ])?;
-    assert_eq!(unpack(bytes.as_slice(), &dest)?, 6);
+    assert_eq!(unpack(bytes.as_slice(), &dest, GENEROUS)?, 6);
     let mode = std::fs::metadata(dest.join("bin/api"))?
         .permissions()
         .mode()
@@ -89,7 +94,7 @@ fn a_good_archive_becomes_the_release_with_safe_modes() -> R {
     );
     assert_eq!(std::fs::read(dest.join("bin/api-copy"))?, b"#!/bin/sh\n");
     assert!(!dir.path().join("releases/.v1.partial").exists());
-    let again = unpack(bytes.as_slice(), &dest).map(|_| ());
+    let again = unpack(bytes.as_slice(), &dest, GENEROUS).map(|_| ());
     assert!(matches!(again, Err(UnpackError::Exists(_))), "{again:?}");
     Ok(())
 }
@@ -136,6 +141,22 @@ fn escaping_entries_are_refused_and_leave_nothing() -> R {
             }],
         ),
         ("duplicate", vec![file("f", b"one"), file("f", b"two")]),
+        (
+            // Lexically inside, but `s` is already a link to the root.
+            "a chain of links climbing out",
+            vec![
+                link("a/b/c/s", EntryType::Symlink, "../../.."),
+                link("x", EntryType::Symlink, "a/b/c/s/../../../../etc/shadow"),
+            ],
+        ),
+        (
+            // The second link makes the first one lead out.
+            "a link changed by a later one",
+            vec![
+                link("x", EntryType::Symlink, "a/s/../../escaped"),
+                link("a/s", EntryType::Symlink, ".."),
+            ],
+        ),
     ];
     for (what, entries) in cases {
         let dir = tempfile::tempdir()?;
@@ -143,7 +164,7 @@ fn escaping_entries_are_refused_and_leave_nothing() -> R {
         std::fs::create_dir(&releases)?;
         let dest = releases.join("v2");
         let bytes = archive(&entries)?;
-        let r = unpack(bytes.as_slice(), &dest).map_err(|e| e.to_string());
+        let r = unpack(bytes.as_slice(), &dest, GENEROUS).map_err(|e| e.to_string());
         assert!(
             matches!(&r, Err(e) if e.contains("refused") && e.contains("nothing was installed")),
             "{what}: {r:?}"
@@ -174,4 +195,33 @@ fn link_targets_are_resolved_from_the_link_directory() {
     assert!(!link_stays_inside(Path::new("l"), Path::new("..")));
     assert!(link_stays_inside(Path::new("l"), Path::new("./x/../y")));
     assert!(!link_stays_inside(Path::new("l"), Path::new("/abs")));
+}
+
+#[test]
+fn a_release_larger_than_its_bounds_is_refused_while_unpacking() -> R {
+    let dir = tempfile::tempdir()?;
+    let releases = dir.path().join("releases");
+    std::fs::create_dir(&releases)?;
+    let big = vec![0u8; 64 * 1024];
+    let bytes = archive(&[file("a", &big), file("b", &big)])?;
+    let small = Limits {
+        bytes: 100 * 1024,
+        entries: 10,
+    };
+    let r = unpack(bytes.as_slice(), &releases.join("v1"), small).map_err(|e| e.to_string());
+    assert!(
+        matches!(&r, Err(e) if e.contains("deploy.max_release_mib")),
+        "{r:?}"
+    );
+    let few = Limits {
+        bytes: 1 << 30,
+        entries: 1,
+    };
+    let r = unpack(bytes.as_slice(), &releases.join("v1"), few).map_err(|e| e.to_string());
+    assert!(
+        matches!(&r, Err(e) if e.contains("deploy.max_release_entries")),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_dir(&releases)?.count(), 0, "staging left");
+    Ok(())
 }
