@@ -21,6 +21,31 @@ pub const RED: Style = AnsiColor::Red.on_default().bold();
 
 /// `--json` of a command: one pretty document (an array, one object per
 /// host, for most).
+/// `text` with its control characters made visible (`^[` for ESC, `^?`
+/// for DEL, `\u{9b}` for C1 controls): a hook, task or job prints what it
+/// likes, and an escape sequence must not reach the operator's terminal
+/// as one (retitle it, hide lines, rewrite the clipboard). Tabs and line
+/// breaks stay.
+pub fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t' && c != '\n';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !unsafe_char(c) => out.push(c),
+            '\u{7f}' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn json<T: Serialize + ?Sized>(out: &mut impl Write, value: &T) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
@@ -218,4 +243,18 @@ pub fn between(started: &str, finished: &str) -> Option<Duration> {
     let finished = humantime::parse_rfc3339_weak(finished).ok()?;
     let d = finished.duration_since(started).ok()?;
     Some(Duration::from_secs(d.as_secs()))
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::plain;
+
+    #[test]
+    fn escape_sequences_are_shown_not_sent() {
+        assert_eq!(plain("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            plain("\u{1b}]0;owned\u{7}\u{1b}[2Jgone\u{7f}\u{9b}31m"),
+            "^[]0;owned^G^[[2Jgone^?\\u{9b}31m"
+        );
+    }
 }

@@ -24,12 +24,24 @@ pub enum RunError {
 /// How hostd reaches PostgreSQL as its administrator for `pg_dump` and
 /// `pg_restore`: socket directory (or host), port and role. No password in
 /// arguments: when one is needed it goes in `PGPASSWORD`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgTarget {
     pub host: String,
     pub port: u16,
     pub user: String,
     pub password: Option<String>,
+}
+
+/// Never the password: a `{:?}` of a plan must be safe to log.
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl PgTarget {

@@ -243,6 +243,18 @@ impl Config {
                     .into(),
             ));
         }
+        if let Some(db) = svc
+            .database
+            .as_deref()
+            .filter(|db| is_reserved_database(db))
+        {
+            return Err((
+                key("database"),
+                format!(
+                    "`{db}` is PostgreSQL's or hostd's own (postgres, template0/1, pg_*, hostd_*); name the app's database after the app"
+                ),
+            ));
+        }
         if let Some(dir) = &svc.release_dir
             && (!dir.is_absolute() || dir.parent().is_none())
         {
@@ -334,10 +346,10 @@ impl Config {
             ));
         }
         for db in b.databases.iter().flatten() {
-            if !is_sql_identifier(db) {
+            if !is_sql_identifier(db) || is_reserved_database(db) {
                 return Err((
                     "backup.databases".into(),
-                    format!("`{db}` is not a plain SQL name"),
+                    format!("`{db}` is not a plain SQL name of an app's database"),
                 ));
             }
         }
@@ -394,7 +406,16 @@ fn is_plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// Names hostd puts into SQL unquoted; anything else is refused at load.
+/// Databases and roles PostgreSQL or hostd itself relies on: an app
+/// service named after one would be given (and a restore would replace)
+/// the administrator's database or role.
+pub fn is_reserved_database(name: &str) -> bool {
+    matches!(name, "postgres" | "template0" | "template1")
+        || name.starts_with("pg_")
+        || name.starts_with("hostd_")
+}
+
+/// Names hostd puts into SQL; anything else is refused at load.
 pub fn is_sql_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars

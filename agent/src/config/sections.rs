@@ -122,7 +122,7 @@ fn default_restart_window() -> HumanDuration {
 }
 
 /// Component checks beyond unit states. Each is optional.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChecksConfig {
     /// libpq connection string for `SELECT 1` (no password here: use peer
@@ -141,6 +141,22 @@ pub struct ChecksConfig {
     pub memory: PercentThresholds,
     #[serde(default)]
     pub load: LoadThresholds,
+}
+
+/// The connection strings may carry a password: `{:?}` of the config
+/// (in a log, a panic message) says only whether they are set.
+impl std::fmt::Debug for ChecksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
+        f.debug_struct("ChecksConfig")
+            .field("postgres", &set(&self.postgres))
+            .field("redis", &set(&self.redis))
+            .field("timeout", &self.timeout)
+            .field("disk", &self.disk)
+            .field("memory", &self.memory)
+            .field("load", &self.load)
+            .finish()
+    }
 }
 
 impl Default for ChecksConfig {

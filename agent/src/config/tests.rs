@@ -388,3 +388,27 @@ fn durations_past_a_year_are_refused_naming_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn databases_postgres_itself_relies_on_are_refused() {
+    for db in ["postgres", "template1", "pg_monitor", "hostd_restore_api"] {
+        let e = error_text(&format!(
+            "[services.api]\nunit = \"api@.service\"\ndatabase = \"{db}\"\n"
+        ));
+        assert!(
+            e.contains("services.api.database") && e.contains("PostgreSQL's or hostd's own"),
+            "{db}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_debug_of_the_config_never_shows_a_connection_string() -> Result<(), ConfigError> {
+    let c = parse(
+        "[checks]\npostgres = \"host=db user=x password=hunter2\"\nredis = \"redis://:hunter2@h/\"\n",
+    )?;
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("<set>"), "{shown}");
+    Ok(())
+}

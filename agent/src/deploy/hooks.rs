@@ -154,6 +154,9 @@ impl Hook<'_> {
             format!("WorkingDirectory={}", self.release_dir.display()),
             "--property".into(),
             crate::units::DENY_INSTANCE_METADATA.into(),
+            // A core holds the secrets the hook was given.
+            "--property".into(),
+            "LimitCORE=0".into(),
         ];
         for p in self.context.properties() {
             args.push("--property".into());

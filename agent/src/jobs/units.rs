@@ -41,6 +41,7 @@ const HARDENING: &[&str] = &[
     "DevicePolicy=closed",
     "UMask=0027",
     crate::units::DENY_INSTANCE_METADATA,
+    "LimitCORE=0",
 ];
 
 pub fn service_unit(name: &str) -> String {

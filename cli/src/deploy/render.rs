@@ -55,7 +55,7 @@ impl<W: Write> Steps<W> {
                 writeln!(err, "{DIM}{host}: {step} done ({seconds:.1}s){DIM:#}")
             }
             DeployEvent::Output { step, line } => {
-                writeln!(err, "{DIM}{host}: {step} |{DIM:#} {line}")
+                writeln!(err, "{DIM}{host}: {step} |{DIM:#} {}", output::plain(line))
             }
             DeployEvent::Finished { error: None, .. } => Ok(()),
             DeployEvent::Finished { error: Some(_), .. } => match self.open.take() {
@@ -118,7 +118,7 @@ pub(super) fn summary(out: &mut impl Write, results: &[HostResult]) -> std::io::
         if let Some(e) = &r.error {
             let s = style(r.outcome);
             // A hook's or task's error ends with its last output lines.
-            let e = e.replace('\n', "\n    ");
+            let e = output::plain(e).replace('\n', "\n    ");
             writeln!(out, "\n{s}{}{s:#} ({}): {e}", r.host, r.outcome.as_str())?;
         }
     }

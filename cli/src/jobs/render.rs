@@ -27,7 +27,7 @@ pub(super) fn event(
     match e {
         RunEvent::Started { unit } => writeln!(err, "{DIM}{host}: running as {unit}{DIM:#}"),
         RunEvent::Output { line } => {
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", output::plain(line))?;
             out.flush()
         }
         RunEvent::Finished { .. } => Ok(()),
@@ -55,7 +55,7 @@ pub(super) fn finished(err: &mut impl Write, s: &RunSettings, f: &Finished) -> s
         )?;
     }
     match &f.error {
-        Some(e) => writeln!(err, "    {}", e.replace('\n', "\n    ")),
+        Some(e) => writeln!(err, "    {}", output::plain(e).replace('\n', "\n    ")),
         None => Ok(()),
     }
 }
