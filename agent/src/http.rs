@@ -85,6 +85,7 @@ pub fn ndjson<T: serde::Serialize + Send + 'static>(
 #[derive(Debug, Clone, Default)]
 pub struct Peer {
     pub pid: Option<i32>,
+    pub uid: Option<u32>,
 }
 
 impl
@@ -93,13 +94,30 @@ impl
     > for Peer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        let cred = stream.io().peer_cred().ok();
         Self {
-            pid: stream.io().peer_cred().ok().and_then(|c| c.pid()),
+            pid: cred.and_then(|c| c.pid()),
+            uid: cred.map(|c| c.uid()),
         }
     }
 }
 
 impl Peer {
+    /// The peer's user and uid (`admin (uid 1000)`), from its socket
+    /// credentials: what the ledger and the log record as the caller.
+    pub fn who(&self) -> Option<String> {
+        let uid = self.uid?;
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(|| "?".to_owned(), |u| u.name);
+        Some(format!("{name} (uid {uid})"))
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == Some(0)
+    }
+
     /// The SSH client's address (`SSH_CLIENT`'s first field), when the
     /// peer is a process of an SSH session.
     pub fn ssh_client(&self) -> Option<String> {

@@ -116,3 +116,55 @@ pub fn a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup(s: &Sandbox) ->
     result?;
     cleaned.map(|_| ())
 }
+
+/// One part that cannot be backed up (Redis stopped) fails the run naming
+/// it, in words, and the others are backed up anyway; /health says which
+/// part, not the error's text.
+pub fn a_stopped_redis_fails_only_its_part_of_a_backup(s: &Sandbox) -> Result<()> {
+    s.with_backups("partial", &[], "", |_| {
+        let stop = s.hostctl(&["stop", "redis"])?;
+        ensure!(
+            stop.status.success(),
+            "stop redis: {}",
+            String::from_utf8_lossy(&stop.stderr)
+        );
+        let run = backup_now(s);
+        let start = s.hostctl(&["start", "redis"]);
+        let run = run?;
+        ensure!(start?.status.success(), "redis did not start again");
+        ensure!(run.ok == Some(false), "a run without Redis succeeded");
+        ensure!(
+            run.incomplete == ["redis"],
+            "incomplete: {:?}",
+            run.incomplete
+        );
+        let error = run.error.unwrap_or_default();
+        ensure!(
+            error.contains(
+                "redis not backed up: cannot reach Redis at 127.0.0.1:6379: connection refused"
+            ),
+            "error: {error}"
+        );
+        ensure!(
+            run.snapshots
+                .iter()
+                .any(|s| s.kind == hostd_api::BackupKind::Postgres),
+            "PostgreSQL was not backed up: {:?}",
+            run.snapshots
+        );
+        let reason = poll("/health names the part", Duration::from_secs(30), || {
+            let report: HealthReport =
+                serde_json::from_str(&http_get(s.health_addr()?, "/health")?.body)?;
+            Ok(report
+                .components
+                .into_iter()
+                .find(|c| c.name == "backup")
+                .and_then(|c| c.reason))
+        })?;
+        ensure!(
+            reason.contains("could not back up redis") && !reason.contains("refused"),
+            "/health: {reason}"
+        );
+        Ok(())
+    })
+}

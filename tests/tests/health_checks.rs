@@ -342,3 +342,35 @@ fn while_held(
     );
     Ok(())
 }
+
+/// A configured disk path is measured on its own file system, a full tmpfs
+/// mounted there included (sysinfo's disk list would have measured the
+/// file system beneath it).
+pub fn a_full_tmpfs_under_data_degrades_health_naming_it(s: &Sandbox) -> Result<()> {
+    s.with_hostd_config(
+        "mkdir -p /data/small && mount -t tmpfs -o size=1m tmpfs /data/small && \
+         dd if=/dev/zero of=/data/small/fill bs=64k count=15 2>/dev/null",
+        "[checks.disk]\npaths = [\"/\", \"/data/small\"]",
+        "umount /data/small; rmdir /data/small",
+        || {
+            let reason = poll(
+                "/health to name the full tmpfs",
+                Duration::from_secs(30),
+                || {
+                    let report: HealthReport =
+                        serde_json::from_str(&http_get(s.health_addr()?, "/health")?.body)?;
+                    Ok(report
+                        .components
+                        .into_iter()
+                        .find(|c| c.name == "disk:/data/small" && c.status != HealthStatus::Healthy)
+                        .and_then(|c| c.reason))
+                },
+            )?;
+            ensure!(
+                reason.starts_with("/data/small is 9") && reason.contains("% full"),
+                "{reason}"
+            );
+            Ok(())
+        },
+    )
+}

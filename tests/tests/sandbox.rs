@@ -68,6 +68,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     health_checks::a_burst_of_health_requests_does_not_query_postgres_more,
     health_checks::emf_lines_appear_when_emf_path_is_configured,
     health_checks::two_thousand_idle_connections_do_not_starve_health_or_hostd,
+    health_checks::a_full_tmpfs_under_data_degrades_health_naming_it,
     data_volume::postgres_keeps_its_cluster_in_data,
     data_volume::redis_keeps_its_dump_and_aof_in_data_redis,
     data_volume::postgres_and_redis_wait_for_the_data_mount,
@@ -90,6 +91,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     restores::a_redis_keeping_its_rdb_elsewhere_is_refused,
     confinement::app_code_cannot_reach_the_instance_metadata_service,
     backup_faults::an_aws_outage_mid_backup_fails_it_clearly_and_the_repository_stays_valid,
+    backup_faults::a_stopped_redis_fails_only_its_part_of_a_backup,
     backup_faults::a_sigkilled_hostd_mid_backup_is_followed_by_a_good_backup,
     deploys::deploys_under_load_fail_no_request_with_one_and_with_several_instances,
     deploys::a_broken_release_rolls_back_by_itself_showing_why,
@@ -101,6 +103,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     image::packer_provisions_a_bare_host_that_boots_healthy,
+    upgrades::a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel,
     upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,
 ];
 

@@ -42,6 +42,63 @@ fn build_reported(s: &Sandbox) -> Result<Option<String>> {
         .map(str::to_owned))
 }
 
+/// A member of the control socket's group deploys, but cannot put a new
+/// hostd into root's hands: reached without sudo, the upgrade is refused
+/// naming the caller the kernel saw; the ledger records that caller too.
+pub fn a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel(
+    s: &Sandbox,
+) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let config = std::fs::read_to_string(&s.hostctl_toml)?
+        .replace("[ssh]\n", "[ssh]\nroot_hostd_path = \"hostd\"\n");
+    let as_member = work.path().join("hostctl.toml");
+    std::fs::write(&as_member, config)?;
+    let before = poll("hostd to report its build", Duration::from_secs(30), || {
+        build_reported(s)
+    })?;
+    // Another build than the one running, or hostctl has nothing to send.
+    let mut bytes = std::fs::read(bin_dir()?.join("hostd"))?;
+    bytes.extend_from_slice(b"\nhostd group member trial\n");
+    let binary = work.path().join("hostd");
+    std::fs::write(&binary, &bytes)?;
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let path = binary.to_string_lossy();
+    let out = s.hostctl_with_config(&as_member, &["upgrade-hostd", "--binary", &path])?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(!out.status.success(), "a group member upgraded hostd");
+    ensure!(
+        said.contains("needs root on the host") && said.contains("admin (uid"),
+        "refusal: {said}"
+    );
+    ensure!(
+        build_reported(s)?.as_deref() == Some(before.as_str()),
+        "the build changed"
+    );
+
+    let p = hostctl_tests::deploy::Project::new(&[s], "")?;
+    p.stage("caller1", false)?;
+    let (code, summary, stderr) = p.deploy(s, "caller1", &[])?;
+    ensure!(code == 0, "deploy: {summary:?} {stderr}");
+    let releases = p.hostctl(s, &["releases", "--json"])?;
+    let text = String::from_utf8_lossy(&releases.stdout);
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    let recorded = json[0]["answer"]["ledger"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|e| e["caller"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    ensure!(
+        recorded.starts_with("admin (uid "),
+        "the ledger does not record the caller: {text}"
+    );
+    Ok(())
+}
+
 pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     s: &Sandbox,
 ) -> Result<()> {

@@ -65,6 +65,10 @@ pub struct BackupRun {
     /// Why it failed (names the step; never a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a failed run could not back up (`postgres api`, `redis`,
+    /// `files`): the rest was backed up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
     /// Snapshots this run wrote.
     pub snapshots: Vec<SnapshotInfo>,
 }

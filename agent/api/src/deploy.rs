@@ -154,6 +154,10 @@ pub struct LedgerEntry {
     /// The SSH client address the request came from, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Who called, as the kernel says of the control socket's peer
+    /// (`admin (uid 1000)`); `by` is only what hostctl claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// `deploy`, `rollback` or `recovery` (hostd undoing an interrupted
     /// deploy at start).
     pub action: String,

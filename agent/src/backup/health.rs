@@ -67,9 +67,15 @@ fn age(t: Option<&str>, now: SystemTime) -> Option<Duration> {
 
 fn problem(st: &BackupState, max_age: Duration, now: SystemTime) -> Option<String> {
     if let Some(run) = st.last_run.as_ref().filter(|r| r.ok == Some(false)) {
+        let when = run.finished.as_deref().unwrap_or("?");
+        if !run.incomplete.is_empty() {
+            return Some(format!(
+                "the backup at {when} could not back up {} (`hostctl backups` says why)",
+                run.incomplete.join(", ")
+            ));
+        }
         return Some(format!(
-            "last backup failed at {} (`hostctl backups` says why)",
-            run.finished.as_deref().unwrap_or("?")
+            "last backup failed at {when} (`hostctl backups` says why)"
         ));
     }
     if let Some(d) = st.last_drill.as_ref().filter(|d| !d.ok) {
@@ -122,6 +128,7 @@ mod tests {
             finished: Some(finished.into()),
             ok: Some(ok),
             error: (!ok).then(|| "pg_dump of api exit status: 1: no such database".into()),
+            incomplete: Vec::new(),
             snapshots: vec![],
         }
     }

@@ -18,6 +18,9 @@ pub enum RedisSaveError {
     Failed(String),
     #[error("Redis did not finish BGSAVE within {} s", SAVE_TIMEOUT.as_secs())]
     Timeout,
+    /// The host and port only: the address may carry a password.
+    #[error("cannot reach Redis at {at}: {reason}")]
+    Unreachable { at: String, reason: String },
     #[error(
         "Redis keeps its RDB at {}, not at backup.redis_rdb ({}); hostd reads and replaces only the configured file",
         .reported.display(),
@@ -137,5 +140,42 @@ async fn connect(
         .map_err(|e| failed(&e))?
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| failed(&e))
+        .map_err(|e| match e.kind() {
+            redis::ErrorKind::Io => RedisSaveError::Unreachable {
+                at: host_and_port(address),
+                reason: if e.is_connection_refusal() {
+                    "connection refused".to_owned()
+                } else if e.is_timeout() {
+                    "timed out".to_owned()
+                } else {
+                    crate::checks::find_io(&e)
+                        .map_or_else(|| "connection failed".to_owned(), crate::checks::io_kind)
+                },
+            },
+            _ => failed(&e),
+        })
+}
+
+/// `host:port` of a Redis URL, without its scheme, user or password.
+fn host_and_port(address: &str) -> String {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hp)| hp)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn the_address_shown_has_no_password() {
+        assert_eq!(
+            host_and_port("redis://:pw@10.0.0.5:6380/2"),
+            "10.0.0.5:6380"
+        );
+        assert_eq!(host_and_port("redis://127.0.0.1:6379/"), "127.0.0.1:6379");
+    }
 }

@@ -12,7 +12,7 @@ use super::context::{AccessError, Context};
 use super::drill::{DrillError, DrillPlan, drill};
 use super::engine::{EngineError, Labels};
 use super::redis_save::RedisSaveError;
-use super::runner::{PgTarget, RunError, RunPlan, run};
+use super::runner::{PartFailure, PgTarget, RunError, RunPlan, run};
 use super::state::BackupState;
 use super::{RepoError, open_or_init};
 
@@ -75,6 +75,9 @@ pub async fn backup_and_drill(ctx: &Context, mut record: BackupRun, st: &mut Bac
             tracing::info!(snapshots = record.snapshots.len(), "backup finished");
         }
         Err(e) => {
+            if let RunFailure::Runner(RunError::Incomplete(parts)) = &e {
+                record.incomplete = parts.iter().map(|p| p.what.clone()).collect();
+            }
             let e = hostd_api::error_chain(&e);
             tracing::error!("backup failed: {e}");
             record.ok = Some(false);
@@ -100,11 +103,21 @@ async fn backup(
 ) -> Result<(), RunFailure> {
     let b = ctx.backup()?.clone();
     let (storage, password, options) = ctx.repository().await?;
+    // Redis that cannot save fails its part of the run, not the others.
+    let mut failed = Vec::new();
     let redis_rdb = if b.redis {
         let password = ctx.redis_password();
         let rdb = b.redis_rdb.0.clone();
-        super::redis_save::fresh_rdb(ctx.redis_address(), password.as_ref(), &rdb).await?;
-        Some(rdb)
+        match super::redis_save::fresh_rdb(ctx.redis_address(), password.as_ref(), &rdb).await {
+            Ok(()) => Some(rdb),
+            Err(error) => {
+                failed.push(PartFailure {
+                    what: "redis".into(),
+                    error: Box::new(error),
+                });
+                None
+            }
+        }
     } else {
         None
     };
@@ -137,7 +150,7 @@ async fn backup(
     // for it.
     let (result, snaps) = tokio::task::spawn_blocking(move || {
         let mut snaps = Vec::new();
-        let r = run(plan, &mut snaps);
+        let r = run(plan, &mut snaps, failed);
         (r, snaps)
     })
     .await?;

@@ -19,6 +19,31 @@ pub enum RunError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Some of the run was backed up; these parts were not.
+    #[error("{}", describe(.0))]
+    Incomplete(Vec<PartFailure>),
+}
+
+/// One part of a run (a database, Redis, the paths) that could not be
+/// backed up, and why.
+#[derive(Debug)]
+pub struct PartFailure {
+    pub what: String,
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn describe(parts: &[PartFailure]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            format!(
+                "{} not backed up: {}",
+                p.what,
+                hostd_api::error_chain(&*p.error)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// How hostd reaches PostgreSQL as its administrator for `pg_dump` and
@@ -107,8 +132,15 @@ pub struct RunOutput {
 }
 
 /// The run; `written` collects snapshots as they are written, so a failed
-/// run still reports what it did.
-pub fn run(plan: RunPlan, written: &mut Vec<SnapshotInfo>) -> Result<RunOutput, RunError> {
+/// run still reports what it did. A part that fails (one database, Redis,
+/// the paths) does not keep the others from being backed up: they are,
+/// and the run fails naming it. `failed` holds parts that failed before
+/// the run (Redis could not save).
+pub fn run(
+    plan: RunPlan,
+    written: &mut Vec<SnapshotInfo>,
+    mut failed: Vec<PartFailure>,
+) -> Result<RunOutput, RunError> {
     let repo = open_or_init(plan.storage.clone(), &plan.password, &plan.options)?;
     let indexed = repo.to_indexed_ids().map_err(|e| EngineError::Step {
         step: "reading the repository index".into(),
@@ -127,8 +159,8 @@ pub fn run(plan: RunPlan, written: &mut Vec<SnapshotInfo>) -> Result<RunOutput, 
             &format!("{db}.dump"),
             &format!("pg_dump of {db}"),
             dump,
-        )?;
-        written.extend(engine::info(&snap));
+        );
+        part(snap, &format!("postgres {db}"), written, &mut failed);
     }
     if let Some(rdb) = &plan.redis_rdb {
         let snap = engine::backup_paths(
@@ -136,12 +168,17 @@ pub fn run(plan: RunPlan, written: &mut Vec<SnapshotInfo>) -> Result<RunOutput, 
             &plan.labels,
             BackupKind::Redis,
             std::slice::from_ref(rdb),
-        )?;
-        written.extend(engine::info(&snap));
+        );
+        part(snap, "redis", written, &mut failed);
     }
     if !plan.paths.is_empty() {
-        let snap = engine::backup_paths(&indexed, &plan.labels, BackupKind::Files, &plan.paths)?;
-        written.extend(engine::info(&snap));
+        let snap = engine::backup_paths(&indexed, &plan.labels, BackupKind::Files, &plan.paths);
+        part(snap, "files", written, &mut failed);
+    }
+    // Forget and prune only after a whole run: a partial one is no reason
+    // to let an older complete snapshot go.
+    if !failed.is_empty() {
+        return Err(RunError::Incomplete(failed));
     }
     let forgotten = engine::forget_and_prune(&indexed, &plan.keep)?;
     let checked = match &plan.check {
@@ -156,4 +193,22 @@ pub fn run(plan: RunPlan, written: &mut Vec<SnapshotInfo>) -> Result<RunOutput, 
         forgotten,
         checked,
     })
+}
+
+fn part(
+    snap: Result<rustic_core::repofile::SnapshotFile, EngineError>,
+    what: &str,
+    written: &mut Vec<SnapshotInfo>,
+    failed: &mut Vec<PartFailure>,
+) {
+    match snap {
+        Ok(snap) => written.extend(engine::info(&snap)),
+        Err(e) => {
+            tracing::error!("backup of {what} failed: {}", hostd_api::error_chain(&e));
+            failed.push(PartFailure {
+                what: what.to_owned(),
+                error: Box::new(e),
+            });
+        }
+    }
 }

@@ -260,6 +260,7 @@ impl Task {
             finished: None,
             ok: None,
             error: None,
+            incomplete: Vec::new(),
             snapshots: Vec::new(),
         };
         self.state.send_modify(|s| {
@@ -286,6 +287,7 @@ fn refused(holder: &Holder) -> BackupRun {
         error: Some(format!(
             "not started: the host's operations lock is held ({holder}); try again after it"
         )),
+        incomplete: Vec::new(),
         snapshots: Vec::new(),
     }
 }

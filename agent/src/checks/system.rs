@@ -1,8 +1,12 @@
-//! Disk, memory, load and CPU of the host (sysinfo), and the thresholds
-//! that turn them into health.
+//! Disk, memory, load and CPU of the host, and the thresholds that turn
+//! them into health.
 //!
-//! One `System` and one `Disks` for hostd's lifetime, refreshing only
-//! memory, CPU usage and disk space: a full refresh would walk every process.
+//! Memory, load and CPU from one sysinfo `System` for hostd's lifetime,
+//! refreshing only what is read (a full refresh would walk every process).
+//! Disks by `statvfs` on each configured path itself, so the file system
+//! asked for is the one measured (sysinfo's disk list leaves out tmpfs,
+//! NFS/EFS and autofs mounts), with `df`'s definition of used: blocks in
+//! use over blocks in use plus those an unprivileged user may still take.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,9 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use hostd_api::{ComponentHealth, HealthStatus};
-use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, System};
+use std::os::unix::fs::MetadataExt;
+
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
 use super::SystemProbe;
 use crate::config::ChecksConfig;
@@ -39,7 +45,6 @@ pub struct DiskSample {
 
 struct Sampler {
     system: System,
-    disks: Disks,
     paths: Vec<PathBuf>,
     last_cpu_refresh: Instant,
     cpu_usage: Option<f64>,
@@ -53,10 +58,8 @@ impl SysinfoProbe {
         system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         // The baseline the first usage figure is measured against.
         system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_usage());
-        let disks = Disks::new()?;
         Ok(Self(Arc::new(Mutex::new(Sampler {
             system,
-            disks,
             paths,
             last_cpu_refresh: Instant::now(),
             cpu_usage: None,
@@ -93,22 +96,7 @@ impl Sampler {
             self.last_cpu_refresh = Instant::now();
             self.cpu_usage = Some(f64::from(self.system.global_cpu_usage()) / 100.0);
         }
-        // Re-reading the mount list is a read of /proc/self/mounts and keeps
-        // up with mounts added after start (a /data volume attached late).
-        self.disks
-            .refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
-        let mounts: Vec<(PathBuf, u64, u64)> = self
-            .disks
-            .iter()
-            .map(|d| {
-                (
-                    d.mount_point().to_owned(),
-                    d.total_space(),
-                    d.available_space(),
-                )
-            })
-            .collect();
-        let disks = self.paths.iter().map(|p| disk_for(p, &mounts)).collect();
+        let disks = self.paths.iter().map(|p| disk_for(p)).collect();
         let total = self.system.total_memory();
         let available = self.system.available_memory();
         SystemSample {
@@ -127,20 +115,40 @@ fn ratio(used: u64, total: u64) -> Option<f64> {
     (total > 0).then(|| used as f64 / total as f64)
 }
 
-/// The file system holding `path`: the mount point that is its longest
-/// prefix (after resolving symlinks when the path exists). A path that is
-/// not mounted, or does not exist yet, is measured on its parent's.
-fn disk_for(path: &Path, mounts: &[(PathBuf, u64, u64)]) -> DiskSample {
-    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let best = mounts
-        .iter()
-        .filter(|(m, _, _)| resolved.starts_with(m))
-        .max_by_key(|(m, _, _)| m.components().count());
+/// The file system holding `path` (its nearest existing ancestor when it
+/// does not exist yet), measured by `statvfs`, and its mount point: the
+/// highest ancestor on the same device.
+fn disk_for(path: &Path) -> DiskSample {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let used_ratio = nix::sys::statvfs::statvfs(existing).ok().and_then(|s| {
+        let unit = s.fragment_size();
+        let used = s
+            .blocks()
+            .saturating_sub(s.blocks_free())
+            .saturating_mul(unit);
+        let available = s.blocks_available().saturating_mul(unit);
+        ratio(used, used.saturating_add(available))
+    });
     DiskSample {
         path: path.to_owned(),
-        mount_point: best.map(|(m, _, _)| m.clone()),
-        used_ratio: best.and_then(|(_, total, avail)| ratio(total.saturating_sub(*avail), *total)),
+        mount_point: used_ratio.and(mount_point(existing)),
+        used_ratio,
     }
+}
+
+fn mount_point(path: &Path) -> Option<PathBuf> {
+    let device = std::fs::metadata(path).ok()?.dev();
+    let mut top = path.to_owned();
+    for parent in path.ancestors().skip(1) {
+        match std::fs::metadata(parent) {
+            Ok(m) if m.dev() == device => top = parent.to_owned(),
+            _ => break,
+        }
+    }
+    Some(top)
 }
 
 /// Turns a sample into `disk:PATH`, `memory` and `load` components.
@@ -298,17 +306,21 @@ mod tests {
     }
 
     #[test]
-    fn a_path_is_measured_on_the_longest_mount_prefix() {
-        let mounts = vec![
-            (PathBuf::from("/"), 100, 50),
-            (PathBuf::from("/data"), 100, 10),
-            (PathBuf::from("/dat"), 100, 100),
-        ];
-        let d = disk_for(Path::new("/data/pg/nonexistent-x"), &mounts);
-        assert_eq!(d.mount_point.as_deref(), Some(Path::new("/data")));
-        assert_eq!(d.used_ratio, Some(0.9));
-        let root = disk_for(Path::new("/nonexistent-y"), &mounts);
-        assert_eq!(root.mount_point.as_deref(), Some(Path::new("/")));
+    fn a_path_is_measured_on_its_own_file_system_as_df_counts() {
+        // /proc is a file system of its own, with no blocks at all.
+        let proc_fs = disk_for(Path::new("/proc/self"));
+        assert_eq!(proc_fs.used_ratio, None);
+        let d = disk_for(Path::new("/nonexistent-x/y"));
+        assert_eq!(d.mount_point.as_deref(), Some(Path::new("/")));
+        let s = nix::sys::statvfs::statvfs("/").map(|s| {
+            let used = (s.blocks() - s.blocks_free()) as f64;
+            used / (used + s.blocks_available() as f64)
+        });
+        let df_ratio = s.unwrap_or(-1.0);
+        assert!(
+            d.used_ratio.is_some_and(|r| (r - df_ratio).abs() < 0.01),
+            "{d:?} vs df {df_ratio}"
+        );
     }
 
     #[tokio::test]

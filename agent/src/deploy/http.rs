@@ -69,6 +69,7 @@ async fn deploy<H: DeployHost>(
         unit = req.unit,
         version = req.version,
         by = req.requested_by,
+        caller = peer.who(),
         "hostctl deploy"
     );
     let target = match run::check_deploy(&d, &req) {
@@ -76,7 +77,7 @@ async fn deploy<H: DeployHost>(
         Err(e) => return error(&e),
     };
     let (events, rx) = Events::new();
-    let op = run::deploy(d.clone(), target, req, peer.ssh_client(), events);
+    let op = run::deploy(d.clone(), target, req, peer, events);
     match d.ops.submit(op).await {
         Ok(()) => ndjson(rx),
         Err(e) => error(&e.into()),
@@ -88,13 +89,13 @@ async fn roll_back<H: DeployHost>(
     ConnectInfo(peer): ConnectInfo<Peer>,
     Json(req): Json<RollbackRequest>,
 ) -> Response {
-    tracing::info!(unit = req.unit, version = ?req.version, by = req.requested_by, "hostctl rollback");
+    tracing::info!(unit = req.unit, version = ?req.version, by = req.requested_by, caller = peer.who(), "hostctl rollback");
     let (target, version) = match rollback::check_rollback(&d, &req) {
         Ok(t) => t,
         Err(e) => return error(&e),
     };
     let (events, rx) = Events::new();
-    let op = rollback::rollback(d.clone(), target, version, req, peer.ssh_client(), events);
+    let op = rollback::rollback(d.clone(), target, version, req, peer, events);
     match d.ops.submit(op).await {
         Ok(()) => ndjson(rx),
         Err(e) => error(&e.into()),

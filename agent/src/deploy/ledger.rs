@@ -64,6 +64,7 @@ mod tests {
             digest: "ab".repeat(32),
             by: "ann@laptop".into(),
             from: Some("10.0.0.9".into()),
+            caller: Some("admin (uid 1000)".into()),
             action: "deploy".into(),
             started: "2026-12-02T10:00:00Z".into(),
             finished: "2026-12-02T10:00:03Z".into(),

@@ -86,6 +86,7 @@ pub fn recovery<H: DeployHost>(d: Deployer<H>) -> Option<Operation> {
                 digest: String::new(),
                 by: m.requested_by.clone(),
                 from: None,
+                caller: None,
                 action: "recovery".into(),
                 started,
                 finished: now_rfc3339(),

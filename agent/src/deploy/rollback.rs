@@ -51,7 +51,7 @@ pub fn rollback<H: DeployHost>(
     target: Target,
     version: String,
     req: RollbackRequest,
-    from: Option<String>,
+    peer: crate::http::Peer,
     events: Events,
 ) -> Operation {
     let holder = Holder::new(
@@ -81,7 +81,8 @@ pub fn rollback<H: DeployHost>(
                 version: version.clone(),
                 digest: digest.unwrap_or_default(),
                 by: req.requested_by.clone(),
-                from,
+                from: peer.ssh_client(),
+                caller: peer.who(),
                 action: "rollback".into(),
                 started,
                 finished: now_rfc3339(),

@@ -113,7 +113,7 @@ pub fn deploy<H: DeployHost>(
     d: Deployer<H>,
     target: Target,
     req: DeployRequest,
-    from: Option<String>,
+    peer: crate::http::Peer,
     events: Events,
 ) -> Operation {
     let holder = Holder::new(
@@ -143,7 +143,8 @@ pub fn deploy<H: DeployHost>(
                 version: req.version.clone(),
                 digest: req.artifact.clone(),
                 by: req.requested_by.clone(),
-                from,
+                from: peer.ssh_client(),
+                caller: peer.who(),
                 action: "deploy".into(),
                 started,
                 finished: now_rfc3339(),

@@ -175,7 +175,13 @@ async fn deploy(d: &Deployer<FakeHost>, req: DeployRequest) -> Res<Vec<DeployEve
     let target = run::check_deploy(d, &req)?;
     let (events, mut rx) = Events::new();
     d.ops
-        .submit(run::deploy(d.clone(), target, req, None, events))
+        .submit(run::deploy(
+            d.clone(),
+            target,
+            req,
+            crate::http::Peer::default(),
+            events,
+        ))
         .await?;
     let mut all = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -357,7 +363,14 @@ async fn a_rollback_returns_to_the_previous_good_release_and_refuses_without_one
     let (target, version) = rollback::check_rollback(&s.d, &req)?;
     assert_eq!(version, "v1");
     let (events, mut rx) = Events::new();
-    let op = rollback::rollback(s.d.clone(), target, version, req, None, events);
+    let op = rollback::rollback(
+        s.d.clone(),
+        target,
+        version,
+        req,
+        crate::http::Peer::default(),
+        events,
+    );
     s.d.ops.submit(op).await?;
     let mut all = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -394,7 +407,13 @@ async fn a_deploy_waits_for_the_operation_running_or_is_refused_naming_it() -> R
     let (events, mut rx) = Events::new();
     // Queued behind the restore: accepted, not started.
     s.d.ops
-        .submit(run::deploy(s.d.clone(), target, waiting, None, events))
+        .submit(run::deploy(
+            s.d.clone(),
+            target,
+            waiting,
+            crate::http::Peer::default(),
+            events,
+        ))
         .await?;
     assert!(s.host.current().is_empty());
     let _ = release.send(());
@@ -576,7 +595,13 @@ async fn two_deploys_of_one_version_never_replace_the_release_that_serves() -> R
         let target = run::check_deploy(&s.d, &req)?;
         let (events, rx) = Events::new();
         s.d.ops
-            .submit(run::deploy(s.d.clone(), target, req, None, events))
+            .submit(run::deploy(
+                s.d.clone(),
+                target,
+                req,
+                crate::http::Peer::default(),
+                events,
+            ))
             .await?;
         rxs.push(rx);
     }

@@ -1,13 +1,13 @@
 //! `POST /v1/hostd/upgrade`.
 
-use axum::extract::{State, rejection::JsonRejection};
+use axum::extract::{ConnectInfo, State, rejection::JsonRejection};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use hostd_api::UpgradeRequest;
 
-use super::Upgrader;
-use crate::http::{error_answer, refuse};
+use super::{UpgradeError, Upgrader};
+use crate::http::{Peer, error_answer, refuse};
 
 pub fn routes(upgrader: Upgrader) -> Router {
     Router::new()
@@ -18,8 +18,11 @@ pub fn routes(upgrader: Upgrader) -> Router {
         .with_state(upgrader)
 }
 
+/// Root only: a member of the control socket's group may deploy app code,
+/// but not replace the program that runs as root.
 async fn upgrade(
     State(upgrader): State<Upgrader>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     req: Result<Json<UpgradeRequest>, JsonRejection>,
 ) -> Response {
     let Json(req) = match req {
@@ -29,8 +32,13 @@ async fn upgrade(
     tracing::info!(
         build = req.build,
         by = req.requested_by,
+        caller = peer.who(),
         "hostctl upgrade-hostd"
     );
+    if !peer.is_root() {
+        let caller = peer.who().unwrap_or_else(|| "an unknown caller".into());
+        return refuse("hostd upgrade", &UpgradeError::NotRoot { caller });
+    }
     match upgrader.upgrade(req).await {
         Ok(answer) => Json(answer).into_response(),
         Err(e) => refuse("hostd upgrade", &e),

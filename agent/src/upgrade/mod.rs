@@ -49,6 +49,10 @@ pub enum UpgradeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "an upgrade puts a new program into root's hands, so it needs root on the host, and {caller} is not root; hostctl connects with `sudo -n hostd dial-stdio` for it (hostctl.toml ssh.root_hostd_path)"
+    )]
+    NotRoot { caller: String },
     #[error(transparent)]
     Lock(#[from] OpsError),
     #[error("the upgrade thread failed")]
@@ -60,6 +64,7 @@ impl crate::http::Refusal for UpgradeError {
         match self {
             Self::Artifact(e) => e.http_status(),
             Self::NoBinary | Self::Digest { .. } | Self::Broken(_) => 422,
+            Self::NotRoot { .. } => 403,
             Self::Lock(e) => e.http_status(),
             Self::Install { .. } | Self::Worker => 500,
         }

@@ -29,6 +29,7 @@ fn run(ok: Option<bool>, error: Option<&str>, snapshots: Vec<SnapshotInfo>) -> B
         finished: ok.map(|_| "2026-01-02T03:04:12Z".into()),
         ok,
         error: error.map(Into::into),
+        incomplete: Vec::new(),
         snapshots,
     }
 }

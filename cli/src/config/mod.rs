@@ -26,6 +26,8 @@ use toml::Spanned;
 pub const FILE_NAME: &str = "hostctl.toml";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HOSTD_PATH: &str = "hostd";
+/// How hostctl reaches hostd as root, for `upgrade-hostd`.
+pub const DEFAULT_ROOT_HOSTD_PATH: &str = "sudo -n hostd";
 
 /// A validated hostctl.toml.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,19 @@ pub struct HostTarget {
     pub options: Vec<String>,
     pub connect_timeout: Duration,
     pub hostd_path: String,
+    /// hostd as root on the host, for what only root may ask
+    /// (`upgrade-hostd`): `sudo -n hostd` unless hostctl.toml says.
+    pub root_hostd_path: String,
+}
+
+impl HostTarget {
+    /// The same host, reached as root.
+    pub fn as_root(&self) -> HostTarget {
+        HostTarget {
+            hostd_path: self.root_hostd_path.clone(),
+            ..self.clone()
+        }
+    }
 }
 
 impl Config {
@@ -245,6 +260,11 @@ fn check_ssh(ssh: &RawSsh) -> Result<(), KeyError> {
     {
         return Err(("hostd_path", "must not be empty".into()));
     }
+    if let Some(p) = &ssh.root_hostd_path
+        && p.trim().is_empty()
+    {
+        return Err(("root_hostd_path", "must not be empty".into()));
+    }
     if ssh.connect_timeout.is_some_and(|t| t.is_zero()) {
         return Err(("connect_timeout", "must be more than zero".into()));
     }
@@ -322,6 +342,10 @@ fn from_table(name: &str, host: &RawHost, ssh: &RawSsh, base: &Path) -> HostTarg
             .hostd_path
             .clone()
             .unwrap_or_else(|| DEFAULT_HOSTD_PATH.into()),
+        root_hostd_path: ssh
+            .root_hostd_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROOT_HOSTD_PATH.into()),
     }
 }
 
@@ -340,6 +364,10 @@ fn from_destination(name: &str, ssh: &RawSsh, base: &Path) -> HostTarget {
             .hostd_path
             .clone()
             .unwrap_or_else(|| DEFAULT_HOSTD_PATH.into()),
+        root_hostd_path: ssh
+            .root_hostd_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ROOT_HOSTD_PATH.into()),
     }
 }
 

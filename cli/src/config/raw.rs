@@ -34,6 +34,7 @@ pub(super) struct RawSsh {
     pub connect_timeout: Option<Duration>,
     pub options: Option<Vec<String>>,
     pub hostd_path: Option<String>,
+    pub root_hostd_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

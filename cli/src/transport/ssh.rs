@@ -132,6 +132,7 @@ mod tests {
             options: vec![],
             connect_timeout: Duration::from_millis(4500),
             hostd_path: "hostd".into(),
+            root_hostd_path: "sudo -n hostd".into(),
         }
     }
 

@@ -211,7 +211,8 @@ async fn one(
     r: &mut HostUpgrade,
 ) -> Result<Outcome, TransportError> {
     let status_path = format!("{API_PREFIX}/status");
-    let mut client = transport.connect(target).await?;
+    // Root on the host: hostd refuses a new build from anyone else.
+    let mut client = transport.connect(&target.as_root()).await?;
     let before: HostStatus = client.get_json(&status_path).await?;
     r.previous_build = before.hostd_build.clone();
     if before.hostd_build.as_deref() == Some(pkg.build.as_str()) {
