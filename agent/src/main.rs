@@ -19,7 +19,8 @@ enum Command {
         #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Check the configuration and exit: 0 when valid, 78 with the file, line and key otherwise.
+    /// Check the configuration and exit: 0 when valid, 78 with the file, line
+    /// and key otherwise, or naming a service whose unit is not installed.
     CheckConfig {
         #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
@@ -61,13 +62,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(&config).await,
-            Command::CheckConfig { config } => match Config::load(&config) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("hostd: invalid configuration: {e}");
-                    ExitCode::from(EXIT_CONFIG)
-                }
-            },
+            Command::CheckConfig { config } => check_config(&config).await,
             Command::SecretsCheck { config } => secrets_check(&config).await,
             Command::DialStdio { socket } => match hostd::dial::dial_stdio(&socket).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -101,14 +96,52 @@ async fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// For the one-shot commands: the error goes to stderr, not the journal.
+fn load_for_command(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("hostd: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// The file first, then whether systemd has (or hostd ships) every
+/// service's unit: a unit nobody installed would keep the host unhealthy.
+async fn check_config(path: &std::path::Path) -> ExitCode {
+    let config = match load_for_command(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let systemd = match hostd::systemd::Systemd::connect().await {
+        Ok(s) => s,
+        Err(e) => {
+            // Checking a file on a build machine: the syntax is all there is.
+            eprintln!("hostd: units not checked: {e}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    match hostd::units::not_installed(&config, &systemd).await {
+        Ok(missing) if missing.is_empty() => ExitCode::SUCCESS,
+        Ok(missing) => {
+            for m in missing {
+                eprintln!("hostd: invalid configuration: {}: {m}", path.display());
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!(
+                "hostd: cannot check the units: {}",
+                hostd_api::error_chain(&e)
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn secrets_check(path: &std::path::Path) -> ExitCode {
     use hostd::secrets::{SecretSource, SsmSource, check_required};
-    let config = match Config::load(path) {
+    let config = match load_for_command(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("hostd: invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let Some(secrets) = config.secrets else {
         eprintln!("hostd: {} has no [secrets] section", path.display());

@@ -1,6 +1,7 @@
 //! A run on one host that hostctl starts and follows to its end (a
 //! restore, a task, a job). Once hostd has begun it, hostd carries it on
-//! by itself: losing the view is not losing the run, and the errors say so.
+//! by itself: losing the view is not losing the run. When the view is
+//! lost, hostctl asks hostd what became of the run before saying so.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ pub struct Run {
     /// `restore of web1`, `task migrate on web1`.
     pub which: String,
     /// What becomes of the run, after the message; may be empty.
-    pub note: &'static str,
+    pub note: String,
 }
 
 /// hostctl stopped following a run hostd had begun.
@@ -47,6 +48,31 @@ pub enum Stopped {
     Unfollowed(Unfollowed),
     /// Showing an event failed.
     Output(std::io::Error),
+}
+
+/// What hostd says of a run hostctl lost sight of: still holding the
+/// host with it, done with it, or not answering at all (then it may have
+/// stopped mid-run; the next hostd puts an interrupted restore or deploy
+/// right as its first operation).
+pub async fn fate(
+    transport: &crate::transport::Transport,
+    target: &crate::config::HostTarget,
+    operation: &str,
+) -> String {
+    const ASK: Duration = Duration::from_secs(10);
+    let path = format!("{}/lock", hostd_api::API_PREFIX);
+    let status = transport
+        .call::<hostd_api::LockStatus>(target, hyper::Method::GET, &path, None, ASK)
+        .await;
+    match status {
+        Ok(s) => match s.holder {
+            Some(h) if h.operation.starts_with(operation) => {
+                format!("; hostd carries it on by itself (`{}` holds the host)", h.operation)
+            }
+            _ => "; hostd is no longer running it".into(),
+        },
+        Err(_) => "; hostd does not answer: it may have stopped mid-run (the next hostd puts an interrupted restore or deploy right when it starts; `hostctl lock status` reports it)".into(),
+    }
 }
 
 impl Run {

@@ -84,6 +84,7 @@ pub fn host_line<T>(out: &mut impl Write, h: &Changed<T>) -> io::Result<()> {
     let (style, label) = match h.outcome {
         Outcome::Done => (GREEN, "done"),
         Outcome::Failed => (RED, "failed"),
+        Outcome::Unfollowed => (YELLOW, "stopped following"),
         Outcome::NotTouched => (DIM, "not touched"),
     };
     host_heading(out, &h.host, &h.address)?;
@@ -104,6 +105,14 @@ pub fn summary<T>(
             out,
             "{GREEN}{environment}: {what} done on {} host(s){GREEN:#}",
             hosts.len()
+        )
+    } else if !Changed::hosts(hosts, Outcome::Unfollowed).is_empty()
+        && Changed::hosts(hosts, Outcome::Failed).is_empty()
+    {
+        writeln!(
+            out,
+            "{YELLOW}{environment}: stopped following {what} on {}; it may still be running{YELLOW:#}",
+            names(Outcome::Unfollowed)
         )
     } else if hosts.len() == 1 {
         writeln!(out, "{RED}{environment}: {what} failed{RED:#}")

@@ -203,6 +203,38 @@ pub fn broken_config_fails_hostd_naming_file_line_and_key(s: &Sandbox) -> Result
     Ok(())
 }
 
+/// A service whose unit nobody installed would keep the host unhealthy for
+/// good: `check-config` asks systemd and refuses it, naming the key.
+pub fn check_config_refuses_a_service_whose_unit_is_not_installed(s: &Sandbox) -> Result<()> {
+    let good = s.root_sh_output(&format!("hostd check-config --config {CONFIG}"))?;
+    ensure!(
+        good.status.success(),
+        "the sandbox's own config fails check-config: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let ghost = s.root_sh_output(&format!(
+        "cp {CONFIG} /tmp/ghost.toml && printf '\n[services.ghost]\nunit = \"nonexistent.service\"\n' >> /tmp/ghost.toml && \
+         hostd check-config --config /tmp/ghost.toml; rc=$?; rm -f /tmp/ghost.toml; exit $rc"
+    ))?;
+    let stderr = String::from_utf8_lossy(&ghost.stderr);
+    ensure!(
+        ghost.status.code() == Some(78),
+        "exit {:?}: {stderr}",
+        ghost.status
+    );
+    ensure!(
+        stderr.contains(
+            "/tmp/ghost.toml: key `services.ghost.unit`: systemd has no unit nonexistent.service"
+        ),
+        "{stderr}"
+    );
+    ensure!(
+        !stderr.contains("services.api") && !stderr.contains("services.redis"),
+        "installed units named too: {stderr}"
+    );
+    Ok(())
+}
+
 pub fn unreachable_host_fails_status_naming_it(s: &Sandbox) -> Result<()> {
     let original = std::fs::read_to_string(&s.hostctl_toml)?;
     let own_hosts = format!("hosts = [\"{}\"]", s.name);

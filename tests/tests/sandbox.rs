@@ -47,6 +47,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     foundation::health_turns_503_naming_a_stopped_unit_and_recovers,
     foundation::unit_changes_reach_health_through_signals_not_polling,
     foundation::broken_config_fails_hostd_naming_file_line_and_key,
+    foundation::check_config_refuses_a_service_whose_unit_is_not_installed,
     foundation::unreachable_host_fails_status_naming_it,
     foundation::control_socket_is_root_and_group_only,
     foundation::hostd_stops_gracefully_on_sigterm,

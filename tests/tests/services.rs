@@ -226,6 +226,14 @@ pub fn scale_refusals_exit_2_and_change_nothing(s: &Sandbox) -> Result<()> {
         "the error does not give the valid range: {stderr}"
     );
 
+    // api=0 is refused by hostctl itself: nothing reaches the host.
+    let out = s.hostctl(&["scale", "api=0"])?;
+    ensure!(out.status.code() == Some(2), "{}", explain(&out));
+    ensure!(
+        text(&out.stderr).contains("hostctl stop api"),
+        "{}",
+        explain(&out)
+    );
     for bad in ["api", "api=x", "api=-1"] {
         let out = s.hostctl(&["scale", bad])?;
         ensure!(

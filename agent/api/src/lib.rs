@@ -13,6 +13,7 @@ pub mod limits;
 pub mod paths;
 pub mod restore;
 pub mod time;
+pub mod toml_text;
 
 pub use backup::{BackupKind, BackupRequest, BackupRun, BackupsList, DrillRun, SnapshotInfo};
 pub use deploy::{
@@ -273,6 +274,10 @@ pub struct SecretsSyncResult {
     pub changed: Vec<String>,
     /// Services hostd restarted for it (instances one at a time).
     pub restarted: Vec<String>,
+    /// Parameters this fetch found added, changed or removed, whether or
+    /// not a service receives them (hostd's own `backup_password`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<String>,
     /// Why the fetch, the delivery or a restart failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

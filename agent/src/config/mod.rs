@@ -144,8 +144,14 @@ impl Config {
                 message,
             }
         };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| invalid(e.span(), "(syntax)".into(), e.message().to_owned()))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            // A duplicate key's span is the key itself.
+            let key = e
+                .span()
+                .and_then(|s| hostd_api::toml_text::key_at(text, s))
+                .unwrap_or_else(|| "(syntax)".into());
+            invalid(e.span(), key, e.message().to_owned())
+        })?;
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();

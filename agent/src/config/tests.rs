@@ -412,3 +412,10 @@ fn a_debug_of_the_config_never_shows_a_connection_string() -> Result<(), ConfigE
     assert!(shown.contains("<set>"), "{shown}");
     Ok(())
 }
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let e = error_text("[health]\ncheck_interval = \"5s\"\ncheck_interval = \"6s\"\n");
+    assert!(e.contains("health.check_interval"), "{e}");
+    assert!(e.contains(":3"), "{e}");
+}

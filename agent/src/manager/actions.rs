@@ -239,20 +239,34 @@ impl<U: Units> Manager<U> {
         let started = Instant::now();
         let svc = self.service(service)?.clone();
         let running = !matches!(action, ServiceAction::Stop);
+        let before = self.desired.services.get(service).map(|d| d.running);
+        self.set_running(service, running)?;
+        let gate = Gate::of(&svc);
+        let acted = match action {
+            ServiceAction::Start => self.bring_up(service, Some(&gate)).await.map(drop),
+            ServiceAction::Stop => self.bring_down(service).await,
+            ServiceAction::Restart => self.restart_each(service, &gate, None).await,
+        };
+        if let Err(e) = acted {
+            // A stop that did not happen is not recorded as one: hostd
+            // would otherwise stop minding a service that still runs.
+            if action == ServiceAction::Stop
+                && let Some(was) = before
+            {
+                self.set_running(service, was)?;
+            }
+            return Err(e);
+        }
+        self.result(service, started).await
+    }
+
+    fn set_running(&mut self, service: &str, running: bool) -> Result<(), ManagerError> {
         if let Some(d) = self.desired.services.get_mut(service) {
             d.running = running;
         }
         self.store.save(&self.desired)?;
         self.publish();
-        let gate = Gate::of(&svc);
-        match action {
-            ServiceAction::Start => {
-                self.bring_up(service, Some(&gate)).await?;
-            }
-            ServiceAction::Stop => self.bring_down(service).await?,
-            ServiceAction::Restart => self.restart_each(service, &gate, None).await?,
-        }
-        self.result(service, started).await
+        Ok(())
     }
 
     /// A restart of every instance for a new release. The service runs

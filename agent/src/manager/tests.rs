@@ -335,3 +335,36 @@ fn service_routes_answer_any_request_without_a_panic() -> Res {
     rt.block_on(h.lifetime.finish(Duration::from_secs(5)));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stop_that_fails_is_not_recorded_as_one() -> Res {
+    let h = host(API).await?;
+    until("redis is up", || {
+        h.systemd.active_state("redis-server.service") == ActiveState::Active
+    })
+    .await;
+    h.systemd.fail_stops("redis-server.service", 1);
+    let stopped = h.manager.action("redis".into(), ServiceAction::Stop).await;
+    assert!(stopped.is_err(), "{stopped:?}");
+    let running = |h: &Host| {
+        h.manager
+            .view()
+            .borrow()
+            .desired
+            .services
+            .get("redis")
+            .map(|d| d.running)
+    };
+    assert_eq!(running(&h), Some(true));
+    let saved = desired_file(h._state.path()).load()?;
+    assert_eq!(
+        saved.and_then(|d| d.services.get("redis").map(|s| s.running)),
+        Some(true)
+    );
+    h.manager
+        .action("redis".into(), ServiceAction::Stop)
+        .await?;
+    assert_eq!(running(&h), Some(false));
+    h.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -263,6 +263,7 @@ where
         fetched,
         stale_since,
         changed: refreshed.changed.into_iter().collect(),
+        parameters: refreshed.parameters.into_iter().collect(),
         restarted,
         error,
     }

@@ -129,6 +129,9 @@ pub struct Refreshed {
     pub changed: BTreeSet<String>,
     /// A drop-in changed: systemd must reload before starting anything.
     pub reload: bool,
+    /// Parameters added, changed or removed by this fetch, whether or not a
+    /// service receives them (`backup_password` is hostd's own).
+    pub parameters: BTreeSet<String>,
 }
 
 pub struct Runtime<S> {
@@ -204,7 +207,8 @@ impl<S: SecretSource + Sync> Runtime<S> {
                     "secrets fetched"
                 );
                 self.state.send_modify(|s| s.last_success = Some(now));
-                let refreshed = self.deliver(&set, None);
+                let mut refreshed = self.deliver(&set, None);
+                refreshed.parameters = changes.all().into_iter().map(str::to_owned).collect();
                 self.apply_redis(previous.as_ref()).await;
                 refreshed
             }
@@ -289,6 +293,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                 Refreshed {
                     changed: d.changed,
                     reload: d.drop_ins_changed,
+                    parameters: BTreeSet::new(),
                 }
             }
             Err(e) => {

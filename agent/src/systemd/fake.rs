@@ -28,6 +28,8 @@ struct State {
     units: BTreeMap<String, Unit>,
     /// Starts (and restarts) of a unit still to fail.
     failing_starts: BTreeMap<String, usize>,
+    /// Stops of a unit still to be refused.
+    failing_stops: BTreeMap<String, usize>,
     jobs: Vec<String>,
 }
 
@@ -68,6 +70,12 @@ impl FakeSystemd {
     /// The next `n` starts or restarts of `unit` fail.
     pub fn fail_starts(&self, unit: &str, n: usize) {
         self.with(|s| s.failing_starts.insert(unit.to_owned(), n));
+    }
+
+    /// The next `n` stops of `unit` are refused (as for a unit that is
+    /// not installed).
+    pub fn fail_stops(&self, unit: &str, n: usize) {
+        self.with(|s| s.failing_stops.insert(unit.to_owned(), n));
     }
 
     /// `unit`'s main process dies by itself (a crash), as systemd reports it.
@@ -136,6 +144,21 @@ impl Units for FakeSystemd {
         };
         self.with(|s| s.jobs.push(format!("{word} {name}")));
         if kind == JobKind::Stop {
+            let refused = self.with(|s| match s.failing_stops.get_mut(name) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            });
+            if refused {
+                return Err(JobError::Failed {
+                    kind: word,
+                    unit: name.to_owned(),
+                    result: "failed".into(),
+                    journal: format!("journal of {name}"),
+                });
+            }
             self.set(
                 name,
                 ActiveState::Inactive,

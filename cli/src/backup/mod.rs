@@ -44,6 +44,8 @@ pub enum BackupError {
     ListFailed { hosts: Vec<String> },
     #[error("backup now failed on {}", hosts.join(", "))]
     NowFailed { hosts: Vec<String> },
+    #[error("stopped following the backup on {} (--timeout); it may still be running", hosts.join(", "))]
+    StillRunning { hosts: Vec<String> },
     #[error("cannot encode the backup request")]
     Request(#[source] serde_json::Error),
     #[error("cannot write the output")]
@@ -54,7 +56,10 @@ impl CommandError for BackupError {
     fn failure(&self) -> Failure<'_> {
         match self {
             Self::Target(_) => Failure::Usage,
-            Self::ListFailed { .. } | Self::NowFailed { .. } | Self::Request(_) => Failure::Failed,
+            Self::ListFailed { .. }
+            | Self::NowFailed { .. }
+            | Self::StillRunning { .. }
+            | Self::Request(_) => Failure::Failed,
             Self::Transport(e) => Failure::Transport(e),
             Self::Output(e) => Failure::Output(e),
         }
@@ -65,6 +70,9 @@ impl CommandError for BackupError {
             Self::ListFailed { .. } => Some(
                 "a host without a [backup] section in hostd.toml has no backups to list; see each host's error above".into(),
             ),
+            Self::StillRunning { .. } => {
+                Some("`hostctl backups` shows how it ends; a longer --timeout waits for it".into())
+            }
             Self::NowFailed { .. } => Some(
                 "hosts not touched were not backed up; a backup hostctl stopped waiting for may still be running: `hostctl backups` shows how it ended".into(),
             ),
@@ -187,6 +195,10 @@ pub async fn now_with(
     shown
         .end(&s.targets.environment, &hosts)
         .map_err(BackupError::Output)?;
+    let running = HostRun::hosts(&hosts, Outcome::Unfollowed);
+    if HostRun::hosts(&hosts, Outcome::Failed).is_empty() && !running.is_empty() {
+        return Err(BackupError::StillRunning { hosts: running });
+    }
     HostRun::all_done(&hosts).map_err(|hosts| BackupError::NowFailed { hosts })
 }
 
@@ -213,7 +225,7 @@ async fn back_up(
                 ran(target, answer, s.wait, started.elapsed())
             }
         },
-        |h: &HostRun| h.outcome == Outcome::Failed,
+        |h: &HostRun| matches!(h.outcome, Outcome::Failed | Outcome::Unfollowed),
         watch,
     )
     .await
@@ -241,6 +253,15 @@ fn ran(
                 waited,
             };
             HostRun::new(target, outcome, ran, error)
+        }
+        // Only the wait ended: hostd may be running the backup.
+        Err(TransportError::Timeout { after, .. }) if wait => {
+            let ran = Ran { run: None, waited };
+            let note = format!(
+                "no answer within {} (--timeout): the backup may still be running",
+                humantime::format_duration(after)
+            );
+            HostRun::new(target, Outcome::Unfollowed, ran, Some(note))
         }
         Err(e) => {
             let ran = Ran { run: None, waited };

@@ -269,3 +269,25 @@ fn with_wait_only_an_ended_successful_run_is_done() {
     assert_eq!(outcome(&r(None), false), Outcome::Done);
     assert_eq!(outcome(&r(Some(false)), false), Outcome::Failed);
 }
+
+#[tokio::test]
+async fn a_wait_that_runs_out_says_the_backup_may_still_run_not_that_it_failed()
+-> Result<(), Box<dyn std::error::Error>> {
+    let fake = FakeHosts::new("backup-unfollowed", &[("a", "")], "{}")?.hanging(&["a"]);
+    let settings = BackupSettings {
+        wait: true,
+        timeout: Duration::from_millis(300),
+        ..settings(&fake)
+    };
+    let mut out = Vec::new();
+    let e = now_with(&fake.transport, &settings, &mut out)
+        .await
+        .err()
+        .ok_or("expected an error")?;
+    let out = text(&out);
+    assert!(!out.contains("failed"), "{out}");
+    assert!(out.contains("stopped following"), "{out}");
+    assert!(out.contains("may still be running"), "{out}");
+    assert!(e.to_string().contains("it may still be running"), "{e}");
+    Ok(())
+}

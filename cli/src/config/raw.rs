@@ -108,7 +108,11 @@ pub(super) struct Located {
 pub(super) fn parse(text: &str) -> Result<RawConfig, Located> {
     let de = toml::Deserializer::parse(text).map_err(|e| Located {
         line: e.span().map(|s| line_of(text, s.start)),
-        key: String::new(),
+        // A duplicate key's span is the key itself.
+        key: e
+            .span()
+            .and_then(|s| hostd_api::toml_text::key_at(text, s))
+            .unwrap_or_default(),
         message: e.message().trim_end().to_owned(),
     })?;
     serde_path_to_error::deserialize(de).map_err(|e| {

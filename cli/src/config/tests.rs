@@ -192,3 +192,10 @@ fn discovery_walks_up_and_reports_the_start_directory() -> Result<(), Box<dyn st
     assert!(matches!(missing, Err(ConfigError::NotFound { .. })));
     Ok(())
 }
+
+#[test]
+fn a_duplicate_key_is_named_with_its_line() {
+    let e = err("[ssh]\nuser = \"a\"\nuser = \"b\"\n");
+    assert!(e.contains("/proj/hostctl.toml:3"), "{e}");
+    assert!(e.contains("ssh.user"), "{e}");
+}

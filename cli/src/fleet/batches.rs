@@ -50,9 +50,12 @@ impl<T> Changed<T> {
             .collect()
     }
 
-    /// `Err` with the hosts that failed, if any.
+    /// `Err` with the hosts that failed, if any (a change still running
+    /// is not done either).
     pub fn all_done(changes: &[Self]) -> Result<(), Vec<String>> {
-        match Self::hosts(changes, Outcome::Failed) {
+        let mut failed = Self::hosts(changes, Outcome::Failed);
+        failed.extend(Self::hosts(changes, Outcome::Unfollowed));
+        match failed {
             failed if failed.is_empty() => Ok(()),
             failed => Err(failed),
         }
@@ -95,6 +98,9 @@ pub enum Turn<'a, T> {
 pub enum Outcome {
     Done,
     Failed,
+    /// Asked of the host, which had not answered when hostctl stopped
+    /// waiting: it may still be going.
+    Unfollowed,
     /// Not reached because an earlier host failed.
     NotTouched,
 }

@@ -238,7 +238,7 @@ async fn follow(
         host: host.clone(),
         what: s.what.clone(),
         which: format!("{} on {host}", s.what),
-        note: "",
+        note: String::new(),
     };
     Ok(followed.map_err(|stop| run.stopped(stop, s.timeout))?)
 }

@@ -298,14 +298,21 @@ async fn restore(
     let host = &s.target.name;
     tracing::info!(host, snapshot = s.snapshot, "restore");
     let body = request(s, Some(confirmed))?;
-    let run = Run {
+    let mut run = Run {
         host: host.clone(),
         what: "restore".into(),
         which: format!("restore of {host}"),
-        note: "; hostd carries the restore on by itself",
+        note: String::new(),
     };
-    let followed = follow(transport, s, body, show).await;
-    let finished = followed.map_err(|stop| run.stopped(stop, s.timeout))?;
+    let finished = match follow(transport, s, body, show).await {
+        Ok(f) => f,
+        Err(stop) => {
+            if matches!(stop, StreamStop::Lost(_) | StreamStop::Ended) {
+                run.note = crate::followed::fate(transport, &s.target, "restore").await;
+            }
+            return Err(run.stopped(stop, s.timeout).into());
+        }
+    };
     if finished.ok {
         Ok(())
     } else {

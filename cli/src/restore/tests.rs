@@ -283,16 +283,29 @@ async fn json_prints_the_plan_then_the_restore_events_one_per_line()
 }
 
 #[tokio::test]
-async fn a_stream_ending_without_finished_says_hostd_carries_on()
+async fn a_stream_ending_without_finished_says_what_hostd_says_of_the_restore()
 -> Result<(), Box<dyn std::error::Error>> {
     let mut events = restore_events(None);
     events.truncate(4);
-    let fake = fake("restore-cut", &[dry_events(), events])?;
-    let r = run(&fake, &settings(&fake), "").await;
+    let holding = r#"200 OK|{"holder":{"operation":"restore latest","requested_by":"op@laptop","since":"2026-12-07T00:00:00Z","pid":7}}"#;
+    let (dry, cut) = (stream(&dry_events()), stream(&events));
+    let held = FakeHosts::new("restore-cut-held", &[("a", NO_SNAPSHOT)], "{}")?
+        .answering_in_turn("a", &[&dry, &cut, holding]);
+    let r = run(&held, &settings(&held), "").await;
     let e = r.result.err().ok_or("expected an error")?;
     assert_eq!(
         e.to_string(),
-        "the connection to a ended before the restore finished; hostd carries the restore on by itself"
+        "the connection to a ended before the restore finished; hostd carries it on by itself (`restore latest` holds the host)"
+    );
+    // hostd gone: no claim that it carries on.
+    let fake = fake("restore-cut", &[dry_events(), events])?;
+    let r = run(&fake, &settings(&fake), "").await;
+    let e = r.result.err().ok_or("expected an error")?;
+    assert!(
+        e.to_string().starts_with(
+            "the connection to a ended before the restore finished; hostd does not answer: it may have stopped mid-run"
+        ),
+        "{e}"
     );
     assert!(e.hint().unwrap_or_default().contains("hostctl status"));
     assert_eq!(e.exit_code(), ExitCode::FAILURE);

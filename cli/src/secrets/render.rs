@@ -88,8 +88,14 @@ fn result(out: &mut impl Write, r: &SecretsSyncResult) -> std::io::Result<()> {
             out,
             "    {YELLOW}fetch failed; services keep the last good set{since}{YELLOW:#}"
         )?;
-    } else if r.changed.is_empty() {
+    } else if r.changed.is_empty() && r.parameters.is_empty() {
         writeln!(out, "    nothing changed; nothing restarted")?;
+    } else if r.changed.is_empty() {
+        writeln!(
+            out,
+            "    parameters changed: {} (no service receives them; nothing restarted)",
+            r.parameters.join(", ")
+        )?;
     } else {
         writeln!(
             out,

@@ -35,6 +35,7 @@ fn synced(changed: &[&str], restarted: &[&str], fetched: bool) -> String {
         stale_since: (!fetched).then(|| "2026-01-01T00:00:00Z".into()),
         changed: changed.iter().map(|s| (*s).to_owned()).collect(),
         restarted: restarted.iter().map(|s| (*s).to_owned()).collect(),
+        parameters: changed.iter().map(|s| format!("{s}_password")).collect(),
         error: (!fetched).then(|| "cannot reach SSM for /p/: timeout".into()),
     };
     format!("200 OK|{}", serde_json::to_string(&r).unwrap_or_default())
@@ -45,18 +46,31 @@ async fn sync_says_per_host_what_changed_and_what_restarted()
 -> Result<(), Box<dyn std::error::Error>> {
     let a = synced(&["api"], &["api"], true);
     let b = synced(&[], &[], true);
-    let fake = Fake::new("sync", &[("a", &a), ("b", &b)])?;
+    let c =
+        r#"200 OK|{"fetched":true,"changed":[],"restarted":[],"parameters":["backup_password"]}"#;
+    let fake = Fake::new("sync", &[("a", &a), ("b", &b), ("c", c)])?;
     let mut out = Vec::new();
     sync_with(&fake.fake.transport, &fake.settings, &mut out).await?;
     let out = text(&out);
     assert_eq!(
         fake.requests(),
-        ["a POST /v1/secrets/sync", "b POST /v1/secrets/sync"]
+        [
+            "a POST /v1/secrets/sync",
+            "b POST /v1/secrets/sync",
+            "c POST /v1/secrets/sync"
+        ]
     );
     assert!(out.contains("changed: api; restarted: api"), "{out}");
     assert!(out.contains("nothing changed; nothing restarted"), "{out}");
+    // A parameter only hostd uses changed: not "nothing changed".
     assert!(
-        out.ends_with("x: secrets sync done on 2 host(s)\n"),
+        out.contains(
+            "parameters changed: backup_password (no service receives them; nothing restarted)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("x: secrets sync done on 3 host(s)\n"),
         "{out}"
     );
     Ok(())

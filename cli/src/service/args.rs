@@ -42,6 +42,8 @@ pub enum ScaleTargetError {
     /// The digits overflow a u32; the parse error adds nothing to that.
     #[error("{0} instances is more than anyone can run")]
     TooMany(String),
+    #[error("{service}=0: a service runs at least 1 instance; to stop it: hostctl stop {service}")]
+    Zero { service: String },
 }
 
 /// `SERVICE=N`, strictly: no spaces, no sign, a whole number.
@@ -61,6 +63,9 @@ pub fn parse_scale_target(s: &str) -> Result<ScaleTarget, ScaleTargetError> {
     let instances = count
         .parse()
         .map_err(|_| ScaleTargetError::TooMany(count.to_owned()))?;
+    if instances == 0 {
+        return Err(ScaleTargetError::Zero { service });
+    }
     Ok(ScaleTarget { service, instances })
 }
 
@@ -78,7 +83,10 @@ mod tests {
                 instances: 3
             })
         );
-        assert_eq!(ok("api=0").map(|t| t.instances), Ok(0));
+        assert_eq!(
+            ok("api=0"),
+            Err("api=0: a service runs at least 1 instance; to stop it: hostctl stop api".into())
+        );
         for bad in [
             "api",
             "api=",

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::write_atomically;
 
+mod installed;
+pub use installed::{NotInstalled, not_installed};
+
 /// What every unit hostd ships or generates for app code (the API units,
 /// jobs, deploy hooks and tasks) denies: the instance metadata service. On
 /// EC2 it hands out the instance profile's credentials, which reach every
