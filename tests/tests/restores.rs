@@ -15,16 +15,16 @@ use hostd_api::{BackupKind, HealthReport, HealthStatus, RestoreEvent};
 use crate::backups::backup_now;
 use hostctl_tests::backup::append_backup_config;
 
-const PSQL: &str = "psql -XAtq 'host=/run/postgresql user=postgres dbname=api'";
+pub(crate) const PSQL: &str = "psql -XAtq 'host=/run/postgresql user=postgres dbname=api'";
 const FILES: &str = "/srv/restore-trial";
 
-fn sql(s: &Sandbox, query: &str) -> Result<String> {
+pub(crate) fn sql(s: &Sandbox, query: &str) -> Result<String> {
     Ok(s.root_sh(&format!("{PSQL} -c \"{query}\""))?
         .trim()
         .to_owned())
 }
 
-fn note_count(s: &Sandbox, body: &str) -> Result<u32> {
+pub(crate) fn note_count(s: &Sandbox, body: &str) -> Result<u32> {
     Ok(sql(
         s,
         &format!("SELECT count(*) FROM notes WHERE body = '{body}'"),
@@ -40,7 +40,7 @@ fn events(stdout: &[u8]) -> Result<Vec<RestoreEvent>> {
         .collect()
 }
 
-fn leftovers(s: &Sandbox) -> Result<String> {
+pub(crate) fn leftovers(s: &Sandbox) -> Result<String> {
     let dbs = s.root_sh(
         "psql -XAtq 'host=/run/postgresql user=postgres dbname=postgres' -c \
          \"SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'hostd_%'\"",
@@ -50,14 +50,14 @@ fn leftovers(s: &Sandbox) -> Result<String> {
 }
 
 /// Waits for hostd to remove a marker file it clears when done.
-fn marker_cleared(s: &Sandbox, path: &str) -> Result<()> {
+pub(crate) fn marker_cleared(s: &Sandbox, path: &str) -> Result<()> {
     poll(&format!("{path} cleared"), Duration::from_secs(60), || {
         let marker = s.root_sh(&format!("ls {path} 2>/dev/null || true"))?;
         Ok(marker.trim().is_empty().then_some(()))
     })
 }
 
-fn api_healthy(s: &Sandbox) -> Result<()> {
+pub(crate) fn api_healthy(s: &Sandbox) -> Result<()> {
     poll(
         "the API healthy in /health",
         Duration::from_secs(60),

@@ -20,6 +20,7 @@ mod health_checks;
 mod image;
 mod jobs;
 mod manager;
+mod restore_faults;
 mod restores;
 mod sandbox_host;
 mod secrets;
@@ -87,6 +88,9 @@ const TRIALS: &[(&str, TestFn)] = trials![
     backups::backup_now_writes_every_kind_that_restic_reads_checks_and_dumps,
     restores::restore_latest_puts_back_postgres_redis_and_files,
     restores::a_killed_restore_leaves_the_live_database_intact,
+    restore_faults::a_restore_killed_mid_swap_comes_back_with_every_kind_old_and_running,
+    restore_faults::a_failed_files_swap_swaps_the_database_and_redis_back,
+    restore_faults::a_mount_point_or_a_file_system_without_room_is_refused_before_anything_stops,
     restores::a_new_instance_with_an_empty_volume_restores_the_latest_backup,
     restores::snapshots_planted_in_the_repository_are_refused,
     restores::a_redis_keeping_its_rdb_elsewhere_is_refused,

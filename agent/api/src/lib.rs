@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod errors;
 pub mod jobs;
 pub mod limits;
+pub mod mountinfo;
 pub mod paths;
 pub mod restore;
 pub mod time;

@@ -42,6 +42,10 @@ pub struct RestorePlan {
     pub stop: Vec<String>,
     /// The server services restarted to load restored data (Redis).
     pub restart: Vec<String>,
+    /// What the operator should know before confirming: parts the last
+    /// backup run could not back up, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One line of the restore stream.

@@ -15,7 +15,6 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use hostd_api::{ComponentHealth, HealthStatus};
-use std::os::unix::fs::MetadataExt;
 
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
@@ -134,21 +133,9 @@ fn disk_for(path: &Path) -> DiskSample {
     });
     DiskSample {
         path: path.to_owned(),
-        mount_point: used_ratio.and(mount_point(existing)),
+        mount_point: used_ratio.and(crate::fsutil::mount_point(existing)),
         used_ratio,
     }
-}
-
-fn mount_point(path: &Path) -> Option<PathBuf> {
-    let device = std::fs::metadata(path).ok()?.dev();
-    let mut top = path.to_owned();
-    for parent in path.ancestors().skip(1) {
-        match std::fs::metadata(parent) {
-            Ok(m) if m.dev() == device => top = parent.to_owned(),
-            _ => break,
-        }
-    }
-    Some(top)
 }
 
 /// Turns a sample into `disk:PATH`, `memory` and `load` components.

@@ -77,6 +77,16 @@ impl RestoreHost for LiveRestore {
         blocking(move || Ok(paths::swap(&path)?)).await
     }
 
+    async fn unswap_database(&self, db: &str) -> Result<(), SwapError> {
+        let (admin, db) = (self.admin.clone(), db.to_owned());
+        blocking(move || Ok(pg::unswap(&admin, &db)?)).await
+    }
+
+    async fn unswap_path(&self, path: &Path) -> Result<(), SwapError> {
+        let path = path.to_owned();
+        blocking(move || Ok(paths::unswap(&path)?)).await
+    }
+
     async fn drop_copies(&self, which: Copies, databases: &[String], live: &[PathBuf]) {
         let (admin, databases, live) = (self.admin.clone(), databases.to_vec(), live.to_vec());
         let dropped = tokio::task::spawn_blocking(move || {
@@ -117,7 +127,11 @@ fn stage_all(staging: &Staging, admin: &str, ev: &Events) -> Result<(), StageErr
             (BackupKind::Redis, _) => {
                 let (Some(source), Some(dest)) = (info.paths.first(), staging.redis_rdb.as_ref())
                 else {
-                    continue;
+                    return Err(StageError::Find {
+                        file: "Redis's RDB".into(),
+                        snapshot: info.id.clone(),
+                        detail: "the snapshot names no file".into(),
+                    });
                 };
                 let t = ev.step("restore redis");
                 paths::stage(repo, snap, Path::new(source), dest)?;

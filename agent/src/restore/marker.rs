@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::swap::{Piece, RedisRdb};
 use crate::state_file::JsonFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,30 @@ pub struct Marker {
     pub databases: Vec<String>,
     /// Live paths restored (files, and Redis's RDB).
     pub paths: Vec<PathBuf>,
+    /// Which of `paths` is Redis's RDB (swapped with Redis stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisRdb>,
+    /// How many pieces of [`Marker::pieces`] had begun their swap: only
+    /// those are swapped back by a recovery.
+    #[serde(default)]
+    pub swapped: usize,
+}
+
+impl Marker {
+    /// The pieces in the order of the swap, as
+    /// [`super::sequence::Pieces::order`] has them.
+    pub fn pieces(&self) -> Vec<Piece> {
+        let rdb = self.redis.as_ref().map(|r| &r.rdb);
+        let databases = self.databases.iter().cloned().map(Piece::Database);
+        let redis = self.redis.iter().cloned().map(Piece::Redis);
+        let files = self
+            .paths
+            .iter()
+            .filter(|p| Some(*p) != rdb)
+            .cloned()
+            .map(Piece::Path);
+        databases.chain(redis).chain(files).collect()
+    }
 }
 
 /// `<state_dir>/restore.json`.

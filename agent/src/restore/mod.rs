@@ -10,6 +10,7 @@
 //! away.
 
 mod events;
+mod faults;
 pub mod http;
 mod live;
 pub mod marker;
@@ -18,7 +19,9 @@ pub mod paths;
 pub mod pg;
 pub mod plan;
 mod prepare;
+pub mod room;
 pub mod sequence;
+mod swap;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +68,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Paths(#[from] paths::PathsError),
     #[error(transparent)]
+    Room(#[from] room::RoomError),
+    #[error(transparent)]
     Redis(#[from] crate::backup::redis_save::RedisSaveError),
     #[error(
         "Redis runs with appendonly yes: it would load its append-only file, not the restored \
@@ -91,6 +96,7 @@ impl crate::http::Refusal for RestoreError {
             Self::Plan(_)
             | Self::Pg(pg::PgRestoreError::PreviousLeft { .. })
             | Self::Paths(paths::PathsError::PreviousLeft { .. })
+            | Self::Room(room::RoomError::MountPoint { .. } | room::RoomError::NoRoom { .. })
             | Self::NoRedisService { .. }
             | Self::AppendOnly
             | Self::OutOfRange(_) => 422,
@@ -102,6 +108,7 @@ impl crate::http::Refusal for RestoreError {
             | Self::Snapshots(_)
             | Self::Pg(_)
             | Self::Paths(_)
+            | Self::Room(_)
             | Self::Redis(_)
             | Self::Worker(_) => 500,
         }

@@ -114,6 +114,23 @@ pub fn swap(dest: &Path) -> Result<(), PathsError> {
     crate::fsutil::sync_dir(parent).map_err(io("sync", parent))
 }
 
+/// Undoes [`swap`], also one cut short between its two renames: the
+/// restored copy back to its staged name, then the previous copy back in
+/// place. Each step only when its source is there and its target free, so
+/// a second call (a recovery after a crash in the first) finishes the job.
+pub fn unswap(dest: &Path) -> Result<(), PathsError> {
+    let (staged, previous) = (staged(dest), previous(dest));
+    let present = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if !present(&staged) && present(dest) {
+        std::fs::rename(dest, &staged).map_err(io("move back to staging", dest))?;
+    }
+    if present(&previous) && !present(dest) {
+        std::fs::rename(&previous, dest).map_err(io("move back into place", &previous))?;
+    }
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    crate::fsutil::sync_dir(parent).map_err(io("sync", parent))
+}
+
 pub fn drop_previous(dest: &Path) -> Result<(), PathsError> {
     remove(&previous(dest))
 }
@@ -147,6 +164,54 @@ mod tests {
         drop_previous(&live)?;
         assert!(!previous(&live).exists());
         preflight(&[live])?;
+        Ok(())
+    }
+
+    fn read(p: &Path) -> Option<Vec<u8>> {
+        std::fs::read(p.join("a")).ok()
+    }
+
+    /// `live` holding "old" and a staged "new", then the swap done up to
+    /// `renames` of its two renames.
+    fn half_swapped(renames: usize) -> Result<(tempfile::TempDir, PathBuf), std::io::Error> {
+        let dir = tempfile::tempdir()?;
+        let live = dir.path().join("uploads");
+        for (p, body) in [(&live, "old"), (&staged(&live), "new")] {
+            std::fs::create_dir(p)?;
+            std::fs::write(p.join("a"), body)?;
+        }
+        if renames >= 1 {
+            std::fs::rename(&live, previous(&live))?;
+        }
+        if renames >= 2 {
+            std::fs::rename(staged(&live), &live)?;
+        }
+        Ok((dir, live))
+    }
+
+    #[test]
+    fn unswap_puts_the_old_data_back_from_any_point_of_a_swap_and_twice()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for renames in 0..=2 {
+            let (_dir, live) = half_swapped(renames)?;
+            unswap(&live)?;
+            unswap(&live)?;
+            assert_eq!(read(&live).as_deref(), Some(&b"old"[..]), "after {renames}");
+            assert_eq!(
+                read(&staged(&live)).as_deref(),
+                Some(&b"new"[..]),
+                "after {renames}"
+            );
+            assert!(!previous(&live).exists(), "after {renames}");
+        }
+        // A path that did not exist before the restore is absent again.
+        let dir = tempfile::tempdir()?;
+        let live = dir.path().join("new-dir");
+        std::fs::create_dir(staged(&live))?;
+        swap(&live)?;
+        assert!(live.exists() && !previous(&live).exists());
+        unswap(&live)?;
+        assert!(!live.exists() && staged(&live).exists());
         Ok(())
     }
 }

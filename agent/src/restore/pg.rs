@@ -81,6 +81,17 @@ pub fn preflight(conninfo: &str, databases: &[String]) -> Result<(), PgRestoreEr
     Ok(())
 }
 
+/// Where PostgreSQL keeps its databases: a staging database is written
+/// there.
+pub fn data_directory(conninfo: &str) -> Result<std::path::PathBuf, PgRestoreError> {
+    let what = "reading PostgreSQL's data_directory";
+    let row = admin(conninfo)?
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .map_err(failed(what))?;
+    let dir: String = row.try_get(0).map_err(failed(what))?;
+    Ok(dir.into())
+}
+
 /// Restores `node` (the dump of `db`) into `db`'s staging database, owned
 /// like `db` (by the role of its name, when there is one). Returns the
 /// bytes read. A failure drops the staging database again.
@@ -135,22 +146,7 @@ pub fn swap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
     let mut c = admin(conninfo)?;
     let live = exists(&mut c, db)?;
     if live {
-        c.batch_execute(&format!(
-            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-            quote_ident(db)
-        ))
-        .map_err(failed(format!("closing {db} to new connections")))?;
-        let ended = c
-            .execute(
-                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&db],
-            )
-            .map_err(failed(format!("ending sessions on {db}")));
-        if let Err(e) = ended {
-            reopen(&mut c, db);
-            return Err(e);
-        }
+        close(&mut c, db)?;
     }
     let renames = if live {
         format!(
@@ -173,6 +169,70 @@ pub fn swap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
             reopen(&mut c, db);
         }
         return Err(failed(format!("swapping {staging} in as {db}"))(e));
+    }
+    Ok(())
+}
+
+/// Undoes [`swap`]: the restored `db` becomes the staging database again
+/// and the previous copy `db`, open to connections. Nothing to do while
+/// the staging database exists: it was never swapped in. Atomic too.
+pub fn unswap(conninfo: &str, db: &str) -> Result<(), PgRestoreError> {
+    let (staging, previous) = (staging_name(db), previous_name(db));
+    let mut c = admin(conninfo)?;
+    if exists(&mut c, &staging)? {
+        return Ok(());
+    }
+    let (live, before) = (exists(&mut c, db)?, exists(&mut c, &previous)?);
+    if live {
+        close(&mut c, db)?;
+    }
+    let mut renames = String::from("BEGIN;");
+    if live {
+        renames += &format!(
+            " ALTER DATABASE {} RENAME TO {};",
+            quote_ident(db),
+            quote_ident(&staging)
+        );
+    }
+    if before {
+        renames += &format!(
+            " ALTER DATABASE {} RENAME TO {};",
+            quote_ident(&previous),
+            quote_ident(db)
+        );
+    }
+    if let Err(e) = c.batch_execute(&(renames + " COMMIT")) {
+        let _ = c.batch_execute("ROLLBACK");
+        if live {
+            reopen(&mut c, db);
+        }
+        return Err(failed(format!("swapping {db} back from {previous}"))(e));
+    }
+    // The previous copy was closed to connections by the swap.
+    if before {
+        reopen(&mut c, db);
+    }
+    Ok(())
+}
+
+/// No new sessions on `db`, and the ones there ended (the app is stopped;
+/// this catches a psql left open, and hostd's own health check).
+fn close(c: &mut postgres::Client, db: &str) -> Result<(), PgRestoreError> {
+    c.batch_execute(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        quote_ident(db)
+    ))
+    .map_err(failed(format!("closing {db} to new connections")))?;
+    let ended = c
+        .execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .map_err(failed(format!("ending sessions on {db}")));
+    if let Err(e) = ended {
+        reopen(c, db);
+        return Err(e);
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use super::events::Events;
 use super::marker::{Marker, Phase};
 use super::paths::PathsError;
 use super::pg::PgRestoreError;
+use super::swap::{self, Piece, RedisRdb, SwapFailure};
 use crate::manager::ManagerError;
 use crate::state_file::{JsonFile, StateFileError};
 
@@ -38,6 +39,11 @@ pub trait RestoreHost: Send + Sync {
     fn swap_database(&self, db: &str) -> impl Future<Output = Result<(), SwapError>> + Send;
     /// The staged path takes `path`'s place; the live one is kept aside.
     fn swap_path(&self, path: &Path) -> impl Future<Output = Result<(), SwapError>> + Send;
+    /// Undoes [`RestoreHost::swap_database`]: the previous copy is `db`
+    /// again, the restored one staged. Nothing when it was never swapped.
+    fn unswap_database(&self, db: &str) -> impl Future<Output = Result<(), SwapError>> + Send;
+    /// Undoes [`RestoreHost::swap_path`], also a half-done one.
+    fn unswap_path(&self, path: &Path) -> impl Future<Output = Result<(), SwapError>> + Send;
     /// Removes one kind of copy of each database and path; a failure is
     /// logged and the rest still go.
     fn drop_copies(
@@ -66,6 +72,8 @@ pub enum StageError {
     NotConninfo,
     #[error("the restore thread failed")]
     Worker(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Injected(#[from] super::faults::Injected),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +92,10 @@ pub enum SwapError {
         service: String,
         source: Box<ManagerError>,
     },
+    #[error("cannot record the swap's progress: {}", hostd_api::error_chain(.0))]
+    Record(StateFileError),
+    #[error(transparent)]
+    Injected(#[from] super::faults::Injected),
     #[error("the restore thread failed")]
     Worker(#[from] tokio::task::JoinError),
 }
@@ -103,12 +115,8 @@ pub enum RestoreFailure {
     },
     #[error("{}; nothing changed: the live data is as it was", hostd_api::error_chain(.0))]
     Stage(StageError),
-    #[error(
-        "swapping the restored data in failed: {}; what was swapped keeps its previous copy \
-         (hostd_pre_restore_* databases, *.hostd-pre-restore paths)",
-        hostd_api::error_chain(.0)
-    )]
-    Swap(SwapError),
+    #[error("{}", swap_failure_text(.0))]
+    Swap(SwapFailure),
     #[error(
         "the data is restored, but {service} did not start healthy: {source}. The data from before \
          the restore is kept (hostd_pre_restore_* databases, *.hostd-pre-restore paths)"
@@ -119,14 +127,31 @@ pub enum RestoreFailure {
     },
 }
 
+fn swap_failure_text(f: &SwapFailure) -> String {
+    let failed = format!(
+        "swapping the restored {} in failed: {}",
+        f.piece,
+        hostd_api::error_chain(&f.error)
+    );
+    if f.stuck.is_empty() {
+        format!("{failed}; what was already swapped was swapped back: the live data is as it was")
+    } else {
+        format!(
+            "{failed}; and these could not be swapped back, so they hold the restored data: {}. \
+             Their data from before the restore is kept (hostd_pre_restore_* databases, \
+             *.hostd-pre-restore paths), and so are the restored copies (hostd_restore_*, *.hostd-restore)",
+            f.stuck.join("; ")
+        )
+    }
+}
+
 /// What a restore puts back, resolved from its plan.
 #[derive(Debug, Clone, Default)]
 pub struct Pieces {
     /// App services stopped while the data is replaced.
     pub stop: Vec<String>,
     pub databases: Vec<String>,
-    /// Redis's live RDB and the service that loads it.
-    pub redis: Option<(PathBuf, String)>,
+    pub redis: Option<RedisRdb>,
     pub files: Vec<PathBuf>,
 }
 
@@ -134,8 +159,16 @@ impl Pieces {
     /// Every live path restored (files, and Redis's RDB).
     pub fn live_paths(&self) -> Vec<PathBuf> {
         let mut paths = self.files.clone();
-        paths.extend(self.redis.as_ref().map(|(rdb, _)| rdb.clone()));
+        paths.extend(self.redis.as_ref().map(|r| r.rdb.clone()));
         paths
+    }
+
+    /// The order of the swap: databases, Redis, files.
+    pub fn order(&self) -> Vec<Piece> {
+        let databases = self.databases.iter().cloned().map(Piece::Database);
+        let redis = self.redis.iter().cloned().map(Piece::Redis);
+        let files = self.files.iter().cloned().map(Piece::Path);
+        databases.chain(redis).chain(files).collect()
     }
 }
 
@@ -155,6 +188,8 @@ pub async fn run<H: RestoreHost>(
         stopped: pieces.stop.clone(),
         databases: pieces.databases.clone(),
         paths: pieces.live_paths(),
+        redis: pieces.redis.clone(),
+        swapped: 0,
     };
     marker.save(&m).map_err(RestoreFailure::Marker)?;
     let mut stopped = Vec::new();
@@ -172,7 +207,11 @@ pub async fn run<H: RestoreHost>(
         stopped.push(s.clone());
         ev.done(&step, t);
     }
-    if let Err(e) = host.stage(ev).await {
+    let staged = match host.stage(ev).await {
+        Ok(()) => super::faults::at("staged").await.map_err(StageError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = staged {
         host.drop_copies(Copies::Staged, &pieces.databases, &pieces.live_paths())
             .await;
         start_again(host, &stopped).await;
@@ -182,17 +221,35 @@ pub async fn run<H: RestoreHost>(
     m.phase = Phase::Swapping;
     // Redis is stopped for its swap: if hostd dies before it is started
     // again, the recovery must start it too.
-    if let Some((_, service)) = &pieces.redis
-        && !m.stopped.contains(service)
+    if let Some(r) = &pieces.redis
+        && !m.stopped.contains(&r.service)
     {
-        m.stopped.push(service.clone());
+        m.stopped.push(r.service.clone());
     }
-    save_phase(marker, &m);
-    let t = ev.step("swap");
-    if let Err(e) = swap(host, pieces).await {
+    // Recorded before the first swap or no swap at all: a recovery that
+    // believed the swap never began would leave a half-swapped host.
+    if let Err(e) = marker.save(&m) {
+        host.drop_copies(Copies::Staged, &pieces.databases, &pieces.live_paths())
+            .await;
         start_again(host, &stopped).await;
         marker.clear();
-        return Err(RestoreFailure::Swap(e));
+        return Err(RestoreFailure::Marker(e));
+    }
+    let t = ev.step("swap");
+    let begin = |n: usize| {
+        m.swapped = n;
+        marker.save(&m)
+    };
+    if let Err(failure) = swap::swap_all(host, &pieces.order(), begin).await {
+        // A piece that could not be swapped back may hold its only copy
+        // of either side under a staged name: nothing is dropped then.
+        if failure.stuck.is_empty() {
+            host.drop_copies(Copies::Staged, &pieces.databases, &pieces.live_paths())
+                .await;
+        }
+        start_again(host, &stopped).await;
+        marker.clear();
+        return Err(RestoreFailure::Swap(failure));
     }
     ev.done("swap", t);
     m.phase = Phase::Starting;
@@ -213,42 +270,12 @@ pub async fn run<H: RestoreHost>(
     Ok(())
 }
 
-/// A later phase the marker cannot record only makes a recovery more
-/// careful (it keeps staged copies it could have dropped): logged, not
-/// fatal.
+/// The Starting phase unrecorded, a recovery swaps a whole restore back:
+/// still every kind on one side, so logged, not fatal.
 fn save_phase(marker: &JsonFile<Marker>, m: &Marker) {
     if let Err(e) = marker.save(m) {
         tracing::warn!("{}", hostd_api::error_chain(&e));
     }
-}
-
-async fn swap<H: RestoreHost>(host: &H, pieces: &Pieces) -> Result<(), SwapError> {
-    for db in &pieces.databases {
-        host.swap_database(db).await?;
-    }
-    if let Some((rdb, service)) = &pieces.redis {
-        // Stopped first: Redis saves on shutdown, over whatever is in place.
-        host.stop(service)
-            .await
-            .map_err(|source| SwapError::StopRedis {
-                service: service.clone(),
-                source: Box::new(source),
-            })?;
-        let moved = host.swap_path(rdb).await;
-        let started = host
-            .start(service)
-            .await
-            .map_err(|source| SwapError::StartRedis {
-                service: service.clone(),
-                source: Box::new(source),
-            });
-        moved?;
-        started?;
-    }
-    for f in &pieces.files {
-        host.swap_path(f).await?;
-    }
-    Ok(())
 }
 
 async fn start_again<H: RestoreHost>(host: &H, services: &[String]) {
@@ -262,23 +289,34 @@ async fn start_again<H: RestoreHost>(host: &H, services: &[String]) {
     }
 }
 
-/// At start, what an interrupted restore left: staging copies (never
-/// live) removed, unless the swap had begun; the services it stopped
-/// started again. Each step is logged and a failing one does not stop the
-/// next.
+/// At start, what an interrupted restore left, with every kind on one
+/// side: killed before or during the swap, whatever was swapped is swapped
+/// back and the staged copies (never live) removed; killed after it, the
+/// restored data stays and the previous copies are kept for the operator.
+/// The services it stopped are started again. Each step is logged and a
+/// failing one does not stop the next.
 pub async fn recover<H: RestoreHost>(host: &H, marker: &JsonFile<Marker>, m: &Marker) {
     tracing::warn!(
         started = m.started,
         phase = ?m.phase,
         "a restore was interrupted (hostd stopped mid-restore); putting the host back"
     );
-    if m.phase == Phase::Staging {
+    let stuck = match m.phase {
+        Phase::Staging => Vec::new(),
+        Phase::Swapping => {
+            let begun = m.pieces().into_iter().take(m.swapped).collect::<Vec<_>>();
+            swap::unswap_all(host, &begun).await
+        }
+        Phase::Starting => {
+            tracing::warn!(
+                "the restore had swapped everything in: previous copies (hostd_pre_restore_*, *.hostd-pre-restore) are kept for the operator"
+            );
+            Vec::new()
+        }
+    };
+    if m.phase != Phase::Starting && stuck.is_empty() {
         host.drop_copies(Copies::Staged, &m.databases, &m.paths)
             .await;
-    } else {
-        tracing::warn!(
-            "the swap had begun: previous copies (hostd_pre_restore_*, *.hostd-pre-restore) are kept for the operator"
-        );
     }
     for service in &m.stopped {
         match host.start(service).await {

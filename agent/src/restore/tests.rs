@@ -11,6 +11,7 @@ use super::marker::{self, Marker, Phase};
 use super::paths::PathsError;
 use super::pg::PgRestoreError;
 use super::sequence::{self, Copies, Pieces, RestoreFailure, RestoreHost, StageError, SwapError};
+use super::swap::RedisRdb;
 use super::*;
 use crate::manager::ManagerError;
 use crate::state_file::JsonFile;
@@ -107,6 +108,26 @@ impl RestoreHost for FakeHost {
         Ok(())
     }
 
+    async fn unswap_database(&self, db: &str) -> Result<(), SwapError> {
+        if self.call(format!("unswap database {db}")) {
+            return Err(SwapError::Pg(PgRestoreError::Failed {
+                what: format!("renaming {db} back"),
+                detail: "connection lost".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    async fn unswap_path(&self, path: &Path) -> Result<(), SwapError> {
+        if self.call(format!("unswap {}", path.display())) {
+            return Err(SwapError::Paths(PathsError::Restore {
+                path: path.to_owned(),
+                detail: "read-only file system".into(),
+            }));
+        }
+        Ok(())
+    }
+
     async fn drop_copies(&self, which: Copies, databases: &[String], paths: &[PathBuf]) {
         let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         self.call(format!(
@@ -121,7 +142,10 @@ fn pieces() -> Pieces {
     Pieces {
         stop: vec!["api".into(), "web".into()],
         databases: vec!["api".into()],
-        redis: Some(("/data/redis/dump.rdb".into(), "redis".into())),
+        redis: Some(RedisRdb {
+            rdb: "/data/redis/dump.rdb".into(),
+            service: "redis".into(),
+        }),
         files: vec!["/srv/uploads".into()],
     }
 }
@@ -232,32 +256,117 @@ async fn a_failed_stage_drops_what_it_staged_and_leaves_the_live_data() -> Res {
     Ok(())
 }
 
+const SWAPPING: &str = "[Swapping, to start: api web redis]";
+
+/// The calls after the two stops and the stage, without the marker's
+/// phase when it is Swapping.
+fn after_stage(host: &FakeHost) -> Vec<String> {
+    host.calls()[3..]
+        .iter()
+        .map(|c| c.replace(&format!(" {SWAPPING}"), ""))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_failed_swap_keeps_the_previous_copies_and_starts_the_services() -> Res {
+async fn a_failed_files_swap_swaps_the_database_and_redis_back() -> Res {
+    let dir = tempfile::tempdir()?;
+    let marker = marker::file(dir.path());
+    let host = FakeHost::failing(&["swap /srv/uploads"], &marker);
+    let (result, _) = restore(&host, &marker).await;
+    assert_eq!(
+        result.map_err(|e| e.to_string()),
+        Err(
+            "swapping the restored /srv/uploads in failed: restoring /srv/uploads: gone; what was \
+             already swapped was swapped back: the live data is as it was"
+                .into()
+        )
+    );
+    assert_eq!(
+        after_stage(&host),
+        [
+            "swap database api",
+            "stop redis",
+            "swap /data/redis/dump.rdb",
+            "start redis",
+            "swap /srv/uploads",
+            // Newest first, the failed one included: it may be half done.
+            "unswap /srv/uploads",
+            "stop redis",
+            "unswap /data/redis/dump.rdb",
+            "start redis",
+            "unswap database api",
+            "drop Staged api /srv/uploads,/data/redis/dump.rdb",
+            "start api",
+            "start web",
+        ]
+    );
+    assert!(marker.load()?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_database_swap_has_nothing_to_swap_back() -> Res {
+    let dir = tempfile::tempdir()?;
+    let marker = marker::file(dir.path());
+    let host = FakeHost::failing(&["swap database api"], &marker);
+    let (result, _) = restore(&host, &marker).await;
+    assert!(result.is_err());
+    assert_eq!(
+        after_stage(&host),
+        [
+            "swap database api",
+            "drop Staged api /srv/uploads,/data/redis/dump.rdb",
+            "start api",
+            "start web",
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn what_cannot_be_swapped_back_is_named_and_no_copy_is_dropped() -> Res {
+    let dir = tempfile::tempdir()?;
+    let marker = marker::file(dir.path());
+    let host = FakeHost::failing(&["swap /srv/uploads", "unswap database api"], &marker);
+    let (result, _) = restore(&host, &marker).await;
+    let text = result.map_err(|e| e.to_string());
+    assert!(
+        matches!(&text, Err(t) if t.contains("could not be swapped back, so they hold the restored data: \
+            database api (renaming api back: connection lost)")),
+        "{text:?}"
+    );
+    let calls = host.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("drop")), "{calls:?}");
+    // Redis and the files are back, and every service runs.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("unswap /data/redis/dump.rdb"))
+    );
+    assert!(calls.ends_with(&[
+        format!("start api {SWAPPING}"),
+        format!("start web {SWAPPING}")
+    ]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_is_started_again_when_its_file_does_not_move() -> Res {
     let dir = tempfile::tempdir()?;
     let marker = marker::file(dir.path());
     let host = FakeHost::failing(&["swap /data/redis/dump.rdb"], &marker);
     let (result, _) = restore(&host, &marker).await;
-    let text = result.map_err(|e| e.to_string());
-    assert!(
-        matches!(&text, Err(t) if t.starts_with("swapping the restored data in failed: restoring /data/redis/dump.rdb: gone")
-            && t.contains("keeps its previous copy")),
-        "{text:?}"
-    );
-    let calls = host.calls();
-    // Redis is started again even though its file did not move.
+    assert!(result.is_err());
     assert_eq!(
-        &calls[4..],
+        &after_stage(&host)[..5],
         [
-            "stop redis [Swapping, to start: api web redis]",
-            "swap /data/redis/dump.rdb [Swapping, to start: api web redis]",
-            "start redis [Swapping, to start: api web redis]",
-            "start api [Swapping, to start: api web redis]",
-            "start web [Swapping, to start: api web redis]",
+            "swap database api",
+            "stop redis",
+            "swap /data/redis/dump.rdb",
+            "start redis",
+            "stop redis",
         ]
     );
-    assert!(!calls.iter().any(|c| c.starts_with("drop")), "{calls:?}");
-    assert!(marker.load()?.is_none());
     Ok(())
 }
 
@@ -276,30 +385,70 @@ async fn a_service_that_does_not_come_back_is_named_with_the_data_restored() -> 
     Ok(())
 }
 
-#[tokio::test]
-async fn recovery_drops_staged_copies_only_before_the_swap_and_starts_what_was_stopped() -> Res {
-    let dir = tempfile::tempdir()?;
-    let marker = marker::file(dir.path());
-    let mut m = Marker {
+fn interrupted(phase: Phase, swapped: usize) -> Marker {
+    Marker {
         started: "2026-12-07T00:00:00Z".into(),
         requested_by: "ann@laptop".into(),
-        phase: Phase::Staging,
-        stopped: vec!["api".into()],
+        phase,
+        stopped: vec!["api".into(), "redis".into()],
         databases: vec!["api".into()],
-        paths: vec!["/srv/uploads".into()],
-    };
-    marker.save(&m)?;
-    let host = FakeHost::default();
-    sequence::recover(&host, &marker, &m).await;
-    assert_eq!(host.calls(), ["drop Staged api /srv/uploads", "start api"]);
-    assert!(marker.load()?.is_none());
+        paths: vec!["/srv/uploads".into(), "/data/redis/dump.rdb".into()],
+        redis: Some(RedisRdb {
+            rdb: "/data/redis/dump.rdb".into(),
+            service: "redis".into(),
+        }),
+        swapped,
+    }
+}
 
-    m.phase = Phase::Swapping;
-    marker.save(&m)?;
+async fn recover(m: &Marker) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let marker = marker::file(dir.path());
+    marker.save(m)?;
     let host = FakeHost::default();
-    sequence::recover(&host, &marker, &m).await;
-    assert_eq!(host.calls(), ["start api"]);
+    sequence::recover(&host, &marker, m).await;
     assert!(marker.load()?.is_none());
+    Ok(host.calls())
+}
+
+#[tokio::test]
+async fn recovery_swaps_back_exactly_what_had_begun_to_swap() -> Res {
+    const DROP: &str = "drop Staged api /srv/uploads,/data/redis/dump.rdb";
+    assert_eq!(
+        recover(&interrupted(Phase::Staging, 0)).await?,
+        [DROP, "start api", "start redis"]
+    );
+    // Killed with Redis stopped for its swap: back, and Redis runs.
+    assert_eq!(
+        recover(&interrupted(Phase::Swapping, 2)).await?,
+        [
+            "stop redis",
+            "unswap /data/redis/dump.rdb",
+            "start redis",
+            "unswap database api",
+            DROP,
+            "start api",
+            "start redis"
+        ]
+    );
+    assert_eq!(
+        recover(&interrupted(Phase::Swapping, 3)).await?[..2],
+        ["unswap /srv/uploads", "stop redis"]
+    );
+    // Everything swapped in: the restored data stays.
+    assert_eq!(
+        recover(&interrupted(Phase::Starting, 3)).await?,
+        ["start api", "start redis"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_marker_of_an_earlier_hostd_reads_as_nothing_swapped() -> Res {
+    let old = r#"{"started":"t","requested_by":"a","phase":"swapping","stopped":[],"databases":["api"],"paths":["/srv/x"]}"#;
+    let m: Marker = serde_json::from_str(old)?;
+    assert_eq!(m.swapped, 0);
+    assert_eq!(m.pieces().len(), 2);
     Ok(())
 }
 

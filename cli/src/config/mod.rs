@@ -3,6 +3,8 @@
 //! to deploy them.
 
 mod error;
+#[cfg(test)]
+mod proptests;
 mod raw;
 mod services;
 #[cfg(test)]

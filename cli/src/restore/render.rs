@@ -116,7 +116,11 @@ fn plan(out: &mut impl Write, target: &HostTarget, plan: &RestorePlan) -> std::i
         out,
         "    restarted to load the data: {}",
         output::names_or_none(&plan.restart)
-    )
+    )?;
+    for note in &plan.notes {
+        writeln!(out, "    {YELLOW}note: {}{YELLOW:#}", output::plain(note))?;
+    }
+    Ok(())
 }
 
 /// What a snapshot brings back: the database, or the paths.

@@ -22,6 +22,7 @@ a  a  restore plan
     89abcdef  2026-01-02T03:00:05Z  files     /srv/uploads, /etc/app  3.3 MiB
     stopped, then started again: api
     restarted to load the data: redis
+    note: the last backup run (2026-01-03T03:00:00Z) could not back up redis (cannot reach Redis at 127.0.0.1:6379: connection refused): what this plan restores of it comes from an earlier run
 ";
 
 /// The backups tests' postgres and Redis snapshots, and two paths.
@@ -40,6 +41,7 @@ fn the_plan() -> RestorePlan {
         snapshots,
         stop: vec!["api".into()],
         restart: vec!["redis".into()],
+        notes: vec!["the last backup run (2026-01-03T03:00:00Z) could not back up redis (cannot reach Redis at 127.0.0.1:6379: connection refused): what this plan restores of it comes from an earlier run".into()],
     }
 }
 

@@ -6,6 +6,9 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+mod mounts;
+pub use mounts::{available_bytes, is_mount_point, mount_point};
+
 /// A file operation that failed: what was done to which path. Messages
 /// name the file and the operation, never its contents.
 #[derive(Debug, thiserror::Error)]
