@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod identity;
+mod imds;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
