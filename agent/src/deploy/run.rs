@@ -9,6 +9,7 @@ use hostd_api::{DeployEvent, DeployOutcome, DeployRequest};
 use super::events::Events;
 use super::hooks::{Hook, HookError};
 use super::marker::{self, Marker};
+use super::tasks::{check_task, hook_timeout};
 use super::{
     DeployError, DeployHost, Deployer, LedgerEntry, ReleaseError, Target, UnpackError,
     digest_of_version,
@@ -59,7 +60,7 @@ pub fn check_deploy<H: DeployHost>(
     super::lock_wait(req.lock_wait_seconds)?;
     hook_timeout("hook_timeout_seconds", req.hook_timeout_seconds)?;
     for task in &req.pre_switch_tasks {
-        super::tasks::check_task(&task.name, &task.command)?;
+        check_task(&task.name, &task.command)?;
         hook_timeout("pre_switch_tasks.timeout_seconds", task.timeout_seconds)?;
     }
     let releases = target.releases();
@@ -97,14 +98,6 @@ pub fn check_deploy<H: DeployHost>(
         }
     }
     Ok(target)
-}
-
-pub(super) fn hook_timeout(what: &'static str, seconds: u64) -> Result<u64, DeployError> {
-    Ok(hostd_api::limits::at_most(
-        what,
-        seconds,
-        hostd_api::limits::MAX_HOOK_TIMEOUT_SECONDS,
-    )?)
 }
 
 /// The deploy as an operation: it waits its turn as the request allows,

@@ -20,7 +20,7 @@ pub fn accept<H: DeployHost>(
 ) -> Result<(Target, String), DeployError> {
     let target = d.target(&req.unit)?;
     check_task(&req.task, &req.command)?;
-    super::run::hook_timeout("timeout_seconds", req.timeout_seconds)?;
+    hook_timeout("timeout_seconds", req.timeout_seconds)?;
     let release = target
         .releases()
         .current()
@@ -110,4 +110,13 @@ async fn run_to_end<H: DeployHost>(
         }
         Err(e) => finished("resources", None, Some(hostd_api::error_chain(&e))),
     }
+}
+
+/// A hook's or task's timeout from a request, bounded.
+pub(super) fn hook_timeout(what: &'static str, seconds: u64) -> Result<u64, DeployError> {
+    Ok(hostd_api::limits::at_most(
+        what,
+        seconds,
+        hostd_api::limits::MAX_HOOK_TIMEOUT_SECONDS,
+    )?)
 }

@@ -10,7 +10,7 @@ use rustic_core::repofile::SnapshotFile;
 use rustic_core::{IndexedFullStatus, Repository};
 
 use super::events::Events;
-use super::sequence::{Copies, RestoreHost, StageError, SwapError};
+use super::seam::{Copies, RestoreHost, StageError, SwapError};
 use super::{paths, pg};
 use crate::backup::runner::PgTarget;
 use crate::manager::{ManagerError, ManagerHandle};

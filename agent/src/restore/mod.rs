@@ -20,6 +20,7 @@ pub mod pg;
 pub mod plan;
 mod prepare;
 pub mod room;
+mod seam;
 pub mod sequence;
 mod swap;
 #[cfg(test)]
@@ -39,7 +40,8 @@ use crate::ops::{Holder, Operation, OpsError, OpsHandle};
 
 pub use events::Events;
 pub use prepare::Prepared;
-use sequence::{Copies, RestoreFailure, RestoreHost};
+use seam::{Copies, RestoreHost};
+use sequence::RestoreFailure;
 
 /// The recovery is submitted first, before anything else can queue; the
 /// bound only matters if that ever changes.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::sequence::{RestoreHost, SwapError};
+use super::seam::{RestoreHost, SwapError};
 use crate::state_file::StateFileError;
 
 /// Redis's live RDB and the service that loads it.
