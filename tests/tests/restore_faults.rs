@@ -19,15 +19,27 @@ const FILES: &str = "/srv/restore-trial";
 const FAULT: &str = "/run/hostd/restore-fault";
 const PAUSED: &str = "/run/hostd/restore-paused";
 
+/// The note each trial writes after its backup: its own, because a
+/// rolled-back restore leaves the previous trial's note in place.
+fn later_note(trial: &str) -> String {
+    format!("{trial}: after the backup")
+}
+
 /// A backup of "before" everywhere, then "after" everywhere live.
-fn backed_up_then_changed(s: &Sandbox) -> Result<()> {
+fn backed_up_then_changed(s: &Sandbox, trial: &str) -> Result<()> {
     s.root_sh(&format!(
         "mkdir -p {FILES} && echo before > {FILES}/a && redis-cli SET restore-trial before"
     ))?;
-    sql(s, "INSERT INTO notes (body) VALUES ('in the backup')")?;
+    sql(
+        s,
+        &format!("INSERT INTO notes (body) VALUES ('{trial}: in the backup')"),
+    )?;
     let run = backup_now(s)?;
     ensure!(run.ok == Some(true), "backup: {:?}", run.error);
-    sql(s, "INSERT INTO notes (body) VALUES ('after the backup')")?;
+    sql(
+        s,
+        &format!("INSERT INTO notes (body) VALUES ('{}')", later_note(trial)),
+    )?;
     s.root_sh(&format!(
         "echo after > {FILES}/a && redis-cli SET restore-trial after"
     ))?;
@@ -35,10 +47,11 @@ fn backed_up_then_changed(s: &Sandbox) -> Result<()> {
 }
 
 /// Every kind still holds the live data from before the restore.
-fn every_kind_as_it_was(s: &Sandbox, when: &str) -> Result<()> {
+fn every_kind_as_it_was(s: &Sandbox, trial: &str, when: &str) -> Result<()> {
+    let later = note_count(s, &later_note(trial))?;
     ensure!(
-        note_count(s, "after the backup")? == 1,
-        "{when}: PostgreSQL lost the later note (restored?)"
+        later == 1,
+        "{when}: PostgreSQL holds {later} copies of the note written after the backup (1 expected)"
     );
     let redis = s.root_sh("redis-cli GET restore-trial")?;
     ensure!(redis.trim() == "after", "{when}: Redis has {redis}");
@@ -74,11 +87,23 @@ fn end(mut child: Child) {
     let _ = child.wait();
 }
 
+fn clean_up(s: &Sandbox, trial: &str) -> Result<()> {
+    sql(
+        s,
+        &format!("DELETE FROM notes WHERE body LIKE '{trial}: %'"),
+    )?;
+    s.root_sh(&format!(
+        "rm -rf {FILES} {FAULT}; redis-cli DEL restore-trial"
+    ))
+    .map(drop)
+}
+
 pub fn a_restore_killed_mid_swap_comes_back_with_every_kind_old_and_running(
     s: &Sandbox,
 ) -> Result<()> {
-    let result = s.with_backups("killed-swap", &[FILES], "", |_| {
-        backed_up_then_changed(s)?;
+    const TRIAL: &str = "killed-swap";
+    let result = s.with_backups(TRIAL, &[FILES], "", |_| {
+        backed_up_then_changed(s, TRIAL)?;
         // Redis stopped for its swap with the database swapped; then the
         // database and Redis swapped with the files not yet.
         for point in ["redis stopped", &format!("swap {FILES}")] {
@@ -102,22 +127,21 @@ pub fn a_restore_killed_mid_swap_comes_back_with_every_kind_old_and_running(
             })?;
             marker_cleared(s, "/var/lib/hostd/restore.json")?;
             every_service_running(s, point)?;
-            every_kind_as_it_was(s, point)?;
+            every_kind_as_it_was(s, TRIAL, point)?;
             let left = leftovers(s)?;
             ensure!(left.is_empty(), "{point}: left behind: {left}");
         }
         Ok(())
     });
-    let cleaned = s.root_sh(&format!(
-        "rm -rf {FILES} {FAULT}; redis-cli DEL restore-trial"
-    ));
+    let cleaned = clean_up(s, TRIAL);
     result?;
-    cleaned.map(drop)
+    cleaned
 }
 
 pub fn a_failed_files_swap_swaps_the_database_and_redis_back(s: &Sandbox) -> Result<()> {
-    let result = s.with_backups("failed-swap", &[FILES], "", |_| {
-        backed_up_then_changed(s)?;
+    const TRIAL: &str = "failed-swap";
+    let result = s.with_backups(TRIAL, &[FILES], "", |_| {
+        backed_up_then_changed(s, TRIAL)?;
         s.root_sh(&format!("printf 'fail swap {FILES}' > {FAULT}"))?;
         let out = s.hostctl(&["restore", "latest", "--yes"]);
         s.root_sh(&format!("rm -f {FAULT}"))?;
@@ -136,16 +160,14 @@ pub fn a_failed_files_swap_swaps_the_database_and_redis_back(s: &Sandbox) -> Res
             "{stderr}"
         );
         every_service_running(s, "after the failed swap")?;
-        every_kind_as_it_was(s, "after the failed swap")?;
+        every_kind_as_it_was(s, TRIAL, "after the failed swap")?;
         let left = leftovers(s)?;
         ensure!(left.is_empty(), "left behind: {left}");
         Ok(())
     });
-    let cleaned = s.root_sh(&format!(
-        "rm -rf {FILES} {FAULT}; redis-cli DEL restore-trial"
-    ));
+    let cleaned = clean_up(s, TRIAL);
     result?;
-    cleaned.map(drop)
+    cleaned
 }
 
 const MOUNTED: &str = "/srv/restore-mounted";
