@@ -49,9 +49,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Unit files and secrets in place (or the secrets gate closed) before
     // the manager brings anything up; one daemon-reload covers both.
     let synced = units::sync(&config.units.source_dir, &config.units.target_dir)?;
+    let apps_changed = units::apps::install(&config, &systemd).await?;
     let config = Arc::new(config);
     let prepared = secrets::prepare(&config).await;
-    if !synced.written.is_empty() || prepared.reload {
+    if !synced.written.is_empty() || apps_changed || prepared.reload {
         systemd.reload().await?;
     }
     if !synced.written.is_empty() {

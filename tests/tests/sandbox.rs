@@ -14,6 +14,7 @@ mod backup_faults;
 mod backups;
 mod confinement;
 mod data_volume;
+mod declared_apps;
 mod deploys;
 mod foundation;
 mod health_checks;
@@ -105,6 +106,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     deploys::a_killed_hostd_mid_switch_returns_to_the_previous_release,
     deploys::a_fleet_deploy_stops_at_the_failed_host,
     app_services::two_app_services_deploy_scale_and_roll_back_independently,
+    declared_apps::apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_themselves,
     jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     image::packer_provisions_a_bare_host_that_boots_healthy,

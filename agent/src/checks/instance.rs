@@ -1,10 +1,10 @@
 //! An API instance's own health endpoint: `GET {health_path}` over HTTP/1.1
-//! on its Unix socket (`/run/api/{instance}/health.sock`), 2xx is healthy.
+//! on its Unix socket (`/run/api/{instance}/health.sock`) or, for an app
+//! on a port, its port on loopback; 2xx is healthy.
 //!
 //! A fresh connection per check: a local socket costs microseconds, and a
 //! kept connection would hide an instance that stopped accepting new ones.
 
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -13,7 +13,7 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use super::{CheckError, InstanceProbe, find_io, io_kind};
+use super::{CheckError, InstanceAddress, InstanceProbe, find_io, io_kind};
 
 pub struct HttpUnixProbe {
     pub timeout: Duration,
@@ -22,11 +22,11 @@ pub struct HttpUnixProbe {
 impl InstanceProbe for HttpUnixProbe {
     fn check<'a>(
         &'a self,
-        socket: &'a Path,
+        socket: &'a InstanceAddress,
         path: &'a str,
     ) -> BoxFuture<'a, Result<(), CheckError>> {
         async move {
-            let what = format!("GET {path} on {}", socket.display());
+            let what = format!("GET {path} on {socket}");
             match tokio::time::timeout(self.timeout, get(socket, path)).await {
                 Ok(Ok(200..=299)) => Ok(()),
                 Ok(Ok(code)) => Err(CheckError::Failed {
@@ -45,10 +45,8 @@ impl InstanceProbe for HttpUnixProbe {
 }
 
 /// The status code, or a short reason.
-async fn get(socket: &Path, path: &str) -> Result<u16, String> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| io_kind(&e))?;
+async fn get(socket: &InstanceAddress, path: &str) -> Result<u16, String> {
+    let stream = socket.connect().await.map_err(|e| io_kind(&e))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| hyper_reason(&e))?;
@@ -87,12 +85,12 @@ mod tests {
     use axum::http::StatusCode;
     use axum::routing::get as route_get;
 
-    async fn serve(dir: &Path, code: StatusCode) -> std::io::Result<std::path::PathBuf> {
+    async fn serve(dir: &std::path::Path, code: StatusCode) -> std::io::Result<InstanceAddress> {
         let sock = dir.join("health.sock");
         let listener = tokio::net::UnixListener::bind(&sock)?;
         let app = Router::new().route("/health", route_get(move || async move { code }));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(sock)
+        Ok(InstanceAddress::Unix(sock))
     }
 
     #[tokio::test]
@@ -111,10 +109,7 @@ mod tests {
             .await
             .err()
             .map(|e| e.to_string());
-        assert_eq!(
-            err,
-            Some(format!("GET /health on {}: HTTP 503", sock.display()))
-        );
+        assert_eq!(err, Some(format!("GET /health on {sock}: HTTP 503")));
         Ok(())
     }
 
@@ -124,7 +119,7 @@ mod tests {
         let probe = HttpUnixProbe {
             timeout: Duration::from_secs(2),
         };
-        let sock = dir.path().join("nope.sock");
+        let sock = InstanceAddress::Unix(dir.path().join("nope.sock"));
         let err = probe
             .check(&sock, "/health")
             .await
@@ -133,9 +128,31 @@ mod tests {
         assert_eq!(
             err,
             Some(format!(
-                "GET /health on {}: socket not found (not running?)",
-                sock.display()
+                "GET /health on {sock}: socket not found (not running?)"
             ))
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_app_on_a_port_is_asked_on_loopback() -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let app = Router::new().route("/up", route_get(|| async { StatusCode::OK }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let probe = HttpUnixProbe {
+            timeout: Duration::from_secs(2),
+        };
+        let address = InstanceAddress::Loopback(port);
+        assert_eq!(probe.check(&address, "/up").await, Ok(()));
+        let err = probe
+            .check(&address, "/health")
+            .await
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!("GET /health on 127.0.0.1:{port}: HTTP 404"))
         );
         Ok(())
     }

@@ -6,16 +6,17 @@
 //! kind only: a connection string may one day hold a password and must never
 //! reach /health.
 
-use std::path::Path;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+mod address;
 pub mod instance;
 pub mod postgres;
 pub mod redis;
 pub mod system;
 
+pub use address::InstanceAddress;
 pub use instance::HttpUnixProbe;
 pub use postgres::PostgresProbe;
 pub use redis::RedisProbe;
@@ -38,11 +39,11 @@ pub trait Probe: Send + Sync {
     fn check(&self) -> BoxFuture<'_, Result<(), CheckError>>;
 }
 
-/// `GET path` over HTTP on a Unix socket; 2xx is healthy.
+/// `GET path` over HTTP on an instance's own address; 2xx is healthy.
 pub trait InstanceProbe: Send + Sync {
     fn check<'a>(
         &'a self,
-        socket: &'a Path,
+        socket: &'a InstanceAddress,
         path: &'a str,
     ) -> BoxFuture<'a, Result<(), CheckError>>;
 }

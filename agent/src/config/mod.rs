@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod apps;
 mod backup;
 mod jobs;
 mod secrets;
@@ -152,14 +153,15 @@ impl Config {
                 .unwrap_or_else(|| "(syntax)".into());
             invalid(e.span(), key, e.message().to_owned())
         })?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = inner.message().to_owned();
             invalid(inner.span(), key_of(&path), message)
         })?;
         config
-            .validate()
+            .complete_services()
+            .and_then(|()| config.validate())
             .map_err(|(key, message)| invalid(find_key(text, &key), key, message))?;
         Ok(config)
     }
@@ -180,6 +182,38 @@ impl Config {
             .redis
             .as_deref()
             .unwrap_or(DEFAULT_REDIS_ADDRESS)
+    }
+
+    /// Every service ends up with a unit (its own, or for an app declared
+    /// by `command` the template hostd writes) and a `max_instances`.
+    fn complete_services(&mut self) -> Result<(), (String, String)> {
+        for (name, svc) in &mut self.services {
+            if svc.max_instances.0 == 0 {
+                svc.max_instances = if svc.port.is_some() {
+                    Count(1)
+                } else {
+                    sections::MAX_INSTANCES
+                };
+            }
+            match (svc.unit.is_undeclared(), svc.command.is_some()) {
+                (true, true) => svc.unit = UnitName::app(name),
+                (false, false) => {}
+                (true, false) => {
+                    return Err((
+                        format!("services.{name}"),
+                        "needs `unit` (a unit file of your own) or `command` (hostd writes the unit)"
+                            .into(),
+                    ));
+                }
+                (false, true) => {
+                    return Err((
+                        format!("services.{name}.command"),
+                        "set either `unit` or `command`, not both".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rules that span keys, which serde cannot check field by field.
@@ -211,6 +245,11 @@ impl Config {
                 format!("services.{name}"),
                 "service names are 1 to 32 of a-z, 0-9 and -".into(),
             ));
+        }
+        if svc.is_app() {
+            apps::validate(self, name, svc).map_err(|(k, m)| (key(k), m))?;
+        } else if let Some(k) = apps::app_only_key(svc) {
+            return Err((key(k), "only for an app declared by `command`".into()));
         }
         let template = svc.unit.is_template();
         if !template && (svc.instances.is_some() || svc.health_socket.is_some()) {

@@ -14,8 +14,38 @@ use super::values::{Count, HumanDuration, Percent, UnitName};
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// A unit, or a template (`api@.service`) for a service that runs as
-    /// numbered instances (`api@1.service`, `api@2.service`...).
+    /// numbered instances (`api@1.service`, `api@2.service`...). Unset with
+    /// `command`: hostd writes the template itself, `hostd-app-NAME@.service`
+    /// (see `crate::units::apps`); after loading it is always set.
+    #[serde(default = "UnitName::undeclared")]
     pub unit: UnitName,
+    // An app declared by what it is rather than by a unit file: a command
+    // run in the current release, which listens on `$PORT` if it has a
+    // `port` (answering `health_path` there) and is a worker without one.
+    /// Run with `/bin/sh -c` (so `node server.js` finds node on PATH) in
+    /// `<release_dir>/current`; `exec` it so SIGTERM reaches the app.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The port the app listens on, passed as `$PORT` (HTTP). Unset: a
+    /// worker, supervised and deployed but not gated over HTTP.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The OS user it runs as, created by hostd when missing. Unset: the
+    /// service's name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Extra environment (not secrets: those come from SSM).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// A JIT runtime (Node.js, the JVM, .NET): writable-executable memory
+    /// and the memory-protection-key system calls V8 uses, which the
+    /// default confinement denies (the app dies of SIGSYS at start).
+    #[serde(default)]
+    pub jit: bool,
+    /// Further `[Service]` settings, `Key=value` each, added last (e.g.
+    /// `LimitNOFILE=65536`, `ReadWritePaths=/data/uploads`).
+    #[serde(default)]
+    pub unit_settings: Vec<String>,
     /// A socket unit the instances share (`api.socket`): started first and
     /// kept open, so restarts refuse no connection.
     #[serde(default)]
@@ -56,13 +86,40 @@ pub struct ServiceConfig {
     pub release_dir: Option<std::path::PathBuf>,
 }
 
+impl ServiceConfig {
+    /// hostd writes this service's unit from `command`.
+    pub fn is_app(&self) -> bool {
+        self.command.is_some()
+    }
+
+    /// The user an app runs as.
+    pub fn app_user<'a>(&'a self, name: &'a str) -> &'a str {
+        self.user.as_deref().unwrap_or(name)
+    }
+
+    /// An app with no release installed yet: nothing to run, so it is
+    /// "not deployed" (not started, not unhealthy) until its first deploy.
+    pub fn awaits_first_release(&self) -> bool {
+        self.is_app()
+            && self
+                .release_dir
+                .as_ref()
+                .is_some_and(|d| std::fs::symlink_metadata(d.join("current")).is_err())
+    }
+}
+
 fn default_health_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
+/// Filled in by [`Config::parse`](super::Config::parse): 1 for an app on a
+/// port (its instances would share the port), else 8. A written value is
+/// 1 to 64, so 0 only ever means "not written".
 fn default_max_instances() -> Count {
-    Count(8)
+    Count(0)
 }
+
+pub(super) const MAX_INSTANCES: Count = Count(8);
 
 fn default_health_path() -> String {
     "/health".to_owned()

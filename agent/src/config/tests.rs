@@ -419,3 +419,105 @@ fn a_duplicate_key_is_named() {
     assert!(e.contains("health.check_interval"), "{e}");
     assert!(e.contains(":3"), "{e}");
 }
+
+const WEB: &str = "[services.web]\ncommand = \"node server.js\"\nrelease_dir = \"/srv/web\"\n";
+
+#[test]
+fn an_app_declared_by_command_gets_hostds_template_and_one_instance_on_a_port()
+-> Result<(), ConfigError> {
+    let c = parse(&format!("{WEB}port = 3000\n"))?;
+    let web = &c.services["web"];
+    assert_eq!(web.unit.as_str(), "hostd-app-web@.service");
+    assert!(web.is_app() && web.unit.is_template());
+    assert_eq!(
+        web.max_instances,
+        Count(1),
+        "instances would share the port"
+    );
+    let worker = parse(WEB)?;
+    assert_eq!(worker.services["web"].max_instances, Count(8));
+    Ok(())
+}
+
+#[test]
+fn app_declarations_that_cannot_run_as_written_name_their_key() {
+    let cases: &[(String, &str, &str)] = &[
+        (
+            "[services.web]\nrelease_dir = \"/srv/web\"\n".into(),
+            "services.web",
+            "needs `unit`",
+        ),
+        (
+            format!("{WEB}unit = \"web@.service\"\n"),
+            "services.web.command",
+            "not both",
+        ),
+        (
+            "[services.web]\ncommand = \"x\"\n".into(),
+            "services.web.release_dir",
+            "set release_dir",
+        ),
+        (
+            format!("{WEB}port = 80\n"),
+            "services.web.port",
+            "privileged",
+        ),
+        (
+            format!("{WEB}port = 7780\n"),
+            "services.web.port",
+            "health.listen",
+        ),
+        (
+            format!(
+                "{WEB}port = 3000\n[services.api]\ncommand = \"x\"\nrelease_dir = \"/srv/api\"\nport = 3000\n"
+            ),
+            "services.api.port",
+            "already the port of services.web",
+        ),
+        (
+            format!("{WEB}port = 3000\nmax_instances = 2\n"),
+            "services.web.max_instances",
+            "one instance",
+        ),
+        (
+            format!("{WEB}port = 3000\ninstances = 2\n"),
+            "services.web.instances",
+            "above max_instances",
+        ),
+        (
+            format!("{WEB}environment = {{ PORT = \"1\" }}\n"),
+            "services.web.environment",
+            "not PORT",
+        ),
+        (
+            format!("{WEB}unit_settings = [\"ExecStart\"]\n"),
+            "services.web.unit_settings",
+            "Key=value",
+        ),
+        (
+            format!("{WEB}unit_settings = [\"A=b\\nExecStartPre=/bin/evil\"]\n"),
+            "services.web.unit_settings",
+            "Key=value",
+        ),
+        (
+            format!("{WEB}user = \"root\"\n"),
+            "services.web.user",
+            "not root",
+        ),
+        (
+            format!("{WEB}health_socket = \"/run/web/{{instance}}.sock\"\n"),
+            "services.web.health_socket",
+            "$PORT",
+        ),
+        (
+            "[services.api]\nunit = \"api@.service\"\nport = 3000\n".into(),
+            "services.api.port",
+            "only for an app declared by `command`",
+        ),
+    ];
+    for (text, key, needle) in cases {
+        let e = error_text(text);
+        assert!(e.contains(&format!("key `{key}")), "{text}: {e}");
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+}

@@ -105,7 +105,25 @@ impl TryFrom<String> for UnitName {
     }
 }
 
+/// The start of the name of every unit hostd writes for an app.
+pub const APP_UNIT_PREFIX: &str = "hostd-app-";
+
 impl UnitName {
+    /// The template hostd writes for the app service `name`.
+    pub fn app(name: &str) -> Self {
+        Self(format!("{APP_UNIT_PREFIX}{name}@.service"))
+    }
+
+    /// Only between parsing and [`Config::parse`](super::Config::parse)
+    /// filling it in: no loaded config holds it.
+    pub(super) fn undeclared() -> Self {
+        Self(String::new())
+    }
+
+    pub(super) fn is_undeclared(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

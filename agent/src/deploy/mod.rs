@@ -181,6 +181,21 @@ impl<H: DeployHost> Deployer<H> {
     }
 }
 
+/// For an app declared in hostd.toml, hostd.toml's `health_path` is the
+/// app's: a default path in hostctl.toml must not replace it.
+trait ForTarget {
+    fn for_target(self, target: &Target) -> Gate;
+}
+
+impl ForTarget for Gate {
+    fn for_target(mut self, target: &Target) -> Gate {
+        if target.config.is_app() {
+            self.path.clone_from(&target.config.health_path);
+        }
+        self
+    }
+}
+
 pub fn gate(g: &HealthGate) -> Result<Gate, DeployError> {
     if !g.path.starts_with('/') {
         return Err(DeployError::BadGate(g.path.clone()));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hostd_api::time::now_rfc3339;
 use hostd_api::{DeployOutcome, RollbackRequest};
 
+use super::ForTarget;
 use super::events::Events;
 use super::marker::{self, Marker};
 use super::run::{back_to, record, switch_and_roll};
@@ -106,7 +107,9 @@ async fn roll_back<H: DeployHost>(
     events: &Events,
 ) -> Result<(), (DeployOutcome, String)> {
     let previous = target.releases().current();
-    let gate = super::gate(&req.health).map_err(|e| (DeployOutcome::Failed, e.to_string()))?;
+    let gate = super::gate(&req.health)
+        .map(|g| g.for_target(target))
+        .map_err(|e| (DeployOutcome::Failed, e.to_string()))?;
     let marker = marker::file(&d.config.state_dir);
     let m = Marker {
         service: target.service.clone(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use hostd_api::time::now_rfc3339;
 use hostd_api::{DeployEvent, DeployOutcome, DeployRequest};
 
+use super::ForTarget;
 use super::events::Events;
 use super::hooks::{Hook, HookError};
 use super::marker::{self, Marker};
@@ -211,7 +212,9 @@ async fn deploy_steps<H: DeployHost>(
             .await
             .map_err(|e| unchanged(&e))?;
     }
-    let gate = super::gate(&req.health).map_err(|e| unchanged(&e))?;
+    let gate = super::gate(&req.health)
+        .map(|g| g.for_target(target))
+        .map_err(|e| unchanged(&e))?;
     let marker = marker::file(&d.config.state_dir);
     let m = Marker {
         service: target.service.clone(),

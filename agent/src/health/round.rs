@@ -1,7 +1,6 @@
 //! One round of checks: every wanted unit, then PostgreSQL, Redis, each API
 //! instance and the host's figures, all concurrently.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
@@ -10,7 +9,7 @@ use hostd_api::{ActiveState, ComponentHealth, HealthStatus, UnitStatus};
 use hostd_api::error_chain;
 
 use super::{Probes, Snapshot, report};
-use crate::checks::{CheckError, Probe, SystemSample, system};
+use crate::checks::{CheckError, InstanceAddress, Probe, SystemSample, system};
 use crate::config::{Config, UnitName};
 use crate::desired::{ManagerView, WantedUnit, wanted_units};
 use crate::secrets::SecretsState;
@@ -20,6 +19,8 @@ use crate::systemd::{UnitState, UnitStates};
 /// the watchdog and the freshness of /health).
 const UNIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+pub const NOT_DEPLOYED: &str = "not deployed: starts with its first release";
+
 pub async fn check_once<S: UnitStates>(
     source: &S,
     config: &Config,
@@ -28,9 +29,15 @@ pub async fn check_once<S: UnitStates>(
 ) -> Snapshot {
     let round_started = tokio::time::Instant::now();
     let wanted = wanted_units(config, &view.desired);
-    let sockets = instance_sockets(config, &wanted);
+    let undeployed: Vec<&str> = config
+        .services
+        .iter()
+        .filter(|(_, s)| s.awaits_first_release())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let sockets = instance_sockets(config, &wanted, &undeployed);
     let (units, postgres, redis, instances, sample) = tokio::join!(
-        check_units(source, &wanted),
+        check_units(source, &wanted, &undeployed),
         probe("postgres", probes.postgres.as_deref()),
         probe("redis", probes.redis.as_deref()),
         join_all(sockets.iter().map(|(name, sock, path)| async move {
@@ -85,9 +92,12 @@ fn unit_label(w: &WantedUnit) -> String {
     }
 }
 
+/// An app awaiting its first release is reported, not judged: nothing
+/// of it should run yet.
 async fn check_units<S: UnitStates>(
     source: &S,
     wanted: &[WantedUnit],
+    undeployed: &[&str],
 ) -> (Vec<UnitStatus>, Vec<ComponentHealth>) {
     let mut units = Vec::with_capacity(wanted.len());
     let mut components = Vec::with_capacity(wanted.len());
@@ -103,7 +113,13 @@ async fn check_units<S: UnitStates>(
                     active_state: st.active_state,
                     sub_state: st.sub_state.clone(),
                 });
-                if w.running {
+                if undeployed.contains(&w.service.as_str()) {
+                    ComponentHealth {
+                        name,
+                        status: HealthStatus::Healthy,
+                        reason: Some(NOT_DEPLOYED.into()),
+                    }
+                } else if w.running {
                     unit_component(&name, &w.unit, &st)
                 } else {
                     unhealthy(&name, "stopped by hostctl stop".into())
@@ -120,22 +136,22 @@ async fn check_units<S: UnitStates>(
     (units, components)
 }
 
-/// `(component name, socket, path)` for each running instance of a service
-/// with a `health_socket`; a stopped one is already reported by its unit.
-fn instance_sockets(config: &Config, wanted: &[WantedUnit]) -> Vec<(String, PathBuf, String)> {
+/// `(component name, address, path)` for each running instance of a
+/// service with a `health_socket` or a `port`; a stopped one is already
+/// reported by its unit.
+fn instance_sockets(
+    config: &Config,
+    wanted: &[WantedUnit],
+    undeployed: &[&str],
+) -> Vec<(String, InstanceAddress, String)> {
     wanted
         .iter()
-        .filter(|w| w.running)
+        .filter(|w| w.running && !undeployed.contains(&w.service.as_str()))
         .filter_map(|w| {
             let svc = config.services.get(&w.service)?;
-            let template = svc.health_socket.as_deref()?;
-            let socket = match w.instance {
-                Some(n) => template.replace("{instance}", &n.to_string()),
-                None => template.to_owned(),
-            };
             Some((
                 format!("instance:{}", unit_label(w)),
-                PathBuf::from(socket),
+                InstanceAddress::of(svc, w.instance)?,
                 svc.health_path.clone(),
             ))
         })

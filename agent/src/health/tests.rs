@@ -1,5 +1,5 @@
 use super::*;
-use crate::checks::{CheckError, system::DiskSample};
+use crate::checks::{CheckError, InstanceAddress, system::DiskSample};
 use crate::config::UnitName;
 use crate::desired::DesiredState;
 use crate::systemd::{SystemdError, UnitState};
@@ -71,10 +71,14 @@ impl Probe for FakeProbe {
 struct FakeInstances;
 
 impl InstanceProbe for FakeInstances {
-    fn check<'a>(&'a self, socket: &'a Path, _: &'a str) -> BoxFuture<'a, Result<(), CheckError>> {
-        let r = if socket.to_string_lossy().contains("sick") {
+    fn check<'a>(
+        &'a self,
+        socket: &'a InstanceAddress,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), CheckError>> {
+        let r = if socket.to_string().contains("sick") {
             Err(CheckError::Failed {
-                what: format!("GET /health on {}", socket.display()),
+                what: format!("GET /health on {socket}"),
                 reason: "HTTP 503".into(),
             })
         } else {

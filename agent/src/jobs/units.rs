@@ -7,42 +7,9 @@ use std::path::Path;
 
 use crate::config::JobConfig;
 use crate::systemd::ExecContext;
+use crate::units::{quoted, unit_escape};
 
 pub const PREFIX: &str = "hostd-job-";
-
-/// The same confinement as the API units (units/api@.service): a job runs
-/// the release's code with the release's rights and no more.
-const HARDENING: &[&str] = &[
-    "NoNewPrivileges=yes",
-    "ProtectSystem=strict",
-    "ProtectHome=yes",
-    "PrivateTmp=yes",
-    "PrivateDevices=yes",
-    "ProtectKernelTunables=yes",
-    "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes",
-    "ProtectControlGroups=yes",
-    "ProtectClock=yes",
-    "ProtectHostname=yes",
-    "ProtectProc=invisible",
-    "ProcSubset=pid",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
-    "RestrictNamespaces=yes",
-    "RestrictRealtime=yes",
-    "RestrictSUIDSGID=yes",
-    "LockPersonality=yes",
-    "MemoryDenyWriteExecute=yes",
-    "RemoveIPC=yes",
-    "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service",
-    "SystemCallFilter=~@privileged @resources",
-    "CapabilityBoundingSet=",
-    "AmbientCapabilities=",
-    "DevicePolicy=closed",
-    "UMask=0027",
-    crate::units::DENY_INSTANCE_METADATA,
-    "LimitCORE=0",
-];
 
 pub fn service_unit(name: &str) -> String {
     format!("{PREFIX}{name}.service")
@@ -107,22 +74,6 @@ pub struct Origin<'a> {
     pub context: Option<&'a ExecContext>,
 }
 
-/// `%` starts a specifier in a unit file, even inside quotes.
-fn unit_escape(s: &str) -> String {
-    s.replace('%', "%%")
-}
-
-/// One word in unit-file quoting, where `$` would expand a variable.
-fn quoted(s: &str) -> String {
-    format!(
-        "\"{}\"",
-        unit_escape(s)
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('$', "$$")
-    )
-}
-
 /// The unit that runs the command: the job's service, or with `overlap`
 /// its run template.
 pub fn render_service(name: &str, job: &JobConfig, origin: &Origin<'_>) -> String {
@@ -170,7 +121,7 @@ pub fn render_service(name: &str, job: &JobConfig, origin: &Origin<'_>) -> Strin
         (None, Some(user)) => lines.push(format!("User={user}")),
         (None, None) => lines.push("DynamicUser=yes".to_owned()),
     }
-    lines.extend(HARDENING.iter().map(|h| (*h).to_owned()));
+    lines.extend(crate::units::HARDENING.iter().map(|h| (*h).to_owned()));
     lines.push(String::new());
     lines.join("\n")
 }

@@ -7,10 +7,14 @@ use tokio::time::Instant;
 
 use super::backoff::Decision;
 use super::{Gate, JOB_TIMEOUT, Manager, ManagerError, Progress, probe};
+use crate::checks::InstanceAddress;
 use crate::config::{RestartMode, ServiceConfig, UnitName};
 use crate::desired::WantedUnit;
 use crate::systemd::JobKind;
 use crate::systemd::Units;
+
+/// How long a started app must keep running before it counts as up.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 const RECONCILE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 const RECONCILE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -97,6 +101,10 @@ impl<U: Units> Manager<U> {
         gate: Option<&Gate>,
     ) -> Result<Vec<UnitName>, ManagerError> {
         let svc = self.service(service)?.clone();
+        if svc.awaits_first_release() {
+            tracing::info!(service, "not deployed yet: starts with its first release");
+            return Ok(Vec::new());
+        }
         // Before anything of it starts, the socket included: a connection
         // to an open socket would start an instance without its secrets.
         crate::secrets::gate(&self.config, &self.secrets.borrow(), service)?;
@@ -193,9 +201,9 @@ impl<U: Units> Manager<U> {
         let deadline = Instant::now()
             .checked_add(gate.timeout)
             .unwrap_or_else(Instant::now);
-        let socket = match (&svc.health_socket, w.instance) {
-            (Some(template), Some(n)) => Some(template.replace("{instance}", &n.to_string())),
-            _ => None,
+        let socket = match (svc.port, w.instance) {
+            (Some(_), _) | (None, Some(_)) => InstanceAddress::of(svc, w.instance),
+            (None, None) => None,
         };
         let mut last;
         loop {
@@ -207,15 +215,28 @@ impl<U: Units> Manager<U> {
                         state.active_state.as_str(),
                         state.sub_state
                     );
+                    if let Ok(outcome) = self.units.service_outcome(&w.unit).await {
+                        last = format!("{last}: {}", outcome.explain());
+                    }
                     break;
                 }
-                ActiveState::Active => match &socket {
-                    None => return Ok(()),
-                    Some(path) => match self.gate.ask(path, &gate.path).await {
-                        Ok(()) => return Ok(()),
+                ActiveState::Active => {
+                    let asked = match &socket {
+                        None => Ok(()),
+                        Some(address) => self.gate.ask(address, &gate.path).await,
+                    };
+                    match asked {
+                        Ok(()) if !svc.is_app() => return Ok(()),
+                        Ok(()) => match self.settled(&w.unit).await? {
+                            None => return Ok(()),
+                            Some(why) => {
+                                last = why;
+                                break;
+                            }
+                        },
                         Err(e) => last = hostd_api::error_chain(&e),
-                    },
-                },
+                    }
+                }
                 other => last = format!("the unit is {}", other.as_str()),
             }
             if Instant::now() >= deadline {
@@ -231,6 +252,30 @@ impl<U: Units> Manager<U> {
         })
     }
 
+    /// An app that answered (or a worker that started) must still run a
+    /// moment later: a runtime killed at start (SIGSYS from the system call
+    /// filter) or a worker that exits at once is not a healthy instance.
+    /// Some(why) when it did not stay up.
+    async fn settled(&self, unit: &UnitName) -> Result<Option<String>, ManagerError> {
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            tokio::time::sleep(probe::POLL).await;
+            let state = self.units.unit_state(unit).await?;
+            if state.active_state != ActiveState::Active {
+                let outcome = self.units.service_outcome(unit).await.ok();
+                return Ok(Some(match outcome {
+                    Some(o) => o.explain(),
+                    None => format!(
+                        "the unit is {} ({}) right after starting",
+                        state.active_state.as_str(),
+                        state.sub_state
+                    ),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     pub(super) async fn action(
         &mut self,
         service: &str,
@@ -239,6 +284,11 @@ impl<U: Units> Manager<U> {
         let started = Instant::now();
         let svc = self.service(service)?.clone();
         let running = !matches!(action, ServiceAction::Stop);
+        if running && svc.awaits_first_release() {
+            return Err(ManagerError::NotDeployed {
+                service: service.to_owned(),
+            });
+        }
         let before = self.desired.services.get(service).map(|d| d.running);
         self.set_running(service, running)?;
         let gate = Gate::of(&svc);

@@ -46,6 +46,10 @@ pub enum ManagerError {
         requested: u32,
         max: u32,
     },
+    #[error(
+        "{service} is not deployed yet: `hostctl deploy {service}` installs its first release and starts it"
+    )]
+    NotDeployed { service: String },
     #[error("{unit} did not become healthy: {reason}; last journal lines:\n{journal}")]
     Unhealthy {
         unit: String,
@@ -73,6 +77,7 @@ impl crate::http::Refusal for ManagerError {
         match self {
             Self::UnknownService { .. } => 404,
             Self::NotInstanced { .. } | Self::OutOfRange { .. } => 422,
+            Self::NotDeployed { .. } => 409,
             Self::Unhealthy { .. }
             | Self::Job(_)
             | Self::Systemd(_)

@@ -1,6 +1,6 @@
 //! An instance's own health check as a gate: `GET path` over HTTP on its
-//! Unix socket. Instances share one public listening socket, so the
-//! per-instance socket is the only way to ask one particular instance.
+//! Unix socket (instances sharing one public listening socket) or on its
+//! port on loopback (an app listening on `$PORT`).
 //! Unlike /health's instance check, a refusal carries the app's own
 //! reason (the first line of its answer): that is what a failed deploy
 //! shows the operator.
@@ -12,6 +12,8 @@ use futures_util::future::BoxFuture;
 use http_body_util::Empty;
 use hyper::Request;
 use hyper::body::Bytes;
+
+use crate::checks::InstanceAddress;
 
 /// Between two looks while waiting for a unit or an instance. A look is a
 /// D-Bus property read and a request on a local socket (microseconds), and
@@ -66,21 +68,29 @@ pub enum GateRefusal {
 
 /// Asks one instance whether it is up.
 pub trait HealthGate: Send + Sync {
-    fn ask<'a>(&'a self, socket: &'a str, path: &'a str) -> BoxFuture<'a, Result<(), GateRefusal>>;
+    fn ask<'a>(
+        &'a self,
+        socket: &'a InstanceAddress,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<(), GateRefusal>>;
 }
 
 /// The real gate: HTTP/1.1 on the instance's health socket.
 pub struct HttpGate;
 
 impl HealthGate for HttpGate {
-    fn ask<'a>(&'a self, socket: &'a str, path: &'a str) -> BoxFuture<'a, Result<(), GateRefusal>> {
+    fn ask<'a>(
+        &'a self,
+        socket: &'a InstanceAddress,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<(), GateRefusal>> {
         async move {
             tokio::time::timeout(REQUEST_TIMEOUT, get(socket, path))
                 .await
                 .unwrap_or_else(|_| {
                     Err(GateRefusal::Timeout {
                         path: path.to_owned(),
-                        socket: socket.to_owned(),
+                        socket: socket.to_string(),
                         after: REQUEST_TIMEOUT,
                     })
                 })
@@ -89,18 +99,19 @@ impl HealthGate for HttpGate {
     }
 }
 
-async fn get(socket: &str, path: &str) -> Result<(), GateRefusal> {
-    let stream = tokio::net::UnixStream::connect(socket)
+async fn get(socket: &InstanceAddress, path: &str) -> Result<(), GateRefusal> {
+    let stream = socket
+        .connect()
         .await
         .map_err(|source| GateRefusal::Connect {
-            socket: socket.to_owned(),
+            socket: socket.to_string(),
             source,
         })?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|source| GateRefusal::Handshake {
-                socket: socket.to_owned(),
+                socket: socket.to_string(),
                 source,
             })?;
     let conn = tokio::spawn(conn);
@@ -116,7 +127,7 @@ async fn get(socket: &str, path: &str) -> Result<(), GateRefusal> {
         .await
         .map_err(|source| GateRefusal::Request {
             path: path.to_owned(),
-            socket: socket.to_owned(),
+            socket: socket.to_string(),
             source,
         })?;
     let status = resp.status();

@@ -27,10 +27,11 @@ impl FakeGate {
 impl HealthGate for FakeGate {
     fn ask<'a>(
         &'a self,
-        socket: &'a str,
+        socket: &'a crate::checks::InstanceAddress,
         path: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), GateRefusal>> {
-        let failing = self.0.lock().map(|s| s.contains(socket)).unwrap_or(true);
+        let socket = socket.to_string();
+        let failing = self.0.lock().map(|s| s.contains(&socket)).unwrap_or(true);
         async move {
             if failing {
                 return Err(GateRefusal::Status {
@@ -365,6 +366,43 @@ async fn a_stop_that_fails_is_not_recorded_as_one() -> Res {
         .action("redis".into(), ServiceAction::Stop)
         .await?;
     assert_eq!(running(&h), Some(false));
+    h.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_app_waits_for_its_first_release_then_is_gated_on_its_port() -> Res {
+    let releases = tempfile::tempdir()?;
+    let web = format!(
+        "[services.web]\ncommand = \"bin/web\"\nport = 8300\nhealth_path = \"/up\"\n\
+         health_timeout = \"1s\"\nrelease_dir = \"{}\"\n",
+        releases.path().display()
+    );
+    let h = host(&format!("{API}{web}")).await?;
+    until("api@1 is up", || {
+        h.systemd.active_state("api@1.service") == ActiveState::Active
+    })
+    .await;
+    let start = h.manager.action("web".into(), ServiceAction::Start).await;
+    assert_eq!(
+        start.map(|_| ()).map_err(|e| e.to_string()),
+        Err("web is not deployed yet: `hostctl deploy web` installs its first release and starts it".into())
+    );
+    assert!(
+        !h.systemd.jobs().iter().any(|j| j.contains("hostd-app-web")),
+        "started before its first release: {:?}",
+        h.systemd.jobs()
+    );
+
+    std::os::unix::fs::symlink("releases/1", releases.path().join("current"))?;
+    h.gate.fail("127.0.0.1:8300");
+    let refused = h.manager.action("web".into(), ServiceAction::Restart).await;
+    let said = refused.map(|_| ()).map_err(|e| e.to_string());
+    assert!(
+        said.as_ref()
+            .is_err_and(|e| e.contains("hostd-app-web@1.service") && e.contains("GET /up")),
+        "{said:?}"
+    );
     h.lifetime.finish(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -66,6 +66,23 @@ pub struct ServiceOutcome {
     pub exit_status: Option<i32>,
 }
 
+impl ServiceOutcome {
+    /// How the main process ended, for an operator; a kill by the system
+    /// call filter says which setting to change, since systemd itself only
+    /// says `status=31/SYS`.
+    pub fn explain(&self) -> String {
+        match (self.result.as_str(), self.exit_status) {
+            ("signal" | "core-dump", Some(31)) => "killed by SIGSYS: it made a system call the unit's \
+                SystemCallFilter= denies. A JIT runtime (Node.js, the JVM, .NET) needs `jit = true` \
+                in its [services.NAME]; anything else, a drop-in that widens SystemCallFilter="
+                .to_owned(),
+            ("signal" | "core-dump", Some(n)) => format!("killed by signal {n}"),
+            ("exit-code", Some(n)) => format!("exited with status {n}"),
+            (result, _) => format!("ended ({result})"),
+        }
+    }
+}
+
 impl Systemd {
     /// Runs one job and waits for its end. The JobRemoved stream is opened
     /// before the call: opened after, a fast job could end unseen.

@@ -23,15 +23,17 @@ impl std::fmt::Display for NotInstalled {
 }
 
 /// The services whose unit is neither loadable by systemd nor among the
-/// unit files hostd installs at start (`units.source_dir`): on a host being
-/// provisioned, those are installed by hostd itself.
+/// unit files hostd installs or writes at start (`units.source_dir`, apps
+/// declared by `command`): on a host being provisioned, those are
+/// installed by hostd itself.
 pub async fn not_installed(
     config: &Config,
     systemd: &impl UnitStates,
 ) -> Result<Vec<NotInstalled>, SystemdError> {
     let mut missing = Vec::new();
     for (service, svc) in &config.services {
-        if config.units.source_dir.join(svc.unit.as_str()).is_file() {
+        // An app's unit is written by hostd itself at start.
+        if svc.is_app() || config.units.source_dir.join(svc.unit.as_str()).is_file() {
             continue;
         }
         // A template has no state of its own; any instance shows whether
@@ -73,13 +75,16 @@ mod tests {
              [services.api]\nunit = \"api@.service\"\n\n\
              [services.redis]\nunit = \"redis-server.service\"\n\n\
              [services.ghost]\nunit = \"nonexistent.service\"\n\n\
-             [services.worker]\nunit = \"worker.service\"\n",
+             [services.worker]\nunit = \"worker.service\"\n\n\
+             [services.web]\ncommand = \"bin/web\"\nrelease_dir = \"/srv/web\"\n",
             source_dir.display().to_string()
         );
         Ok(Config::parse(std::path::Path::new("hostd.toml"), &text)?)
     }
 
     #[tokio::test]
+    /// `web`, an app declared by `command`, is not named: hostd writes its
+    /// unit at start.
     async fn names_only_services_whose_unit_nobody_has() -> Result<(), Box<dyn std::error::Error>> {
         let shipped = tempfile::tempdir()?;
         std::fs::write(shipped.path().join("worker.service"), "[Service]\n")?;

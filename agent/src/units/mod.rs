@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::write_atomically;
 
+pub mod apps;
 mod installed;
 pub use installed::{NotInstalled, not_installed};
 
@@ -19,6 +20,57 @@ pub use installed::{NotInstalled, not_installed};
 /// business there. hostd keeps its own access.
 pub const DENY_INSTANCE_METADATA: &str = "IPAddressDeny=169.254.169.254 fd00:ec2::254";
 
+/// The same confinement as the API units (units/api@.service), for every
+/// unit hostd generates to run a release's code (jobs, apps): the
+/// release's rights and no more.
+pub const HARDENING: &[&str] = &[
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "ProcSubset=pid",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "RemoveIPC=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources",
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "DevicePolicy=closed",
+    "UMask=0027",
+    crate::units::DENY_INSTANCE_METADATA,
+    "LimitCORE=0",
+];
+
+/// `%` starts a specifier in a unit file, even inside quotes.
+pub(crate) fn unit_escape(s: &str) -> String {
+    s.replace('%', "%%")
+}
+
+/// One word in unit-file quoting, where `$` would expand a variable.
+pub(crate) fn quoted(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        unit_escape(s)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "$$")
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UnitsError {
     #[error("cannot read the unit files to install in {path}")]
@@ -27,6 +79,8 @@ pub enum UnitsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create user {user} for an app: {detail}")]
+    User { user: String, detail: String },
     #[error("cannot install unit file {path}")]
     Write {
         path: PathBuf,

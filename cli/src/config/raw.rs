@@ -59,7 +59,8 @@ pub(super) struct RawHost {
 pub(super) struct RawService {
     pub build: Option<String>,
     pub artifact: PathBuf,
-    pub unit: String,
+    #[serde(default)]
+    pub unit: Option<String>,
     pub health_path: Option<String>,
     #[serde(default, deserialize_with = "humantime_opt")]
     pub health_timeout: Option<Duration>,

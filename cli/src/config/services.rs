@@ -26,7 +26,8 @@ pub struct DeployService {
     /// A directory or a .tar / .tar.gz / .tgz / .tar.zst file, absolute. It
     /// may not exist until `build` has run.
     pub artifact: PathBuf,
-    /// The systemd unit (template) a release runs as, e.g. `api@.service`.
+    /// The systemd unit (template) a release runs as, e.g. `api@.service`;
+    /// or hostd's name for the service (an app whose unit hostd writes).
     pub unit: String,
     pub health_path: String,
     pub health_timeout: Duration,
@@ -192,7 +193,15 @@ fn resolve_one(name: &str, raw: RawService, base_dir: &Path) -> Result<DeploySer
             "must not be empty; name the directory or archive the build produces".into(),
         ));
     }
-    check_unit(&raw.unit).map_err(|m| ("unit", m))?;
+    // Without a unit, hostd finds the service by this name: an app declared
+    // by `command` in hostd.toml, whose unit hostd writes.
+    let unit = match raw.unit {
+        Some(unit) => {
+            check_unit(&unit).map_err(|m| ("unit", m))?;
+            unit
+        }
+        None => name.to_owned(),
+    };
     let health_path = raw
         .health_path
         .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_owned());
@@ -234,7 +243,7 @@ fn resolve_one(name: &str, raw: RawService, base_dir: &Path) -> Result<DeploySer
         name: name.to_owned(),
         build: raw.build,
         artifact: absolute(&raw.artifact, base_dir),
-        unit: raw.unit,
+        unit,
         health_path,
         health_timeout,
         hook_timeout,

@@ -140,17 +140,17 @@ fn invalid_service_values_name_the_table_line_and_key() {
 }
 
 #[test]
-fn artifact_and_unit_are_required() {
+fn artifact_is_required_and_unit_defaults_to_the_service_name() -> Result<(), ConfigError> {
     let e = service_err("unit = \"a.service\"\n");
     assert!(
         e.contains(":3: key services.backend: missing field `artifact`"),
         "{e}"
     );
-    let e = service_err("artifact = \"d\"\n");
-    assert!(
-        e.contains(":3: key services.backend: missing field `unit`"),
-        "{e}"
-    );
+    // No unit: hostd's service of the same name (an app declared by
+    // `command` in hostd.toml, whose unit hostd writes).
+    let c = parse("[environments.x]\nhosts = [\"a\"]\n[services.web]\nartifact = \"d\"\n")?;
+    assert_eq!(c.service("web")?.unit, "web");
+    Ok(())
 }
 
 #[test]

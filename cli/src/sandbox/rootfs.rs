@@ -27,6 +27,9 @@ const PACKAGES: &[&str] = &[
     "curl",
     // As on EC2 images: a bare sandbox's operator provisions with sudo.
     "sudo",
+    // A language runtime and app server this project did not write, for
+    // the trials of apps declared in hostd.toml (pulls in python3).
+    "gunicorn",
 ];
 
 /// FNV-1a 64: stable across Rust releases, unlike `DefaultHasher`.

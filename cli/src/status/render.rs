@@ -145,14 +145,16 @@ fn units(out: &mut impl Write, status: &HostStatus) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The health checks that are not healthy, with their reasons.
+/// The health checks that are not healthy, with their reasons, and the
+/// healthy ones with a note (an app not deployed yet).
 fn components(out: &mut impl Write, status: &HostStatus) -> std::io::Result<()> {
-    for c in status
-        .health
-        .components
-        .iter()
-        .filter(|c| c.status != HealthStatus::Healthy)
-    {
+    for c in &status.health.components {
+        if c.status == HealthStatus::Healthy {
+            if let Some(note) = &c.reason {
+                writeln!(out, "    {DIM}{}: {note}{DIM:#}", c.name)?;
+            }
+            continue;
+        }
         let cs = health_style(c.status);
         write!(out, "    {cs}{} {}{cs:#}", c.status.as_str(), c.name)?;
         match &c.reason {

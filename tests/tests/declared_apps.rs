@@ -1,0 +1,216 @@
+//! Issue 18 (1, 3, 6): apps declared in hostd.toml by what they are, with
+//! no unit file written by hand. A WSGI app served by Debian's gunicorn (a
+//! server this project did not write) on `$PORT`, gated on its own health
+//! path; a Python worker with no port. Neither starts before its first
+//! release; a broken release rolls back by itself; a runtime killed by the
+//! system call filter is named as such; the units go with the config.
+
+use anyhow::{Context, Result, ensure};
+use hostctl_tests::deploy::Project;
+use hostctl_tests::{Sandbox, http_get};
+
+const WEB_PORT: u16 = 8300;
+
+const APPS_TOML: &str = "[services.web]
+command = \"gunicorn --bind 0.0.0.0:$PORT --workers 2 app:application\"
+port = 8300
+health_path = \"/up\"
+health_timeout = \"20s\"
+release_dir = \"/srv/web\"
+
+[services.worker]
+command = \"python3 worker.py\"
+user = \"worker-app\"
+unit_settings = [\"SystemCallErrorNumber=kill\"]
+release_dir = \"/srv/worker\"
+health_timeout = \"10s\"";
+
+const CLEANUP: &str = "rm -rf /srv/web /srv/worker";
+
+/// A WSGI app: its version on every path, and `/up` answering 500 in the
+/// release called `broken`.
+const WSGI_APP: &str = r#"import os
+VERSION = open(os.path.join(os.path.dirname(__file__), "VERSION")).read().strip()
+
+def application(environ, start_response):
+    up = environ.get("PATH_INFO") == "/up"
+    failing = up and VERSION == "broken"
+    body = (b"database unreachable" if failing else VERSION.encode())
+    start_response("500 Internal Server Error" if failing else "200 OK",
+                   [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#;
+
+/// A worker that says it is alive; the `sigsys` release first makes the
+/// system call V8 makes at start (pkey_alloc), which the filter denies, and
+/// this worker's `SystemCallErrorNumber=kill` (systemd's default; an app's
+/// unit says EPERM) answers with SIGSYS.
+const WORKER: &str = r#"import ctypes, os, platform, sys, time
+VERSION = open("VERSION").read().strip()
+if VERSION == "sigsys":
+    number = {"x86_64": 330, "aarch64": 289}[platform.machine()]
+    ctypes.CDLL(None).syscall(number, 0, 0)
+while True:
+    print(f"worker {VERSION} alive", flush=True)
+    time.sleep(1)
+"#;
+
+fn stage(project: &Project, dir: &str, files: &[(&str, &str)]) -> Result<()> {
+    let root = project.dir.path().join(dir);
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    for (name, text) in files {
+        std::fs::write(root.join(name), text)?;
+    }
+    Ok(())
+}
+
+fn add_services(project: &Project) -> Result<()> {
+    let mut text = std::fs::read_to_string(&project.config)?;
+    // No `unit`: hostd knows these services by name and writes their units.
+    text.push_str(
+        "[services.web]\nartifact = \"web\"\nhealth_timeout = \"20s\"\n\
+         [services.worker]\nartifact = \"worker\"\nhealth_timeout = \"10s\"\n",
+    );
+    std::fs::write(&project.config, text)?;
+    Ok(())
+}
+
+fn deploy(project: &Project, s: &Sandbox, service: &str, version: &str) -> Result<(i32, String)> {
+    let (code, summary, stderr) = project.deploy_service(s, service, version, &[])?;
+    let outcome = summary
+        .first()
+        .map(|r| format!("{} {}", r["outcome"], r["error"]))
+        .unwrap_or_default();
+    Ok((code, format!("{outcome} {stderr}")))
+}
+
+fn served(s: &Sandbox) -> Result<String> {
+    let r = http_get(format!("{}:{WEB_PORT}", s.address).parse()?, "/")?;
+    ensure!(r.status == 200, ":{WEB_PORT}/ answered {}", r.status);
+    Ok(r.body.trim().to_owned())
+}
+
+fn unit_file(s: &Sandbox, name: &str) -> Result<bool> {
+    let out = s.root_sh(&format!(
+        "test -f /etc/systemd/system/{name} && echo yes || echo no"
+    ))?;
+    Ok(out.trim() == "yes")
+}
+
+pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_themselves(
+    s: &Sandbox,
+) -> Result<()> {
+    s.with_hostd_config("true", APPS_TOML, CLEANUP, || {
+        for unit in ["hostd-app-web@.service", "hostd-app-worker@.service"] {
+            ensure!(unit_file(s, unit)?, "hostd did not write {unit}");
+        }
+        let users = s.root_sh("id -u web && id -u worker-app")?;
+        ensure!(users.lines().count() == 2, "users: {users}");
+
+        // Before the first release: nothing runs, and the host is healthy.
+        ensure!(s.unit_property("hostd-app-web@1.service", "ActiveState")? == "inactive");
+        let health = http_get(s.health_addr()?, "/health")?;
+        ensure!(
+            health.status == 200 && health.body.contains("not deployed"),
+            "/health before the first release: {} {}",
+            health.status,
+            health.body
+        );
+
+        let project = Project::new(&[s], "")?;
+        add_services(&project)?;
+        let app = |version: &str| -> Result<()> {
+            stage(
+                &project,
+                "web",
+                &[("app.py", WSGI_APP), ("VERSION", version)],
+            )
+        };
+        for version in ["w1", "w2"] {
+            app(version)?;
+            let (code, said) = deploy(&project, s, "web", version)?;
+            ensure!(code == 0, "deploy web {version}: {said}");
+            ensure!(served(s)? == version, "after deploying {version}");
+        }
+        let web = s.unit_property("hostd-app-web@1.service", "InvocationID")?;
+
+        // A release whose health path answers 500 never serves: back to w2.
+        app("broken")?;
+        let (code, said) = deploy(&project, s, "web", "broken")?;
+        ensure!(code != 0, "the broken release was deployed: {said}");
+        ensure!(
+            said.contains("GET /up answered 500") && said.contains("database unreachable"),
+            "the failed deploy does not say why: {said}"
+        );
+        ensure!(served(s)? == "w2", "after the failed deploy");
+        ensure!(
+            s.unit_property("hostd-app-web@1.service", "InvocationID")? != web,
+            "w2 was not started again"
+        );
+
+        // Status, /health and logs name the instance.
+        let (_, hosts) = s.status_json()?;
+        let units = hosts[0]["status"]["units"].as_array().context("no units")?;
+        ensure!(
+            units.iter().any(|u| u["service"] == "web"
+                && u["unit"] == "hostd-app-web@1.service"
+                && u["active_state"] == "active"),
+            "status: {units:?}"
+        );
+        let health = http_get(s.health_addr()?, "/health")?.body;
+        ensure!(health.contains("instance:web@1"), "/health: {health}");
+        let logs = project.hostctl(s, &["logs", "web", "-n", "100"])?;
+        let text = String::from_utf8_lossy(&logs.stdout);
+        ensure!(
+            logs.status.success() && text.contains("gunicorn"),
+            "logs web: {text}"
+        );
+
+        worker_trial(&project, s)
+    })?;
+    // hostd.toml without them: their units are stopped and gone.
+    for unit in ["hostd-app-web@.service", "hostd-app-worker@.service"] {
+        ensure!(!unit_file(s, unit)?, "{unit} is still installed");
+    }
+    let left = s.root_sh("systemctl list-units --no-legend --plain 'hostd-app-*' | wc -l")?;
+    ensure!(left.trim() == "0", "units left running: {left}");
+    Ok(())
+}
+
+/// A worker: deployed, supervised, and a release killed by the system call
+/// filter refused with the setting to change.
+fn worker_trial(project: &Project, s: &Sandbox) -> Result<()> {
+    let worker = |version: &str| -> Result<()> {
+        stage(
+            project,
+            "worker",
+            &[("worker.py", WORKER), ("VERSION", version)],
+        )
+    };
+    worker("k1")?;
+    let (code, said) = deploy(project, s, "worker", "k1")?;
+    ensure!(code == 0, "deploy worker k1: {said}");
+    ensure!(s.unit_property("hostd-app-worker@1.service", "ActiveState")? == "active");
+    let user = s.root_sh(
+        "stat -c %U /proc/$(systemctl show -p MainPID --value hostd-app-worker@1.service)",
+    )?;
+    ensure!(user.trim() == "worker-app", "the worker runs as {user}");
+
+    worker("sigsys")?;
+    let (code, said) = deploy(project, s, "worker", "sigsys")?;
+    ensure!(
+        code != 0,
+        "the release killed at start was deployed: {said}"
+    );
+    ensure!(
+        said.contains("SIGSYS") && said.contains("jit = true"),
+        "the failed deploy does not name the filter: {said}"
+    );
+    let current = s.root_sh("cat /srv/worker/current/VERSION")?;
+    ensure!(current.trim() == "k1", "current release: {current}");
+    ensure!(s.unit_property("hostd-app-worker@1.service", "ActiveState")? == "active");
+    Ok(())
+}
