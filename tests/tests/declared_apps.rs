@@ -180,8 +180,9 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
     Ok(())
 }
 
-/// A worker: deployed, supervised, and a release killed by the system call
-/// filter refused with the setting to change.
+/// A worker: a failed first release leaves it not deployed; deployed,
+/// supervised, and a release killed by the system call filter refused
+/// with the setting to change.
 fn worker_trial(project: &Project, s: &Sandbox) -> Result<()> {
     let worker = |version: &str| -> Result<()> {
         stage(
@@ -190,6 +191,26 @@ fn worker_trial(project: &Project, s: &Sandbox) -> Result<()> {
             &[("worker.py", WORKER), ("VERSION", version)],
         )
     };
+    // A first release that fails: back to not deployed, nothing running.
+    worker("sigsys")?;
+    let (code, said) = deploy(project, s, "worker", "sigsys")?;
+    ensure!(
+        code != 0 && said.contains("worker is not deployed again"),
+        "the failed first release: {said}"
+    );
+    ensure!(s.unit_property("hostd-app-worker@1.service", "ActiveState")? != "active");
+    let current = s.root_sh("test -e /srv/worker/current && echo left || echo none")?;
+    ensure!(
+        current.trim() == "none",
+        "current after the failed first release: {current}"
+    );
+    let health = http_get(s.health_addr()?, "/health")?;
+    ensure!(
+        health.status == 200,
+        "/health after the failed first release: {}",
+        health.body
+    );
+
     worker("k1")?;
     let (code, said) = deploy(project, s, "worker", "k1")?;
     ensure!(code == 0, "deploy worker k1: {said}");

@@ -82,6 +82,18 @@ impl Releases {
         crate::fsutil::sync_dir(&self.root).map_err(io("sync", &self.root))
     }
 
+    /// Removes `current` (an app whose first release failed is not
+    /// deployed again), durably.
+    pub fn unswitch(&self) -> Result<(), ReleaseError> {
+        let link = self.root.join(CURRENT);
+        match std::fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("remove", &link)(e)),
+        }
+        crate::fsutil::sync_dir(&self.root).map_err(io("sync", &self.root))
+    }
+
     /// Installed versions, oldest first (by directory modification time).
     pub fn installed(&self) -> Result<Vec<String>, ReleaseError> {
         let dir = self.root.join(RELEASES);

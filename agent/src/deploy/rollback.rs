@@ -133,10 +133,7 @@ async fn roll_back<H: DeployHost>(
             let e = hostd_api::error_chain(&e);
             Err(
                 match back_to(d, target, previous.as_deref(), events).await {
-                    Ok(v) => (
-                        DeployOutcome::RolledBack,
-                        format!("{e}\nreturned to {v}, which serves again"),
-                    ),
+                    Ok(v) => (DeployOutcome::RolledBack, format!("{e}\nreturned: {v}")),
                     Err(back) => (
                         DeployOutcome::Failed,
                         format!(

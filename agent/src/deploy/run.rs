@@ -230,10 +230,7 @@ async fn deploy_steps<H: DeployHost>(
         marker.clear();
         let e = hostd_api::error_chain(&e);
         return Err(match back {
-            Ok(v) => (
-                DeployOutcome::RolledBack,
-                format!("{e}\nrolled back: {v} serves again"),
-            ),
+            Ok(v) => (DeployOutcome::RolledBack, format!("{e}\nrolled back: {v}")),
             Err(back) => (
                 DeployOutcome::Failed,
                 format!(
@@ -365,16 +362,34 @@ pub(super) async fn switch_and_roll<H: DeployHost>(
 }
 
 /// Back to `previous` after a failed switch, gated by hostd's own health
-/// settings (the old release passed them before).
+/// settings (the old release passed them before). What serves then.
 pub(super) async fn back_to<H: DeployHost>(
     d: &Deployer<H>,
     target: &Target,
     previous: Option<&str>,
     events: &Events,
 ) -> Result<String, SwitchError> {
-    let previous = previous.ok_or(SwitchError::NoPrevious)?;
-    switch_and_roll(d, target, previous, &Gate::of(&target.config), events).await?;
-    Ok(previous.to_owned())
+    let gate = Gate::of(&target.config);
+    let Some(previous) = previous else {
+        if !target.config.is_app() {
+            return Err(SwitchError::NoPrevious);
+        }
+        // An app's first release: back to not deployed, where nothing of
+        // it runs (the manager stops what the failed release started).
+        let s = "back to not deployed".to_owned();
+        let t = events.step(&s);
+        target.releases().unswitch()?;
+        d.host
+            .rollout(&target.service, &gate, events.progress())
+            .await?;
+        events.done(&s, t);
+        return Ok(format!(
+            "{} is not deployed again (there was no release before this one); nothing of it runs",
+            target.service
+        ));
+    };
+    switch_and_roll(d, target, previous, &gate, events).await?;
+    Ok(format!("{previous} serves again"))
 }
 
 /// Old releases and unused artifacts go; a failure here is only logged.

@@ -112,10 +112,15 @@ struct Setup {
 }
 
 fn setup() -> Res<Setup> {
+    setup_with("unit = \"api@.service\"")
+}
+
+/// `api` declared by `declaration` (its unit, or an app's command).
+fn setup_with(declaration: &str) -> Res<Setup> {
     let dir = tempfile::tempdir()?;
     let release_dir = dir.path().join("srv/api");
     let text = format!(
-        "state_dir = \"{}\"\n[services.api]\nunit = \"api@.service\"\nrelease_dir = \"{}\"\n",
+        "state_dir = \"{}\"\n[services.api]\n{declaration}\nrelease_dir = \"{}\"\n",
         dir.path().join("state").display(),
         release_dir.display()
     );
@@ -255,6 +260,27 @@ async fn an_unhealthy_release_returns_to_the_previous_one_by_itself() -> Res {
         last,
         Some(("deploy".into(), "v2".into(), "rolled_back".into()))
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_apps_failed_first_release_leaves_it_not_deployed() -> Res {
+    let s = setup_with("command = \"bin/api\"\nport = 8300")?;
+    s.host.with(|h| h.bad.insert("v1".into()));
+    let digest = artifact(&s.d, "v1").await?;
+    let mut req = request("v1", digest);
+    req.unit = "api".into();
+    let events = deploy(&s.d, req).await?;
+    let (o, error) = outcome(&events).ok_or("no end")?;
+    assert_eq!(o, DeployOutcome::RolledBack);
+    let error = error.unwrap_or_default();
+    assert!(
+        error.ends_with("rolled back: api is not deployed again (there was no release before this one); nothing of it runs"),
+        "{error}"
+    );
+    // The second rollout is the manager stopping what v1 started.
+    assert_eq!(s.host.calls(), ["rollout api on v1", "rollout api on "]);
+    assert_eq!(s.host.current(), "", "current is gone");
     Ok(())
 }
 

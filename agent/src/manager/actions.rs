@@ -102,7 +102,9 @@ impl<U: Units> Manager<U> {
     ) -> Result<Vec<UnitName>, ManagerError> {
         let svc = self.service(service)?.clone();
         if svc.awaits_first_release() {
+            // Nothing of it runs: what a failed first release started goes.
             tracing::info!(service, "not deployed yet: starts with its first release");
+            self.stop_loaded(service).await?;
             return Ok(Vec::new());
         }
         // Before anything of it starts, the socket included: a connection
@@ -144,6 +146,10 @@ impl<U: Units> Manager<U> {
         if let Some(socket) = &svc.socket {
             self.units.job(JobKind::Stop, socket, JOB_TIMEOUT).await?;
         }
+        self.stop_loaded(service).await
+    }
+
+    async fn stop_loaded(&mut self, service: &str) -> Result<(), ManagerError> {
         for unit in self.loaded_units(service).await? {
             self.scheduled.remove(&unit);
             self.units.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
@@ -348,6 +354,9 @@ impl<U: Units> Manager<U> {
     ) -> Result<(), ManagerError> {
         let svc = self.service(service)?.clone();
         let fresh = self.bring_up(service, Some(gate)).await?;
+        if svc.awaits_first_release() {
+            return Ok(());
+        }
         for w in self.wanted_of(service) {
             if fresh.contains(&w.unit) {
                 continue;
