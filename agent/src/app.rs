@@ -50,13 +50,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // the manager brings anything up; one daemon-reload covers both.
     let synced = units::sync(&config.units.source_dir, &config.units.target_dir)?;
     let apps_changed = units::apps::install(&config, &systemd).await?;
+    let front_sockets = units::front::install(&config)?;
     let config = Arc::new(config);
     let prepared = secrets::prepare(&config).await;
-    if !synced.written.is_empty() || apps_changed || prepared.reload {
+    if !synced.written.is_empty() || apps_changed || front_sockets.changed || prepared.reload {
         systemd.reload().await?;
     }
     if !synced.written.is_empty() {
         systemd.enable(&synced.installable).await?;
+    }
+    // Not fatal: without its front, an app on a port is unreachable (and
+    // its deploys say why), but everything else is served.
+    if let Err(e) = units::front::start(&systemd, &front_sockets).await {
+        tracing::error!("{}", hostd_api::error_chain(&e));
     }
     let routes = spawn_all(&config, systemd, prepared, started, &lifetime).await?;
     let servers = [
@@ -113,6 +119,10 @@ async fn spawn_all(
     let manager_deps = manager::Deps {
         units: systemd.clone(),
         gate: Arc::new(manager::probe::HttpGate),
+        routing: Arc::new(crate::front::client::LiveFront::new(
+            std::path::Path::new(crate::front::client::ROUTES_FILE),
+            std::path::Path::new(crate::front::client::CONTROL_SOCKET),
+        )),
         secrets: secrets_state.clone(),
         snapshots,
     };

@@ -22,7 +22,16 @@ pub struct DesiredService {
     /// Instance count of an instanced (template) service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
+    /// For an app behind the front: whether its instances are the second
+    /// set (numbered from [`SECOND_SET`] + 1). A blue-green replacement
+    /// starts the other set beside the one serving.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub second_set: bool,
 }
+
+/// Instance numbers of the second set of an app behind the front start
+/// after this.
+pub const SECOND_SET: u32 = 100;
 
 impl DesiredState {
     /// The state for a first start: everything running, templates at their
@@ -34,6 +43,7 @@ impl DesiredState {
             .iter()
             .map(|(name, svc)| {
                 let default = DesiredService {
+                    second_set: false,
                     running: true,
                     instances: svc
                         .unit
@@ -44,6 +54,7 @@ impl DesiredState {
                     .and_then(|s| s.services.get(name))
                     .map(|d| DesiredService {
                         running: d.running,
+                        second_set: d.second_set && svc.port.is_some(),
                         // A saved count above a lowered max is clamped.
                         instances: default
                             .instances
@@ -76,7 +87,8 @@ pub fn wanted_units(config: &Config, desired: &DesiredState) -> Vec<WantedUnit> 
         };
         match d.instances {
             Some(n) if svc.unit.is_template() => {
-                for i in 1..=n {
+                let first = if d.second_set { SECOND_SET } else { 0 };
+                for i in first + 1..=first + n {
                     if let Some(unit) = svc.unit.instance(i) {
                         out.push(WantedUnit {
                             service: name.clone(),
@@ -151,6 +163,7 @@ mod tests {
             DesiredService {
                 running: true,
                 instances: Some(9),
+                second_set: false,
             },
         );
         saved.services.insert(
@@ -158,6 +171,7 @@ mod tests {
             DesiredService {
                 running: false,
                 instances: None,
+                second_set: false,
             },
         );
         saved.services.insert(
@@ -165,6 +179,7 @@ mod tests {
             DesiredService {
                 running: true,
                 instances: None,
+                second_set: false,
             },
         );
         let d = DesiredState::reconcile_with(&c, Some(&saved));

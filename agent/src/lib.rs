@@ -10,6 +10,7 @@ pub mod config;
 pub mod deploy;
 pub mod desired;
 pub mod dial;
+pub mod front;
 pub mod fsutil;
 pub mod health;
 pub mod host;

@@ -34,6 +34,14 @@ enum Command {
         #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Run hostd's front (what hostd-front.service starts): the public port
+    /// of each app on a port, forwarding to its instances as hostd routes.
+    Front {
+        #[arg(long, default_value = hostd::front::client::ROUTES_FILE)]
+        routes: PathBuf,
+        #[arg(long, default_value = hostd::front::client::CONTROL_SOCKET)]
+        control: PathBuf,
+    },
     /// Join stdin/stdout to the control socket (hostctl runs this over SSH).
     DialStdio {
         #[arg(long, default_value = hostd_api::DEFAULT_CONTROL_SOCKET)]
@@ -64,6 +72,15 @@ fn main() -> ExitCode {
             Command::Run { config } => run(&config).await,
             Command::CheckConfig { config } => check_config(&config).await,
             Command::SecretsCheck { config } => secrets_check(&config).await,
+            Command::Front { routes, control } => {
+                match hostd::front::run(&routes, &control).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{}", hostd_api::error_chain(&e));
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Command::DialStdio { socket } => match hostd::dial::dial_stdio(&socket).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -5,14 +5,20 @@
 //! release; a broken release rolls back by itself; a runtime killed by the
 //! system call filter is named as such; the units go with the config.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, ensure};
 use hostctl_tests::deploy::Project;
-use hostctl_tests::{Sandbox, http_get};
+use hostctl_tests::load::Load;
+use hostctl_tests::{Sandbox, http_get, poll};
 
+/// The app's public port, served by hostd's front.
 const WEB_PORT: u16 = 8300;
+/// Requests per second through the front while it changes.
+const RATE: u32 = 100;
 
 const APPS_TOML: &str = "[services.web]
-command = \"gunicorn --bind 0.0.0.0:$PORT --workers 2 app:application\"
+command = \"gunicorn --bind 127.0.0.1:$PORT --workers 2 app:application\"
 port = 8300
 health_path = \"/up\"
 health_timeout = \"20s\"
@@ -129,26 +135,65 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
                 &[("app.py", WSGI_APP), ("VERSION", version)],
             )
         };
-        for version in ["w1", "w2"] {
-            app(version)?;
-            let (code, said) = deploy(&project, s, "web", version)?;
-            ensure!(code == 0, "deploy web {version}: {said}");
-            ensure!(served(s)? == version, "after deploying {version}");
-        }
-        let web = s.unit_property("hostd-app-web@1.service", "InvocationID")?;
+        app("w1")?;
+        let (code, said) = deploy(&project, s, "web", "w1")?;
+        ensure!(code == 0, "deploy web w1: {said}");
+        ensure!(served(s)? == "w1", "after deploying w1");
 
-        // A release whose health path answers 500 never serves: back to w2.
-        app("broken")?;
-        let (code, said) = deploy(&project, s, "web", "broken")?;
-        ensure!(code != 0, "the broken release was deployed: {said}");
+        // Through hostd's front, under load: a new release, a broken one
+        // that rolls back by itself, scaling up and down. No request fails.
+        let load = Load::start(
+            format!("{}:{WEB_PORT}", s.address).parse()?,
+            "/",
+            RATE,
+            Duration::from_secs(600),
+        )?;
+        poll("the load to get answers", Duration::from_secs(30), || {
+            Ok((load.ok_so_far() > 20).then_some(()))
+        })?;
+        let under_load = (|| -> Result<()> {
+            app("w2")?;
+            let (code, said) = deploy(&project, s, "web", "w2")?;
+            ensure!(code == 0, "deploy web w2: {said}");
+            ensure!(served(s)? == "w2", "after deploying w2");
+            ensure!(
+                s.unit_property("hostd-app-web@1.service", "ActiveState")? != "active",
+                "the old instance still runs beside the new one"
+            );
+
+            // A release whose health path answers 500 never serves.
+            app("broken")?;
+            let (code, said) = deploy(&project, s, "web", "broken")?;
+            ensure!(code != 0, "the broken release was deployed: {said}");
+            ensure!(
+                said.contains("GET /up answered 500") && said.contains("database unreachable"),
+                "the failed deploy does not say why: {said}"
+            );
+            ensure!(served(s)? == "w2", "after the failed deploy");
+
+            for n in ["3", "1"] {
+                let out = project.hostctl(s, &["scale", &format!("web={n}")])?;
+                ensure!(
+                    out.status.success(),
+                    "scale web={n}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        })();
+        let report = load.stop()?;
+        under_load?;
         ensure!(
-            said.contains("GET /up answered 500") && said.contains("database unreachable"),
-            "the failed deploy does not say why: {said}"
+            report.failed == 0 && report.ok > 100,
+            "through the front: {} ok, {} failed: {:?}",
+            report.ok,
+            report.failed,
+            report.errors
         );
-        ensure!(served(s)? == "w2", "after the failed deploy");
         ensure!(
-            s.unit_property("hostd-app-web@1.service", "InvocationID")? != web,
-            "w2 was not started again"
+            !report.bodies.contains_key("broken"),
+            "the broken release served: {:?}",
+            report.bodies
         );
 
         // Status, /health and logs name the instance.
@@ -156,12 +201,14 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
         let units = hosts[0]["status"]["units"].as_array().context("no units")?;
         ensure!(
             units.iter().any(|u| u["service"] == "web"
-                && u["unit"] == "hostd-app-web@1.service"
+                && u["unit"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("hostd-app-web@"))
                 && u["active_state"] == "active"),
             "status: {units:?}"
         );
         let health = http_get(s.health_addr()?, "/health")?.body;
-        ensure!(health.contains("instance:web@1"), "/health: {health}");
+        ensure!(health.contains("instance:web@"), "/health: {health}");
         let logs = project.hostctl(s, &["logs", "web", "-n", "100"])?;
         let text = String::from_utf8_lossy(&logs.stdout);
         ensure!(
@@ -171,8 +218,13 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
 
         worker_trial(&project, s)
     })?;
-    // hostd.toml without them: their units are stopped and gone.
-    for unit in ["hostd-app-web@.service", "hostd-app-worker@.service"] {
+    // hostd.toml without them: their units are stopped and gone, and the
+    // front with them.
+    for unit in [
+        "hostd-app-web@.service",
+        "hostd-app-worker@.service",
+        "hostd-front-web.socket",
+    ] {
         ensure!(!unit_file(s, unit)?, "{unit} is still installed");
     }
     let left = s.root_sh("systemctl list-units --no-legend --plain 'hostd-app-*' | wc -l")?;

@@ -1,6 +1,6 @@
 //! Where one instance answers its health check: a Unix socket of its own
-//! (an app sharing a socket-activated listener), or its port on loopback
-//! (an app that listens on `$PORT`).
+//! (an app sharing a socket-activated listener), or its private port on
+//! loopback (an app behind the front, listening on `$PORT`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,8 +22,8 @@ impl InstanceAddress {
     /// Where instance `n` of `svc` (None: the unit itself) answers its
     /// health check, if it has one of its own.
     pub fn of(svc: &ServiceConfig, n: Option<u32>) -> Option<Self> {
-        if let Some(port) = svc.port {
-            return Some(Self::Loopback(port));
+        if svc.port.is_some() {
+            return Some(Self::Loopback(svc.instance_port(n?)?));
         }
         let template = svc.health_socket.as_deref()?;
         let socket = match n {

@@ -9,6 +9,8 @@ use super::{Config, ServiceConfig};
 pub(super) fn app_only_key(svc: &ServiceConfig) -> Option<&'static str> {
     if svc.port.is_some() {
         Some("port")
+    } else if svc.instance_ports.is_some() {
+        Some("instance_ports")
     } else if svc.user.is_some() {
         Some("user")
     } else if !svc.environment.is_empty() {
@@ -51,17 +53,7 @@ pub(super) fn validate(config: &Config, name: &str, svc: &ServiceConfig) -> Resu
     }
     if let Some(port) = svc.port {
         check_port(config, name, port)?;
-        // Until hostd's front spreads one public port over instances on
-        // private ports, two instances would fight over the one port.
-        if svc.max_instances.0 > 1 {
-            return Err((
-                "max_instances",
-                format!(
-                    "an app on a port runs one instance (each instance would bind port {port}); \
-                     set max_instances = 1, or use a worker (no port) or a socket-activated unit to run several"
-                ),
-            ));
-        }
+        check_instance_ports(config, name, svc)?;
     }
     if let Some(user) = &svc.user
         && !is_user_name(user)
@@ -126,6 +118,54 @@ fn check_port(config: &Config, name: &str, port: u16) -> Result<(), Refusal> {
             "port",
             format!("{port} is already the port of services.{other}"),
         ));
+    }
+    Ok(())
+}
+
+/// Instance ids run up to 100 + max_instances (the second set of a
+/// blue-green replacement); their ports must all exist and be this app's.
+fn check_instance_ports(config: &Config, name: &str, svc: &ServiceConfig) -> Result<(), Refusal> {
+    let Some(base) = svc.instance_port_base() else {
+        return Ok(());
+    };
+    let range = |s: &ServiceConfig| {
+        s.instance_port_base()
+            .map(|b| b + 1..=b + crate::desired::SECOND_SET + s.max_instances.0)
+    };
+    let Some(ours) = range(svc) else {
+        return Ok(());
+    };
+    if base < 1024 || *ours.end() > 65_535 {
+        return Err((
+            "instance_ports",
+            format!(
+                "instance ports {}..={} must lie within 1024..=65535 (set instance_ports lower)",
+                ours.start(),
+                ours.end()
+            ),
+        ));
+    }
+    let health = u32::from(config.health.listen.port());
+    for (other, s) in &config.services {
+        let public = s.port.map(u32::from);
+        let clash = public.is_some_and(|p| ours.contains(&p))
+            || (other.as_str() != name
+                && range(s).is_some_and(|r| r.start() <= ours.end() && ours.start() <= r.end()));
+        if clash || ours.contains(&health) {
+            let what = if ours.contains(&health) {
+                "hostd's health.listen port".to_owned()
+            } else {
+                format!("services.{other}")
+            };
+            return Err((
+                "instance_ports",
+                format!(
+                    "instance ports {}..={} overlap {what}; set instance_ports",
+                    ours.start(),
+                    ours.end()
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -184,17 +184,10 @@ impl Config {
             .unwrap_or(DEFAULT_REDIS_ADDRESS)
     }
 
-    /// Every service ends up with a unit (its own, or for an app declared
-    /// by `command` the template hostd writes) and a `max_instances`.
+    /// Every service ends up with a unit: its own, or for an app declared
+    /// by `command` the template hostd writes.
     fn complete_services(&mut self) -> Result<(), (String, String)> {
         for (name, svc) in &mut self.services {
-            if svc.max_instances.0 == 0 {
-                svc.max_instances = if svc.port.is_some() {
-                    Count(1)
-                } else {
-                    sections::MAX_INSTANCES
-                };
-            }
             match (svc.unit.is_undeclared(), svc.command.is_some()) {
                 (true, true) => svc.unit = UnitName::app(name),
                 (false, false) => {}

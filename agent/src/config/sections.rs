@@ -26,10 +26,20 @@ pub struct ServiceConfig {
     /// `<release_dir>/current`; `exec` it so SIGTERM reaches the app.
     #[serde(default)]
     pub command: Option<String>,
-    /// The port the app listens on, passed as `$PORT` (HTTP). Unset: a
-    /// worker, supervised and deployed but not gated over HTTP.
+    /// The app's public port, served by hostd's front, which forwards to
+    /// the instances, each listening on its own private port on loopback
+    /// (`$PORT`). Unset: a worker, supervised and deployed but not gated
+    /// over HTTP.
     #[serde(default)]
     pub port: Option<u16>,
+    /// Instance N listens on this plus N (the second set of a blue-green
+    /// replacement on this plus 100 plus N). Unset: `port` + 10000.
+    #[serde(default)]
+    pub instance_ports: Option<u16>,
+    /// How long an instance taken out of the front has for the requests it
+    /// is still answering before it is stopped.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: HumanDuration,
     /// The OS user it runs as, created by hostd when missing. Unset: the
     /// service's name.
     #[serde(default)]
@@ -92,6 +102,21 @@ impl ServiceConfig {
         self.command.is_some()
     }
 
+    /// The first of the private ports of an app on a port (instance N on
+    /// this plus N).
+    pub fn instance_port_base(&self) -> Option<u32> {
+        let port = self.port?;
+        Some(
+            self.instance_ports
+                .map_or(u32::from(port) + 10_000, u32::from),
+        )
+    }
+
+    /// Instance `n`'s private port, for an app on a port.
+    pub fn instance_port(&self, n: u32) -> Option<u16> {
+        u16::try_from(self.instance_port_base()? + n).ok()
+    }
+
     /// The user an app runs as.
     pub fn app_user<'a>(&'a self, name: &'a str) -> &'a str {
         self.user.as_deref().unwrap_or(name)
@@ -112,14 +137,13 @@ fn default_health_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
-/// Filled in by [`Config::parse`](super::Config::parse): 1 for an app on a
-/// port (its instances would share the port), else 8. A written value is
-/// 1 to 64, so 0 only ever means "not written".
 fn default_max_instances() -> Count {
-    Count(0)
+    Count(8)
 }
 
-pub(super) const MAX_INSTANCES: Count = Count(8);
+fn default_drain_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
 
 fn default_health_path() -> String {
     "/health".to_owned()

@@ -423,19 +423,19 @@ fn a_duplicate_key_is_named() {
 const WEB: &str = "[services.web]\ncommand = \"node server.js\"\nrelease_dir = \"/srv/web\"\n";
 
 #[test]
-fn an_app_declared_by_command_gets_hostds_template_and_one_instance_on_a_port()
--> Result<(), ConfigError> {
+fn an_app_declared_by_command_gets_hostds_template_and_private_ports() -> Result<(), ConfigError> {
     let c = parse(&format!("{WEB}port = 3000\n"))?;
     let web = &c.services["web"];
     assert_eq!(web.unit.as_str(), "hostd-app-web@.service");
     assert!(web.is_app() && web.unit.is_template());
     assert_eq!(
-        web.max_instances,
-        Count(1),
-        "instances would share the port"
+        web.instance_port(1),
+        Some(13001),
+        "private ports: port + 10000 + N"
     );
+    assert_eq!(web.instance_port(102), Some(13102));
     let worker = parse(WEB)?;
-    assert_eq!(worker.services["web"].max_instances, Count(8));
+    assert_eq!(worker.services["web"].instance_port(1), None);
     Ok(())
 }
 
@@ -475,9 +475,19 @@ fn app_declarations_that_cannot_run_as_written_name_their_key() {
             "already the port of services.web",
         ),
         (
-            format!("{WEB}port = 3000\nmax_instances = 2\n"),
-            "services.web.max_instances",
-            "one instance",
+            format!("{WEB}port = 3000\ninstance_ports = 60000\n"),
+            "services.web.instance_ports",
+            "within 1024..=65535",
+        ),
+        (
+            format!("{WEB}port = 3000\ninstance_ports = 2990\n"),
+            "services.web.instance_ports",
+            "overlap services.web",
+        ),
+        (
+            format!("{WEB}port = 3000\ninstance_ports = 7700\n"),
+            "services.web.instance_ports",
+            "health.listen",
         ),
         (
             format!("{WEB}port = 3000\ninstances = 2\n"),

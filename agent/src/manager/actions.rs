@@ -20,7 +20,7 @@ const RECONCILE_FIRST_RETRY: std::time::Duration = std::time::Duration::from_sec
 const RECONCILE_MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<U: Units> Manager<U> {
-    fn service(&self, name: &str) -> Result<&ServiceConfig, ManagerError> {
+    pub(super) fn service(&self, name: &str) -> Result<&ServiceConfig, ManagerError> {
         self.config
             .services
             .get(name)
@@ -30,7 +30,7 @@ impl<U: Units> Manager<U> {
             })
     }
 
-    fn wanted_of(&self, service: &str) -> Vec<WantedUnit> {
+    pub(super) fn wanted_of(&self, service: &str) -> Vec<WantedUnit> {
         self.wanted()
             .into_iter()
             .filter(|w| w.service == service)
@@ -135,6 +135,9 @@ impl<U: Units> Manager<U> {
             }
             started.push(w.unit);
         }
+        if self.behind_front(service) {
+            self.route_wanted(service).await?;
+        }
         self.stop_extra_instances(service).await?;
         Ok(started)
     }
@@ -145,6 +148,13 @@ impl<U: Units> Manager<U> {
         // (its Service=) right after we stopped it.
         if let Some(socket) = &svc.socket {
             self.units.job(JobKind::Stop, socket, JOB_TIMEOUT).await?;
+        }
+        if self.behind_front(service) {
+            // Out of the front first: it answers 503 rather than meeting a
+            // closed port.
+            self.routing.route(service, &[]).await?;
+            let loaded = self.loaded_units(service).await?;
+            return self.drain_and_stop(service, &loaded).await;
         }
         self.stop_loaded(service).await
     }
@@ -183,21 +193,29 @@ impl<U: Units> Manager<U> {
             .into_iter()
             .map(|w| w.unit)
             .collect();
+        let mut extra = Vec::new();
         for unit in self.loaded_units(service).await? {
             if !wanted.contains(&unit) {
                 let state = self.units.unit_state(&unit).await?;
                 if state.active_state != ActiveState::Inactive {
                     tracing::info!(%unit, "stopping an instance beyond the desired count");
-                    self.scheduled.remove(&unit);
-                    self.units.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
+                    extra.push(unit);
                 }
             }
+        }
+        if self.behind_front(service) && !extra.is_empty() {
+            self.route_wanted(service).await?;
+            return self.drain_and_stop(service, &extra).await;
+        }
+        for unit in extra {
+            self.scheduled.remove(&unit);
+            self.units.job(JobKind::Stop, &unit, JOB_TIMEOUT).await?;
         }
         Ok(())
     }
 
     /// Polls the unit and its health socket until healthy, failed or late.
-    async fn wait_healthy(
+    pub(super) async fn wait_healthy(
         &self,
         svc: &ServiceConfig,
         w: &WantedUnit,
@@ -356,6 +374,13 @@ impl<U: Units> Manager<U> {
         let fresh = self.bring_up(service, Some(gate)).await?;
         if svc.awaits_first_release() {
             return Ok(());
+        }
+        if self.behind_front(service) {
+            // Instances all just started (a first release) already run it.
+            if fresh.len() == self.wanted_of(service).len() {
+                return Ok(());
+            }
+            return self.blue_green(service, gate, progress).await;
         }
         for w in self.wanted_of(service) {
             if fresh.contains(&w.unit) {

@@ -6,6 +6,7 @@
 
 mod actions;
 mod backoff;
+mod front;
 pub mod http;
 pub mod probe;
 #[cfg(test)]
@@ -68,6 +69,8 @@ pub enum ManagerError {
     /// started with a partial set (the reconcile retry tries again).
     #[error(transparent)]
     Secrets(#[from] crate::secrets::GateError),
+    #[error(transparent)]
+    Routing(#[from] crate::front::client::RoutingError),
     #[error("the service manager has stopped (hostd is shutting down)")]
     Gone,
 }
@@ -83,7 +86,8 @@ impl crate::http::Refusal for ManagerError {
             | Self::Systemd(_)
             | Self::Store(_)
             | Self::Postgres(_)
-            | Self::Secrets(_) => 500,
+            | Self::Secrets(_)
+            | Self::Routing(_) => 500,
             Self::Gone => 503,
         }
     }
@@ -234,6 +238,8 @@ pub fn desired_file(state_dir: &std::path::Path) -> JsonFile<DesiredState> {
 pub struct Deps<U> {
     pub units: U,
     pub gate: Arc<dyn probe::HealthGate>,
+    /// hostd's front: where the public port of an app on a port forwards.
+    pub routing: Arc<dyn crate::front::client::Routing>,
     /// What the secrets runtime delivered: the start gate reads it.
     pub secrets: watch::Receiver<SecretsState>,
     /// The health checker's rounds: an operation answers once a round that
@@ -244,6 +250,7 @@ pub struct Deps<U> {
 struct Manager<U> {
     units: U,
     gate: Arc<dyn probe::HealthGate>,
+    routing: Arc<dyn crate::front::client::Routing>,
     config: Arc<Config>,
     store: JsonFile<DesiredState>,
     desired: DesiredState,
@@ -289,6 +296,7 @@ pub async fn spawn<U: Units>(
     let manager = Manager {
         units: deps.units,
         gate: deps.gate,
+        routing: deps.routing,
         config,
         store,
         desired,

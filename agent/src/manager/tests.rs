@@ -46,10 +46,45 @@ impl HealthGate for FakeGate {
     }
 }
 
+/// Records what the front was told, newest last; every drain is instant.
+#[derive(Default)]
+struct FakeFront(Mutex<Vec<String>>);
+
+impl FakeFront {
+    fn said(&self) -> Vec<String> {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::front::client::Routing for FakeFront {
+    fn route<'a>(
+        &'a self,
+        service: &'a str,
+        ports: &'a [u16],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::front::client::RoutingError>> {
+        if let Ok(mut s) = self.0.lock() {
+            s.push(format!("route {service} {ports:?}"));
+        }
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn drain<'a>(
+        &'a self,
+        ports: &'a [u16],
+        _bound: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, crate::front::client::RoutingError>> {
+        if let Ok(mut s) = self.0.lock() {
+            s.push(format!("drain {ports:?}"));
+        }
+        futures_util::future::ready(Ok(true)).boxed()
+    }
+}
+
 struct Host {
     manager: ManagerHandle,
     systemd: FakeSystemd,
     gate: Arc<FakeGate>,
+    front: Arc<FakeFront>,
     lifetime: Lifetime,
     _state: tempfile::TempDir,
 }
@@ -69,11 +104,13 @@ async fn host(config: &str) -> Res<Host> {
     let config = Arc::new(Config::parse(std::path::Path::new("hostd.toml"), &text)?);
     let systemd = FakeSystemd::default();
     let gate = Arc::new(FakeGate::default());
+    let routing = Arc::new(FakeFront::default());
     let lifetime = Lifetime::new();
     let (publish, snapshots) = crate::health::channel();
     let deps = Deps {
         units: systemd.clone(),
         gate: Arc::clone(&gate) as Arc<dyn probe::HealthGate>,
+        routing: Arc::clone(&routing) as Arc<dyn crate::front::client::Routing>,
         secrets: watch::channel(SecretsState::default()).1,
         snapshots,
     };
@@ -93,6 +130,7 @@ async fn host(config: &str) -> Res<Host> {
         manager,
         systemd,
         gate,
+        front: routing,
         lifetime,
         _state: state,
     })
@@ -395,7 +433,7 @@ async fn an_app_waits_for_its_first_release_then_is_gated_on_its_port() -> Res {
     );
 
     std::os::unix::fs::symlink("releases/1", releases.path().join("current"))?;
-    h.gate.fail("127.0.0.1:8300");
+    h.gate.fail("127.0.0.1:18301");
     let refused = h.manager.action("web".into(), ServiceAction::Restart).await;
     let said = refused.map(|_| ()).map_err(|e| e.to_string());
     assert!(
@@ -403,6 +441,81 @@ async fn an_app_waits_for_its_first_release_then_is_gated_on_its_port() -> Res {
             .is_err_and(|e| e.contains("hostd-app-web@1.service") && e.contains("GET /up")),
         "{said:?}"
     );
+    h.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_app_behind_the_front_is_replaced_blue_green_and_a_failed_set_never_serves() -> Res {
+    let releases = tempfile::tempdir()?;
+    std::os::unix::fs::symlink("releases/1", releases.path().join("current"))?;
+    let web = format!(
+        "[services.web]\ncommand = \"bin/web\"\nport = 3000\ninstances = 2\n\
+         health_timeout = \"1s\"\nrelease_dir = \"{}\"\n",
+        releases.path().display()
+    );
+    let h = host(&web).await?;
+    until("web@1 and web@2 are up", || {
+        ["hostd-app-web@1.service", "hostd-app-web@2.service"]
+            .iter()
+            .all(|u| h.systemd.active_state(u) == ActiveState::Active)
+    })
+    .await;
+    until("the front routes to them", || {
+        h.front.said().last().map(String::as_str) == Some("route web [13001, 13002]")
+    })
+    .await;
+    h.systemd.clear_jobs();
+    let before = h.front.said().len();
+
+    h.manager
+        .action("web".into(), ServiceAction::Restart)
+        .await?;
+    assert_eq!(
+        h.front.said()[before..],
+        [
+            "route web [13001, 13002]",
+            "route web [13101, 13102]",
+            "drain [13001, 13002]"
+        ],
+        "the new set takes over the front, then the old one drains"
+    );
+    assert_eq!(
+        h.systemd.jobs(),
+        [
+            "start hostd-app-web@101.service",
+            "start hostd-app-web@102.service",
+            "stop hostd-app-web@1.service",
+            "stop hostd-app-web@2.service",
+        ]
+    );
+
+    // The next set fails its gate: it is stopped and never routed to.
+    h.gate.fail("127.0.0.1:13002");
+    h.systemd.clear_jobs();
+    let before = h.front.said().len();
+    let failed = h.manager.action("web".into(), ServiceAction::Restart).await;
+    assert!(
+        matches!(failed, Err(ManagerError::Unhealthy { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(
+        h.front.said()[before..],
+        ["route web [13101, 13102]"],
+        "still the serving set"
+    );
+    assert_eq!(
+        h.systemd.jobs(),
+        [
+            "start hostd-app-web@1.service",
+            "start hostd-app-web@2.service",
+            "stop hostd-app-web@1.service",
+            "stop hostd-app-web@2.service",
+        ]
+    );
+    for serving in ["hostd-app-web@101.service", "hostd-app-web@102.service"] {
+        assert_eq!(h.systemd.active_state(serving), ActiveState::Active);
+    }
     h.lifetime.finish(Duration::from_secs(5)).await;
     Ok(())
 }

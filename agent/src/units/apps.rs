@@ -41,6 +41,19 @@ pub fn app_of_file(file: &str) -> Option<&str> {
         .strip_suffix("@.service")
 }
 
+/// The shell line: `exec`, so SIGTERM reaches the app rather than the
+/// shell; for an app behind the front, `PORT` is the instance's private
+/// port, its base plus the instance number (`%i`, which a unit file cannot
+/// add to anything itself).
+fn exec_line(svc: &ServiceConfig, command: &str) -> String {
+    const INSTANCE: &str = "HOSTD_INSTANCE_NUMBER";
+    let line = match svc.instance_port_base() {
+        Some(base) => format!("PORT=$(({base} + {INSTANCE})) exec {command}"),
+        None => format!("exec {command}"),
+    };
+    quoted(&line).replace(INSTANCE, "%i")
+}
+
 pub fn render(name: &str, svc: &ServiceConfig) -> String {
     let user = svc.app_user(name);
     let release = svc
@@ -71,16 +84,9 @@ pub fn render(name: &str, svc: &ServiceConfig) -> String {
             "WorkingDirectory={}",
             unit_escape(&release.display().to_string())
         ),
-        // exec, so SIGTERM reaches the app rather than the shell.
-        format!(
-            "ExecStart=/bin/sh -c {}",
-            quoted(&format!("exec {command}"))
-        ),
+        format!("ExecStart=/bin/sh -c {}", exec_line(svc, command)),
         format!("Environment=HOSTD_SERVICE={name} HOSTD_INSTANCE=%i"),
     ];
-    if let Some(port) = svc.port {
-        lines.push(format!("Environment=PORT={port}"));
-    }
     if let Some(db) = &svc.database {
         // libpq's own variables: most PostgreSQL clients read them.
         lines.push(format!(
@@ -236,12 +242,13 @@ mod tests {
         assert_eq!(svc.unit.as_str(), "hostd-app-web@.service");
         let unit = render("web", &svc);
         assert!(
-            unit.contains(r#"ExecStart=/bin/sh -c "exec node server.js --title '100%%' $$HOME""#),
+            unit.contains(
+                r#"ExecStart=/bin/sh -c "PORT=$$((13000 + %i)) exec node server.js --title '100%%' $$HOME""#
+            ),
             "{unit}"
         );
         assert!(unit.contains("WorkingDirectory=/srv/web/current\n"));
         assert!(unit.contains("User=web\nGroup=web\n"));
-        assert!(unit.contains("Environment=PORT=3000\n"));
         assert!(unit.contains("Environment=\"NODE_ENV=production\"\n"));
         assert!(unit.contains("MemoryDenyWriteExecute=yes\n"));
         assert!(unit.contains(crate::units::DENY_INSTANCE_METADATA));
@@ -257,7 +264,10 @@ mod tests {
         )?;
         let unit = render("web", &svc);
         assert!(unit.contains("User=jobs\n"));
-        assert!(!unit.contains("PORT="));
+        assert!(
+            unit.contains(r#"ExecStart=/bin/sh -c "exec bin/worker""#),
+            "{unit}"
+        );
         assert!(
             unit.ends_with(
                 "MemoryDenyWriteExecute=no\nSystemCallFilter=@pkey\nLimitNOFILE=65536\n"

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::write_atomically;
 
 pub mod apps;
+pub mod front;
 mod installed;
 pub use installed::{NotInstalled, not_installed};
 
@@ -79,6 +80,12 @@ pub enum UnitsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start hostd's front or its sockets")]
+    FrontJob(#[from] crate::systemd::JobError),
+    #[error("cannot enable the front's sockets")]
+    Systemd(#[from] crate::systemd::SystemdError),
+    #[error("{0}")]
+    Name(String),
     #[error("cannot create user {user} for an app: {detail}")]
     User { user: String, detail: String },
     #[error("cannot install unit file {path}")]

@@ -25,6 +25,10 @@ pub(crate) const UNITS: &[(&str, &str)] = &[
         include_str!("../../../units/hostd.service"),
     ),
     ("api@.service", include_str!("../../../units/api@.service")),
+    (
+        "hostd-front.service",
+        include_str!("../../../units/hostd-front.service"),
+    ),
     ("api.socket", include_str!("../../../units/api.socket")),
     (
         "hostd-data.service",

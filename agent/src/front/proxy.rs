@@ -1,0 +1,297 @@
+//! One request through the front: to the least busy instance of its
+//! service, with the forwarding headers added and hop-by-hop ones dropped,
+//! bodies streamed both ways, `Upgrade` (WebSocket) connections tunnelled,
+//! and a request with no body and an idempotent method tried on another
+//! instance when one refuses the connection.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::balance::{InFlight, Table};
+use super::stats::Stats;
+
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers that describe one connection, not the request (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// An incoming request id longer than this, or with odd bytes, is
+/// replaced: it ends up in logs.
+const MAX_REQUEST_ID: usize = 128;
+
+pub struct Proxy {
+    table: Arc<Table>,
+    stats: Arc<Stats>,
+    client: Client<HttpConnector, ProxyBody>,
+    /// `X-Request-Id`s: a per-process prefix and a counter.
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl Proxy {
+    pub fn new(table: Arc<Table>, stats: Arc<Stats>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build(connector);
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Self {
+            table,
+            stats,
+            client,
+            id_prefix: format!("{:x}{:x}", std::process::id(), started & 0xffff_ffff),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        service: &str,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let response = self.forward(service, peer, req).await;
+        self.stats
+            .record(service, response.status(), started.elapsed());
+        response
+    }
+
+    async fn forward(
+        &self,
+        service: &str,
+        peer: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let upgrade = is_upgrade(req.headers());
+        let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        prepare(&mut headers, peer, upgrade, || {
+            format!("{}-{id:x}", self.id_prefix)
+        });
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let retryable = is_idempotent(&parts.method) && body.is_end_stream() && !upgrade;
+        let mut body = Some(body.boxed());
+        let mut tried = Vec::new();
+        loop {
+            let Some(backend) = self.table.pick(service, &tried) else {
+                return if tried.is_empty() {
+                    answer(StatusCode::SERVICE_UNAVAILABLE, "no instance is serving\n")
+                } else {
+                    answer(StatusCode::BAD_GATEWAY, "no instance could be reached\n")
+                };
+            };
+            tried.push(backend.port);
+            let guard = InFlight::new(Arc::clone(&backend));
+            let mut out = Request::new(body.take().unwrap_or_else(empty));
+            *out.method_mut() = parts.method.clone();
+            *out.headers_mut() = headers.clone();
+            match format!("http://127.0.0.1:{}{path}", backend.port).parse() {
+                Ok(uri) => *out.uri_mut() = uri,
+                Err(_) => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
+            }
+            match self.client.request(out).await {
+                Ok(mut resp) => {
+                    if let Some(client_side) = client_side
+                        && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        let backend_side = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(tunnel(client_side, backend_side, guard));
+                        return resp.map(|_| empty());
+                    }
+                    let (mut parts, body) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    let body = Guarded {
+                        inner: body,
+                        _in_flight: guard,
+                    };
+                    return Response::from_parts(parts, body.boxed());
+                }
+                Err(e) if e.is_connect() => {
+                    backend.refused();
+                    tracing::warn!(
+                        service,
+                        port = backend.port,
+                        "instance refused a connection"
+                    );
+                    if !retryable {
+                        return answer(
+                            StatusCode::BAD_GATEWAY,
+                            "the instance could not be reached\n",
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        service,
+                        port = backend.port,
+                        "instance failed the request: {e}"
+                    );
+                    return answer(StatusCode::BAD_GATEWAY, "the instance failed to answer\n");
+                }
+            }
+        }
+    }
+}
+
+/// What the app gets: forwarding headers, a request id, and none of the
+/// client connection's own headers (but those an upgrade needs).
+fn prepare(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    upgrade: bool,
+    new_id: impl FnOnce() -> String,
+) {
+    let protocol = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(headers);
+    if upgrade && let Some(protocol) = protocol {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    let ip = peer.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    let keep = headers.get(&X_REQUEST_ID).is_some_and(|v| {
+        v.len() <= MAX_REQUEST_ID && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    });
+    if !keep && let Ok(v) = HeaderValue::from_str(&new_id()) {
+        headers.insert(X_REQUEST_ID, v);
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    _in_flight: InFlight,
+) {
+    let (Ok(client), Ok(backend)) = tokio::join!(client, backend) else {
+        return;
+    };
+    let _ =
+        tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(backend)).await;
+}
+
+fn empty() -> ProxyBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// The instance's answer, counted as in flight until its last byte.
+struct Guarded {
+    inner: Incoming,
+    _in_flight: InFlight,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
