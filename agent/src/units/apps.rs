@@ -48,7 +48,8 @@ pub fn app_of_file(file: &str) -> Option<&str> {
 fn exec_line(svc: &ServiceConfig, command: &str) -> String {
     const INSTANCE: &str = "HOSTD_INSTANCE_NUMBER";
     let line = match svc.instance_port_base() {
-        Some(base) => format!("PORT=$(({base} + {INSTANCE})) exec {command}"),
+        // Exported first: the command line itself may say `$PORT`.
+        Some(base) => format!("export PORT=$(({base} + {INSTANCE})); exec {command}"),
         None => format!("exec {command}"),
     };
     quoted(&line).replace(INSTANCE, "%i")
@@ -243,7 +244,7 @@ mod tests {
         let unit = render("web", &svc);
         assert!(
             unit.contains(
-                r#"ExecStart=/bin/sh -c "PORT=$$((13000 + %i)) exec node server.js --title '100%%' $$HOME""#
+                r#"ExecStart=/bin/sh -c "export PORT=$$((13000 + %i)); exec node server.js --title '100%%' $$HOME""#
             ),
             "{unit}"
         );
