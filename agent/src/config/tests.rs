@@ -475,7 +475,7 @@ fn app_declarations_that_cannot_run_as_written_name_their_key() {
             "already the port of services.web",
         ),
         (
-            format!("{WEB}port = 3000\ninstance_ports = 60000\n"),
+            format!("{WEB}port = 3000\ninstance_ports = 65500\n"),
             "services.web.instance_ports",
             "within 1024..=65535",
         ),
@@ -490,7 +490,7 @@ fn app_declarations_that_cannot_run_as_written_name_their_key() {
             "health.listen",
         ),
         (
-            format!("{WEB}port = 3000\ninstances = 2\n"),
+            format!("{WEB}port = 3000\nmax_instances = 2\ninstances = 3\n"),
             "services.web.instances",
             "above max_instances",
         ),
