@@ -114,15 +114,16 @@ async fn spawn_all(
     lifetime: &Lifetime,
 ) -> Result<Routes, RunError> {
     let ops = ops::spawn(lifetime);
+    let front = Arc::new(crate::front::client::LiveFront::new(
+        std::path::Path::new(crate::front::client::ROUTES_FILE),
+        std::path::Path::new(crate::front::client::CONTROL_SOCKET),
+    ));
     let secrets_state = prepared.state.clone();
     let (publish_health, snapshots) = health::channel();
     let manager_deps = manager::Deps {
         units: systemd.clone(),
         gate: Arc::new(manager::probe::HttpGate),
-        routing: Arc::new(crate::front::client::LiveFront::new(
-            std::path::Path::new(crate::front::client::ROUTES_FILE),
-            std::path::Path::new(crate::front::client::CONTROL_SOCKET),
-        )),
+        routing: Arc::clone(&front) as Arc<dyn crate::front::client::Routing>,
         secrets: secrets_state.clone(),
         snapshots,
     };
@@ -154,9 +155,14 @@ async fn spawn_all(
         jobs: jobs.status(),
     };
     let health = health::spawn(Arc::clone(config), health_deps, publish_health, lifetime).await;
+    let any_front = config
+        .services
+        .values()
+        .any(|s| s.is_app() && s.port.is_some());
     let metrics_deps = metrics::Deps {
         snapshot: health.snapshot(),
         view: manager.view(),
+        front: any_front.then_some(front),
     };
     let metrics = metrics::spawn(Arc::clone(config), metrics_deps, lifetime);
     let host_deps = host::Deps {

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod config;
 pub mod deploy;
 pub mod load;
+pub mod load_kept;
 pub mod release;
 mod ssm;
 

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 /// Requests in flight at once: enough that one slow request does not hold
 /// up the next tick.
 const WORKERS: usize = 16;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ERRORS: usize = 20;
 
 #[derive(Debug)]
@@ -42,6 +42,8 @@ struct Tally {
 struct Shared {
     addr: SocketAddr,
     path: String,
+    /// Each worker keeps its connection open between requests.
+    keep_alive: bool,
     started: Instant,
     /// Set by stop: workers leave the slots still queued (a hung server
     /// could have queued many) rather than send them late.
@@ -87,6 +89,27 @@ impl Load {
     /// `max` has elapsed (a hard bound so a forgotten Load can never run
     /// forever).
     pub fn start(addr: SocketAddr, path: &str, rate: u32, max: Duration) -> Result<Load> {
+        Self::start_with(addr, path, rate, max, false)
+    }
+
+    /// The same, but each worker keeps one HTTP/1.1 connection and sends
+    /// its requests on it (see [`crate::load_kept`]).
+    pub fn start_kept_alive(
+        addr: SocketAddr,
+        path: &str,
+        rate: u32,
+        max: Duration,
+    ) -> Result<Load> {
+        Self::start_with(addr, path, rate, max, true)
+    }
+
+    fn start_with(
+        addr: SocketAddr,
+        path: &str,
+        rate: u32,
+        max: Duration,
+        keep_alive: bool,
+    ) -> Result<Load> {
         ensure!(rate > 0, "a load of 0 requests per second");
         ensure!(
             path.starts_with('/') && !path.contains(char::is_whitespace),
@@ -95,6 +118,7 @@ impl Load {
         let shared = Arc::new(Shared {
             addr,
             path: path.to_owned(),
+            keep_alive,
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             tally: Mutex::new(Tally::default()),
@@ -200,6 +224,7 @@ fn pace(
 }
 
 fn worker(shared: &Shared, slots: &Mutex<mpsc::Receiver<()>>) {
+    let mut kept = crate::load_kept::Kept::default();
     loop {
         let slot = match slots.lock() {
             Ok(rx) => rx.recv(),
@@ -208,8 +233,12 @@ fn worker(shared: &Shared, slots: &Mutex<mpsc::Receiver<()>>) {
         if slot.is_err() || shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let result = get(shared.addr, &shared.path)
-            .with_context(|| format!("GET {} from {}", shared.path, shared.addr));
+        let result = if shared.keep_alive {
+            kept.get(shared.addr, &shared.path)
+        } else {
+            get(shared.addr, &shared.path)
+        }
+        .with_context(|| format!("GET {} from {}", shared.path, shared.addr));
         shared.record(result);
     }
 }

@@ -142,14 +142,11 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
 
         // Through hostd's front, under load: a new release, a broken one
         // that rolls back by itself, scaling up and down. No request fails.
-        let load = Load::start(
-            format!("{}:{WEB_PORT}", s.address).parse()?,
-            "/",
-            RATE,
-            Duration::from_secs(600),
-        )?;
-        poll("the load to get answers", Duration::from_secs(30), || {
-            Ok((load.ok_so_far() > 20).then_some(()))
+        let front = format!("{}:{WEB_PORT}", s.address).parse()?;
+        let fresh = Load::start(front, "/", RATE, Duration::from_secs(600))?;
+        let kept = Load::start_kept_alive(front, "/", RATE, Duration::from_secs(600))?;
+        poll("the loads to get answers", Duration::from_secs(30), || {
+            Ok((fresh.ok_so_far() > 20 && kept.ok_so_far() > 20).then_some(()))
         })?;
         let under_load = (|| -> Result<()> {
             app("w2")?;
@@ -181,19 +178,32 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
             }
             Ok(())
         })();
-        let report = load.stop()?;
+        let reports = [
+            ("new connections", fresh.stop()?),
+            ("kept-alive connections", kept.stop()?),
+        ];
         under_load?;
+        for (how, report) in reports {
+            ensure!(
+                report.failed == 0 && report.ok > 100,
+                "through the front on {how}: {} ok, {} failed: {:?}",
+                report.ok,
+                report.failed,
+                report.errors
+            );
+            ensure!(
+                !report.bodies.contains_key("broken"),
+                "the broken release served on {how}: {:?}",
+                report.bodies
+            );
+        }
+
+        // The front's counts reach hostd's /metrics.
+        let metrics = http_get(s.health_addr()?, "/metrics")?.body;
         ensure!(
-            report.failed == 0 && report.ok > 100,
-            "through the front: {} ok, {} failed: {:?}",
-            report.ok,
-            report.failed,
-            report.errors
-        );
-        ensure!(
-            !report.bodies.contains_key("broken"),
-            "the broken release served: {:?}",
-            report.bodies
+            metrics.contains("hostd_front_requests_total{service=\"web\",class=\"2xx\"}")
+                && metrics.contains("hostd_front_request_duration_seconds_bucket{service=\"web\""),
+            "/metrics lacks the front's series: {metrics}"
         );
 
         // Status, /health and logs name the instance.

@@ -145,14 +145,17 @@ impl LiveFront {
             })
     }
 
-    async fn in_flight(&self) -> Result<BTreeMap<u16, u64>, RoutingError> {
+    /// What the front counts now.
+    pub async fn stats(&self) -> Result<FrontStats, RoutingError> {
         let (status, body) = self.exchange(Method::GET, "/stats", Vec::new()).await?;
-        let stats: FrontStats =
-            serde_json::from_slice(&body).map_err(|e| RoutingError::Unreachable {
-                path: self.socket.clone(),
-                reason: format!("HTTP {status}, not its stats: {e}"),
-            })?;
-        Ok(stats.in_flight.into_iter().collect())
+        serde_json::from_slice(&body).map_err(|e| RoutingError::Unreachable {
+            path: self.socket.clone(),
+            reason: format!("HTTP {status}, not its stats: {e}"),
+        })
+    }
+
+    async fn in_flight(&self) -> Result<BTreeMap<u16, u64>, RoutingError> {
+        Ok(self.stats().await?.in_flight.into_iter().collect())
     }
 }
 

@@ -54,7 +54,15 @@ pub struct Proxy {
     /// `X-Request-Id`s: a per-process prefix and a counter.
     id_prefix: String,
     next_id: AtomicU64,
+    /// One journal line per request (`HOSTD_FRONT_ACCESS_LOG=1`); off by
+    /// default: at hundreds of requests a second the journal would be
+    /// mostly that.
+    access_log: bool,
 }
+
+/// Set to `1` in hostd-front.service's environment (a drop-in) for one
+/// line per request.
+pub const ACCESS_LOG_VAR: &str = "HOSTD_FRONT_ACCESS_LOG";
 
 impl Proxy {
     pub fn new(table: Arc<Table>, stats: Arc<Stats>) -> Self {
@@ -73,6 +81,7 @@ impl Proxy {
             client,
             id_prefix: format!("{:x}{:x}", std::process::id(), started & 0xffff_ffff),
             next_id: AtomicU64::new(0),
+            access_log: std::env::var(ACCESS_LOG_VAR).is_ok_and(|v| v == "1"),
         }
     }
 
@@ -83,9 +92,30 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let response = self.forward(service, peer, req).await;
-        self.stats
-            .record(service, response.status(), started.elapsed());
+        // The path without its query, which may carry tokens.
+        let logged = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        let id = kept_request_id(req.headers()).unwrap_or_else(|| {
+            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+            format!("{}-{n:x}", self.id_prefix)
+        });
+        let mut response = self.forward(service, peer, req, &id).await;
+        let took = started.elapsed();
+        self.stats.record(service, response.status(), took);
+        // The client can name the request when it reports a problem.
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            response.headers_mut().entry(X_REQUEST_ID).or_insert(v);
+        }
+        if let Some((method, path)) = logged {
+            tracing::info!(
+                target: "access",
+                "{service} {} {method} {path} {} {:.1}ms id={id}",
+                peer.ip(),
+                response.status().as_u16(),
+                took.as_secs_f64() * 1000.0
+            );
+        }
         response
     }
 
@@ -94,15 +124,13 @@ impl Proxy {
         service: &str,
         peer: SocketAddr,
         mut req: Request<Incoming>,
+        id: &str,
     ) -> Response<ProxyBody> {
         let upgrade = is_upgrade(req.headers());
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        prepare(&mut headers, peer, upgrade, || {
-            format!("{}-{id:x}", self.id_prefix)
-        });
+        prepare(&mut headers, peer, upgrade, id);
         let path = parts
             .uri
             .path_and_query()
@@ -174,12 +202,7 @@ impl Proxy {
 
 /// What the app gets: forwarding headers, a request id, and none of the
 /// client connection's own headers (but those an upgrade needs).
-fn prepare(
-    headers: &mut HeaderMap,
-    peer: SocketAddr,
-    upgrade: bool,
-    new_id: impl FnOnce() -> String,
-) {
+fn prepare(headers: &mut HeaderMap, peer: SocketAddr, upgrade: bool, id: &str) {
     let protocol = headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(headers);
     if upgrade && let Some(protocol) = protocol {
@@ -197,12 +220,18 @@ fn prepare(
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    let keep = headers.get(&X_REQUEST_ID).is_some_and(|v| {
-        v.len() <= MAX_REQUEST_ID && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    });
-    if !keep && let Ok(v) = HeaderValue::from_str(&new_id()) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert(X_REQUEST_ID, v);
     }
+}
+
+/// The client's `X-Request-Id` when it is one worth keeping.
+fn kept_request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| v.len() <= MAX_REQUEST_ID && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

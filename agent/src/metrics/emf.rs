@@ -33,7 +33,7 @@ pub struct Previous {
 
 /// One document: `_aws` metadata, then dimension values and metric values
 /// as top-level members (the spec's "target members").
-fn document(
+pub(super) fn document(
     cfg: &MetricsConfig,
     timestamp_ms: u64,
     extra_dims: &[(&str, String)],
@@ -197,11 +197,13 @@ pub async fn write_every(
     path: std::path::PathBuf,
     snapshot: watch::Receiver<Snapshot>,
     view: watch::Receiver<ManagerView>,
+    front: Option<Arc<crate::front::client::LiveFront>>,
     lifetime: Lifetime,
 ) {
     let mut ticker = tokio::time::interval(config.metrics.emf_interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prev = Previous::default();
+    let mut prev_front = super::front::Previous::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -212,7 +214,15 @@ pub async fn write_every(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let snap = snapshot.borrow().clone();
         let current = view.borrow().clone();
-        let docs = documents(&snap, &current, &config.metrics, now_ms, &mut prev);
+        let mut docs = documents(&snap, &current, &config.metrics, now_ms, &mut prev);
+        if let Some(stats) = super::front::fetch(front.as_deref()).await {
+            docs.extend(super::front::emf_documents(
+                &config.metrics,
+                now_ms,
+                &stats,
+                &mut prev_front,
+            ));
+        }
         let path = path.clone();
         let written = lifetime
             .spawn_blocking("EMF write", move || append(&path, &docs))

@@ -18,7 +18,12 @@ pub fn routes(metrics: MetricsHandle) -> Router {
 async fn scrape(State(m): State<MetricsHandle>) -> Response {
     let snap = m.snapshot.borrow().clone();
     let view = m.view.borrow().clone();
-    match super::render(&snap, &view) {
+    let front = super::front::fetch(m.front.as_deref()).await;
+    let rendered = super::render(&snap, &view).map(|text| match &front {
+        Some(stats) => super::front::append_openmetrics(text, stats),
+        None => text,
+    });
+    match rendered {
         Ok(body) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -63,6 +68,7 @@ mod tests {
         let router = routes(MetricsHandle {
             snapshot: watch::channel(snap).1,
             view: watch::channel(ManagerView::default()).1,
+            front: None,
         });
         let (code, body) = get(router, "/metrics").await?;
         assert_eq!(code, StatusCode::OK);

@@ -22,18 +22,22 @@ use crate::health::Snapshot;
 use crate::lifetime::Lifetime;
 
 pub mod emf;
+pub mod front;
 pub mod http;
 
 /// What `/metrics` and the EMF writer render.
 pub struct Deps {
     pub snapshot: watch::Receiver<Snapshot>,
     pub view: watch::Receiver<ManagerView>,
+    /// hostd's front, when an app has a public port: its counts per app.
+    pub front: Option<Arc<crate::front::client::LiveFront>>,
 }
 
 #[derive(Clone)]
 pub struct MetricsHandle {
     snapshot: watch::Receiver<Snapshot>,
     view: watch::Receiver<ManagerView>,
+    front: Option<Arc<crate::front::client::LiveFront>>,
 }
 
 /// Starts the EMF writer when `metrics.emf_path` is set; `/metrics` needs
@@ -45,6 +49,7 @@ pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> MetricsHan
             path,
             deps.snapshot.clone(),
             deps.view.clone(),
+            deps.front.clone(),
             lifetime.clone(),
         );
         lifetime.spawn("EMF writer", writer);
@@ -52,6 +57,7 @@ pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> MetricsHan
     MetricsHandle {
         snapshot: deps.snapshot,
         view: deps.view,
+        front: deps.front,
     }
 }
 

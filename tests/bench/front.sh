@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# hostd's front against the instance behind it: an app declared in
+# hostd.toml with a `port` (the release demo API on `$PORT`), measured
+# through the front (its public port) and directly (the instance's private
+# port, opened to the host for this benchmark only):
+#   - requests per second and p99 over kept-alive connections at 1, 50 and
+#     500 concurrent (wrk, closed loop, DURATION s each);
+#   - p50/p99 at a steady 500 req/s, a new connection per request
+#     (loadgen.py, open loop), the load balancer's view;
+#   - the front's idle RSS before any load.
+# Targets (issue 18): p99 added <= 1 ms at 500 req/s, throughput >= 90 % of
+# direct, front idle RSS <= 10 MiB. Needs wrk (apt-get install wrk). Not
+# part of CI (tests/bench/README).
+source "$(dirname "$0")/common.sh"
+command -v wrk >/dev/null || { echo "front.sh needs wrk: apt-get install wrk" >&2; exit 1; }
+DURATION=${DURATION:-10}
+PUBLIC=8400
+PRIVATE=18401
+boot bfront
+in_sandbox sh -c "cat >> /etc/hostd/hostd.toml <<'EOF'
+
+[services.bench]
+command = \"env LISTEN_ADDR=0.0.0.0:\$PORT bin/api\"
+port = $PUBLIC
+health_path = \"/version\"
+release_dir = \"/srv/bench\"
+EOF
+install -d -m 0755 /srv/bench/releases
+cp -a \"\$(readlink -f /srv/api/current)\" /srv/bench/releases/b1
+ln -sfn releases/b1 /srv/bench/current
+systemctl restart hostd"
+for _ in $(seq 60); do
+    curl -fs -m 2 -o /dev/null "http://$ADDR:$PUBLIC/version" && break
+    sleep 1
+done
+curl -fs -m 2 -o /dev/null "http://$ADDR:$PUBLIC/version" || { echo "the front never served :$PUBLIC" >&2; exit 1; }
+sleep 5
+front_pid=$(in_sandbox systemctl show -P MainPID hostd-front.service)
+rss_kib=$(in_sandbox awk '/^VmRSS/ {print $2}' "/proc/$front_pid/status")
+awk -v rss="$rss_kib" 'BEGIN { printf "front idle: RSS %.1f MiB (target <= 10)\n", rss / 1024 }'
+
+wrk_line() { # URL CONNECTIONS -> "req/s p99"
+    wrk -t 2 -c "$2" -d "${DURATION}s" --latency "$1" |
+        awk '/Requests\/sec/ {rps=$2} $1 == "99%" {p99=$2} END {print rps, p99}'
+}
+for c in 1 50 500; do
+    read -r front_rps front_p99 < <(wrk_line "http://$ADDR:$PUBLIC/version" "$c")
+    read -r direct_rps direct_p99 < <(wrk_line "http://$ADDR:$PRIVATE/version" "$c")
+    awk -v c="$c" -v fr="$front_rps" -v dr="$direct_rps" -v fp="$front_p99" -v dp="$direct_p99" 'BEGIN {
+        printf "keep-alive, %3d connections: front %8.0f req/s p99 %s; direct %8.0f req/s p99 %s; throughput %.0f%% of direct\n",
+            c, fr, fp, dr, dp, fr / dr * 100
+    }'
+done
+python3 tests/bench/loadgen.py --host "$ADDR" --port "$PUBLIC" --path /version \
+    --rate 500 --seconds "$DURATION" --label "front, 500 req/s, new connections"
+python3 tests/bench/loadgen.py --host "$ADDR" --port "$PRIVATE" --path /version \
+    --rate 500 --seconds "$DURATION" --label "direct, 500 req/s, new connections"
