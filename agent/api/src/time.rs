@@ -2,8 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
+/// Past the year 9999 (systemd's "infinity", u64::MAX µs, is such a time)
+/// RFC 3339 has no form: those show as its last second rather than
+/// panicking, which `to_string` on humantime's formatter would.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    use std::fmt::Write;
+    let mut s = String::new();
+    match write!(s, "{}", humantime::format_rfc3339_seconds(t)) {
+        Ok(()) => s,
+        Err(_) => "9999-12-31T23:59:59Z".to_owned(),
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -22,5 +30,10 @@ mod tests {
     #[test]
     fn whole_seconds_in_utc() {
         assert_eq!(rfc3339_usec(1_700_000_000_999_999), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn systemds_infinity_is_the_last_second_not_a_panic() {
+        assert_eq!(rfc3339_usec(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }

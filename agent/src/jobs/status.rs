@@ -64,7 +64,8 @@ pub fn evaluate(s: Seen<'_>) -> JobStatus {
             "its timer is {}, so it does not run",
             t.active_state.as_str()
         )),
-        Ok(t) if t.next_elapse_usec == 0 => {}
+        // 0: not scheduled; u64::MAX: systemd's "infinity", never.
+        Ok(t) if t.next_elapse_usec == 0 || t.next_elapse_usec == u64::MAX => {}
         Ok(t) => {
             next_run = Some(rfc3339_usec(t.next_elapse_usec));
             let due = UNIX_EPOCH + Duration::from_micros(t.next_elapse_usec);
@@ -173,6 +174,14 @@ mod tests {
             Some(rfc3339_usec(100 * MIN).as_str())
         );
         assert_eq!(s.unit, "hostd-job-cleanup.service");
+    }
+
+    #[test]
+    fn a_timer_that_never_elapses_again_has_no_next_run_and_no_panic() {
+        let j = job();
+        let s = evaluate(seen(&j, None, timer(u64::MAX), 99 * MIN));
+        assert_eq!(s.health, HealthStatus::Healthy);
+        assert_eq!(s.next_run, None);
     }
 
     #[test]
