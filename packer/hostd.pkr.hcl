@@ -69,6 +69,16 @@ variable "encrypt_boot" {
   description = "Encrypt the AMI's snapshot with the account's default EBS key."
 }
 
+variable "runtime_packages" {
+  type        = list(string)
+  default     = []
+  description = "Distribution packages the apps need at run time, e.g. [\"nodejs\"] or [\"python3\", \"gunicorn\"] on Debian."
+  validation {
+    condition     = alltrue([for p in var.runtime_packages : can(regex("^[a-z0-9][a-z0-9.+-]*$", p))])
+    error_message = "Each runtime package must be a plain package name."
+  }
+}
+
 variable "tags" {
   type        = map(string)
   default     = {}
@@ -193,7 +203,7 @@ build {
 
   provisioner "shell" {
     inline = [
-      "sudo env HOSTD_OPERATOR_USER=${local.user} bash /tmp/hostd-staging/provision.sh /tmp/hostd-staging",
+      "sudo env HOSTD_OPERATOR_USER=${local.user} HOSTD_RUNTIME_PACKAGES='${join(" ", var.runtime_packages)}' bash /tmp/hostd-staging/provision.sh /tmp/hostd-staging",
       "rm -rf /tmp/hostd-staging",
     ]
   }

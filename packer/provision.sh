@@ -33,6 +33,12 @@ staging=$1
 [[ -r /etc/os-release ]] || die "/etc/os-release is missing: cannot detect the distribution"
 
 operator=${HOSTD_OPERATOR_USER:-admin}
+# What the apps run on (node, python3, gunicorn...): packer's
+# runtime_packages, space-separated names of this distribution's packages.
+read -r -a runtime <<<"${HOSTD_RUNTIME_PACKAGES:-}"
+for p in "${runtime[@]}"; do
+    [[ $p =~ ^[a-z0-9][a-z0-9.+-]*$ ]] || die "invalid runtime package name: $p"
+done
 [[ $operator =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "invalid HOSTD_OPERATOR_USER: $operator"
 
 # shellcheck disable=SC1091
@@ -41,7 +47,7 @@ operator=${HOSTD_OPERATOR_USER:-admin}
 # --- Packages and unit names: one branch per distribution family ----------
 case "${ID:-}" in
 debian | ubuntu)
-    packages=(postgresql redis-server openssh-server)
+    packages=(postgresql redis-server openssh-server "${runtime[@]}")
     units=(hostd.service hostd-data.service ssh.service postgresql.service redis-server.service api.socket)
     missing=()
     for p in "${packages[@]}"; do
@@ -57,7 +63,7 @@ debian | ubuntu)
     redis_conf=/etc/redis/redis.conf
     ;;
 amzn)
-    packages=(postgresql15-server redis6 openssh-server)
+    packages=(postgresql15-server redis6 openssh-server "${runtime[@]}")
     units=(hostd.service hostd-data.service sshd.service postgresql.service redis6.service api.socket)
     missing=()
     for p in "${packages[@]}"; do

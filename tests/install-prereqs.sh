@@ -29,6 +29,13 @@ for p in "${packages[@]}"; do
     fi
 done
 
+# The Next.js trial builds its app with npm: the machine's own Node.js and
+# npm when it has them (as from NodeSource, which Debian's npm conflicts
+# with), else Debian's.
+if ! command -v npm >/dev/null; then
+    missing+=(nodejs npm)
+fi
+
 if ((${#missing[@]} == 0)); then
     echo "install-prereqs: all present" >&2
     exit 0

@@ -84,7 +84,12 @@ fn add_services(project: &Project) -> Result<()> {
     Ok(())
 }
 
-fn deploy(project: &Project, s: &Sandbox, service: &str, version: &str) -> Result<(i32, String)> {
+pub(crate) fn deploy(
+    project: &Project,
+    s: &Sandbox,
+    service: &str,
+    version: &str,
+) -> Result<(i32, String)> {
     let (code, summary, stderr) = project.deploy_service(s, service, version, &[])?;
     let outcome = summary
         .first()
@@ -94,9 +99,96 @@ fn deploy(project: &Project, s: &Sandbox, service: &str, version: &str) -> Resul
 }
 
 fn served(s: &Sandbox) -> Result<String> {
-    let r = http_get(format!("{}:{WEB_PORT}", s.address).parse()?, "/")?;
-    ensure!(r.status == 200, ":{WEB_PORT}/ answered {}", r.status);
+    served_on(s, WEB_PORT, "/")
+}
+
+pub(crate) fn served_on(s: &Sandbox, port: u16, path: &str) -> Result<String> {
+    let r = http_get(format!("{}:{port}", s.address).parse()?, path)?;
+    ensure!(r.status == 200, ":{port}{path} answered {}", r.status);
     Ok(r.body.trim().to_owned())
+}
+
+/// An app on a port, changed through hostd's front while 100 requests a
+/// second on new connections and 100 on kept-alive ones go through it.
+pub(crate) struct Changes<'a> {
+    pub service: &'a str,
+    pub port: u16,
+    /// Answers the release's version.
+    pub path: &'a str,
+    pub health_path: &'a str,
+}
+
+impl Changes<'_> {
+    /// With v1 serving: a deploy of v2, one of a release whose health path
+    /// answers 500 (which must roll back by itself), scaling to 3 and back
+    /// to 1. `stage(v)` makes the artifact release `v`. No request fails,
+    /// and none is answered by the broken release.
+    pub(crate) fn under_load_fail_no_request(
+        &self,
+        s: &Sandbox,
+        project: &Project,
+        stage: &dyn Fn(&str) -> Result<()>,
+    ) -> Result<()> {
+        let (service, port) = (self.service, self.port);
+        let front = format!("{}:{port}", s.address).parse()?;
+        let fresh = Load::start(front, self.path, RATE, Duration::from_secs(600))?;
+        let kept = Load::start_kept_alive(front, self.path, RATE, Duration::from_secs(600))?;
+        poll("the loads to get answers", Duration::from_secs(30), || {
+            Ok((fresh.ok_so_far() > 20 && kept.ok_so_far() > 20).then_some(()))
+        })?;
+        let under_load = (|| -> Result<()> {
+            stage("v2")?;
+            let (code, said) = deploy(project, s, service, "v2")?;
+            ensure!(code == 0, "deploy {service} v2: {said}");
+            ensure!(served_on(s, port, self.path)? == "v2", "after deploying v2");
+            let old = format!("hostd-app-{service}@1.service");
+            ensure!(
+                s.unit_property(&old, "ActiveState")? != "active",
+                "the old instance still runs beside the new one"
+            );
+            stage("broken")?;
+            let (code, said) = deploy(project, s, service, "broken")?;
+            ensure!(code != 0, "the broken release was deployed: {said}");
+            ensure!(
+                said.contains(&format!("GET {} answered 500", self.health_path))
+                    && said.contains("database unreachable"),
+                "the failed deploy does not say why: {said}"
+            );
+            ensure!(
+                served_on(s, port, self.path)? == "v2",
+                "after the failed deploy"
+            );
+            for n in ["3", "1"] {
+                let out = project.hostctl(s, &["scale", &format!("{service}={n}")])?;
+                ensure!(
+                    out.status.success(),
+                    "scale {service}={n}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(())
+        })();
+        let reports = [
+            ("new connections", fresh.stop()?),
+            ("kept-alive connections", kept.stop()?),
+        ];
+        under_load?;
+        for (how, report) in reports {
+            ensure!(
+                report.failed == 0 && report.ok > 100,
+                "{service} through the front on {how}: {} ok, {} failed: {:?}",
+                report.ok,
+                report.failed,
+                report.errors
+            );
+            ensure!(
+                !report.bodies.contains_key("broken"),
+                "the broken release served on {how}: {:?}",
+                report.bodies
+            );
+        }
+        Ok(())
+    }
 }
 
 fn unit_file(s: &Sandbox, name: &str) -> Result<bool> {
@@ -135,68 +227,18 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
                 &[("app.py", WSGI_APP), ("VERSION", version)],
             )
         };
-        app("w1")?;
-        let (code, said) = deploy(&project, s, "web", "w1")?;
-        ensure!(code == 0, "deploy web w1: {said}");
-        ensure!(served(s)? == "w1", "after deploying w1");
+        app("v1")?;
+        let (code, said) = deploy(&project, s, "web", "v1")?;
+        ensure!(code == 0, "deploy web v1: {said}");
+        ensure!(served(s)? == "v1", "after deploying v1");
 
-        // Through hostd's front, under load: a new release, a broken one
-        // that rolls back by itself, scaling up and down. No request fails.
-        let front = format!("{}:{WEB_PORT}", s.address).parse()?;
-        let fresh = Load::start(front, "/", RATE, Duration::from_secs(600))?;
-        let kept = Load::start_kept_alive(front, "/", RATE, Duration::from_secs(600))?;
-        poll("the loads to get answers", Duration::from_secs(30), || {
-            Ok((fresh.ok_so_far() > 20 && kept.ok_so_far() > 20).then_some(()))
-        })?;
-        let under_load = (|| -> Result<()> {
-            app("w2")?;
-            let (code, said) = deploy(&project, s, "web", "w2")?;
-            ensure!(code == 0, "deploy web w2: {said}");
-            ensure!(served(s)? == "w2", "after deploying w2");
-            ensure!(
-                s.unit_property("hostd-app-web@1.service", "ActiveState")? != "active",
-                "the old instance still runs beside the new one"
-            );
-
-            // A release whose health path answers 500 never serves.
-            app("broken")?;
-            let (code, said) = deploy(&project, s, "web", "broken")?;
-            ensure!(code != 0, "the broken release was deployed: {said}");
-            ensure!(
-                said.contains("GET /up answered 500") && said.contains("database unreachable"),
-                "the failed deploy does not say why: {said}"
-            );
-            ensure!(served(s)? == "w2", "after the failed deploy");
-
-            for n in ["3", "1"] {
-                let out = project.hostctl(s, &["scale", &format!("web={n}")])?;
-                ensure!(
-                    out.status.success(),
-                    "scale web={n}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(())
-        })();
-        let reports = [
-            ("new connections", fresh.stop()?),
-            ("kept-alive connections", kept.stop()?),
-        ];
-        under_load?;
-        for (how, report) in reports {
-            ensure!(
-                report.failed == 0 && report.ok > 100,
-                "through the front on {how}: {} ok, {} failed: {:?}",
-                report.ok,
-                report.failed,
-                report.errors
-            );
-            ensure!(
-                !report.bodies.contains_key("broken"),
-                "the broken release served on {how}: {:?}",
-                report.bodies
-            );
-        }
+        let changes = Changes {
+            service: "web",
+            port: WEB_PORT,
+            path: "/",
+            health_path: "/up",
+        };
+        changes.under_load_fail_no_request(s, &project, &|v| app(v))?;
 
         // The front's counts reach hostd's /metrics.
         let metrics = http_get(s.health_addr()?, "/metrics")?.body;

@@ -21,6 +21,7 @@ mod health_checks;
 mod image;
 mod jobs;
 mod manager;
+mod nextjs_app;
 mod restore_faults;
 mod restores;
 mod sandbox_host;
@@ -107,6 +108,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     deploys::a_fleet_deploy_stops_at_the_failed_host,
     app_services::two_app_services_deploy_scale_and_roll_back_independently,
     declared_apps::apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_themselves,
+    nextjs_app::an_unmodified_nextjs_app_deploys_behind_the_front_with_no_failed_request,
     jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     image::packer_provisions_a_bare_host_that_boots_healthy,

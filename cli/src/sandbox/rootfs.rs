@@ -27,9 +27,11 @@ const PACKAGES: &[&str] = &[
     "curl",
     // As on EC2 images: a bare sandbox's operator provisions with sudo.
     "sudo",
-    // A language runtime and app server this project did not write, for
-    // the trials of apps declared in hostd.toml (pulls in python3).
+    // Language runtimes and an app server this project did not write, for
+    // the trials of apps declared in hostd.toml (gunicorn pulls in python3),
+    // as packer's runtime_packages puts them on an image.
     "gunicorn",
+    "nodejs",
 ];
 
 /// FNV-1a 64: stable across Rust releases, unlike `DefaultHasher`.
