@@ -324,7 +324,7 @@ fn parse(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
 }
 
 /// A chunked body, which must end with its last (empty) chunk.
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let eol = rest
