@@ -74,7 +74,8 @@ variable "runtime_packages" {
   default     = []
   description = "Distribution packages the apps need at run time, e.g. [\"nodejs\"] or [\"python3\", \"gunicorn\"] on Debian."
   validation {
-    condition     = alltrue([for p in var.runtime_packages : can(regex("^[a-z0-9][a-z0-9.+-]*$", p))])
+    # No alltrue(): Debian's packer predates it.
+    condition     = length([for p in var.runtime_packages : p if ! can(regex("^[a-z0-9][a-z0-9.+-]*$", p))]) == 0
     error_message = "Each runtime package must be a plain package name."
   }
 }
