@@ -40,7 +40,8 @@ rss_kib=$(in_sandbox awk '/^VmRSS/ {print $2}' "/proc/$front_pid/status")
 awk -v rss="$rss_kib" 'BEGIN { printf "front idle: RSS %.1f MiB (target <= 10)\n", rss / 1024 }'
 
 wrk_line() { # URL CONNECTIONS -> "req/s p99"
-    wrk -t 2 -c "$2" -d "${DURATION}s" --latency "$1" |
+    # wrk wants at least as many connections as threads.
+    wrk -t "$(( $2 < 2 ? 1 : 2 ))" -c "$2" -d "${DURATION}s" --latency "$1" |
         awk '/Requests\/sec/ {rps=$2} $1 == "99%" {p99=$2} END {print rps, p99}'
 }
 for c in 1 50 500; do
