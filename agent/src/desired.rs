@@ -29,9 +29,7 @@ pub struct DesiredService {
     pub second_set: bool,
 }
 
-/// Instance numbers of the second set of an app behind the front start
-/// after this.
-pub const SECOND_SET: u32 = 100;
+pub use crate::config::SECOND_SET;
 
 impl DesiredState {
     /// The state for a first start: everything running, templates at their

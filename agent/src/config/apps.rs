@@ -130,7 +130,7 @@ fn check_instance_ports(config: &Config, name: &str, svc: &ServiceConfig) -> Res
     };
     let range = |s: &ServiceConfig| {
         s.instance_port_base()
-            .map(|b| b + 1..=b + crate::desired::SECOND_SET + s.max_instances.0)
+            .map(|b| b + 1..=b + super::SECOND_SET + s.max_instances.0)
     };
     let Some(ours) = range(svc) else {
         return Ok(());

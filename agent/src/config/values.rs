@@ -105,6 +105,10 @@ impl TryFrom<String> for UnitName {
     }
 }
 
+/// Instance numbers of the second set of an app behind the front start
+/// after this (see `crate::desired`).
+pub const SECOND_SET: u32 = 100;
+
 /// The start of the name of every unit hostd writes for an app.
 pub const APP_UNIT_PREFIX: &str = "hostd-app-";
 

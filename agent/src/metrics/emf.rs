@@ -15,10 +15,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{MetricsError, health_value, services, unit_up};
+use super::{MetricsError, emf_document as document, health_value, services, unit_up};
 use crate::config::{Config, MetricsConfig};
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
@@ -29,43 +29,6 @@ use crate::lifetime::Lifetime;
 pub struct Previous {
     restarts: BTreeMap<String, u64>,
     failures: BTreeMap<String, u64>,
-}
-
-/// One document: `_aws` metadata, then dimension values and metric values
-/// as top-level members (the spec's "target members").
-pub(super) fn document(
-    cfg: &MetricsConfig,
-    timestamp_ms: u64,
-    extra_dims: &[(&str, String)],
-    metrics: &[(&str, &str, f64)],
-) -> Value {
-    let mut keys: Vec<&str> = cfg.dimensions.keys().map(String::as_str).collect();
-    keys.extend(extra_dims.iter().map(|(k, _)| *k));
-    let mut doc = Map::new();
-    doc.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": cfg.namespace,
-                "Dimensions": [keys],
-                "Metrics": metrics
-                    .iter()
-                    .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
-                    .collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    for (k, v) in &cfg.dimensions {
-        doc.insert(k.clone(), Value::String(v.clone()));
-    }
-    for (k, v) in extra_dims {
-        doc.insert((*k).to_owned(), Value::String(v.clone()));
-    }
-    for (name, _, v) in metrics {
-        doc.insert((*name).to_owned(), json!(v));
-    }
-    Value::Object(doc)
 }
 
 /// The documents for one write.
@@ -241,6 +204,7 @@ pub async fn write_every(
 mod tests {
     use super::*;
     use crate::metrics::tests::{snapshot, view};
+    use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
     fn cfg() -> MetricsConfig {

@@ -135,7 +135,7 @@ pub fn emf_documents(
         if let Some(p99) = p99_ms(&buckets) {
             metrics.push(("FrontLatencyP99", "Milliseconds", p99));
         }
-        out.push(super::emf::document(
+        out.push(super::emf_document(
             cfg,
             timestamp_ms,
             &[("Service", service.clone())],

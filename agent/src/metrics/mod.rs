@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Config, MetricsConfig};
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
 use crate::lifetime::Lifetime;
@@ -99,6 +101,43 @@ pub(crate) fn services(view: &ManagerView) -> BTreeSet<String> {
         .chain(view.failures.keys())
         .cloned()
         .collect()
+}
+
+/// One document: `_aws` metadata, then dimension values and metric values
+/// as top-level members (the spec's "target members").
+pub(crate) fn emf_document(
+    cfg: &MetricsConfig,
+    timestamp_ms: u64,
+    extra_dims: &[(&str, String)],
+    metrics: &[(&str, &str, f64)],
+) -> Value {
+    let mut keys: Vec<&str> = cfg.dimensions.keys().map(String::as_str).collect();
+    keys.extend(extra_dims.iter().map(|(k, _)| *k));
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": cfg.namespace,
+                "Dimensions": [keys],
+                "Metrics": metrics
+                    .iter()
+                    .map(|(name, unit, _)| json!({"Name": name, "Unit": unit}))
+                    .collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (k, v) in &cfg.dimensions {
+        doc.insert(k.clone(), Value::String(v.clone()));
+    }
+    for (k, v) in extra_dims {
+        doc.insert((*k).to_owned(), Value::String(v.clone()));
+    }
+    for (name, _, v) in metrics {
+        doc.insert((*name).to_owned(), json!(v));
+    }
+    Value::Object(doc)
 }
 
 type Labels = Vec<(&'static str, String)>;
