@@ -205,6 +205,16 @@ pub fn apps_declared_in_hostd_toml_run_without_unit_files_and_roll_back_by_thems
         for unit in ["hostd-app-web@.service", "hostd-app-worker@.service"] {
             ensure!(unit_file(s, unit)?, "hostd did not write {unit}");
         }
+        let verify = s.root_sh_output(
+            "cd /etc/systemd/system && systemd-analyze verify --man=no hostd-app-web@1.service \
+             hostd-app-worker@1.service hostd-front-web.socket 2>&1",
+        )?;
+        let said = String::from_utf8_lossy(&verify.stdout);
+        ensure!(
+            verify.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify of the generated units:\n{said}"
+        );
+        crate::manager::exposure_is_ok(s, "hostd-app-web@1.service")?;
         let users = s.root_sh("id -u web && id -u worker-app")?;
         ensure!(users.lines().count() == 2, "users: {users}");
 
