@@ -43,6 +43,9 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Sends of one retryable request at most (connections refused count).
+const MAX_SENDS: u32 = 3;
+
 /// An incoming request id longer than this, or with odd bytes, is
 /// replaced: it ends up in logs.
 const MAX_REQUEST_ID: usize = 128;
@@ -70,7 +73,9 @@ impl Proxy {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            // Below the shortest keep-alive common app servers keep (Node:
+            // 5 s), so the front seldom reuses one the app is closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .build(connector);
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -138,16 +143,21 @@ impl Proxy {
             .to_owned();
         let retryable = is_idempotent(&parts.method) && body.is_end_stream() && !upgrade;
         let mut body = Some(body.boxed());
-        let mut tried = Vec::new();
+        // Instances that refused a connection, passed over from now on.
+        let mut refused = Vec::new();
+        // A kept connection the app closed as the request went out (Node
+        // closes idle ones after 5 s) fails a send that never reached it:
+        // a retryable request goes again, on a new connection.
+        let mut sends_left = MAX_SENDS;
         loop {
-            let Some(backend) = self.table.pick(service, &tried) else {
-                return if tried.is_empty() {
+            let Some(backend) = self.table.pick(service, &refused) else {
+                return if refused.is_empty() {
                     answer(StatusCode::SERVICE_UNAVAILABLE, "no instance is serving\n")
                 } else {
                     answer(StatusCode::BAD_GATEWAY, "no instance could be reached\n")
                 };
             };
-            tried.push(backend.port);
+            sends_left = sends_left.saturating_sub(1);
             let guard = InFlight::new(Arc::clone(&backend));
             let mut out = Request::new(body.take().unwrap_or_else(empty));
             *out.method_mut() = parts.method.clone();
@@ -175,6 +185,7 @@ impl Proxy {
                 }
                 Err(e) if e.is_connect() => {
                     backend.refused();
+                    refused.push(backend.port);
                     tracing::warn!(
                         service,
                         port = backend.port,
@@ -186,6 +197,9 @@ impl Proxy {
                             "the instance could not be reached\n",
                         );
                     }
+                }
+                Err(e) if retryable && sends_left > 0 => {
+                    tracing::debug!(service, port = backend.port, "sending again: {e}");
                 }
                 Err(e) => {
                     tracing::warn!(

@@ -219,6 +219,44 @@ async fn a_refused_get_goes_to_another_instance_and_a_refused_post_does_not() ->
     Ok(())
 }
 
+/// An app that hangs up on the first request of each of its first two
+/// connections without a word (as when it closes a kept connection just
+/// as the front sends on it), and answers "late" on later ones.
+async fn hangs_up_first() -> Res<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
+                head.push(byte[0]);
+            }
+            if n <= 2 {
+                continue; // dropped: closed without an answer
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate")
+                .await;
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::test]
+async fn a_request_the_app_hung_up_on_goes_again_when_that_is_safe() -> Res {
+    let f = front(&[hangs_up_first().await?]).await?;
+    let post = "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2";
+    let (status, _) = request(f.port, post, b"hi").await?;
+    assert_eq!(status, 502, "a request with a body is not sent twice");
+    let (status, body) = request(f.port, &get_head("/"), b"").await?;
+    assert_eq!((status, body.as_str()), (200, "late"), "a GET goes again");
+    f.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn large_bodies_stream_through_both_ways() -> Res {
     let a = app("a").await?;
