@@ -128,11 +128,7 @@ impl<U: Units> Manager<U> {
             ) {
                 continue;
             }
-            self.units.reset_failed(&w.unit).await?;
-            self.units.job(JobKind::Start, &w.unit, JOB_TIMEOUT).await?;
-            if let Some(gate) = gate {
-                self.wait_healthy(&svc, &w, gate).await?;
-            }
+            self.start_gated(&svc, &w, gate).await?;
             started.push(w.unit);
         }
         if self.behind_front(service) {
@@ -387,22 +383,14 @@ impl<U: Units> Manager<U> {
                 continue;
             }
             let step = format!("restart {}", w.unit);
-            let t = Instant::now();
-            if let Some(p) = progress {
-                let _ = p.send(hostd_api::DeployEvent::Step { step: step.clone() });
-            }
+            let began = super::step_begins(progress, &step);
             self.scheduled.remove(&w.unit);
             self.histories.remove(&w.unit);
             self.units
                 .job(JobKind::Restart, &w.unit, JOB_TIMEOUT)
                 .await?;
             self.wait_healthy(&svc, &w, gate).await?;
-            if let Some(p) = progress {
-                let _ = p.send(hostd_api::DeployEvent::StepDone {
-                    step,
-                    seconds: t.elapsed().as_secs_f64(),
-                });
-            }
+            super::step_done(progress, step, began);
         }
         Ok(())
     }

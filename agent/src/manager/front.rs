@@ -7,9 +7,6 @@
 //! front, then the old set drains and stops. No request meets a closed
 //! port, whatever the app does on SIGTERM.
 
-use hostd_api::DeployEvent;
-use tokio::time::Instant;
-
 use super::{Gate, JOB_TIMEOUT, Manager, ManagerError, Progress};
 use crate::config::UnitName;
 use crate::desired::WantedUnit;
@@ -104,23 +101,15 @@ impl<U: Units> Manager<U> {
         let mut result = Ok(());
         for w in &new {
             let step = format!("start {}", w.unit);
-            let t = Instant::now();
-            if let Some(p) = progress {
-                let _ = p.send(DeployEvent::Step { step: step.clone() });
-            }
+            let began = super::step_begins(progress, &step);
             self.histories.remove(&w.unit);
             started.push(w.unit.clone());
             self.watch(&w.unit).await;
-            result = self.start_gated(&svc, w, gate).await;
+            result = self.start_gated(&svc, w, Some(gate)).await;
             if result.is_err() {
                 break;
             }
-            if let Some(p) = progress {
-                let _ = p.send(DeployEvent::StepDone {
-                    step,
-                    seconds: t.elapsed().as_secs_f64(),
-                });
-            }
+            super::step_done(progress, step, began);
         }
         if result.is_ok() {
             result = self.route_wanted(service).await;
@@ -141,15 +130,19 @@ impl<U: Units> Manager<U> {
         self.drain_and_stop(service, &old).await
     }
 
-    async fn start_gated(
+    /// Starts `w` afresh, through `gate` when there is one.
+    pub(super) async fn start_gated(
         &mut self,
         svc: &crate::config::ServiceConfig,
         w: &WantedUnit,
-        gate: &Gate,
+        gate: Option<&Gate>,
     ) -> Result<(), ManagerError> {
         self.units.reset_failed(&w.unit).await?;
         self.units.job(JobKind::Start, &w.unit, JOB_TIMEOUT).await?;
-        self.wait_healthy(svc, w, gate).await
+        match gate {
+            Some(gate) => self.wait_healthy(svc, w, gate).await,
+            None => Ok(()),
+        }
     }
 
     fn flip_set(&mut self, service: &str) {

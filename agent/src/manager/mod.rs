@@ -134,6 +134,26 @@ impl Gate {
 /// Where a rollout reports each instance's restart as it goes.
 pub type Progress = mpsc::UnboundedSender<hostd_api::DeployEvent>;
 
+/// Reports that `step` of a rollout begins; when it began.
+fn step_begins(progress: Option<&Progress>, step: &str) -> Instant {
+    if let Some(p) = progress {
+        let _ = p.send(hostd_api::DeployEvent::Step {
+            step: step.to_owned(),
+        });
+    }
+    Instant::now()
+}
+
+/// Reports that `step`, begun at `began`, is done.
+fn step_done(progress: Option<&Progress>, step: String, began: Instant) {
+    if let Some(p) = progress {
+        let _ = p.send(hostd_api::DeployEvent::StepDone {
+            step,
+            seconds: began.elapsed().as_secs_f64(),
+        });
+    }
+}
+
 /// How the rest of hostd talks to the manager, and what it publishes.
 #[derive(Clone)]
 pub struct ManagerHandle {
