@@ -286,28 +286,13 @@ fn parse(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .with_context(|| format!("no end of headers in {} bytes", raw.len()))?;
-    let head = String::from_utf8_lossy(&raw[..end]);
+    let Head {
+        status,
+        length,
+        chunked,
+        ..
+    } = parse_head(&String::from_utf8_lossy(&raw[..end]))?;
     let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line `{status_line}`"))?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().context("bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        }
-    }
     let body = if chunked {
         dechunk(body)?
     } else if let Some(n) = length {
@@ -321,6 +306,46 @@ fn parse(raw: &[u8]) -> Result<(u16, Vec<u8>)> {
         body.to_vec()
     };
     Ok((status, body))
+}
+
+/// What a response's head says about its body and its connection.
+pub(crate) struct Head {
+    pub status: u16,
+    pub length: Option<usize>,
+    pub chunked: bool,
+    /// `Connection: close`: the server closes after this response.
+    pub close: bool,
+}
+
+/// A response head (status line and headers, without the blank line).
+pub(crate) fn parse_head(head: &str) -> Result<Head> {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line `{status_line}`"))?;
+    let mut parsed = Head {
+        status,
+        length: None,
+        chunked: false,
+        close: false,
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            parsed.length = Some(value.parse::<usize>().context("bad Content-Length")?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            parsed.chunked = value.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            parsed.close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    Ok(parsed)
 }
 
 /// A chunked body, which must end with its last (empty) chunk.

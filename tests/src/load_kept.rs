@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::load::REQUEST_TIMEOUT;
+use crate::load::{Head, REQUEST_TIMEOUT};
 
 /// A worker's connection, kept between requests.
 #[derive(Default)]
@@ -132,29 +132,23 @@ fn read_response(s: &mut TcpStream, deadline: Instant) -> Result<(u16, Vec<u8>, 
         let body = crate::load::dechunk(&body).map_err(Failure::Answer)?;
         return Ok((parsed.status, body, parsed.close));
     }
-    while body.len() < parsed.length {
+    let length = parsed.length.unwrap_or(0);
+    while body.len() < length {
         let mut more = Vec::new();
         match read(s, &mut more) {
             Ok(0) => {
                 return Err(Failure::Answer(anyhow::anyhow!(
                     "body cut short: {} of {} bytes",
                     body.len(),
-                    parsed.length
+                    length
                 )));
             }
             Ok(_) => body.extend_from_slice(&more),
             Err(e) => return Err(Failure::Answer(e)),
         }
     }
-    body.truncate(parsed.length);
+    body.truncate(length);
     Ok((parsed.status, body, parsed.close))
-}
-
-struct Head {
-    status: u16,
-    length: usize,
-    chunked: bool,
-    close: bool,
 }
 
 fn ensure_small(len: usize) -> Result<()> {
@@ -162,41 +156,15 @@ fn ensure_small(len: usize) -> Result<()> {
     Ok(())
 }
 
+/// The head, refused when the body's end cannot be known on a kept
+/// connection or the body is large; the length is 0 for a chunked body.
 fn parse_head(head: &str) -> Result<Head> {
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad status line `{status_line}`"))?;
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().context("bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close");
-        }
-    }
-    if !chunked && length.is_none() {
+    let mut parsed = crate::load::parse_head(head)?;
+    if !parsed.chunked && parsed.length.is_none() {
         bail!("neither a Content-Length nor a chunked body: cannot keep the connection");
     }
-    let length = length.unwrap_or(0);
-    ensure_small(length)?;
-    Ok(Head {
-        status,
-        length,
-        chunked,
-        close,
-    })
+    ensure_small(*parsed.length.get_or_insert(0))?;
+    Ok(parsed)
 }
 
 #[cfg(test)]
