@@ -3,7 +3,8 @@
 #  1. `hostctl deploy` of a 20 MB artifact (the release demo API padded with
 #     incompressible bytes) until every instance is healthy on it: the first
 #     deploy (upload) and the same artifact again under a new version
-#     (upload skipped). Targets: < 3 s and < 1.5 s, build excluded.
+#     (upload skipped), and with one file changed (only the chunks the host
+#     lacks uploaded). Targets: < 3 s and < 1.5 s, build excluded.
 #  2. Failed requests at 500 requests/s to the API's port while a new
 #     release goes live, with 1 instance and with 3. Target: 0.
 # Not part of CI (tests/bench/README).
@@ -49,7 +50,10 @@ first=$(deploy b1)
 uploaded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
 repeat=$(deploy b2)
 again=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
-echo "deploy of a $((SIZE / 1000000)) MB artifact to healthy: first ${first} s (uploaded ${uploaded} bytes), same artifact again ${repeat} s (uploaded ${again} bytes)"
+echo "b3, one file changed" >"$project/dist/VERSION"
+changed=$(deploy b3)
+delta=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
+echo "deploy of a $((SIZE / 1000000)) MB artifact to healthy: first ${first} s (uploaded ${uploaded} bytes), same artifact again ${repeat} s (uploaded ${again} bytes), one file changed ${changed} s (uploaded ${delta} bytes)"
 
 under_load() { # INSTANCES VERSION
     (cd "$project" && "$OLDPWD/$HOSTCTL" scale "api=$1" >/dev/null)

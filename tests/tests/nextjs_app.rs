@@ -3,7 +3,8 @@
 //! (tests/apps/nextjs: a page and two route handlers, nothing for hostd)
 //! and run by `node server.js` from Debian's nodejs on the sandbox. Through
 //! hostd's front under load: deploys, a broken release that rolls back by
-//! itself, scaling; no request fails.
+//! itself, scaling; no request fails. A redeploy with one file changed
+//! uploads only the chunks the host lacks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,7 @@ use anyhow::{Context, Result, ensure};
 use hostctl_tests::Sandbox;
 use hostctl_tests::deploy::Project;
 
-use crate::declared_apps::{Changes, deploy, served_on};
+use crate::declared_apps::{Changes, served_on};
 
 const PORT: u16 = 3100;
 
@@ -62,6 +63,16 @@ fn build(dir: &Path) -> Result<PathBuf> {
     Ok(standalone)
 }
 
+/// Deploys `version` of next; the bytes hostctl says it uploaded.
+fn uploaded(project: &Project, s: &Sandbox, version: &str) -> Result<u64> {
+    let (code, summary, stderr) = project.deploy_service(s, "next", version, &[])?;
+    ensure!(code == 0, "deploy next {version}: {summary:?} {stderr}");
+    summary
+        .first()
+        .and_then(|r| r["uploaded_bytes"].as_u64())
+        .with_context(|| format!("deploy next {version} uploaded nothing: {summary:?}"))
+}
+
 pub fn an_unmodified_nextjs_app_deploys_behind_the_front_with_no_failed_request(
     s: &Sandbox,
 ) -> Result<()> {
@@ -80,9 +91,16 @@ pub fn an_unmodified_nextjs_app_deploys_behind_the_front_with_no_failed_request(
             Ok(())
         };
         stage("v1")?;
-        let (code, said) = deploy(&project, s, "next", "v1")?;
-        ensure!(code == 0, "deploy next v1: {said}");
-        ensure!(served_on(s, PORT, "/api/version")? == "v1");
+        let whole = uploaded(&project, s, "v1")?;
+        // Issue 18 (7): a build that differs in one file sends about that
+        // file, not the artifact again.
+        stage("v1.1")?;
+        let changed = uploaded(&project, s, "v1.1")?;
+        ensure!(
+            changed * 20 < whole,
+            "a one-file change uploaded {changed} bytes; the whole artifact is {whole}"
+        );
+        ensure!(served_on(s, PORT, "/api/version")? == "v1.1");
         let page = served_on(s, PORT, "/")?;
         ensure!(
             page.contains("A Next.js app deployed by hostd"),

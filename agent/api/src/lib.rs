@@ -1,11 +1,13 @@
 //! Types that cross the wire between hostd (on the host) and hostctl (on the
 //! operator's machine), and the rules both sides apply ([`paths`], release
-//! names, [`time`], [`errors`]). Kept free of runtime dependencies so both
-//! sides, and scripts reading `--json` output, agree on one shape.
+//! names, [`time`], [`errors`], how artifacts are cut into [`chunks`]).
+//! Kept free of runtime dependencies so both sides, and scripts reading
+//! `--json` output, agree on one shape.
 
 use serde::{Deserialize, Serialize};
 
 pub mod backup;
+pub mod chunks;
 pub mod deploy;
 pub mod errors;
 pub mod jobs;

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use hostd_api::{ArtifactInfo, DeployRequest, ReleasesList, RollbackRequest, TaskRequest};
 
@@ -21,6 +21,16 @@ pub fn routes<H: DeployHost>(d: Deployer<H>) -> Router {
             get(artifact_info::<H>)
                 .put(artifact_upload::<H>)
                 .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            &format!("{v}/artifacts/{{digest}}/lacking"),
+            post(chunks_lacking::<H>).layer(DefaultBodyLimit::max(
+                hostd_api::chunks::MAX_CHUNKS * hostd_api::chunks::ENTRY_BYTES,
+            )),
+        )
+        .route(
+            &format!("{v}/artifacts/{{digest}}/delta"),
+            put(delta_upload::<H>).layer(DefaultBodyLimit::disable()),
         )
         .route(&format!("{v}/deploy"), post(deploy::<H>))
         .route(&format!("{v}/rollback"), post(roll_back::<H>))
@@ -51,6 +61,33 @@ async fn artifact_upload<H: DeployHost>(
 ) -> Response {
     tracing::info!(digest, "artifact upload");
     match d.artifacts.receive(&digest, body.into_data_stream()).await {
+        Ok(bytes) => (StatusCode::CREATED, Json(ArtifactInfo { digest, bytes })).into_response(),
+        Err(e) => error(&e.into()),
+    }
+}
+
+async fn chunks_lacking<H: DeployHost>(
+    State(d): State<Deployer<H>>,
+    UrlPath(digest): UrlPath<String>,
+    recipe: axum::body::Bytes,
+) -> Response {
+    match d.artifacts.lacking(&digest, &recipe).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => error(&e.into()),
+    }
+}
+
+async fn delta_upload<H: DeployHost>(
+    State(d): State<Deployer<H>>,
+    UrlPath(digest): UrlPath<String>,
+    body: Body,
+) -> Response {
+    tracing::info!(digest, "artifact delta upload");
+    match d
+        .artifacts
+        .receive_delta(&digest, body.into_data_stream())
+        .await
+    {
         Ok(bytes) => (StatusCode::CREATED, Json(ArtifactInfo { digest, bytes })).into_response(),
         Err(e) => error(&e.into()),
     }

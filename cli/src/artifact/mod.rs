@@ -9,6 +9,7 @@
 //! Paths and links that hostd would refuse when unpacking are refused here
 //! already, so the operator hears about them before anything is uploaded.
 
+mod delta;
 mod sources;
 mod upload;
 

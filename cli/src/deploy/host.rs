@@ -94,13 +94,13 @@ pub struct Change<'a> {
 }
 
 /// Runs `change` on `target`; an upload is counted on the bar `new_bar`
-/// gives, and every event of hostd goes to `on_event`. Never fails:
-/// whatever happened is in the result.
+/// gives for the bytes to send, and every event of hostd goes to
+/// `on_event`. Never fails: whatever happened is in the result.
 pub async fn run(
     transport: &Transport,
     target: &HostTarget,
     change: &Change<'_>,
-    new_bar: impl FnOnce() -> ProgressBar,
+    new_bar: impl FnOnce(u64) -> ProgressBar,
     mut on_event: impl FnMut(&DeployEvent),
 ) -> HostResult {
     let started = Instant::now();
@@ -142,7 +142,7 @@ async fn follow(
     client: &mut HostClient,
     change: &Change<'_>,
     result: &mut HostResult,
-    new_bar: impl FnOnce() -> ProgressBar,
+    new_bar: impl FnOnce(u64) -> ProgressBar,
     on_event: &mut impl FnMut(&DeployEvent),
 ) -> Result<(HostOutcome, Option<String>), (bool, TransportError)> {
     if let Some(upload) = &change.upload {

@@ -264,11 +264,11 @@ pub async fn deploy(
         path: "deploy",
         body: Bytes::from(serde_json::to_vec(&request).map_err(DeployError::Request)?),
         version: &version,
-        upload: Some(Upload {
-            digest: &packed.digest,
-            file: packed.file.path(),
-            bytes: packed.compressed_bytes,
-        }),
+        upload: Some(Upload::new(
+            &packed.digest,
+            packed.file.path(),
+            packed.compressed_bytes,
+        )),
         timeout: s.rollout.timeout,
     };
     roll_out(&s.rollout, &change).await
@@ -330,8 +330,7 @@ async fn change_hosts(
         |t| {
             let mut steps = render::Steps::new(&t.name, anstream::stderr());
             let (json, progress) = (r.json, r.progress);
-            let bytes = change.upload.as_ref().map_or(0, |u| u.bytes);
-            let new_bar = move || output::upload_bar(&t.name, bytes, progress);
+            let new_bar = move |bytes| output::upload_bar(&t.name, bytes, progress);
             host::run(transport, t, change, new_bar, move |e| {
                 if !json {
                     // A closed stderr must not stop the rollout.

@@ -26,7 +26,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// ssh's stderr kept for error messages (the tail matters, not the head).
 const MAX_STDERR: usize = 64 * 1024;
 
-/// A request body: JSON in one piece, or an upload streamed from a file.
+/// A request body: in one piece, or an upload streamed from a file.
 pub type RequestBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn json_body(body: Option<Bytes>) -> RequestBody {
@@ -115,6 +115,23 @@ impl HostClient {
     pub async fn get_json<T: DeserializeOwned>(&mut self, path: &str) -> Result<T, TransportError> {
         let body = self.request(Method::GET, path, None).await?;
         serde_json::from_slice(&body).map_err(|source| TransportError::Decode {
+            host: self.host.clone(),
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// `POST path` with a binary body, decoding a 2xx JSON answer as `T`.
+    pub async fn post_octets<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<T, TransportError> {
+        let octets = Some("application/octet-stream");
+        let answer = self
+            .exchange(Method::POST, path, json_body(Some(body)), octets)
+            .await?;
+        serde_json::from_slice(&answer).map_err(|source| TransportError::Decode {
             host: self.host.clone(),
             path: path.to_owned(),
             source,

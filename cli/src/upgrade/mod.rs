@@ -220,12 +220,12 @@ async fn one(
         client.close().await;
         return Ok(Outcome::Unchanged);
     }
-    let upload = Upload {
-        digest: &pkg.packed.digest,
-        file: pkg.packed.file.path(),
-        bytes: pkg.packed.compressed_bytes,
-    };
-    let new_bar = || output::upload_bar(&target.name, upload.bytes, !s.json);
+    let upload = Upload::new(
+        &pkg.packed.digest,
+        pkg.packed.file.path(),
+        pkg.packed.compressed_bytes,
+    );
+    let new_bar = |bytes| output::upload_bar(&target.name, bytes, !s.json);
     ensure_artifact(&mut client, &upload, new_bar).await?;
     let request = UpgradeRequest {
         artifact: pkg.packed.digest.clone(),

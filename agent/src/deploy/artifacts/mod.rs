@@ -1,17 +1,25 @@
 //! Uploaded artifacts, by content: `<state_dir>/artifacts/<sha256>.tar.zst`,
 //! root-only. The name is the sha256 of the uncompressed tar, checked
 //! before the file gets that name, so a name always tells the truth and a
-//! repeat deploy of the same build needs no upload.
+//! repeat deploy of the same build needs no upload. A build that shares
+//! most of its content with one the host holds is sent as a delta
+//! ([`assemble`]) of the chunks the host lacks ([`chunk_index`]).
+
+mod assemble;
+mod chunk_index;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
+use hostd_api::chunks::{self, Chunk, ChunksLacking, RecipeError};
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
 /// Larger uploads are refused as they arrive (compressed bytes).
 pub const MAX_ARTIFACT_BYTES: u64 = 4 << 30;
+/// What hostctl compresses with; a rebuilt artifact is stored alike.
+const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -31,6 +39,16 @@ pub enum ArtifactError {
     NotZstd(#[source] std::io::Error),
     #[error("the upload's content has sha256 {actual}, not {expected}: corrupted in transit?")]
     DigestMismatch { expected: String, actual: String },
+    #[error("the delta upload is not one: {0}")]
+    DeltaFormat(String),
+    #[error("the delta upload's recipe is refused: {0}")]
+    Recipe(#[from] RecipeError),
+    #[error("chunk {index} of the delta upload is not the chunk its recipe names")]
+    ChunkMismatch { index: usize },
+    #[error(
+        "the host no longer holds chunk {id} that the delta upload relies on; upload the whole artifact"
+    )]
+    ChunkGone { id: String },
     #[error(transparent)]
     Io(#[from] crate::fsutil::FileError),
 }
@@ -38,7 +56,13 @@ pub enum ArtifactError {
 impl crate::http::Refusal for ArtifactError {
     fn http_status(&self) -> u16 {
         match self {
-            Self::BadDigest(_) | Self::NotZstd(_) | Self::DigestMismatch { .. } => 422,
+            Self::BadDigest(_)
+            | Self::NotZstd(_)
+            | Self::DigestMismatch { .. }
+            | Self::DeltaFormat(_)
+            | Self::Recipe(_)
+            | Self::ChunkMismatch { .. } => 422,
+            Self::ChunkGone { .. } => 409,
             Self::Missing(_) => 404,
             Self::TooLarge => 413,
             Self::Upload { .. } => 400,
@@ -102,41 +126,111 @@ impl ArtifactStore {
         E: Into<axum::Error>,
     {
         let dest = self.path(digest)?;
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(io("create", &self.dir))?;
-        // Its own file: two uploads of one digest at once never write into
-        // each other (the first complete one is renamed into place).
-        let partial = self
-            .dir
-            .join(format!(".{digest}.{:016x}.partial", crate::random_u64()));
+        let partial = self.partial(digest, "").await?;
         let received = write_body(&partial, body).await;
-        let verified = match received {
+        let (p, d) = (partial.clone(), digest.to_owned());
+        let checked = match received {
+            Ok(_) => blocking(&partial, move || verify(&p, &d)).await,
+            Err(e) => Err(e),
+        };
+        self.keep_or_drop(digest, &partial, &dest, checked).await
+    }
+
+    /// Stores the artifact `digest` rebuilt from a delta upload; returns
+    /// the stored size. A broken or lying delta leaves nothing behind.
+    pub async fn receive_delta<S, E>(&self, digest: &str, body: S) -> Result<u64, ArtifactError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: Into<axum::Error>,
+    {
+        let dest = self.path(digest)?;
+        let delta = self.partial(digest, ".delta").await?;
+        let received = write_body(&delta, body).await;
+        let partial = self.partial(digest, "").await?;
+        let checked = match received {
             Ok(n) => {
-                let (p, d) = (partial.clone(), digest.to_owned());
-                tokio::task::spawn_blocking(move || verify(&p, &d))
+                let (dir, d, from, to) = (
+                    self.dir.clone(),
+                    digest.to_owned(),
+                    delta.clone(),
+                    partial.clone(),
+                );
+                blocking(&partial, move || assemble::assemble(&dir, &d, &from, &to))
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(io("verify", &partial)(std::io::Error::other(e.to_string())))
-                    })
-                    .map(|()| n)
+                    .map(|recipe| (n, recipe))
             }
             Err(e) => Err(e),
         };
-        match verified {
-            Ok(n) => {
-                tokio::fs::rename(&partial, &dest)
-                    .await
-                    .map_err(io("store", &dest))?;
-                sync_dir(&self.dir)?;
-                tracing::info!(digest, bytes = n, "artifact stored");
-                Ok(n)
-            }
+        let _ = tokio::fs::remove_file(&delta).await;
+        let (n, recipe) = match checked {
+            Ok(r) => r,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&partial).await;
-                Err(e)
+                return Err(e);
             }
+        };
+        tracing::info!(digest, received = n, "delta upload rebuilt");
+        self.keep_or_drop(digest, &partial, &dest, Ok(recipe)).await
+    }
+
+    /// The entries of `recipe` the host would need sent for `digest`.
+    pub async fn lacking(
+        &self,
+        digest: &str,
+        recipe: &[u8],
+    ) -> Result<ChunksLacking, ArtifactError> {
+        self.path(digest)?;
+        let recipe: Vec<Chunk> = chunks::decode(recipe)?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let dir = self.dir.clone();
+        let held = blocking(&self.dir, move || chunk_index::held(&dir)).await?;
+        Ok(ChunksLacking {
+            lacking: chunk_index::lacking(&recipe, &held),
+        })
+    }
+
+    /// A fresh file of its own for an upload in progress: two uploads of
+    /// one digest at once never write into each other (the first complete
+    /// one is renamed into place).
+    async fn partial(&self, digest: &str, kind: &str) -> Result<PathBuf, ArtifactError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(io("create", &self.dir))?;
+        Ok(self.dir.join(format!(
+            ".{digest}.{:016x}{kind}.partial",
+            crate::random_u64()
+        )))
+    }
+
+    /// Gives a checked upload its name (its chunk index first), or removes
+    /// it. Returns the stored size.
+    async fn keep_or_drop(
+        &self,
+        digest: &str,
+        partial: &Path,
+        dest: &Path,
+        checked: Result<Vec<Chunk>, ArtifactError>,
+    ) -> Result<u64, ArtifactError> {
+        let stored = match checked {
+            Ok(recipe) => chunk_index::write(&self.dir, digest, &recipe),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(e);
         }
+        tokio::fs::rename(partial, dest)
+            .await
+            .map_err(io("store", dest))?;
+        sync_dir(&self.dir)?;
+        let n = tokio::fs::metadata(dest)
+            .await
+            .map_err(io("read", dest))?
+            .len();
+        tracing::info!(digest, bytes = n, "artifact stored");
+        Ok(n)
     }
 
     /// Removes every artifact but those in `keep` (the ones installed
@@ -158,14 +252,21 @@ impl ArtifactStore {
             let entry = entry.map_err(io("read", &self.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(digest) = name.strip_suffix(".tar.zst") else {
-                // An upload hostd died in the middle of.
-                if name.ends_with(".partial") && !young(&entry, grace) {
+                // An upload hostd died in the middle of, or the chunk
+                // index of an artifact no longer there.
+                let orphan = name.ends_with(".partial")
+                    || name
+                        .strip_suffix(".chunks")
+                        .is_some_and(|d| !self.dir.join(format!("{d}.tar.zst")).exists());
+                if orphan && !young(&entry, grace) {
                     std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
                 }
                 continue;
             };
             if !keep.iter().any(|k| k == digest) && !young(&entry, grace) {
                 std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+                let index = chunk_index::sidecar(&self.dir, digest);
+                let _ = std::fs::remove_file(index);
                 removed.push(digest.to_owned());
             }
         }
@@ -212,13 +313,32 @@ where
     Ok(received)
 }
 
-/// Decompresses `path` and compares the sha256 of the tar with `expected`.
-fn verify(path: &Path, expected: &str) -> Result<(), ArtifactError> {
+/// Runs `f` off the runtime; a panic in it is an error about `path`.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
+) -> Result<T, ArtifactError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io("check", path)(std::io::Error::other(e.to_string()))))
+}
+
+/// Decompresses `path`, compares the sha256 of the tar with `expected`,
+/// and cuts the tar into chunks for later delta uploads.
+fn verify(path: &Path, expected: &str) -> Result<Vec<Chunk>, ArtifactError> {
     let file = std::fs::File::open(path).map_err(io("open", path))?;
     let decoder = zstd::Decoder::new(file).map_err(ArtifactError::NotZstd)?;
-    let actual = sha256_hex(decoder).map_err(ArtifactError::NotZstd)?;
-    if actual == expected {
+    let mut hasher = sha2::Sha256::new();
+    let mut recipe = Vec::new();
+    chunks::split(decoder, |c, data| {
+        hasher.update(data);
+        recipe.push(c);
         Ok(())
+    })
+    .map_err(ArtifactError::NotZstd)?;
+    let actual = hex(&hasher.finalize());
+    if actual == expected {
+        Ok(recipe)
     } else {
         Err(ArtifactError::DigestMismatch {
             expected: expected.to_owned(),
@@ -258,92 +378,4 @@ pub fn digest_of(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn upload(
-        data: &[u8],
-    ) -> futures_util::stream::Iter<std::vec::IntoIter<Result<bytes::Bytes, axum::Error>>> {
-        let chunks: Vec<Result<bytes::Bytes, axum::Error>> = data
-            .chunks(1000)
-            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-            .collect();
-        futures_util::stream::iter(chunks)
-    }
-
-    #[tokio::test]
-    async fn an_upload_is_stored_only_under_its_true_digest()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store = ArtifactStore::new(dir.path());
-        let tar = b"pretend this is a tar".repeat(500);
-        let digest = digest_of(&tar);
-        let compressed = zstd::encode_all(&tar[..], 3)?;
-
-        let wrong = digest_of(b"something else");
-        let err = store.receive(&wrong, upload(&compressed)).await;
-        assert!(
-            matches!(err, Err(ArtifactError::DigestMismatch { .. })),
-            "{err:?}"
-        );
-        assert_eq!(store.size(&wrong)?, None);
-
-        let err = store.receive(&digest, upload(&tar)).await;
-        assert!(matches!(err, Err(ArtifactError::NotZstd(_))), "{err:?}");
-        assert_eq!(store.size(&digest)?, None);
-
-        let n = store.receive(&digest, upload(&compressed)).await?;
-        assert_eq!(store.size(&digest)?, Some(n));
-        let mut back = Vec::new();
-        store.open(&digest)?.read_to_end(&mut back)?;
-        assert_eq!(back, tar);
-        // Nothing but the artifact is left in the directory.
-        assert_eq!(std::fs::read_dir(dir.path().join("artifacts"))?.count(), 1);
-
-        let grace = std::time::Duration::from_secs(3600);
-        assert_eq!(
-            store.prune(std::slice::from_ref(&digest), std::time::Duration::ZERO)?,
-            Vec::<String>::new()
-        );
-        assert_eq!(store.prune(&[], grace)?, Vec::<String>::new());
-        assert_eq!(
-            store.prune(&[], std::time::Duration::ZERO)?,
-            vec![digest.clone()]
-        );
-        assert_eq!(store.size(&digest)?, None);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn two_uploads_of_one_digest_at_once_store_it_whole()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store = ArtifactStore::new(dir.path());
-        let tar = b"the same build uploaded twice".repeat(4000);
-        let digest = digest_of(&tar);
-        let compressed = zstd::encode_all(&tar[..], 3)?;
-        let (a, b) = tokio::join!(
-            store.receive(&digest, upload(&compressed)),
-            store.receive(&digest, upload(&compressed))
-        );
-        assert_eq!(a?, b?);
-        let mut back = Vec::new();
-        store.open(&digest)?.read_to_end(&mut back)?;
-        assert_eq!(back, tar);
-        assert_eq!(std::fs::read_dir(dir.path().join("artifacts"))?.count(), 1);
-        Ok(())
-    }
-
-    #[test]
-    fn names_must_be_digests() {
-        let store = ArtifactStore::new(Path::new("/nonexistent"));
-        assert!(matches!(
-            store.path("../../etc/passwd"),
-            Err(ArtifactError::BadDigest(_))
-        ));
-        assert!(matches!(
-            store.open(&"0".repeat(64)),
-            Err(ArtifactError::Missing(_))
-        ));
-    }
-}
+mod tests;
