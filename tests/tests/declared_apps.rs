@@ -166,6 +166,17 @@ impl Changes<'_> {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
+            // systemd holds the public sockets: while the front restarts,
+            // new connections wait in the backlog instead of being refused,
+            // and the old front finishes what it has. hostd restarting
+            // leaves the front and the instances alone.
+            for unit in ["hostd-front", "hostd"] {
+                s.root_sh(&format!("systemctl restart {unit}"))?;
+                ensure!(
+                    served_on(s, port, self.path)? == "v2",
+                    "after restarting {unit}"
+                );
+            }
             Ok(())
         })();
         let reports = [

@@ -99,6 +99,8 @@ pub fn a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel(
     Ok(())
 }
 
+const TRIAL_SOCKET: &str = "/run/systemd/system/upgrade-trial-front.socket";
+
 pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     s: &Sandbox,
 ) -> Result<()> {
@@ -118,8 +120,29 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     })?;
     let services = main_pids(s)?;
     let hostd = s.unit_property("hostd.service", "MainPID")?;
+    // The front runs from hostd's binary too: it must move to the new one.
+    // A socket of the trial's own gives it something to serve (hostd
+    // manages only hostd-front-*.socket).
+    s.root_sh(&format!(
+        "printf '[Socket]\\nListenStream=127.0.0.1:39990\\nFileDescriptorName=trial\\nService=hostd-front.service\\n' \
+         > {TRIAL_SOCKET} && systemctl daemon-reload && systemctl start upgrade-trial-front.socket hostd-front"
+    ))?;
+    let front = s.unit_property("hostd-front.service", "MainPID")?;
     let (ok, summary) = upgrade(s, &new)?;
+    let moved = poll("the front to restart", Duration::from_secs(30), || {
+        let now = s.unit_property("hostd-front.service", "MainPID")?;
+        Ok((now != front && now != "0").then_some(now))
+    })
+    .and_then(|pid| s.root_sh(&format!("readlink /proc/{pid}/exe")));
+    s.root_sh(&format!(
+        "systemctl stop hostd-front upgrade-trial-front.socket; rm -f {TRIAL_SOCKET}; systemctl daemon-reload"
+    ))?;
     ensure!(ok && summary["outcome"] == "upgraded", "{summary}");
+    let exe = moved?;
+    ensure!(
+        exe.trim() == "/usr/local/lib/hostd/bin/hostd",
+        "the front runs {exe:?}, not the new build"
+    );
     ensure!(
         summary["version"]
             .as_str()

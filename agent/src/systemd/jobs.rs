@@ -147,6 +147,15 @@ impl Systemd {
             .map_err(SystemdError::Subscribe)
     }
 
+    /// Queues a restart of `unit` if it is running, and returns at once.
+    pub async fn try_restart_unit_nowait(&self, unit: &str) -> Result<(), SystemdError> {
+        self.manager
+            .try_restart_unit(unit.to_owned(), "replace".to_owned())
+            .await
+            .map(drop)
+            .map_err(SystemdError::Subscribe)
+    }
+
     /// Queues a start and returns at once: for a oneshot whose start job
     /// lasts as long as its run.
     pub async fn start_unit_nowait(&self, unit: &str) -> Result<(), SystemdError> {

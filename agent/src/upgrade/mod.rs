@@ -23,6 +23,7 @@ use crate::host::HostHandle;
 use crate::lifetime::Lifetime;
 use crate::ops::{Holder, Operation, OpsError, OpsHandle};
 use crate::systemd::Systemd;
+use crate::units::front::FRONT_SERVICE;
 
 /// hostd's own unit, as units/hostd.service installs it.
 pub const UNIT: &str = "hostd.service";
@@ -111,6 +112,13 @@ impl Upgrader {
         tracing::warn!("new hostd build installed; restarting on it");
         // Time for the answer to reach hostctl.
         tokio::time::sleep(RESTART_DELAY).await;
+        // The front runs from the same binary. systemd holds its sockets,
+        // so its restart queues new connections while the old one drains.
+        if let Err(e) = self.systemd.try_restart_unit_nowait(FRONT_SERVICE).await {
+            tracing::error!(
+                "cannot ask systemd to restart {FRONT_SERVICE}: {e}; it runs the new build from its next start"
+            );
+        }
         match self.systemd.restart_unit_nowait(UNIT).await {
             // Held until systemd stops this process.
             Ok(()) => self.lifetime.ending().await,
