@@ -116,12 +116,15 @@ install -d -m 0700 -o root -g root /var/lib/hostd
 install -d -m 0755 -o root -g root /etc/hostd
 
 # --- hostd, its units and its configuration ----------------------------------
-# The binary lives in a directory of its own, the one place hostd.service
-# lets hostd write among programs: `hostctl upgrade-hostd` renames a new
-# build over it there. /usr/local/bin/hostd (PATH, dial-stdio) links to it.
+# The binaries (hostd and its front, hostd-front) live in a directory of
+# their own, the one place hostd.service lets hostd write among programs:
+# `hostctl upgrade-hostd` renames new builds over them there.
+# /usr/local/bin/hostd (PATH, dial-stdio) and hostd-front link to them.
 install -d -m 0755 -o root -g root /usr/local/lib/hostd /usr/local/lib/hostd/bin
-install -m 0755 -o root -g root "$staging/hostd" /usr/local/lib/hostd/bin/hostd
-ln -sfn ../lib/hostd/bin/hostd /usr/local/bin/hostd
+for bin in hostd hostd-front; do
+    install -m 0755 -o root -g root "$staging/$bin" "/usr/local/lib/hostd/bin/$bin"
+    ln -sfn "../lib/hostd/bin/$bin" "/usr/local/bin/$bin"
+done
 install -m 0755 -o root -g root "$staging/prepare-data" /usr/local/lib/hostd/prepare-data
 # Copies $1 to $2 (0644 root) unless $2 already has that content, so a second
 # run leaves unit files alone (systemd sees no change on disk).

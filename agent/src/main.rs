@@ -34,8 +34,10 @@ enum Command {
         #[arg(long, env = "HOSTD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Run hostd's front (what hostd-front.service starts): the public port
-    /// of each app on a port, forwarding to its instances as hostd routes.
+    /// Run hostd's front, as the `hostd-front` binary does (what
+    /// hostd-front.service starts); kept for units written before that
+    /// binary existed.
+    #[command(hide = true)]
     Front {
         #[arg(long, default_value = hostd::front::client::ROUTES_FILE)]
         routes: PathBuf,

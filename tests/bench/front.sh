@@ -7,7 +7,9 @@
 #     500 concurrent (wrk, closed loop, DURATION s each);
 #   - p50/p99 at a steady 500 req/s, a new connection per request
 #     (loadgen.py, open loop), the load balancer's view;
-#   - the front's idle RSS before any load.
+#   - the front's idle RSS before any load;
+#   - failed requests at 500 and 2000 req/s (RATES) on new connections
+#     while the app is deployed through the front (target 0).
 # Targets (issue 18): p99 added <= 1 ms at 500 req/s, throughput >= 90 % of
 # direct, front idle RSS <= 10 MiB. Needs wrk (apt-get install wrk). Not
 # part of CI (tests/bench/README).
@@ -56,3 +58,27 @@ python3 tests/bench/loadgen.py --host "$ADDR" --port "$PUBLIC" --path /version \
     --rate 500 --seconds "$DURATION" --label "front, 500 req/s, new connections"
 python3 tests/bench/loadgen.py --host "$ADDR" --port "$PRIVATE" --path /version \
     --rate 500 --seconds "$DURATION" --label "direct, 500 req/s, new connections"
+
+# Failed requests through the front while the app is deployed (blue-green:
+# a new set of instances gated, the front moved over, the old set drained),
+# at RATES requests per second on new connections.
+project=$(mktemp -d)
+trap '"$HOSTCTL" sandbox down --name "$BENCH_NAME" >/dev/null 2>&1 || true; rm -rf "$project"' EXIT
+cp "/var/lib/hostctl/sandbox/$BENCH_NAME/hostctl.toml" "$project/hostctl.toml"
+printf '[services.bench]\nartifact = "dist"\n' >>"$project/hostctl.toml"
+n=0
+for rate in ${RATES:-500 2000}; do
+    n=$((n + 1))
+    rm -rf "$project/dist"
+    mkdir -p "$project/dist/bin"
+    cp target/debug/demo-backend "$project/dist/bin/api"
+    echo "d$n" >"$project/dist/VERSION"
+    # Load from 1 s before the deploy until after it.
+    python3 tests/bench/loadgen.py --host "$ADDR" --port "$PUBLIC" --path /version \
+        --rate "$rate" --seconds 12 --label "front, $rate req/s on new connections, during a deploy" &
+    load=$!
+    sleep 1
+    (cd "$project" && "$OLDPWD/$HOSTCTL" deploy bench --no-build --version "d$n" --json >"$project/out.json") ||
+        { cat "$project/out.json" >&2; exit 1; }
+    wait "$load"
+done

@@ -28,7 +28,7 @@ pub fn bin_dir() -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("test executable has no target directory")?
         .to_owned();
-    for bin in ["hostctl", "hostd"] {
+    for bin in ["hostctl", "hostd", "hostd-front"] {
         ensure!(
             dir.join(bin).is_file(),
             "{} is missing: build the binaries first (`cargo build --workspace --bins`, which tests/run does)",

@@ -114,6 +114,8 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     let new = work.path().join("hostd");
     std::fs::write(&new, &bytes)?;
     std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // The front's binary goes with it when it is beside it.
+    std::fs::copy(bin_dir()?.join("hostd-front"), work.path().join("hostd-front"))?;
 
     let replaced = poll("hostd to report its build", Duration::from_secs(30), || {
         build_reported(s)
@@ -140,7 +142,7 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     ensure!(ok && summary["outcome"] == "upgraded", "{summary}");
     let exe = moved?;
     ensure!(
-        exe.trim() == "/usr/local/lib/hostd/bin/hostd",
+        exe.trim() == "/usr/local/lib/hostd/bin/hostd-front",
         "the front runs {exe:?}, not the new build"
     );
     ensure!(
@@ -194,8 +196,10 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     // The build the upgrade replaced is kept for a manual return; the
     // refused one left nothing.
     let dir = s.root_sh("ls -A /usr/local/lib/hostd/bin")?;
+    let mut names: Vec<&str> = dir.split_whitespace().collect();
+    names.sort_unstable();
     ensure!(
-        dir.split_whitespace().eq(["hostd", "hostd.previous"]),
+        names == ["hostd", "hostd-front", "hostd-front.previous", "hostd.previous"],
         "{dir}"
     );
     let previous = s.root_sh("sha256sum /usr/local/lib/hostd/bin/hostd.previous")?;

@@ -1,6 +1,6 @@
-//! hostd's front (`hostd front`, run by hostd-front.service): the public
-//! port of each app on a port, forwarding HTTP to that app's instances on
-//! their private ports on loopback ([`proxy`]), least busy first
+//! hostd's front (the `hostd-front` binary, run by hostd-front.service):
+//! the public port of each app on a port, forwarding HTTP to that app's
+//! instances on their private ports on loopback ([`proxy`]), least busy first
 //! ([`balance`]). Its listening sockets belong to systemd (a socket unit
 //! per service, named after it), so a restart of the front, of hostd or of
 //! an app refuses no connection; what it routes where is hostd's to say,

@@ -103,6 +103,11 @@ pub(crate) fn check_hostd(path: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// hostd's front: `cargo build -p hostd` builds it beside hostd.
+pub(crate) fn front_beside(hostd: &Path) -> std::path::PathBuf {
+    hostd.with_file_name("hostd-front")
+}
+
 /// Stage hostd, units, config and provision.sh in ROOT/tmp/hostd-provision
 /// and run provision.sh there through chroot, exactly as Packer runs it on
 /// EC2. Output goes to `log`.
@@ -116,9 +121,11 @@ pub(crate) async fn provision(
     let staging = root.join(STAGING);
     let units = staging.join("units");
     std::fs::create_dir_all(&units).map_err(|e| SandboxError::io("create", &units, e))?;
-    let dest = staging.join("hostd");
-    std::fs::copy(hostd, &dest)
-        .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
+    for (from, name) in [(hostd.to_owned(), "hostd"), (front_beside(hostd), "hostd-front")] {
+        let dest = staging.join(name);
+        std::fs::copy(&from, &dest)
+            .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
+    }
     for (file, text) in UNITS {
         let path = units.join(file);
         if let Some(dir) = path.parent() {

@@ -72,6 +72,7 @@ fn binaries(hostd: Option<PathBuf>, api: Option<PathBuf>) -> Result<Binaries, Sa
             .with_file_name("hostd"),
     };
     host::check_hostd(&hostd)?;
+    host::check_hostd(&host::front_beside(&hostd))?;
     let api = match api {
         Some(p) => {
             host::check_hostd(&p)?;

@@ -106,24 +106,36 @@ pub struct HostUpgrade {
     pub error: Option<String>,
 }
 
-/// The binary packed as an artifact holding the one file `hostd`.
+/// The binary packed as an artifact holding the file `hostd` and, when
+/// the build has one beside it, the front's `hostd-front`.
 struct Package {
     packed: artifact::Packed,
     build: String,
 }
 
 fn package(binary: &Path) -> Result<Package, UpgradeError> {
-    let read = |source| UpgradeError::Read {
-        path: binary.to_owned(),
-        source,
+    let read = |path: &Path| {
+        let path = path.to_owned();
+        move |source| UpgradeError::Read { path, source }
     };
-    let bytes = std::fs::read(binary).map_err(read)?;
+    let bytes = std::fs::read(binary).map_err(read(binary))?;
     let build = artifact::sha256_hex(&bytes);
-    let dir = tempfile::tempdir().map_err(read)?;
+    let dir = tempfile::tempdir().map_err(read(binary))?;
+    let mode = || std::os::unix::fs::PermissionsExt::from_mode(0o755);
     let copy = dir.path().join("hostd");
-    std::fs::write(&copy, &bytes).map_err(read)?;
-    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
-    std::fs::set_permissions(&copy, mode).map_err(read)?;
+    std::fs::write(&copy, &bytes).map_err(read(binary))?;
+    std::fs::set_permissions(&copy, mode()).map_err(read(binary))?;
+    let front = binary.with_file_name("hostd-front");
+    if front.is_file() {
+        let copy = dir.path().join("hostd-front");
+        std::fs::copy(&front, &copy).map_err(read(&front))?;
+        std::fs::set_permissions(&copy, mode()).map_err(read(&front))?;
+    } else {
+        tracing::warn!(
+            "no {} beside the binary: the hosts keep the front they run",
+            front.display()
+        );
+    }
     let packed = artifact::pack(dir.path())?;
     Ok(Package { packed, build })
 }
