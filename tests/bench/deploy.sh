@@ -50,8 +50,8 @@ first=$(deploy b1)
 uploaded=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
 repeat=$(deploy b2)
 again=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
-echo "b3, one file changed" >"$project/dist/VERSION"
-changed=$(deploy b3)
+echo "b2.1, one file changed" >"$project/dist/VERSION"
+changed=$(deploy b2.1)
 delta=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0].get("uploaded_bytes", 0))' "$project/out.json")
 echo "deploy of a $((SIZE / 1000000)) MB artifact to healthy: first ${first} s (uploaded ${uploaded} bytes), same artifact again ${repeat} s (uploaded ${again} bytes), one file changed ${changed} s (uploaded ${delta} bytes)"
 
