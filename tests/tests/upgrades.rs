@@ -115,7 +115,10 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     std::fs::write(&new, &bytes)?;
     std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     // The front's binary goes with it when it is beside it.
-    std::fs::copy(bin_dir()?.join("hostd-front"), work.path().join("hostd-front"))?;
+    std::fs::copy(
+        bin_dir()?.join("hostd-front"),
+        work.path().join("hostd-front"),
+    )?;
 
     let replaced = poll("hostd to report its build", Duration::from_secs(30), || {
         build_reported(s)
@@ -198,10 +201,13 @@ pub fn upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running(
     let dir = s.root_sh("ls -A /usr/local/lib/hostd/bin")?;
     let mut names: Vec<&str> = dir.split_whitespace().collect();
     names.sort_unstable();
-    ensure!(
-        names == ["hostd", "hostd-front", "hostd-front.previous", "hostd.previous"],
-        "{dir}"
-    );
+    let kept = [
+        "hostd",
+        "hostd-front",
+        "hostd-front.previous",
+        "hostd.previous",
+    ];
+    ensure!(names == kept, "{dir}");
     let previous = s.root_sh("sha256sum /usr/local/lib/hostd/bin/hostd.previous")?;
     ensure!(
         previous.starts_with(&replaced),

@@ -121,7 +121,10 @@ pub(crate) async fn provision(
     let staging = root.join(STAGING);
     let units = staging.join("units");
     std::fs::create_dir_all(&units).map_err(|e| SandboxError::io("create", &units, e))?;
-    for (from, name) in [(hostd.to_owned(), "hostd"), (front_beside(hostd), "hostd-front")] {
+    for (from, name) in [
+        (hostd.to_owned(), "hostd"),
+        (front_beside(hostd), "hostd-front"),
+    ] {
         let dest = staging.join(name);
         std::fs::copy(&from, &dest)
             .map_err(|e| SandboxError::io("copy hostd into the staging directory", &dest, e))?;
