@@ -4,7 +4,8 @@
 # through the front (its public port) and directly (the instance's private
 # port, opened to the host for this benchmark only):
 #   - requests per second and p99 over kept-alive connections at 1, 50 and
-#     500 concurrent (wrk, closed loop, DURATION s each);
+#     500 concurrent (wrk, closed loop, DURATION s each), for /version
+#     (answered from memory) and /notes (one PostgreSQL query);
 #   - p50/p99 at a steady 500 req/s, a new connection per request
 #     (loadgen.py, open loop), the load balancer's view;
 #   - the front's idle RSS before any load;
@@ -26,6 +27,8 @@ command = \"env LISTEN_ADDR=0.0.0.0:\$PORT bin/api\"
 port = $PUBLIC
 health_path = \"/version\"
 release_dir = \"/srv/bench\"
+database = \"bench\"
+environment = { DATABASE_URL = \"host=/run/postgresql dbname=bench\" }
 EOF
 install -d -m 0755 /srv/bench/releases
 cp -a \"\$(readlink -f /srv/api/current)\" /srv/bench/releases/b1
@@ -46,13 +49,18 @@ wrk_line() { # URL CONNECTIONS -> "req/s p99"
     wrk -t "$(( $2 < 2 ? 1 : 2 ))" -c "$2" -d "${DURATION}s" --latency "$1" |
         awk '/Requests\/sec/ {rps=$2} $1 == "99%" {p99=$2} END {print rps, p99}'
 }
-for c in 1 50 500; do
-    read -r front_rps front_p99 < <(wrk_line "http://$ADDR:$PUBLIC/version" "$c")
-    read -r direct_rps direct_p99 < <(wrk_line "http://$ADDR:$PRIVATE/version" "$c")
-    awk -v c="$c" -v fr="$front_rps" -v dr="$direct_rps" -v fp="$front_p99" -v dp="$direct_p99" 'BEGIN {
-        printf "keep-alive, %3d connections: front %8.0f req/s p99 %s; direct %8.0f req/s p99 %s; throughput %.0f%% of direct\n",
-            c, fr, fp, dr, dp, fr / dr * 100
-    }'
+# /version answers from memory (the front's cost shows at its largest);
+# /notes runs one PostgreSQL query, as an API request does.
+curl -fs -m 5 -o /dev/null "http://$ADDR:$PUBLIC/notes" || { echo "/notes does not answer" >&2; exit 1; }
+for path in /version /notes; do
+    for c in 1 50 500; do
+        read -r front_rps front_p99 < <(wrk_line "http://$ADDR:$PUBLIC$path" "$c")
+        read -r direct_rps direct_p99 < <(wrk_line "http://$ADDR:$PRIVATE$path" "$c")
+        awk -v p="$path" -v c="$c" -v fr="$front_rps" -v dr="$direct_rps" -v fp="$front_p99" -v dp="$direct_p99" 'BEGIN {
+            printf "keep-alive, %s, %3d connections: front %8.0f req/s p99 %s; direct %8.0f req/s p99 %s; throughput %.0f%% of direct\n",
+                p, c, fr, fp, dr, dp, fr / dr * 100
+        }'
+    done
 done
 python3 tests/bench/loadgen.py --host "$ADDR" --port "$PUBLIC" --path /version \
     --rate 500 --seconds "$DURATION" --label "front, 500 req/s, new connections"

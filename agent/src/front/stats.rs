@@ -39,7 +39,11 @@ impl Stats {
     pub fn record(&self, service: &str, status: StatusCode, took: Duration) {
         let counters = {
             let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
-            std::sync::Arc::clone(services.entry(service.to_owned()).or_default())
+            // The service's name is allocated once, not per request.
+            match services.get(service) {
+                Some(c) => std::sync::Arc::clone(c),
+                None => std::sync::Arc::clone(services.entry(service.to_owned()).or_default()),
+            }
         };
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         counters.classes[class].fetch_add(1, Ordering::Relaxed);
