@@ -11,7 +11,8 @@ pub enum SandboxCommand {
         /// Sandbox name: [a-z0-9][a-z0-9-]{0,11}
         #[arg(long, default_value = "sandbox")]
         name: String,
-        /// hostd binary to install (default: `hostd` next to the running hostctl executable)
+        /// hostd binary to install, with the `hostd-front` beside it
+        /// (default: `hostd` next to the running hostctl executable)
         #[arg(long)]
         hostd: Option<PathBuf>,
         /// API binary installed as the initial release, /srv/api/current/bin/api
