@@ -141,11 +141,6 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Chunk, bool)>, RecipeError> {
         .collect()
 }
 
-/// Lowercase hex of a chunk id, for messages.
-pub fn id_hex(id: &[u8; 32]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

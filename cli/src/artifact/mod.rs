@@ -17,6 +17,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use hostd_api::deploy::hex;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
@@ -302,10 +303,6 @@ impl<W: Write> Write for Hashing<W> {
 /// sha256 of `data`, lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -86,9 +86,7 @@ fn take_inline(
             scratch.put(c, &buf)?;
         } else if !scratch.has(&c.id) && asked.insert(c.id) {
             let Some(at) = held.get(&c.id) else {
-                return Err(ArtifactError::ChunkGone {
-                    id: chunks::id_hex(&c.id),
-                });
+                return Err(ArtifactError::ChunkGone { id: hex(&c.id) });
             };
             wanted
                 .entry(at.artifact.clone())
@@ -123,9 +121,7 @@ fn copy_held(
         buf.resize(c.len as usize, 0);
         // A short or different chunk: the index no longer tells the truth.
         if tar.read_exact(&mut buf).is_err() || !chunks::holds(&c, &buf) {
-            return Err(ArtifactError::ChunkGone {
-                id: chunks::id_hex(&c.id),
-            });
+            return Err(ArtifactError::ChunkGone { id: hex(&c.id) });
         }
         scratch.put(&c, &buf)?;
         at = offset + u64::from(c.len);
@@ -214,9 +210,10 @@ impl Scratch {
     }
 
     fn get(&self, c: &Chunk, buf: &mut Vec<u8>) -> Result<(), ArtifactError> {
-        let at = *self.at.get(&c.id).ok_or_else(|| ArtifactError::ChunkGone {
-            id: chunks::id_hex(&c.id),
-        })?;
+        let at = *self
+            .at
+            .get(&c.id)
+            .ok_or_else(|| ArtifactError::ChunkGone { id: hex(&c.id) })?;
         buf.resize(c.len as usize, 0);
         self.file
             .read_exact_at(buf, at)

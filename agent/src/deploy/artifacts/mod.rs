@@ -360,13 +360,7 @@ pub fn sha256_hex(mut r: impl Read) -> std::io::Result<String> {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+pub use hostd_api::deploy::hex;
 
 fn sync_dir(dir: &Path) -> Result<(), ArtifactError> {
     crate::fsutil::sync_dir(dir).map_err(io("sync", dir))
