@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use hostd_api::chunks::{self, Chunk, DELTA_MAGIC};
@@ -49,22 +49,34 @@ pub fn write_delta(
     encoder.write_all(DELTA_MAGIC)?;
     encoder.write_all(&count.to_le_bytes())?;
     encoder.write_all(&chunks::encode(recipe, |i| inline.contains(&i)))?;
-    let tar = zstd::Decoder::with_buffer(BufReader::new(File::open(packed)?))?;
-    let mut index = 0usize;
-    chunks::split(tar, |c, data| {
-        if recipe.get(index) != Some(&c) {
-            return Err(io::Error::other(
-                "the packed artifact changed while it was being sent",
-            ));
+    // The recipe already says where each chunk starts: the tar is read
+    // once more by those lengths, not cut again.
+    let mut tar = zstd::Decoder::with_buffer(BufReader::new(File::open(packed)?))?;
+    let mut data = Vec::new();
+    for (index, c) in recipe.iter().enumerate() {
+        if !inline.contains(&index) {
+            let skipped = io::copy(&mut (&mut tar).take(u64::from(c.len)), &mut io::sink())?;
+            if skipped != u64::from(c.len) {
+                return Err(changed());
+            }
+            continue;
         }
-        if inline.contains(&index) {
-            encoder.write_all(data)?;
+        data.resize(c.len as usize, 0);
+        tar.read_exact(&mut data)?;
+        if !chunks::holds(c, &data) {
+            return Err(changed());
         }
-        index += 1;
-        Ok(())
-    })?;
+        encoder.write_all(&data)?;
+    }
+    if tar.read(&mut [0u8; 1])? != 0 {
+        return Err(changed());
+    }
     encoder.finish()?;
     Ok(out)
+}
+
+fn changed() -> io::Error {
+    io::Error::other("the packed artifact changed while it was being sent")
 }
 
 #[cfg(test)]
@@ -100,6 +112,12 @@ mod tests {
             &tar[start..start + recipe[1].len as usize]
         );
         assert!(write_delta(packed.path(), &recipe, &[u32::MAX]).is_err());
+        // A recipe the packed file no longer matches is not sent.
+        let mut stale = recipe.clone();
+        stale[1].id[0] ^= 1;
+        assert!(write_delta(packed.path(), &stale, &lacking).is_err());
+        stale.pop();
+        assert!(write_delta(packed.path(), &stale, &lacking).is_err());
         Ok(())
     }
 }

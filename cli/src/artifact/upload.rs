@@ -21,14 +21,14 @@ const CHUNK: usize = 256 * 1024;
 /// Below this, a whole upload costs less than asking what the host lacks.
 const DELTA_FROM_BYTES: u64 = 1 << 20;
 
-/// The artifact as hostctl ships it.
-#[derive(Debug, Clone)]
+/// The artifact as hostctl ships it (shared by the hosts of a rollout).
+#[derive(Debug)]
 pub struct Upload<'a> {
     pub digest: &'a str,
     pub file: &'a Path,
     pub bytes: u64,
     /// Cut once, when the first host lacks the artifact.
-    recipe: Arc<OnceCell<Option<Arc<Vec<Chunk>>>>>,
+    recipe: OnceCell<Option<Arc<Vec<Chunk>>>>,
 }
 
 impl<'a> Upload<'a> {
@@ -37,7 +37,7 @@ impl<'a> Upload<'a> {
             digest,
             file,
             bytes,
-            recipe: Arc::default(),
+            recipe: OnceCell::new(),
         }
     }
 
