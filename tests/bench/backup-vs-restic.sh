@@ -68,10 +68,7 @@ redis = false
 drill = false
 EOF
 systemctl restart hostd"
-for _ in $(seq 60); do
-    curl -fs -m 2 -o /dev/null "http://$ADDR:7780/health" && break
-    sleep 1
-done
+answers "http://$ADDR:7780/health"
 
 echo "warming up: both repositories initialised with the small database" >&2
 restic_in restic init --quiet >&2

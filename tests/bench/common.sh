@@ -17,11 +17,15 @@ boot() { # NAME -> sets ADDR; tears the sandbox down on exit
         --api target/debug/demo-backend >&2
     ADDR=$("$HOSTCTL" sandbox list | awk -v n="$BENCH_NAME" '$1 == n {print $2}')
     [ -n "$ADDR" ] || { echo "sandbox $BENCH_NAME has no address" >&2; exit 1; }
+    answers "http://$ADDR:7780/health"
+}
+
+answers() { # URL: waits up to 60 s for a 200 from it, else exits
     for _ in $(seq 60); do
-        curl -fs -m 2 -o /dev/null "http://$ADDR:7780/health" && return 0
+        curl -fs -m 2 -o /dev/null "$1" && return 0
         sleep 1
     done
-    echo "sandbox $BENCH_NAME: /health never answered 200" >&2
+    echo "sandbox $BENCH_NAME: $1 never answered 200" >&2
     exit 1
 }
 

@@ -27,10 +27,7 @@ environment = { HOSTNAME = \"127.0.0.1\", NEXT_TELEMETRY_DISABLED = \"1\" }
 release_dir = \"/srv/next\"
 EOF
 systemctl restart hostd"
-for _ in $(seq 60); do
-    curl -fs -m 2 -o /dev/null "http://$ADDR:7780/health" && break
-    sleep 1
-done
+answers "http://$ADDR:7780/health"
 
 cp -r tests/apps/nextjs/. "$work/app"
 cp "/var/lib/hostctl/sandbox/$BENCH_NAME/hostctl.toml" "$work/hostctl.toml"

@@ -34,11 +34,7 @@ install -d -m 0755 /srv/bench/releases
 cp -a \"\$(readlink -f /srv/api/current)\" /srv/bench/releases/b1
 ln -sfn releases/b1 /srv/bench/current
 systemctl restart hostd"
-for _ in $(seq 60); do
-    curl -fs -m 2 -o /dev/null "http://$ADDR:$PUBLIC/version" && break
-    sleep 1
-done
-curl -fs -m 2 -o /dev/null "http://$ADDR:$PUBLIC/version" || { echo "the front never served :$PUBLIC" >&2; exit 1; }
+answers "http://$ADDR:$PUBLIC/version"
 sleep 5
 front_pid=$(in_sandbox systemctl show -P MainPID hostd-front.service)
 rss_kib=$(in_sandbox awk '/^VmRSS/ {print $2}' "/proc/$front_pid/status")
