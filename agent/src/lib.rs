@@ -33,6 +33,30 @@ pub mod upgrade;
 
 pub use app::{RunError, run};
 
+/// Logs to stderr, `RUST_LOG` or info; the same for hostd and its front.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under systemd the journal stamps every line; a second timestamp is noise.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The async runtime of hostd and of its front: two workers are enough
+/// for either, and bound their threads on larger instances.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// 64 random bits, for names that must not repeat (RandomState is seeded
 /// from the OS).
 pub fn random_u64() -> u64 {

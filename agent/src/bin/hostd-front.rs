@@ -13,19 +13,8 @@ fn main() -> ExitCode {
         println!("hostd-front {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_ansi(false)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    hostd::init_logging();
+    let runtime = match hostd::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hostd-front: cannot start the async runtime: {e}");
