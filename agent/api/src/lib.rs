@@ -30,6 +30,10 @@ pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 /// Where hostd serves its control API unless hostd.toml says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hostd/control.sock";
 
+/// hostd's front: a binary of its own, built with hostd and installed (and
+/// shipped by `upgrade-hostd`) beside it.
+pub const FRONT_BINARY: &str = "hostd-front";
+
 /// Version prefix of every control API path.
 pub const API_PREFIX: &str = "/v1";
 

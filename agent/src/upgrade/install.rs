@@ -10,15 +10,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hostd_api::UpgradeRequest;
+use hostd_api::{FRONT_BINARY, UpgradeRequest};
 use sha2::{Digest, Sha256};
 
 use super::UpgradeError;
 use crate::deploy::ArtifactStore;
 use crate::deploy::artifacts::hex;
 
-/// The front's binary, beside hostd's.
-pub const FRONT_BINARY: &str = "hostd-front";
 /// Larger than any hostd build; a bound on what an upload can write.
 const MAX_BINARY: u64 = 512 * 1024 * 1024;
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);

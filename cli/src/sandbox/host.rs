@@ -105,7 +105,7 @@ pub(crate) fn check_hostd(path: &Path) -> Result<(), SandboxError> {
 
 /// hostd's front: `cargo build -p hostd` builds it beside hostd.
 pub(crate) fn front_beside(hostd: &Path) -> std::path::PathBuf {
-    hostd.with_file_name("hostd-front")
+    hostd.with_file_name(hostd_api::FRONT_BINARY)
 }
 
 /// Stage hostd, units, config and provision.sh in ROOT/tmp/hostd-provision
@@ -123,7 +123,7 @@ pub(crate) async fn provision(
     std::fs::create_dir_all(&units).map_err(|e| SandboxError::io("create", &units, e))?;
     for (from, name) in [
         (hostd.to_owned(), "hostd"),
-        (front_beside(hostd), "hostd-front"),
+        (front_beside(hostd), hostd_api::FRONT_BINARY),
     ] {
         let dest = staging.join(name);
         std::fs::copy(&from, &dest)

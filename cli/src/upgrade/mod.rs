@@ -125,9 +125,9 @@ fn package(binary: &Path) -> Result<Package, UpgradeError> {
     let copy = dir.path().join("hostd");
     std::fs::write(&copy, &bytes).map_err(read(binary))?;
     std::fs::set_permissions(&copy, mode()).map_err(read(binary))?;
-    let front = binary.with_file_name("hostd-front");
+    let front = binary.with_file_name(hostd_api::FRONT_BINARY);
     if front.is_file() {
-        let copy = dir.path().join("hostd-front");
+        let copy = dir.path().join(hostd_api::FRONT_BINARY);
         std::fs::copy(&front, &copy).map_err(read(&front))?;
         std::fs::set_permissions(&copy, mode()).map_err(read(&front))?;
     } else {
