@@ -234,9 +234,9 @@ impl ArtifactStore {
     }
 
     /// Removes every artifact but those in `keep` (the ones installed
-    /// releases came from, which a re-deploy may want again).
-    /// Removes every artifact but `keep`'s, except those uploaded within
-    /// `grace`: a fresh upload may belong to a deploy still waiting its turn.
+    /// releases came from, which a re-deploy may want again) and those
+    /// uploaded within `grace` (a fresh upload may belong to a deploy still
+    /// waiting its turn), each with its chunk index.
     pub fn prune(
         &self,
         keep: &[String],
