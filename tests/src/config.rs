@@ -17,12 +17,15 @@ impl Sandbox {
         Ok(())
     }
 
-    /// The load check sees the machine the sandbox runs on (a container
-    /// shares its load average), which the suite's own builds drive up:
-    /// the trials' health verdicts must not depend on it.
-    pub fn ignore_host_load(&self) -> Result<()> {
+    /// The load and disk checks see the machine the sandbox runs on: a
+    /// container shares its load average, and its / and /data are folders
+    /// on that machine's disk, which the suite's own builds drive up and
+    /// fill (a CI machine at 86% degraded every host). The trials' health
+    /// verdicts must not depend on it. `[checks.disk]` is written last so
+    /// a trial can append its own `paths` to that table.
+    pub fn ignore_the_machine_beneath(&self) -> Result<()> {
         self.root_sh(&format!(
-            "printf '\\n[checks.load]\\ndegraded_per_cpu = 1000.0\\nunhealthy_per_cpu = 1000.0\\n' >> {HOSTD_TOML} && systemctl restart hostd"
+            "printf '\\n[checks.load]\\ndegraded_per_cpu = 1000.0\\nunhealthy_per_cpu = 1000.0\\n\\n[checks.disk]\\ndegraded_percent = 98\\nunhealthy_percent = 99\\n' >> {HOSTD_TOML} && systemctl restart hostd"
         ))?;
         self.wait_reconciled()
     }

@@ -142,12 +142,12 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox host with hostd, its load check out of the way (see
-    /// [`Sandbox::ignore_host_load`]).
+    /// A sandbox host with hostd, its load and disk checks blind to the
+    /// machine beneath (see [`Sandbox::ignore_the_machine_beneath`]).
     pub fn up(name: &str) -> Result<Sandbox> {
         let hostd = bin_dir()?.join("hostd");
         let s = Self::boot(name, &["--hostd".as_ref(), hostd.as_os_str()])?;
-        s.ignore_host_load()?;
+        s.ignore_the_machine_beneath()?;
         Ok(s)
     }
 
