@@ -2,21 +2,40 @@
 //! flight (ties to the one added first), skipping for a moment an instance
 //! that refused a connection. Counts survive a reload of the routes, so a
 //! removed instance's in-flight requests can be waited for (draining).
+//!
+//! An instance is sent at most [`MAX_SENT_PER_INSTANCE`] requests at once;
+//! more wait here. Unbounded, a burst of new clients became as many new
+//! connections to the app at once, overflowing its listen backlog (Node's
+//! is 511), and the kernel's SYN retry stalled those requests for a second.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::routes::RoutesFile;
 
 /// How long an instance that refused a connection is passed over.
 const REFUSED_FOR: Duration = Duration::from_secs(2);
 
+/// Requests one instance is sent at once, so also the most connections
+/// the front keeps to it: more than an app process serves at once with
+/// profit, and well under the listen backlogs of Node (511), puma (1024),
+/// gunicorn (2048) and Go (the kernel's 4096).
+pub const MAX_SENT_PER_INSTANCE: usize = 128;
+
+/// How long a request waits for an instance that has as many as it is
+/// sent at once, before the front answers 503.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct Backend {
     pub port: u16,
+    /// Requests sent or waiting to be; what "least busy" compares.
     in_flight: AtomicU64,
+    sending: Arc<Semaphore>,
     refused_until: Mutex<Option<Instant>>,
 }
 
@@ -25,6 +44,7 @@ impl Backend {
         Self {
             port,
             in_flight: AtomicU64::new(0),
+            sending: Arc::new(Semaphore::new(MAX_SENT_PER_INSTANCE)),
             refused_until: Mutex::new(None),
         }
     }
@@ -49,18 +69,47 @@ impl Backend {
 /// A request in flight to `backend`, counted until dropped (after the
 /// response body has been sent).
 #[derive(Debug)]
-pub struct InFlight(Arc<Backend>);
+pub struct InFlight {
+    backend: Arc<Backend>,
+    sending: Option<OwnedSemaphorePermit>,
+}
+
+/// The instance was sent as many requests as it may be for all of `wait`.
+#[derive(Debug)]
+pub struct Busy;
 
 impl InFlight {
-    pub fn new(backend: Arc<Backend>) -> Self {
+    /// Counted at once (so other requests pick a less busy instance), sent
+    /// once the instance has fewer than [`MAX_SENT_PER_INSTANCE`], waiting
+    /// at most `wait` for that.
+    pub async fn start(backend: Arc<Backend>, wait: Duration) -> Result<Self, Busy> {
         backend.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(backend)
+        let mut this = Self {
+            sending: None,
+            backend,
+        };
+        let slot = Arc::clone(&this.backend.sending).acquire_owned();
+        match tokio::time::timeout(wait, slot).await {
+            Ok(Ok(permit)) => {
+                this.sending = Some(permit);
+                Ok(this)
+            }
+            // The semaphore is never closed; a timeout is the only way here.
+            _ => Err(Busy),
+        }
+    }
+
+    /// A tunnelled (upgraded) connection is no longer one of the requests
+    /// the instance is sent at once, but it stays in flight: a drain waits
+    /// for it.
+    pub fn tunnelled(&mut self) {
+        self.sending = None;
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -153,13 +202,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_least_busy_wins_and_a_refusing_one_waits() {
+    async fn start(b: Arc<Backend>) -> InFlight {
+        match InFlight::start(b, MAX_WAIT).await {
+            Ok(f) => f,
+            Err(Busy) => panic!("a backend with room waited {MAX_WAIT:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_least_busy_wins_and_a_refusing_one_waits() {
         let t = Table::default();
         t.apply(&routes(&[3001, 3002]));
         let first = t.pick("web", &[]).map(|b| b.port);
         assert_eq!(first, Some(3001), "ties go to the first added");
-        let busy = t.pick("web", &[]).map(InFlight::new);
+        let busy = match t.pick("web", &[]) {
+            Some(b) => Some(start(b).await),
+            None => None,
+        };
         assert_eq!(t.pick("web", &[]).map(|b| b.port), Some(3002));
         drop(busy);
         if let Some(b) = t.pick("web", &[]) {
@@ -175,11 +234,14 @@ mod tests {
         assert!(t.pick("api", &[]).is_none());
     }
 
-    #[test]
-    fn a_removed_backend_stays_counted_until_its_requests_end() {
+    #[tokio::test]
+    async fn a_removed_backend_stays_counted_until_its_requests_end() {
         let t = Table::default();
         t.apply(&routes(&[3001]));
-        let held = t.pick("web", &[]).map(InFlight::new);
+        let held = match t.pick("web", &[]) {
+            Some(b) => Some(start(b).await),
+            None => None,
+        };
         t.apply(&routes(&[3002]));
         assert_eq!(t.pick("web", &[]).map(|b| b.port), Some(3002));
         assert_eq!(t.in_flight(), [(3001, 1), (3002, 0)]);
@@ -187,5 +249,28 @@ mod tests {
         assert_eq!(t.in_flight(), [(3001, 0), (3002, 0)]);
         t.apply(&routes(&[3002]));
         assert_eq!(t.in_flight(), [(3002, 0)]);
+    }
+
+    #[tokio::test]
+    async fn an_instance_sent_its_most_makes_the_next_request_wait() {
+        let t = Table::default();
+        t.apply(&routes(&[3001]));
+        let Some(b) = t.pick("web", &[]) else {
+            panic!("no backend");
+        };
+        let mut sent = Vec::new();
+        for _ in 0..MAX_SENT_PER_INSTANCE {
+            sent.push(start(Arc::clone(&b)).await);
+        }
+        let waited = InFlight::start(Arc::clone(&b), Duration::from_millis(20)).await;
+        assert!(waited.is_err(), "a request past the most was sent");
+        assert_eq!(b.in_flight() as usize, MAX_SENT_PER_INSTANCE);
+        // An upgraded connection frees its place but stays counted.
+        if let Some(first) = sent.first_mut() {
+            first.tunnelled();
+        }
+        let next = InFlight::start(Arc::clone(&b), MAX_WAIT).await;
+        assert!(next.is_ok());
+        assert_eq!(b.in_flight() as usize, MAX_SENT_PER_INSTANCE + 1);
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::balance::{InFlight, Table};
+use super::balance::{InFlight, MAX_SENT_PER_INSTANCE, MAX_WAIT, Table};
 use super::stats::Stats;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -76,6 +76,7 @@ impl Proxy {
             // Below the shortest keep-alive common app servers keep (Node:
             // 5 s), so the front seldom reuses one the app is closing.
             .pool_idle_timeout(std::time::Duration::from_secs(4))
+            .pool_max_idle_per_host(MAX_SENT_PER_INSTANCE)
             .build(connector);
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -158,7 +159,15 @@ impl Proxy {
                 };
             };
             sends_left = sends_left.saturating_sub(1);
-            let guard = InFlight::new(Arc::clone(&backend));
+            let Ok(mut guard) = InFlight::start(Arc::clone(&backend), MAX_WAIT).await else {
+                tracing::warn!(
+                    service,
+                    port = backend.port,
+                    "instance kept busy for {}s: answered 503",
+                    MAX_WAIT.as_secs()
+                );
+                return answer(StatusCode::SERVICE_UNAVAILABLE, "every instance is busy\n");
+            };
             let mut out = Request::new(body.take().unwrap_or_else(empty));
             *out.method_mut() = parts.method.clone();
             *out.headers_mut() = headers.clone();
@@ -172,6 +181,7 @@ impl Proxy {
                         && resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     {
                         let backend_side = hyper::upgrade::on(&mut resp);
+                        guard.tunnelled();
                         tokio::spawn(tunnel(client_side, backend_side, guard));
                         return resp.map(|_| empty());
                     }

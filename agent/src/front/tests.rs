@@ -324,3 +324,73 @@ async fn an_upgraded_connection_is_tunnelled() -> Res {
     f.lifetime.finish(Duration::from_secs(1)).await;
     Ok(())
 }
+
+/// An app that counts the connections it accepts and holds every request
+/// until `open` turns true, then answers "ok" on a kept connection.
+async fn counting_gate(
+    open: tokio::sync::watch::Receiver<bool>,
+) -> Res<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut open = open.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if s.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    if open.wait_for(|o| *o).await.is_err()
+                        || s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, accepted))
+}
+
+#[tokio::test]
+async fn a_burst_of_clients_opens_no_more_connections_than_an_instance_is_sent() -> Res {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let (app, accepted) = counting_gate(gate).await?;
+    let f = front(&[app]).await?;
+    let burst = balance::MAX_SENT_PER_INSTANCE + 32;
+    let port = f.port;
+    let clients: Vec<_> = (0..burst)
+        .map(|_| tokio::spawn(async move { request(port, &get_head("/"), b"").await }))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while f.front.stats().in_flight != [(app, burst as u64)] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            f.front.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let held = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=balance::MAX_SENT_PER_INSTANCE).contains(&held),
+        "{held} connections for {burst} requests held by the app"
+    );
+    open.send(true)?;
+    for client in clients {
+        let (status, body) = client.await??;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    f.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}
