@@ -164,6 +164,15 @@ async fn remove_unconfigured(config: &Config, systemd: &Systemd, target: &Path) 
                     hostd_api::error_chain(&e)
                 );
             }
+            // An instance that had failed (or failed as it stopped) would
+            // otherwise stay loaded, listed as failed, for an app that is gone.
+            if let Err(e) = systemd.reset_failed(&unit).await {
+                tracing::warn!(
+                    unit = instance,
+                    "cannot clear its failed state: {}",
+                    hostd_api::error_chain(&e)
+                );
+            }
         }
         match std::fs::remove_file(entry.path()) {
             Ok(()) => removed = true,
