@@ -202,21 +202,20 @@ mod tests {
         }
     }
 
-    async fn start(b: Arc<Backend>) -> InFlight {
-        match InFlight::start(b, MAX_WAIT).await {
-            Ok(f) => f,
-            Err(Busy) => panic!("a backend with room waited {MAX_WAIT:?}"),
-        }
+    async fn start(b: Arc<Backend>) -> Result<InFlight, String> {
+        InFlight::start(b, MAX_WAIT)
+            .await
+            .map_err(|Busy| format!("a backend with room waited {MAX_WAIT:?}"))
     }
 
     #[tokio::test]
-    async fn the_least_busy_wins_and_a_refusing_one_waits() {
+    async fn the_least_busy_wins_and_a_refusing_one_waits() -> Result<(), String> {
         let t = Table::default();
         t.apply(&routes(&[3001, 3002]));
         let first = t.pick("web", &[]).map(|b| b.port);
         assert_eq!(first, Some(3001), "ties go to the first added");
         let busy = match t.pick("web", &[]) {
-            Some(b) => Some(start(b).await),
+            Some(b) => Some(start(b).await?),
             None => None,
         };
         assert_eq!(t.pick("web", &[]).map(|b| b.port), Some(3002));
@@ -232,14 +231,15 @@ mod tests {
         );
         assert!(t.pick("web", &[3001, 3002]).is_none());
         assert!(t.pick("api", &[]).is_none());
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_removed_backend_stays_counted_until_its_requests_end() {
+    async fn a_removed_backend_stays_counted_until_its_requests_end() -> Result<(), String> {
         let t = Table::default();
         t.apply(&routes(&[3001]));
         let held = match t.pick("web", &[]) {
-            Some(b) => Some(start(b).await),
+            Some(b) => Some(start(b).await?),
             None => None,
         };
         t.apply(&routes(&[3002]));
@@ -249,18 +249,17 @@ mod tests {
         assert_eq!(t.in_flight(), [(3001, 0), (3002, 0)]);
         t.apply(&routes(&[3002]));
         assert_eq!(t.in_flight(), [(3002, 0)]);
+        Ok(())
     }
 
     #[tokio::test]
-    async fn an_instance_sent_its_most_makes_the_next_request_wait() {
+    async fn an_instance_sent_its_most_makes_the_next_request_wait() -> Result<(), String> {
         let t = Table::default();
         t.apply(&routes(&[3001]));
-        let Some(b) = t.pick("web", &[]) else {
-            panic!("no backend");
-        };
+        let b = t.pick("web", &[]).ok_or("no backend")?;
         let mut sent = Vec::new();
         for _ in 0..MAX_SENT_PER_INSTANCE {
-            sent.push(start(Arc::clone(&b)).await);
+            sent.push(start(Arc::clone(&b)).await?);
         }
         let waited = InFlight::start(Arc::clone(&b), Duration::from_millis(20)).await;
         assert!(waited.is_err(), "a request past the most was sent");
@@ -272,5 +271,6 @@ mod tests {
         let next = InFlight::start(Arc::clone(&b), MAX_WAIT).await;
         assert!(next.is_ok());
         assert_eq!(b.in_flight() as usize, MAX_SENT_PER_INSTANCE + 1);
+        Ok(())
     }
 }
