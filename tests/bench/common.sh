@@ -30,3 +30,17 @@ answers() { # URL: waits up to 60 s for a 200 from it, else exits
 }
 
 in_sandbox() { "$HOSTCTL" sandbox exec --name "$BENCH_NAME" -- "$@"; }
+
+require_idle() { # exits unless the machine is at least 90 % idle over 3 s (IDLE_CHECK=0 skips)
+    [ "${IDLE_CHECK:-1}" = 0 ] && return 0
+    local before after
+    before=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+    sleep 3
+    after=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+    read -r busy_percent < <(echo "$before $after" | awk '{
+        busy = $3 - $1; idle = $4 - $2; print int(100 * busy / (busy + idle + 1)) }')
+    if [ "$busy_percent" -gt 10 ]; then
+        echo "the machine is $busy_percent % busy (over 3 s): figures would measure that too; stop what runs, or IDLE_CHECK=0" >&2
+        exit 1
+    fi
+}

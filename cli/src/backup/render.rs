@@ -84,9 +84,12 @@ fn drill(out: &mut impl Write, d: &DrillRun) -> std::io::Result<()> {
         .as_deref()
         .map(|s| format!(" from {}", short_id(s)))
         .unwrap_or_default();
+    let took = output::between(&d.started, &d.finished)
+        .map(|t| format!(", took {}", humantime::format_duration(t)))
+        .unwrap_or_default();
     write!(
         out,
-        "    last drill {} ({}{from}): ",
+        "    last drill {} ({}{from}{took}): ",
         d.finished, d.database
     )?;
     let checks = format!("{} check(s) passed", d.checks_passed);

@@ -75,7 +75,7 @@ a  a  s3://backups/a
     01234567  2026-01-02T03:00:05Z  postgres  app       r42      1.2 GiB  122.9 MiB
     fedcba98  2026-01-02T03:00:05Z  redis     -         -          512 B       51 B
     last run 2026-01-02T03:00:00Z (manual, took 4m 12s): ok
-    last drill 2026-01-02T03:05:00Z (app from 01234567): ok, 3 check(s) passed
+    last drill 2026-01-02T03:05:00Z (app from 01234567, took 40s): ok, 3 check(s) passed
     next run 2026-01-03T03:07:00Z
 b  b  ";
     assert!(out.starts_with(expected), "{out}");
@@ -115,7 +115,7 @@ async fn backups_footer_says_what_failed_and_what_is_missing()
 a  a  s3://backups/a
     no snapshots
     last run 2026-01-02T03:00:00Z (manual, took 4m 12s): failed: pg_dump app: exit 1; last success 2026-01-01T03:02:00Z
-    last drill 2026-01-02T03:05:00Z (app): failed: check 2 returned false (1 check(s) passed)
+    last drill 2026-01-02T03:05:00Z (app, took 40s): failed: check 2 returned false (1 check(s) passed)
     next run: none scheduled
 b  b  s3://backups/a
     no snapshots
