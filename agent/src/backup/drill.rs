@@ -39,7 +39,8 @@ pub struct DrillOutput {
 }
 
 pub fn drill(plan: &DrillPlan) -> Result<DrillOutput, DrillError> {
-    let repo = open_or_init(plan.storage.clone(), &plan.password, &plan.options)
+    let storage = super::read_ahead::ReadAhead::new(plan.storage.clone());
+    let repo = open_or_init(storage, &plan.password, &plan.options)
         .map_err(|e| fail("opening the repository", hostd_api::error_chain(&e)))?;
     let repo = repo
         .to_indexed()

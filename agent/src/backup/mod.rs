@@ -11,6 +11,7 @@ pub mod engine;
 pub mod health;
 pub mod http;
 mod layout;
+pub mod read_ahead;
 pub mod readback;
 pub mod redis_save;
 pub mod repo;

@@ -13,6 +13,8 @@ struct MemStorage {
     files: Arc<Mutex<BTreeMap<(String, Id), Bytes>>>,
     /// Objects under the prefix that are not repository files.
     strays: bool,
+    /// Ranged reads of pack files asked of it.
+    pack_reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MemStorage {
@@ -57,6 +59,10 @@ impl ReadBackend for MemStorage {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
+        if tpe == FileType::Pack {
+            self.pack_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let all = self.read_full(tpe, id)?;
         let (start, end) = (offset as usize, offset as usize + length as usize);
         all.get(start..end)
@@ -202,7 +208,8 @@ fn storage_failures_keep_their_s3_error() {
 
 /// A file of many blobs (6 MiB of varied bytes: the chunker cuts at 0.5 to
 /// 8 MiB) comes back byte for byte, in order, though its blobs are fetched
-/// several at once.
+/// several at once, and through read-ahead windows in fewer pack reads
+/// than it has blobs.
 #[test]
 fn a_file_of_many_blobs_reads_back_whole_and_in_order() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -218,7 +225,8 @@ fn a_file_of_many_blobs_reads_back_whole_and_in_order() -> Result<(), String> {
         })
         .collect();
     std::fs::write(&original, &bytes).map_err(|e| e.to_string())?;
-    let repo = open_or_init(MemStorage::default(), PASSWORD, &options())
+    let storage = MemStorage::default();
+    let repo = open_or_init(storage.clone(), PASSWORD, &options())
         .map_err(|e| e.to_string())?
         .to_indexed_ids()
         .map_err(|e| e.to_string())?;
@@ -239,15 +247,27 @@ fn a_file_of_many_blobs_reads_back_whole_and_in_order() -> Result<(), String> {
         cat,
     )
     .map_err(|e| e.to_string())?;
-    let repo = repo.to_indexed().map_err(|e| e.to_string())?;
-    let node = repo
+    let direct = repo.to_indexed().map_err(|e| e.to_string())?;
+    let node = direct
         .node_from_snapshot_and_path(&snap, "big.dump")
         .map_err(|e| e.to_string())?;
     let blobs = node.content.as_ref().map_or(0, Vec::len);
     assert!(blobs >= 3, "only {blobs} blob(s): nothing fetched at once");
     let mut read = Vec::new();
-    crate::backup::readback::dump(&repo, &node, &mut read)?;
+    crate::backup::readback::dump(&direct, &node, &mut read)?;
     assert_eq!(read.len(), bytes.len());
     assert!(read == bytes, "the bytes came back in another order");
+
+    let windowed = super::super::read_ahead::ReadAhead::new(storage.clone());
+    let repo = open_or_init(windowed, PASSWORD, &options())
+        .map_err(|e| e.to_string())?
+        .to_indexed()
+        .map_err(|e| e.to_string())?;
+    let before = storage.pack_reads.load(std::sync::atomic::Ordering::SeqCst);
+    let mut again = Vec::new();
+    crate::backup::readback::dump(&repo, &node, &mut again)?;
+    let reads = storage.pack_reads.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(again == bytes, "read-ahead changed the bytes");
+    assert!(reads < blobs, "{reads} pack reads for {blobs} blobs");
     Ok(())
 }

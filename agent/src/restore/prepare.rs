@@ -137,6 +137,7 @@ async fn choose(ctx: &BackupContext, req: &RestoreRequest) -> Result<Chosen, Res
         req.only.clone(),
     );
     tokio::task::spawn_blocking(move || {
+        let storage = crate::backup::read_ahead::ReadAhead::new(storage);
         let repo = open_or_init(storage, &password, &options)?;
         let repo = repo.to_indexed().map_err(RestoreError::Index)?;
         let all = repo.get_all_snapshots().map_err(RestoreError::Snapshots)?;
