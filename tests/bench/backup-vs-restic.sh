@@ -93,11 +93,11 @@ hostd_round() { # ROUND: hostd backs up into that round's repository from now on
         systemctl restart hostd"
     answers "http://$ADDR:7780/health"
 }
-peak_kib=0
-note_peak() { # hostd's VmHWM so far, kept when the highest
+declare -A peak_kib=([backup]=0 [restore]=0)
+note_peak() { # backup|restore: hostd's VmHWM so far, kept when the highest
     local kib
     kib=$(in_sandbox sh -c 'awk "/^VmHWM/ {print \$2}" /proc/$(systemctl show -P MainPID hostd)/status')
-    [ "$kib" -gt "$peak_kib" ] && peak_kib=$kib
+    [ "$kib" -gt "${peak_kib[$1]}" ] && peak_kib[$1]=$kib
     return 0
 }
 
@@ -148,7 +148,7 @@ backups() { # RUN: one timed backup per round and tool, and the floor
         for who in $order; do
             settle
             case $who in
-                hostd) hostd_round "$round"; timed "$1" hostd hostd_backup; note_peak ;;
+                hostd) hostd_round "$round"; timed "$1" hostd hostd_backup; note_peak backup ;;
                 restic) timed "$1" restic restic_backup "$round" ;;
                 floor) timed "$1" floor floor_dump ;;
             esac
@@ -180,7 +180,9 @@ floor_restore() {
 }
 restic_in "$ROUNDS" sh -c "restic dump latest /api.dump > $FLOOR_DUMP"
 # Both restore the same data: the last round's repositories, which hostd
-# still backs up into.
+# still backs up into. hostd starts afresh, so its peak memory is the
+# restores' own.
+hostd_round "$ROUNDS"
 for round in $(seq "$ROUNDS"); do
     order="hostd restic floor"
     [ $((round % 2)) = 0 ] && order="floor restic hostd"
@@ -193,7 +195,7 @@ for round in $(seq "$ROUNDS"); do
         done
         in_sandbox $PSQL -d postgres -c "CHECKPOINT" >&2
         timed restore "$who" "${who}_restore"
-        [ "$who" = hostd ] && note_peak
+        [ "$who" = hostd ] && note_peak restore
     done
 done
 in_sandbox $PSQL -d postgres -c "DROP DATABASE IF EXISTS bench_manual" >&2
@@ -202,7 +204,7 @@ in_sandbox rm -f "$FLOOR_DUMP"
 # HOSTD_JOURNAL=FILE keeps hostd's journal of the run, for where time went.
 [ -z "${HOSTD_JOURNAL:-}" ] || in_sandbox journalctl -u hostd -o short-precise --no-pager > "$HOSTD_JOURNAL"
 printf '%s' "$results" | sort -k1,1 -k2,2 -k3,3g | awk -v db="$db_bytes" -v commit="$commit" \
-    -v rounds="$ROUNDS" -v peak="$peak_kib" '
+    -v rounds="$ROUNDS" -v peak_backup="${peak_kib[backup]}" -v peak_restore="${peak_kib[restore]}" '
     { n = ++count[$1, $2]; v[$1, $2, n] = $3 }
     function med(f, w) { return v[f, w, int((count[f, w] + 1) / 2)] }
     function lo(f, w) { return v[f, w, 1] }
@@ -224,5 +226,5 @@ printf '%s' "$results" | sort -k1,1 -k2,2 -k3,3g | awk -v db="$db_bytes" -v comm
             secs("restore", "hostd"), secs("restore", "restic"), secs("restore", "floor"),
             med("restore", "hostd") / med("restore", "restic"), med("restore", "hostd") / med("restore", "floor")
         printf "restore rate: %.1f s per GiB of database (median hostd restore)\n", med("restore", "hostd") / (db / 2^30)
-        printf "hostd peak resident memory %.0f MiB (target <= 256)\n", peak / 1024
+        printf "hostd peak resident memory: backups %.0f MiB, restores %.0f MiB (target <= 256)\n", peak_backup / 1024, peak_restore / 1024
     }'
