@@ -36,6 +36,9 @@ use stats::{ServiceStats, Stats};
 const DRAIN_BOUND: Duration = Duration::from_secs(30);
 /// A client has this long to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection accepted just before the front stops has to send
+/// its first request (see [`serve_connection`]).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -114,30 +117,13 @@ impl Front {
                     () = ending.ending() => break,
                 };
                 let _ = stream.set_nodelay(true);
-                let proxy = Arc::clone(&proxy);
-                let name = Arc::clone(&service);
-                let handler = hyper::service::service_fn(move |req| {
-                    let proxy = Arc::clone(&proxy);
-                    let name = Arc::clone(&name);
-                    async move {
-                        Ok::<_, std::convert::Infallible>(proxy.handle(&name, peer, req).await)
-                    }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
-                    .with_upgrades();
-                let stop = ending.clone();
-                connections.spawn(async move {
-                    let mut conn = std::pin::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => return,
-                        () = stop.ending() => {}
-                    }
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN_BOUND, conn).await;
-                });
+                connections.spawn(serve_connection(
+                    stream,
+                    peer,
+                    Arc::clone(&proxy),
+                    Arc::clone(&service),
+                    ending.clone(),
+                ));
             }
             let _ = tokio::time::timeout(DRAIN_BOUND, async {
                 while connections.join_next().await.is_some() {}
@@ -251,4 +237,46 @@ fn listeners_from_systemd() -> Result<Vec<(String, tokio::net::TcpListener)>, Fr
         out.push((name, listener));
     }
     Ok(out)
+}
+
+/// One client connection until it closes or the front stops. Stopping, a
+/// connection that has not sent a request yet is given
+/// [`FIRST_REQUEST_GRACE`] to send one: it was accepted from systemd's
+/// socket just before the end, and closing it unanswered would fail a
+/// request that the next front would have served. After that (or at once
+/// for a connection that has served requests) it finishes the request in
+/// flight and closes.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    proxy: Arc<Proxy>,
+    service: Arc<str>,
+    stop: Lifetime,
+) {
+    let requested = Arc::new(tokio::sync::Notify::new());
+    let seen = Arc::clone(&requested);
+    let handler = hyper::service::service_fn(move |req| {
+        let proxy = Arc::clone(&proxy);
+        let name = Arc::clone(&service);
+        // Stores a permit when nobody waits: never lost.
+        seen.notify_one();
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(&name, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = stop.ending() => {}
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = requested.notified() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(DRAIN_BOUND, conn).await;
 }
