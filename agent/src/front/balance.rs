@@ -214,10 +214,7 @@ mod tests {
         t.apply(&routes(&[3001, 3002]));
         let first = t.pick("web", &[]).map(|b| b.port);
         assert_eq!(first, Some(3001), "ties go to the first added");
-        let busy = match t.pick("web", &[]) {
-            Some(b) => Some(start(b).await?),
-            None => None,
-        };
+        let busy = start(t.pick("web", &[]).ok_or("no backend")?).await?;
         assert_eq!(t.pick("web", &[]).map(|b| b.port), Some(3002));
         drop(busy);
         if let Some(b) = t.pick("web", &[]) {
@@ -238,10 +235,7 @@ mod tests {
     async fn a_removed_backend_stays_counted_until_its_requests_end() -> Result<(), String> {
         let t = Table::default();
         t.apply(&routes(&[3001]));
-        let held = match t.pick("web", &[]) {
-            Some(b) => Some(start(b).await?),
-            None => None,
-        };
+        let held = start(t.pick("web", &[]).ok_or("no backend")?).await?;
         t.apply(&routes(&[3002]));
         assert_eq!(t.pick("web", &[]).map(|b| b.port), Some(3002));
         assert_eq!(t.in_flight(), [(3001, 1), (3002, 0)]);

@@ -128,6 +128,18 @@ async fn request(port: u16, head: &str, body: &[u8]) -> Res<(u16, String)> {
     Ok((status, body))
 }
 
+/// One message's head, read a byte at a time up to its blank line (so
+/// nothing after it is consumed); an error when the peer closes first.
+async fn read_head(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await?;
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
 fn get_head(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nX-Forwarded-For: 203.0.113.7")
 }
@@ -229,11 +241,7 @@ async fn hangs_up_first() -> Res<u16> {
         let mut n = 0;
         while let Ok((mut s, _)) = listener.accept().await {
             n += 1;
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
-                head.push(byte[0]);
-            }
+            let _ = read_head(&mut s).await;
             if n <= 2 {
                 continue; // dropped: closed without an answer
             }
@@ -283,11 +291,7 @@ async fn an_upgraded_connection_is_tunnelled() -> Res {
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
         if let Ok((mut s, _)) = listener.accept().await {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut byte).await.is_ok() {
-                head.push(byte[0]);
-            }
+            let head = read_head(&mut s).await.unwrap_or_default();
             let upgrade = String::from_utf8_lossy(&head).to_ascii_lowercase();
             if upgrade.contains("upgrade: echo") {
                 let _ = s
@@ -306,12 +310,7 @@ async fn an_upgraded_connection_is_tunnelled() -> Res {
     let mut s = TcpStream::connect(("127.0.0.1", f.port)).await?;
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await?;
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s).await?;
     assert!(
         head.starts_with(b"HTTP/1.1 101"),
         "{}",
@@ -339,15 +338,7 @@ async fn counting_gate(
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut open = open.clone();
             tokio::spawn(async move {
-                loop {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if s.read_exact(&mut byte).await.is_err() {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
+                while read_head(&mut s).await.is_ok() {
                     if open.wait_for(|o| *o).await.is_err()
                         || s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .await
