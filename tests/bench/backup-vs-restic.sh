@@ -41,7 +41,7 @@ ssm = boto3.client("ssm", endpoint_url="$MOTO")
 print(ssm.get_parameter(Name="/hostd/sandbox/backup_password", WithDecryption=True)["Parameter"]["Value"])
 EOF
 )
-stored_by_kind() { # PREFIX -> objects and MiB per kind (data, index...), for where bytes went
+stored() { # PREFIX -> bytes of every object under it; objects and MiB per kind (data, index...) on stderr, for where the bytes went
     "$PY" - "$1" <<EOF
 import sys, boto3, collections
 s3 = boto3.client("s3", endpoint_url="$MOTO")
@@ -51,17 +51,8 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket="$BUCKET", Prefi
         kind = o["Key"][len(sys.argv[1]) + 1:].split("/")[0]
         kinds[kind] += o["Size"]
         counts[kind] += 1
-print(sys.argv[1] + ": " + ", ".join(f"{k} {counts[k]} objects {kinds[k] / 2**20:.1f} MiB" for k in sorted(kinds)))
-EOF
-}
-stored() { # PREFIX -> bytes of every object under it
-    "$PY" - "$1" <<EOF
-import sys, boto3
-s3 = boto3.client("s3", endpoint_url="$MOTO")
-total = 0
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket="$BUCKET", Prefix=sys.argv[1] + "/"):
-    total += sum(o["Size"] for o in page.get("Contents", []))
-print(total)
+print(sys.argv[1] + ": " + ", ".join(f"{k} {counts[k]} objects {kinds[k] / 2**20:.1f} MiB" for k in sorted(kinds)), file=sys.stderr)
+print(sum(kinds.values()))
 EOF
 }
 now() { date +%s.%N; }
@@ -155,8 +146,6 @@ backups() { # RUN: one timed backup per round and tool, and the floor
         done
         results+="stored-$1 hostd $(stored "$(hostd_prefix "$round")")"$'\n'
         results+="stored-$1 restic $(stored "$(restic_prefix "$round")")"$'\n'
-        stored_by_kind "$(hostd_prefix "$round")" >&2
-        stored_by_kind "$(restic_prefix "$round")" >&2
     done
 }
 backups first
