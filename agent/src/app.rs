@@ -3,18 +3,19 @@
 //! two listeners, and every task tied to one [`Lifetime`] that shutdown
 //! joins. What each subsystem does lives in its own folder.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 
-use crate::config::Config;
+use crate::config::{Config, CurrentConfig};
+use crate::host_config::Loaded;
 use crate::lifetime::Lifetime;
 use crate::systemd::Systemd;
 use crate::{
-    backup, deploy, health, host, http, jobs, manager, metrics, notify, ops, restore, secrets,
-    units, upgrade,
+    backup, deploy, health, host, host_config, http, jobs, manager, metrics, notify, ops, restore,
+    secrets, units, upgrade,
 };
 
 /// How long shutdown waits for every task: a running operation gets
@@ -36,9 +37,15 @@ pub enum RunError {
 }
 
 /// Runs hostd until `shutdown` resolves, then stops accepting, lets the
-/// work in flight end (bounded) and returns.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+/// work in flight end (bounded) and returns. `path`: where `loaded` came
+/// from, which applies and reloads replace.
+pub async fn run(
+    loaded: Loaded,
+    path: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let started = Instant::now();
+    let config = Config::clone(&loaded.config);
     let lifetime = Lifetime::new();
     // Bind first: a port or socket problem should fail fast, before anything
     // else is set up, with the key that caused it.
@@ -64,7 +71,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Err(e) = units::front::start(&systemd, &front_sockets).await {
         tracing::error!("{}", hostd_api::error_chain(&e));
     }
-    let routes = spawn_all(&config, systemd, prepared, started, &lifetime).await?;
+    let loaded = Loaded {
+        config: Arc::clone(&config),
+        ..loaded
+    };
+    let at_start = AtStart {
+        loaded,
+        path,
+        started,
+    };
+    let routes = spawn_all(at_start, systemd, prepared, &lifetime).await?;
     let servers = [
         http::serve_tcp(
             public_listener,
@@ -105,14 +121,25 @@ struct Routes {
     control: Router,
 }
 
-/// Every subsystem, each after those it depends on.
+/// What hostd started from.
+struct AtStart {
+    loaded: Loaded,
+    path: PathBuf,
+    started: Instant,
+}
+
+/// Every subsystem, each after those it depends on. Those that read the
+/// configuration per request or per round follow [`CurrentConfig`];
+/// secrets and backup keep the one they started with (an apply that
+/// changes theirs asks for a restart of hostd).
 async fn spawn_all(
-    config: &Arc<Config>,
+    at_start: AtStart,
     systemd: Systemd,
     prepared: secrets::Prepared,
-    started: Instant,
     lifetime: &Lifetime,
 ) -> Result<Routes, RunError> {
+    let config = &at_start.loaded.config;
+    let (switch, current) = CurrentConfig::new(Arc::clone(config));
     let ops = ops::spawn(lifetime);
     let front = Arc::new(crate::front::client::LiveFront::new(
         std::path::Path::new(crate::front::client::ROUTES_FILE),
@@ -120,6 +147,7 @@ async fn spawn_all(
     ));
     let secrets_state = prepared.state.clone();
     let (publish_health, snapshots) = health::channel();
+    let apply_snapshots = snapshots.clone();
     let manager_deps = manager::Deps {
         units: systemd.clone(),
         gate: Arc::new(manager::probe::HttpGate),
@@ -145,7 +173,8 @@ async fn spawn_all(
         ops: ops.view(),
     };
     let backup = backup::spawn(Arc::clone(config), backup_deps, lifetime);
-    let jobs = jobs::spawn(Arc::clone(config), systemd.clone(), lifetime);
+    let jobs_status = tokio::sync::watch::channel(Vec::new()).0;
+    let jobs = jobs::spawn(current.clone(), systemd.clone(), jobs_status, lifetime);
     let health_deps = health::Deps {
         units: systemd.clone(),
         view: manager.view(),
@@ -154,7 +183,7 @@ async fn spawn_all(
         backup: config.backup.as_ref().map(|_| backup.state()),
         jobs: jobs.status(),
     };
-    let health = health::spawn(Arc::clone(config), health_deps, publish_health, lifetime).await;
+    let health = health::spawn(current.clone(), health_deps, publish_health, lifetime).await;
     let any_front = config
         .services
         .values()
@@ -169,8 +198,21 @@ async fn spawn_all(
         snapshot: health.snapshot(),
         view: manager.view(),
     };
-    let host = host::spawn(Arc::clone(config), host_deps, started, lifetime);
-    let operations = operations(config, systemd, &manager, &backup, &host, &ops, lifetime).await;
+    let host = host::spawn(current.clone(), host_deps, at_start.started, lifetime);
+    let host_config = host_config::spawn(
+        host_config::Deps {
+            path: at_start.path,
+            running: at_start.loaded.clone(),
+            switch,
+            systemd: systemd.clone(),
+            manager: manager.clone(),
+            jobs: jobs.clone(),
+            ops: ops.clone(),
+            snapshots: apply_snapshots,
+        },
+        lifetime,
+    );
+    let operations = operations(&current, systemd, &manager, &backup, &host, &ops, lifetime).await;
     Ok(Routes {
         public: health::http::routes(health).merge(metrics::http::routes(metrics)),
         control: host::http::routes(host)
@@ -179,6 +221,7 @@ async fn spawn_all(
             .merge(backup::http::routes(backup))
             .merge(jobs::http::routes(jobs))
             .merge(ops::http::routes(ops))
+            .merge(host_config::http::routes(host_config))
             .merge(operations),
     })
 }
@@ -188,7 +231,7 @@ async fn spawn_all(
 /// starts what an interrupted restore stopped), before hostctl can ask
 /// anything. Their routes.
 async fn operations(
-    config: &Arc<Config>,
+    config: &CurrentConfig,
     systemd: Systemd,
     manager: &manager::ManagerHandle,
     backup: &backup::BackupHandle,
@@ -196,16 +239,16 @@ async fn operations(
     ops: &ops::OpsHandle,
     lifetime: &Lifetime,
 ) -> Router {
-    let artifacts = deploy::ArtifactStore::new(&config.state_dir);
+    let artifacts = deploy::ArtifactStore::new(&config.get().state_dir);
     let restorer = restore::Restorer {
-        config: Arc::clone(config),
+        config: config.clone(),
         backup: backup.clone(),
         manager: manager.clone(),
         ops: ops.clone(),
         lifetime: lifetime.clone(),
     };
     let deployer = deploy::Deployer {
-        config: Arc::clone(config),
+        config: config.clone(),
         host: deploy::LiveHost {
             units: systemd.clone(),
             manager: manager.clone(),

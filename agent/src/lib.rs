@@ -14,6 +14,7 @@ pub mod front;
 pub mod fsutil;
 pub mod health;
 pub mod host;
+pub mod host_config;
 pub mod http;
 pub mod jobs;
 pub mod lifetime;

@@ -95,14 +95,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let loaded = match hostd::host_config::file::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match hostd::run(config, shutdown_signal()).await {
+    match hostd::run(loaded, path.to_owned(), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{}", hostd_api::error_chain(&e));

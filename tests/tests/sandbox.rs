@@ -18,6 +18,7 @@ mod declared_apps;
 mod deploys;
 mod foundation;
 mod health_checks;
+mod host_config;
 mod image;
 mod jobs;
 mod manager;
@@ -111,6 +112,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     nextjs_app::an_unmodified_nextjs_app_deploys_behind_the_front_with_no_failed_request,
     jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
+    host_config::a_reload_applies_in_place_and_puts_back_what_does_not_come_up,
     image::packer_provisions_a_bare_host_that_boots_healthy,
     upgrades::a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel,
     upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,

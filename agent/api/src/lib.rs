@@ -10,6 +10,7 @@ pub mod backup;
 pub mod chunks;
 pub mod deploy;
 pub mod errors;
+pub mod host_config;
 pub mod jobs;
 pub mod limits;
 pub mod mountinfo;
@@ -24,6 +25,10 @@ pub use deploy::{
     LockHolder, LockStatus, ReleasesList, RollbackRequest,
 };
 pub use errors::error_chain;
+pub use host_config::{
+    ActionKind, AppliesList, ApplyEvent, ApplyOutcome, ApplyRecord, ApplyRequest, ConfigPlan,
+    ConfigText, HostConfig, KeyChange, PlanAction, UnitFileChange,
+};
 pub use jobs::{JobRun, JobStatus, JobsList, RunEvent, TaskRequest, TaskSpec};
 pub use restore::{RestoreEvent, RestorePlan, RestoreRequest};
 

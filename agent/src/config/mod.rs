@@ -10,12 +10,14 @@ use serde::Deserialize;
 
 mod apps;
 mod backup;
+mod current;
 mod jobs;
 mod secrets;
 mod sections;
 mod values;
 
 pub use backup::*;
+pub use current::CurrentConfig;
 pub use jobs::*;
 pub use secrets::*;
 pub use sections::*;

@@ -173,7 +173,7 @@ async fn releases<H: DeployHost>(
     let listed = (|| -> Result<ReleasesList, DeployError> {
         let target = d.target(&unit)?;
         let releases = target.releases();
-        let ledger = target.ledger(&d.config.state_dir);
+        let ledger = target.ledger(&d.config.get().state_dir);
         let current = releases.current();
         let previous = match &current {
             Some(c) => ledger.previous(c)?,

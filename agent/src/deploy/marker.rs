@@ -38,7 +38,7 @@ pub fn file(state_dir: &Path) -> JsonFile<Marker> {
 /// outcome is logged, recorded in the ledger and shown by `hostctl lock
 /// status`. None when no deploy was interrupted.
 pub fn recovery<H: DeployHost>(d: Deployer<H>) -> Option<Operation> {
-    let marker = file(&d.config.state_dir);
+    let marker = file(&d.config.get().state_dir);
     let m = marker.load_or_log()?;
     let holder = Holder::new(
         format!("recover the interrupted deploy of {} {}", m.service, m.to),
@@ -93,7 +93,7 @@ pub fn recovery<H: DeployHost>(d: Deployer<H>) -> Option<Operation> {
                 result: outcome.into(),
                 error: error.or_else(|| Some("interrupted: hostd stopped mid-deploy".into())),
             };
-            if let Err(e) = target.ledger(&d.config.state_dir).append(&entry) {
+            if let Err(e) = target.ledger(&d.config.get().state_dir).append(&entry) {
                 tracing::error!(
                     "cannot record the recovery in the ledger: {}",
                     hostd_api::error_chain(&e)

@@ -31,12 +31,11 @@ mod tests;
 pub mod unpack;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use hostd_api::HealthGate;
 use hostd_api::limits::{self, OutOfRange, at_most};
 
-use crate::config::{Config, ServiceConfig};
+use crate::config::{CurrentConfig, ServiceConfig};
 use crate::lifetime::Lifetime;
 use crate::manager::Gate;
 use crate::ops::{OpsError, OpsHandle};
@@ -119,7 +118,7 @@ impl crate::http::Refusal for DeployError {
 /// operations run in the operations task.
 #[derive(Clone)]
 pub struct Deployer<H> {
-    pub config: Arc<Config>,
+    pub config: CurrentConfig,
     pub host: H,
     pub ops: OpsHandle,
     pub artifacts: ArtifactStore,
@@ -146,8 +145,9 @@ impl Target {
 
 impl<H: DeployHost> Deployer<H> {
     pub fn target(&self, unit: &str) -> Result<Target, DeployError> {
+        let config = self.config.get();
         let deployable = || {
-            self.config
+            config
                 .services
                 .iter()
                 .filter_map(|(name, s)| Some((name, s, s.release_dir.as_ref()?)))

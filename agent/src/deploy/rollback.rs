@@ -32,7 +32,7 @@ pub fn check_rollback<H: DeployHost>(
         None => {
             let current = releases.current().unwrap_or_default();
             target
-                .ledger(&d.config.state_dir)
+                .ledger(&d.config.get().state_dir)
                 .previous(&current)?
                 .ok_or_else(|| DeployError::NoPrevious {
                     service: target.service.clone(),
@@ -70,7 +70,7 @@ pub fn rollback<H: DeployHost>(
         };
         let digest = digest_of_version(
             &target
-                .ledger(&d.config.state_dir)
+                .ledger(&d.config.get().state_dir)
                 .entries()
                 .unwrap_or_default(),
             &version,
@@ -110,7 +110,7 @@ async fn roll_back<H: DeployHost>(
     let gate = super::gate(&req.health)
         .map(|g| g.for_target(target))
         .map_err(|e| (DeployOutcome::Failed, e.to_string()))?;
-    let marker = marker::file(&d.config.state_dir);
+    let marker = marker::file(&d.config.get().state_dir);
     let m = Marker {
         service: target.service.clone(),
         from: previous.clone(),

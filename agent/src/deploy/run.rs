@@ -69,14 +69,14 @@ pub fn check_deploy<H: DeployHost>(
     if d.artifacts.size(&req.artifact)?.is_none() {
         return Err(super::ArtifactError::Missing(req.artifact.clone()).into());
     }
-    let entries = target.ledger(&d.config.state_dir).entries()?;
+    let entries = target.ledger(&d.config.get().state_dir).entries()?;
     let installed = releases.installed().unwrap_or_default();
     if installed.contains(&req.version) {
         let had = digest_of_version(&entries, &req.version).unwrap_or_else(|| "unknown".into());
         let current = releases.current();
         let rollback_target = current.as_deref().and_then(|c| {
             target
-                .ledger(&d.config.state_dir)
+                .ledger(&d.config.get().state_dir)
                 .previous(c)
                 .ok()
                 .flatten()
@@ -215,7 +215,7 @@ async fn deploy_steps<H: DeployHost>(
     let gate = super::gate(&req.health)
         .map(|g| g.for_target(target))
         .map_err(|e| unchanged(&e))?;
-    let marker = marker::file(&d.config.state_dir);
+    let marker = marker::file(&d.config.get().state_dir);
     let m = Marker {
         service: target.service.clone(),
         from: previous.clone(),
@@ -266,7 +266,7 @@ async fn unpack_release<H: DeployHost>(
     events: &Events,
 ) -> Result<(), UnpackStepError> {
     let dir = target.releases().dir(&req.version)?;
-    let entries = target.ledger(&d.config.state_dir).entries()?;
+    let entries = target.ledger(&d.config.get().state_dir).entries()?;
     let reuse = dir.is_dir()
         && digest_of_version(&entries, &req.version).as_deref() == Some(req.artifact.as_str());
     if reuse {
@@ -278,7 +278,7 @@ async fn unpack_release<H: DeployHost>(
     let s = format!("unpack {}", req.version);
     let t = events.step(&s);
     let (store, digest) = (d.artifacts.clone(), req.artifact.clone());
-    let limits = super::unpack::Limits::from(d.config.deploy);
+    let limits = super::unpack::Limits::from(d.config.get().deploy);
     let unpacked = d
         .lifetime
         .spawn_blocking("unpack", move || -> Result<usize, UnpackStepError> {
@@ -397,7 +397,7 @@ pub(super) async fn back_to<H: DeployHost>(
 /// written yet.
 fn prune<H>(d: &Deployer<H>, target: &Target, keep: usize, deployed: &str, events: &Events) {
     let releases = target.releases();
-    let ledger = target.ledger(&d.config.state_dir);
+    let ledger = target.ledger(&d.config.get().state_dir);
     let protect = releases
         .current()
         .and_then(|c| ledger.previous(&c).ok().flatten());
@@ -424,7 +424,7 @@ fn prune<H>(d: &Deployer<H>, target: &Target, keep: usize, deployed: &str, event
 }
 
 pub(super) fn record<H>(d: &Deployer<H>, target: &Target, entry: LedgerEntry) {
-    if let Err(e) = target.ledger(&d.config.state_dir).append(&entry) {
+    if let Err(e) = target.ledger(&d.config.get().state_dir).append(&entry) {
         tracing::error!(
             "cannot record the deploy in the ledger: {}",
             hostd_api::error_chain(&e)

@@ -3,7 +3,7 @@
 //! switch, rollbacks, and a deploy that waits for another operation.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -12,7 +12,7 @@ use hostd_api::{DeployEvent, DeployOutcome, DeployRequest, RollbackRequest, Task
 
 use super::hooks::{Exit, Hook, HookError};
 use super::*;
-use crate::config::UnitName;
+use crate::config::{Config, CurrentConfig, UnitName};
 use crate::manager::{ManagerError, Progress};
 use crate::ops::Holder;
 use crate::systemd::{ExecContext, SystemdError};
@@ -132,7 +132,7 @@ fn setup_with(declaration: &str) -> Res<Setup> {
     let lifetime = Lifetime::new();
     let d = Deployer {
         artifacts: ArtifactStore::new(&config.state_dir),
-        config,
+        config: CurrentConfig::fixed(config),
         host: host.clone(),
         ops: crate::ops::spawn(&lifetime),
         lifetime,
@@ -210,7 +210,7 @@ async fn deployed(s: &Setup, version: &str) -> Res {
 }
 
 fn ledger(s: &Setup) -> Res<Vec<(String, String, String)>> {
-    Ok(Ledger::new(&s.d.config.state_dir, "api")
+    Ok(Ledger::new(&s.d.config.get().state_dir, "api")
         .entries()?
         .into_iter()
         .map(|e| (e.action, e.version, e.result))
@@ -233,7 +233,7 @@ async fn a_deploy_unpacks_runs_its_migration_switches_and_rolls_out() -> Res {
     assert_eq!(s.host.current(), "v1");
     let unpacked = s.host.release_dir.join("releases/v1/VERSION");
     assert_eq!(std::fs::read_to_string(unpacked)?, "v1");
-    assert!(marker::file(&s.d.config.state_dir).load()?.is_none());
+    assert!(marker::file(&s.d.config.get().state_dir).load()?.is_none());
     assert_eq!(ledger(&s)?, [("deploy".into(), "v1".into(), "ok".into())]);
     Ok(())
 }
@@ -254,7 +254,7 @@ async fn an_unhealthy_release_returns_to_the_previous_one_by_itself() -> Res {
     assert!(error.ends_with("rolled back: v1 serves again"), "{error}");
     assert_eq!(s.host.calls(), ["rollout api on v2", "rollout api on v1"]);
     assert_eq!(s.host.current(), "v1");
-    assert!(marker::file(&s.d.config.state_dir).load()?.is_none());
+    assert!(marker::file(&s.d.config.get().state_dir).load()?.is_none());
     let last = ledger(&s)?.pop();
     assert_eq!(
         last,
@@ -344,7 +344,7 @@ async fn an_interrupted_switch_is_undone_at_start_and_reported() -> Res {
         requested_by: "ann@laptop".into(),
         started: "2026-12-07T00:00:00Z".into(),
     };
-    marker::file(&s.d.config.state_dir).save(&m)?;
+    marker::file(&s.d.config.get().state_dir).save(&m)?;
     let op = marker::recovery(s.d.clone()).ok_or("no recovery")?;
     s.d.ops.submit(op).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -13,7 +13,7 @@ use crate::checks::{
     HttpUnixProbe, InstanceProbe, PostgresProbe, Probe, RedisProbe, SysinfoProbe, SystemProbe,
     SystemSample,
 };
-use crate::config::Config;
+use crate::config::{Config, CurrentConfig};
 use crate::desired::ManagerView;
 use crate::lifetime::Lifetime;
 use crate::secrets::SecretsState;
@@ -83,7 +83,7 @@ pub struct Deps<S> {
 impl Probes {
     /// The real probes for `config.checks`, and `secrets` for the secrets
     /// component and Redis's password.
-    fn from_config<S>(config: &Config, deps: &Deps<S>) -> Self {
+    fn from_config(config: &Config, deps: &ProbeDeps) -> Self {
         let checks = &config.checks;
         let timeout = checks.timeout.0;
         let system = match SysinfoProbe::new(checks.disk.paths.clone()) {
@@ -142,15 +142,23 @@ impl HealthHandle {
 /// soon after a unit changed or the manager's view did (scaling, stop),
 /// until hostd stops, publishing each snapshot on `publish`.
 pub async fn spawn<S: UnitStates + Send + Sync + 'static>(
-    config: Arc<Config>,
+    current: CurrentConfig,
     deps: Deps<S>,
     publish: watch::Sender<Snapshot>,
     lifetime: &Lifetime,
 ) -> HealthHandle {
-    let probes = Probes::from_config(&config, &deps);
+    let probe_deps = ProbeDeps {
+        secrets: deps.secrets,
+        backup: deps.backup,
+        jobs: deps.jobs,
+    };
+    let config = current.get();
+    let probes = Probes::from_config(&config, &probe_deps);
     let checker = Checker {
         units: deps.units,
+        current,
         config,
+        probe_deps,
         probes,
     };
     start(checker, deps.view, deps.changes, publish, lifetime).await
@@ -176,9 +184,19 @@ async fn start<S: UnitStates + Send + Sync + 'static>(
     HealthHandle { snapshot }
 }
 
+/// What the probes are built from besides the configuration.
+struct ProbeDeps {
+    secrets: Option<watch::Receiver<SecretsState>>,
+    backup: Option<watch::Receiver<crate::backup::BackupState>>,
+    jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
+}
+
 struct Checker<S> {
     units: S,
+    current: CurrentConfig,
+    /// The configuration `probes` were built for.
     config: Arc<Config>,
+    probe_deps: ProbeDeps,
     probes: Probes,
 }
 
@@ -189,8 +207,15 @@ impl<S: UnitStates> Checker<S> {
         check_once(&self.units, &self.config, &current, &self.probes).await
     }
 
+    /// A new configuration in force: probes for its checks (a changed
+    /// PostgreSQL or Redis address, disk paths), rounds at its interval.
+    fn follow_config(&mut self) {
+        self.config = self.current.get();
+        self.probes = Probes::from_config(&self.config, &self.probe_deps);
+    }
+
     async fn run(
-        self,
+        mut self,
         tx: watch::Sender<Snapshot>,
         mut view: watch::Receiver<ManagerView>,
         mut changes: watch::Receiver<u64>,
@@ -201,10 +226,18 @@ impl<S: UnitStates> Checker<S> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate; we just checked
         let (mut changes_open, mut view_open) = (true, true);
+        let mut config_changes = self.current.clone();
         let mut last = Instant::now();
         loop {
             let triggered = tokio::select! {
                 _ = ticker.tick() => false,
+                () = config_changes.changed() => {
+                    self.follow_config();
+                    ticker = tokio::time::interval(self.config.health.check_interval.0);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticker.tick().await;
+                    true
+                }
                 changed = changes.changed(), if changes_open => {
                     if changed.is_err() {
                         tracing::warn!("unit change signals ended; checking on the interval only");

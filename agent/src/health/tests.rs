@@ -347,7 +347,13 @@ async fn signals_and_view_changes_trigger_rounds_reads_do_not() -> Res {
     let lifetime = Lifetime::new();
     let checker = Checker {
         units: Arc::clone(&source),
+        current: CurrentConfig::fixed(Arc::clone(&c)),
         config: c,
+        probe_deps: ProbeDeps {
+            secrets: None,
+            backup: None,
+            jobs: watch::channel(Vec::new()).1,
+        },
         probes: p,
     };
     let (publish, _) = channel();

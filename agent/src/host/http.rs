@@ -16,12 +16,13 @@ pub fn routes(host: HostHandle) -> Router {
 async fn status(State(host): State<HostHandle>) -> Json<HostStatus> {
     let snap = host.snapshot.borrow().clone();
     let view = host.view.borrow().clone();
+    let config = host.config.get();
     let services = view
         .desired
         .services
         .iter()
         .map(|(name, d)| {
-            let svc = host.config.services.get(name);
+            let svc = config.services.get(name);
             ServiceSummary {
                 name: name.clone(),
                 unit: svc.map(|s| s.unit.to_string()).unwrap_or_default(),
@@ -62,7 +63,7 @@ mod tests {
     {
         let config = crate::config::Config::parse(std::path::Path::new("t.toml"), "")?;
         let host = HostHandle {
-            config: Arc::new(config),
+            config: crate::config::CurrentConfig::fixed(Arc::new(config)),
             started: Instant::now(),
             hostname: "test".into(),
             instance: Arc::new(OnceLock::new()),

@@ -13,7 +13,7 @@ use std::time::Instant;
 use hostd_api::InstanceIdentity;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::CurrentConfig;
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
 use crate::lifetime::Lifetime;
@@ -33,7 +33,7 @@ pub struct Deps {
 
 #[derive(Clone)]
 pub struct HostHandle {
-    config: Arc<Config>,
+    config: CurrentConfig,
     started: Instant,
     hostname: String,
     instance: Arc<OnceLock<InstanceIdentity>>,
@@ -50,7 +50,12 @@ impl HostHandle {
 }
 
 /// `started` is when hostd began (uptime counts from there).
-pub fn spawn(config: Arc<Config>, deps: Deps, started: Instant, lifetime: &Lifetime) -> HostHandle {
+pub fn spawn(
+    config: CurrentConfig,
+    deps: Deps,
+    started: Instant,
+    lifetime: &Lifetime,
+) -> HostHandle {
     let instance = Arc::new(OnceLock::new());
     lifetime.spawn(
         "instance identity",

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use hostd_api::{ActiveState, JobRun, JobStatus};
 use tokio::sync::watch;
 
-use crate::config::{Config, UnitName};
+use crate::config::{CurrentConfig, UnitName};
 use crate::lifetime::Lifetime;
 use crate::systemd::{JobKind, Systemd};
 use records::{Record, Records};
@@ -71,7 +71,7 @@ const UNIT_JOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// act through it.
 #[derive(Clone)]
 struct Jobs {
-    config: Arc<Config>,
+    config: CurrentConfig,
     systemd: Systemd,
     records: Records,
     status: watch::Sender<Vec<JobStatus>>,
@@ -89,13 +89,13 @@ fn unit(name: &str) -> Result<UnitName, JobsError> {
 }
 
 impl Jobs {
-    fn new(config: Arc<Config>, systemd: Systemd) -> Self {
-        let records = Records::new(&config.state_dir);
+    fn new(config: CurrentConfig, systemd: Systemd, status: watch::Sender<Vec<JobStatus>>) -> Self {
+        let records = Records::new(&config.get().state_dir);
         Self {
             config,
             systemd,
             records,
-            status: watch::channel(Vec::new()).0,
+            status,
             manual: Arc::default(),
             recording: Arc::default(),
         }
@@ -105,14 +105,15 @@ impl Jobs {
     /// every timer. Run after hostd's own unit sync and secrets delivery:
     /// a job copies its service's environment and credentials.
     async fn install(&self) -> Result<(), JobsError> {
-        let target = &self.config.units.target_dir;
+        let config = self.config.get();
+        let target = &config.units.target_dir;
         let mut changed = false;
         let mut timers = Vec::new();
-        for (name, job) in &self.config.jobs {
+        for (name, job) in &config.jobs {
             let service = job
                 .service
                 .as_ref()
-                .and_then(|s| Some((s, self.config.services.get(s)?)));
+                .and_then(|s| Some((s, config.services.get(s)?)));
             let (release, context) = match service {
                 Some((_, svc)) => {
                     let instance = svc.unit.instance(1).unwrap_or_else(|| svc.unit.clone());
@@ -170,15 +171,15 @@ impl Jobs {
     /// Failures are logged: one unit that cannot go must not keep the
     /// others, nor the daemon-reload after them.
     async fn remove_unconfigured(&self) -> bool {
-        let target = &self.config.units.target_dir;
+        let config = self.config.get();
+        let target = &config.units.target_dir;
         let mut stale: Vec<(String, String)> = Vec::new();
         for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
             let Some(job) = units::job_of_file(&file) else {
                 continue;
             };
-            let wanted = self
-                .config
+            let wanted = config
                 .jobs
                 .get(job)
                 .is_some_and(|j| units::files_of(job, j).contains(&file));
@@ -202,6 +203,7 @@ impl Jobs {
     }
 
     async fn remove_unit_file(&self, job: &str, file: &str) -> Result<(), JobsError> {
+        let config = self.config.get();
         // A run template stops through its instances.
         let running = if file.ends_with("@.service") {
             let pattern = file.replace("@.service", "@*.service");
@@ -221,13 +223,13 @@ impl Jobs {
         if file.ends_with(".timer") {
             self.systemd.disable(&[file.to_owned()]).await?;
         }
-        let path = self.config.units.target_dir.join(file);
+        let path = config.units.target_dir.join(file);
         std::fs::remove_file(&path).map_err(|source| JobsError::Write {
             name: job.to_owned(),
             path,
             source,
         })?;
-        if !self.config.jobs.contains_key(job) {
+        if !config.jobs.contains_key(job) {
             self.records.remove(job);
         }
         Ok(())
@@ -290,8 +292,9 @@ impl Jobs {
 
     /// Looks at every job once: records runs that ended, publishes status.
     async fn observe(&self) {
-        let mut out = Vec::with_capacity(self.config.jobs.len());
-        for (name, job) in &self.config.jobs {
+        let config = self.config.get();
+        let mut out = Vec::with_capacity(config.jobs.len());
+        for (name, job) in &config.jobs {
             let running = if job.overlap {
                 self.record_instances(name).await.unwrap_or_else(|e| {
                     tracing::warn!(
@@ -318,7 +321,7 @@ impl Jobs {
                 running,
                 last_run: self.records.last(name).map(|r| r.run),
                 timer,
-                check_interval: self.config.health.check_interval.0,
+                check_interval: config.health.check_interval.0,
                 now: SystemTime::now(),
             }));
         }
@@ -379,6 +382,12 @@ impl JobsHandle {
         self.jobs.status.subscribe()
     }
 
+    /// Writes the units of the jobs the configuration in force declares,
+    /// removes those of jobs it no longer declares, starts the timers.
+    pub async fn install(&self) -> Result<(), JobsError> {
+        self.jobs.install().await
+    }
+
     /// Looks at every job now and answers what it saw.
     pub async fn observe_now(&self) -> Vec<JobStatus> {
         self.jobs.observe().await;
@@ -405,9 +414,17 @@ impl JobsHandle {
 
 /// Installs the jobs' units (also without jobs: units of jobs removed from
 /// hostd.toml go), then observes them every check interval until hostd
-/// stops.
-pub fn spawn(config: Arc<Config>, systemd: Systemd, lifetime: &Lifetime) -> JobsHandle {
-    let jobs = Jobs::new(config, systemd);
+/// stops. A new configuration's jobs are installed by whoever switches to
+/// it ([`JobsHandle::install`]); the observer follows the configuration
+/// in force, and sleeps while there are no jobs.
+pub fn spawn(
+    config: CurrentConfig,
+    systemd: Systemd,
+    status: watch::Sender<Vec<JobStatus>>,
+    lifetime: &Lifetime,
+) -> JobsHandle {
+    let mut changes = config.clone();
+    let jobs = Jobs::new(config, systemd, status);
     let observer = jobs.clone();
     let ending = lifetime.clone();
     lifetime.spawn("jobs observer", async move {
@@ -417,14 +434,14 @@ pub fn spawn(config: Arc<Config>, systemd: Systemd, lifetime: &Lifetime) -> Jobs
                 hostd_api::error_chain(&e)
             );
         }
-        if observer.config.jobs.is_empty() {
-            return;
-        }
-        let mut ticker = tokio::time::interval(observer.config.health.check_interval.0);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let config = observer.config.get();
+            let every = config.health.check_interval.0;
+            let none = config.jobs.is_empty();
+            drop(config);
             tokio::select! {
-                _ = ticker.tick() => observer.observe().await,
+                () = tokio::time::sleep(every), if !none => observer.observe().await,
+                () = changes.changed() => observer.observe().await,
                 () = ending.ending() => return,
             }
         }

@@ -33,10 +33,11 @@ impl Drop for Claim {
 
 impl Jobs {
     pub(super) async fn claim(&self, name: &str) -> Result<Claim, JobsError> {
-        let Some(job) = self.config.jobs.get(name) else {
+        let config = self.config.get();
+        let Some(job) = config.jobs.get(name) else {
             return Err(JobsError::Unknown {
                 name: name.to_owned(),
-                known: self.config.jobs.keys().cloned().collect(),
+                known: config.jobs.keys().cloned().collect(),
             });
         };
         if job.overlap {
@@ -74,7 +75,8 @@ impl Jobs {
         claim: Claim,
         tx: mpsc::UnboundedSender<RunEvent>,
     ) {
-        if self.config.jobs.get(&name).is_some_and(|j| j.overlap) {
+        let config = self.config.get();
+        if config.jobs.get(&name).is_some_and(|j| j.overlap) {
             drop(claim);
             return self.run_instance_now(&name, tx).await;
         }
@@ -156,6 +158,7 @@ impl Jobs {
     ) -> Result<(), JobsError> {
         let timeout = self
             .config
+            .get()
             .jobs
             .get(name)
             .map_or(Duration::from_secs(3600), |j| j.timeout.0);

@@ -1,6 +1,8 @@
 //! What the manager does: bring units to the desired state, act on
 //! hostctl's requests, and restart failed units by their policy.
 
+use std::sync::Arc;
+
 use hostd_api::time::now_rfc3339;
 use hostd_api::{ActionResult, ActiveState, ServiceAction, UnitEvent, UnitStatus};
 use tokio::time::Instant;
@@ -8,8 +10,8 @@ use tokio::time::Instant;
 use super::backoff::Decision;
 use super::{Gate, JOB_TIMEOUT, Manager, ManagerError, Progress, probe};
 use crate::checks::InstanceAddress;
-use crate::config::{RestartMode, ServiceConfig, UnitName};
-use crate::desired::WantedUnit;
+use crate::config::{Config, RestartMode, ServiceConfig, UnitName};
+use crate::desired::{DesiredState, WantedUnit};
 use crate::systemd::JobKind;
 use crate::systemd::Units;
 
@@ -391,6 +393,45 @@ impl<U: Units> Manager<U> {
                 .await?;
             self.wait_healthy(&svc, &w, gate).await?;
             super::step_done(progress, step, began);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn reconfigure(
+        &mut self,
+        config: Arc<Config>,
+        restart: &[String],
+        progress: &Progress,
+    ) -> Result<(), ManagerError> {
+        self.config = config;
+        self.desired = DesiredState::reconcile_with(&self.config, Some(&self.desired));
+        self.store.save(&self.desired)?;
+        let config = Arc::clone(&self.config);
+        let gone = |unit: &UnitName| config.service_of_unit(unit.as_str()).is_none();
+        self.scheduled.retain(|unit, _| !gone(unit));
+        self.histories.retain(|unit, _| !gone(unit));
+        self.unreconciled
+            .retain(|s| config.services.contains_key(s));
+        self.restarts.retain(|s, _| config.services.contains_key(s));
+        self.failures.retain(|s, _| config.services.contains_key(s));
+        self.publish();
+        for service in restart {
+            let Some(svc) = config.services.get(service) else {
+                continue;
+            };
+            if !self
+                .desired
+                .services
+                .get(service)
+                .is_some_and(|d| d.running)
+            {
+                continue;
+            }
+            let step = format!("bring up {service}");
+            let began = super::step_begins(Some(progress), &step);
+            self.restart_each(service, &Gate::of(svc), Some(progress))
+                .await?;
+            super::step_done(Some(progress), step, began);
         }
         Ok(())
     }

@@ -112,6 +112,12 @@ enum Request {
         progress: Progress,
         reply: Reply,
     },
+    Reconfigure {
+        config: Arc<Config>,
+        restart: Vec<String>,
+        progress: Progress,
+        reply: oneshot::Sender<Result<(), ManagerError>>,
+    },
 }
 
 /// How an instance proves it is up: `path` on its health socket answers
@@ -205,6 +211,27 @@ impl ManagerHandle {
             reply,
         })
         .await
+    }
+
+    /// Switches to a new configuration: services it no longer declares
+    /// leave the desired state (hostd stops supervising them), new ones
+    /// start, and each of `restart` (new or changed) is brought up or
+    /// restarted instance by instance through its health gate.
+    pub async fn reconfigure(
+        &self,
+        config: Arc<Config>,
+        restart: Vec<String>,
+        progress: Progress,
+    ) -> Result<(), ManagerError> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Reconfigure {
+            config,
+            restart,
+            progress,
+            reply,
+        };
+        self.tx.send(req).await.map_err(|_| ManagerError::Gone)?;
+        rx.await.map_err(|_| ManagerError::Gone)?
     }
 
     /// What hostd keeps running and what it saw go wrong.
@@ -382,6 +409,17 @@ impl<U: Units> Manager<U> {
 
     async fn handle(&mut self, req: Request) {
         let (result, reply) = match req {
+            Request::Reconfigure {
+                config,
+                restart,
+                progress,
+                reply,
+            } => {
+                let result = self.reconfigure(config, &restart, &progress).await;
+                self.await_fresh_snapshot().await;
+                let _ = reply.send(result);
+                return;
+            }
             Request::Action {
                 service,
                 action,

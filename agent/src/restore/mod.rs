@@ -26,14 +26,13 @@ mod swap;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hostd_api::RestoreRequest;
 use rustic_core::RusticError;
 
 use crate::backup::{AccessError, BackupHandle, RepoError};
-use crate::config::Config;
+use crate::config::CurrentConfig;
 use crate::lifetime::Lifetime;
 use crate::manager::ManagerHandle;
 use crate::ops::{Holder, Operation, OpsError, OpsHandle};
@@ -121,7 +120,7 @@ impl crate::http::Refusal for RestoreError {
 /// operations task.
 #[derive(Clone)]
 pub struct Restorer {
-    pub config: Arc<Config>,
+    pub config: CurrentConfig,
     pub backup: BackupHandle,
     pub manager: ManagerHandle,
     pub ops: OpsHandle,
@@ -137,6 +136,7 @@ impl Restorer {
     /// App services: the clients of the data, stopped while it is replaced.
     fn app_services(&self) -> Vec<String> {
         self.config
+            .get()
             .services
             .iter()
             .filter(|(_, s)| s.unit.is_template() || s.database.is_some())
@@ -176,11 +176,11 @@ impl Restorer {
     /// At start, as an operation: puts back what an interrupted restore
     /// left ([`sequence::recover`]). None when no restore was interrupted.
     pub fn recovery(&self) -> Option<Operation> {
-        let marker = marker::file(&self.config.state_dir);
+        let marker = marker::file(&self.config.get().state_dir);
         let m = marker.load_or_log()?;
         let host = live::LiveRestore {
             manager: self.manager.clone(),
-            admin: self.config.postgres_admin().to_owned(),
+            admin: self.config.get().postgres_admin().to_owned(),
             staging: std::sync::Mutex::new(None),
         };
         let holder = Holder::new("recover the interrupted restore", "hostd");
@@ -206,10 +206,10 @@ impl Restorer {
         }
         let host = live::LiveRestore {
             manager: self.manager.clone(),
-            admin: self.config.postgres_admin().to_owned(),
+            admin: self.config.get().postgres_admin().to_owned(),
             staging: std::sync::Mutex::new(Some(p.staging)),
         };
-        let marker = marker::file(&self.config.state_dir);
+        let marker = marker::file(&self.config.get().state_dir);
         sequence::run(&host, &p.pieces, &req.requested_by, &marker, ev).await?;
         Ok((host, p.pieces))
     }

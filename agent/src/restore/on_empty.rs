@@ -41,7 +41,12 @@ async fn restore_if_fresh(r: &Restorer, marker: &Path) {
     if !marker.exists() {
         return;
     }
-    let wanted = r.config.backup.as_ref().is_some_and(|b| b.restore_on_empty);
+    let wanted = r
+        .config
+        .get()
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.restore_on_empty);
     if !wanted {
         tracing::info!(
             "/data was empty at first boot; backup.restore_on_empty is off, so the services start with empty data (`hostctl restore latest` brings a backup back)"
@@ -138,9 +143,10 @@ async fn restore_if_fresh(r: &Restorer, marker: &Path) {
 /// The app databases' roles, which the dumps name as owners, exist before
 /// pg_restore runs (the manager creates them too, but maybe not yet).
 async fn roles_ready(r: &Restorer) -> Result<(), crate::postgres::PgError> {
-    for svc in r.config.services.values() {
+    let config = r.config.get();
+    for svc in config.services.values() {
         if let Some(db) = &svc.database {
-            crate::postgres::ensure_app_database(r.config.postgres_admin(), db, None).await?;
+            crate::postgres::ensure_app_database(config.postgres_admin(), db, None).await?;
         }
     }
     Ok(())

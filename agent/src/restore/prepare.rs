@@ -93,10 +93,11 @@ impl Restorer {
             return Ok(None);
         }
         let b = ctx.backup()?;
-        if !self.config.services.contains_key(&b.redis_service) {
+        let config = self.config.get();
+        if !config.services.contains_key(&b.redis_service) {
             return Err(RestoreError::NoRedisService {
                 name: b.redis_service.clone(),
-                known: self.config.services.keys().cloned().collect(),
+                known: config.services.keys().cloned().collect(),
             });
         }
         let rdb = b.redis_rdb.0.clone();

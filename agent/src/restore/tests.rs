@@ -470,7 +470,9 @@ fn restore_and_backup_routes_answer_any_body_without_a_panic() -> Res {
         .enable_all()
         .build()?;
     let lifetime = Lifetime::new();
-    let config = Arc::new(Config::parse(std::path::Path::new("t.toml"), "")?);
+    let config = crate::config::CurrentConfig::fixed(std::sync::Arc::new(
+        crate::config::Config::parse(std::path::Path::new("t.toml"), "")?,
+    ));
     let router = rt.block_on(async {
         let r = Restorer {
             config,

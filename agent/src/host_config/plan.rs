@@ -1,0 +1,293 @@
+//! What applying a configuration would change: key by key from the two
+//! texts, and from that what each part of hostd must do. Pure, so the dry
+//! run (`hostctl diff`) and the apply compute the same plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hostd_api::{ActionKind, ConfigPlan, KeyChange, PlanAction, UnitFileChange};
+
+use crate::config::Config;
+
+/// Keys whose values may hold a password: shown as changed, never shown.
+const HIDDEN: &[&str] = &["checks.postgres", "checks.redis"];
+
+/// Sections hostd reads once at start; changing them in place would leave
+/// a task working from the old values. Applied by restarting hostd.
+const AT_START: &[&str] = &[
+    "health.listen",
+    "control",
+    "state_dir",
+    "units",
+    "secrets",
+    "backup",
+    "metrics",
+    "checks.postgres",
+    "checks.redis",
+];
+
+/// Service keys that feed the secrets delivery or the backup's database
+/// list, both read at start.
+const SERVICE_KEYS_AT_START: &[&str] = &["secrets", "database"];
+
+/// What the parts of hostd must do, derived from the changed keys.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New or changed services: brought up or restarted through their gate.
+    pub restart: Vec<String>,
+    /// Services no longer declared.
+    pub removed: Vec<String>,
+    /// Services or jobs changed: the jobs' units are written again.
+    pub jobs: bool,
+    /// Keys that cannot change without a restart of hostd.
+    pub at_start: Vec<String>,
+}
+
+pub struct Planned {
+    pub plan: ConfigPlan,
+    pub changes: Changes,
+}
+
+/// `old_text`/`new_text` as declared; `old`/`new` parsed from them.
+pub fn plan(
+    old_text: &str,
+    old: &Config,
+    new_text: &str,
+    new: &Config,
+    source: &str,
+    units_on_disk: &BTreeMap<String, String>,
+) -> Planned {
+    let keys = key_changes(&flatten_text(old_text), &flatten_text(new_text));
+    let changes = changes_of(&keys, old, new);
+    let actions = actions_of(&keys, &changes, old, new);
+    let plan = ConfigPlan {
+        source: source.to_owned(),
+        digest: hostd_api::host_config::digest(new_text),
+        current_digest: hostd_api::host_config::digest(old_text),
+        keys,
+        units: unit_changes(new, units_on_disk),
+        actions,
+    };
+    Planned { plan, changes }
+}
+
+fn flatten_text(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    // Both texts were parsed already; a failure here cannot happen, and
+    // would only make the diff show every key as added.
+    if let Ok(table) = text.parse::<toml::Table>() {
+        flatten("", &table, &mut out);
+    }
+    out
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if !t.is_empty() => flatten(&key, t, out),
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+fn key_changes(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<KeyChange> {
+    let all: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    all.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| {
+            let shown = |v: Option<&String>| {
+                v.map(|v| {
+                    if HIDDEN.contains(&k.as_str()) {
+                        "(hidden)".to_owned()
+                    } else {
+                        v.clone()
+                    }
+                })
+            };
+            KeyChange {
+                key: k.clone(),
+                before: shown(old.get(k)),
+                after: shown(new.get(k)),
+            }
+        })
+        .collect()
+}
+
+fn under(key: &str, section: &str) -> bool {
+    key == section
+        || key
+            .strip_prefix(section)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
+    let mut c = Changes::default();
+    let mut at_start = BTreeSet::new();
+    for k in keys {
+        if AT_START.iter().any(|s| under(&k.key, s)) {
+            at_start.insert(k.key.clone());
+        }
+        if let Some(rest) = k.key.strip_prefix("services.") {
+            let field = rest.split('.').nth(1).unwrap_or_default();
+            if SERVICE_KEYS_AT_START.contains(&field) {
+                at_start.insert(k.key.clone());
+            }
+        }
+        if under(&k.key, "jobs") {
+            c.jobs = true;
+        }
+    }
+    for name in new.services.keys() {
+        let changed = keys
+            .iter()
+            .any(|k| under(&k.key, &format!("services.{name}")));
+        if !old.services.contains_key(name) || changed {
+            c.restart.push(name.clone());
+            c.jobs = true;
+        }
+    }
+    c.removed = old
+        .services
+        .keys()
+        .filter(|n| !new.services.contains_key(*n))
+        .cloned()
+        .collect();
+    if !c.removed.is_empty() {
+        c.jobs = true;
+    }
+    c.at_start = at_start.into_iter().collect();
+    c
+}
+
+fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Vec<PlanAction> {
+    let mut actions = Vec::new();
+    for name in &c.removed {
+        let ours = old.services.get(name).is_some_and(|s| s.is_app());
+        actions.push(PlanAction {
+            kind: ActionKind::Stop,
+            target: name.clone(),
+            reason: if ours {
+                "no longer declared: stopped, its unit removed".into()
+            } else {
+                "no longer declared: no longer supervised (its unit is left as it is)".into()
+            },
+        });
+    }
+    for name in &c.restart {
+        let (kind, reason) = if old.services.contains_key(name) {
+            let prefix = format!("services.{name}.");
+            let fields: BTreeSet<&str> = keys
+                .iter()
+                .filter_map(|k| k.key.strip_prefix(&prefix))
+                .map(|f| f.split('.').next().unwrap_or(f))
+                .collect();
+            let list: Vec<&str> = fields.into_iter().collect();
+            (ActionKind::Restart, format!("{} changed", list.join(", ")))
+        } else {
+            (ActionKind::Start, "new service".to_owned())
+        };
+        actions.push(PlanAction {
+            kind,
+            target: name.clone(),
+            reason,
+        });
+    }
+    if c.jobs {
+        let added: Vec<&str> = new
+            .jobs
+            .keys()
+            .filter(|j| !old.jobs.contains_key(*j))
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = old
+            .jobs
+            .keys()
+            .filter(|j| !new.jobs.contains_key(*j))
+            .map(String::as_str)
+            .collect();
+        let mut reason = Vec::new();
+        if !added.is_empty() {
+            reason.push(format!("added {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            reason.push(format!("removed {}", removed.join(", ")));
+        }
+        if reason.is_empty() {
+            reason.push("units written again".into());
+        }
+        actions.push(PlanAction {
+            kind: ActionKind::Reconfigure,
+            target: "jobs".into(),
+            reason: reason.join("; "),
+        });
+    }
+    if keys
+        .iter()
+        .any(|k| under(&k.key, "checks") || k.key == "health.check_interval")
+    {
+        actions.push(PlanAction {
+            kind: ActionKind::Reconfigure,
+            target: "checks".into(),
+            reason: "health checks rebuilt".into(),
+        });
+    }
+    actions
+}
+
+/// Generated unit files whose text would change: apps' templates and
+/// jobs' timers (a job's service depends on its service's unit as loaded,
+/// so it is not rendered here). `on_disk`: those files as they are now.
+fn unit_changes(new: &Config, on_disk: &BTreeMap<String, String>) -> Vec<UnitFileChange> {
+    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+    for (name, svc) in new.services.iter().filter(|(_, s)| s.is_app()) {
+        wanted.insert(
+            svc.unit.as_str().to_owned(),
+            crate::units::apps::render(name, svc),
+        );
+    }
+    for (name, job) in &new.jobs {
+        wanted.insert(
+            crate::jobs::units::timer_unit(name),
+            crate::jobs::units::render_timer(name, job),
+        );
+    }
+    let units: BTreeSet<&String> = wanted.keys().chain(on_disk.keys()).collect();
+    units
+        .into_iter()
+        .filter(|u| wanted.get(*u) != on_disk.get(*u))
+        .map(|u| UnitFileChange {
+            unit: u.clone(),
+            before: on_disk.get(u).cloned(),
+            after: wanted.get(u).cloned(),
+        })
+        .collect()
+}
+
+/// The generated files `unit_changes` compares: apps' templates and
+/// jobs' timers in `dir`.
+pub fn generated_units(dir: &std::path::Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let ours = crate::units::apps::app_of_file(&file).is_some()
+            || (crate::jobs::units::job_of_file(&file).is_some() && file.ends_with(".timer"));
+        if !ours {
+            continue;
+        }
+        // Bounded: a unit file hostd wrote is a few hundred bytes.
+        if let Ok(text) = crate::fsutil::read_bounded(&entry.path(), 64 * 1024) {
+            out.insert(file, text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

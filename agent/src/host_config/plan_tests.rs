@@ -1,0 +1,131 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hostd_api::ActionKind;
+
+use super::*;
+
+const BASE: &str = "[services.redis]\nunit = \"redis-server.service\"\n\n\
+[services.api]\nunit = \"api@.service\"\nrelease_dir = \"/srv/api\"\n";
+
+const WEB: &str = "\n[services.web]\ncommand = \"python3 -m http.server $PORT\"\nport = 8400\nrelease_dir = \"/srv/web\"\n";
+
+const JOB: &str = "\n[jobs.tick]\ncommand = \"/bin/echo tick\"\nschedule = \"hourly\"\n";
+
+fn planned(old: &str, new: &str) -> Result<Planned, crate::config::ConfigError> {
+    let o = Config::parse(Path::new("old.toml"), old)?;
+    let n = Config::parse(Path::new("new.toml"), new)?;
+    Ok(plan(old, &o, new, &n, "hostd/prod.toml", &BTreeMap::new()))
+}
+
+#[test]
+fn the_same_declaration_plans_nothing_even_reformatted() -> Result<(), crate::config::ConfigError> {
+    let p = planned(BASE, &format!("# a comment\n{BASE}"))?;
+    assert!(p.plan.is_empty(), "{:?}", p.plan);
+    assert_eq!(p.changes, Changes::default());
+    Ok(())
+}
+
+#[test]
+fn a_new_app_and_job_start_and_touch_nothing_else() -> Result<(), crate::config::ConfigError> {
+    let p = planned(BASE, &format!("{BASE}{WEB}{JOB}"))?;
+    assert_eq!(p.changes.restart, vec!["web".to_owned()]);
+    assert!(p.changes.jobs);
+    assert!(p.changes.at_start.is_empty());
+    let kinds: Vec<(ActionKind, &str)> = p
+        .plan
+        .actions
+        .iter()
+        .map(|a| (a.kind, a.target.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ActionKind::Start, "web"),
+            (ActionKind::Reconfigure, "jobs")
+        ]
+    );
+    let units: Vec<&str> = p.plan.units.iter().map(|u| u.unit.as_str()).collect();
+    assert_eq!(
+        units,
+        vec!["hostd-app-web@.service", "hostd-job-tick.timer"]
+    );
+    assert!(p.plan.keys.iter().any(|k| k.key == "services.web.port"
+        && k.before.is_none()
+        && k.after.as_deref() == Some("8400")));
+    Ok(())
+}
+
+#[test]
+fn a_changed_service_restarts_and_says_what_changed() -> Result<(), crate::config::ConfigError> {
+    let old = format!("{BASE}{WEB}");
+    let new = old.replace("port = 8400", "port = 8401");
+    let p = planned(&old, &new)?;
+    assert_eq!(p.changes.restart, vec!["web".to_owned()]);
+    let restart = p
+        .plan
+        .actions
+        .iter()
+        .find(|a| a.kind == ActionKind::Restart);
+    assert_eq!(restart.map(|a| a.reason.as_str()), Some("port changed"));
+    Ok(())
+}
+
+#[test]
+fn removing_an_app_stops_it_but_a_service_of_its_own_unit_is_only_let_go()
+-> Result<(), crate::config::ConfigError> {
+    let old = format!("{BASE}{WEB}");
+    let p = planned(
+        &old,
+        "[services.api]\nunit = \"api@.service\"\nrelease_dir = \"/srv/api\"\n",
+    )?;
+    assert_eq!(
+        p.changes.removed,
+        vec!["redis".to_owned(), "web".to_owned()]
+    );
+    let reasons: Vec<&str> = p.plan.actions.iter().map(|a| a.reason.as_str()).collect();
+    assert!(reasons[0].contains("no longer supervised"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("stopped, its unit removed"),
+        "{reasons:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn keys_read_at_start_are_named_and_passwords_hidden() -> Result<(), crate::config::ConfigError> {
+    let new = format!(
+        "{BASE}[checks]\npostgres = \"host=/run/postgresql user=postgres password=hunter2\"\n[metrics]\nemf_interval = \"30s\"\n"
+    );
+    let p = planned(BASE, &new)?;
+    assert_eq!(
+        p.changes.at_start,
+        vec![
+            "checks.postgres".to_owned(),
+            "metrics.emf_interval".to_owned()
+        ]
+    );
+    let shown = serde_json::to_string(&p.plan).unwrap_or_default();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("(hidden)"), "{shown}");
+    Ok(())
+}
+
+#[test]
+fn a_service_gaining_a_database_waits_for_a_restart() -> Result<(), crate::config::ConfigError> {
+    let new = BASE.replace("release_dir", "database = \"api\"\nrelease_dir");
+    let p = planned(BASE, &new)?;
+    assert_eq!(p.changes.at_start, vec!["services.api.database".to_owned()]);
+    Ok(())
+}
+
+#[test]
+fn a_removed_jobs_timer_on_disk_shows_as_removed() -> Result<(), crate::config::ConfigError> {
+    let o = Config::parse(Path::new("o"), &format!("{BASE}{JOB}"))?;
+    let n = Config::parse(Path::new("n"), BASE)?;
+    let on_disk = BTreeMap::from([("hostd-job-tick.timer".to_owned(), "[Timer]\n".to_owned())]);
+    let p = plan(&format!("{BASE}{JOB}"), &o, BASE, &n, "x.toml", &on_disk);
+    assert_eq!(p.plan.units.len(), 1);
+    assert!(p.plan.units[0].after.is_none());
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Issue 20 (4): hostd applies a new hostd.toml in place. `systemctl
+//! reload hostd` installs a new job's timer and starts a new app service
+//! without restarting hostd or any service whose settings did not change;
+//! a removed job loses its units; a file that does not validate is refused
+//! with the running configuration kept; a configuration under which a
+//! service does not come up is put back by hostd itself.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use hostctl_tests::config::HOSTD_TOML;
+use hostctl_tests::{Sandbox, http_get, poll};
+
+const PORT: u16 = 8310;
+
+const JOB: &str = "[jobs.tick]
+command = \"/bin/echo tick\"
+schedule = \"hourly\"";
+
+fn web(command: &str) -> String {
+    format!(
+        "[services.cfgweb]
+command = \"{command}\"
+port = {PORT}
+health_path = \"/\"
+health_timeout = \"10s\"
+release_dir = \"/srv/cfgweb\""
+    )
+}
+
+const SERVE: &str = "python3 -m http.server --bind 127.0.0.1 $PORT";
+
+/// Lines hostd logged about reloads since it started.
+fn reloads(s: &Sandbox) -> Result<Vec<String>> {
+    let log = s.root_sh(
+        "journalctl -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID hostd.service) | grep -E 'reload (finished|refused)' || true",
+    )?;
+    Ok(log.lines().map(str::to_owned).collect())
+}
+
+/// Writes the good file plus `extra`, reloads, and waits for hostd's
+/// verdict on it: the new log line.
+fn reload_with(s: &Sandbox, extra: &str) -> Result<String> {
+    let before = reloads(s)?.len();
+    s.root_sh(&format!(
+        "cp -p {HOSTD_TOML}.good {HOSTD_TOML} && printf '%s\\n' '{extra}' >> {HOSTD_TOML} && systemctl reload hostd"
+    ))?;
+    poll(
+        "hostd's verdict on the reload",
+        Duration::from_secs(90),
+        || {
+            let lines = reloads(s)?;
+            Ok(lines.get(before).cloned())
+        },
+    )
+}
+
+fn pid(s: &Sandbox, unit: &str) -> Result<String> {
+    s.unit_property(unit, "MainPID")
+}
+
+pub fn a_reload_applies_in_place_and_puts_back_what_does_not_come_up(s: &Sandbox) -> Result<()> {
+    s.root_sh(&format!(
+        "cp -p {HOSTD_TOML} {HOSTD_TOML}.good && mkdir -p /srv/cfgweb/r1 && echo first > /srv/cfgweb/r1/index.html && ln -sfn r1 /srv/cfgweb/current"
+    ))?;
+    let result = reload_scenario(s);
+    let restored = s.root_sh(&format!(
+        "mv {HOSTD_TOML}.good {HOSTD_TOML}; rm -f {HOSTD_TOML}.rejected; systemctl restart hostd; rm -rf /srv/cfgweb"
+    ));
+    result?;
+    restored?;
+    s.wait_reconciled()
+}
+
+fn reload_scenario(s: &Sandbox) -> Result<()> {
+    let hostd = pid(s, "hostd.service")?;
+    let redis = pid(s, "redis-server.service")?;
+    let api = pid(s, "api@1.service")?;
+
+    // A job and an app on a port added: in force without a restart.
+    let verdict = reload_with(s, &format!("{JOB}\n{}", web(SERVE)))?;
+    ensure!(verdict.contains("reload finished: applied"), "{verdict}");
+    ensure!(
+        s.unit_property("hostd-job-tick.timer", "ActiveState")? == "active",
+        "the new job's timer is not active"
+    );
+    let served = http_get(format!("{}:{PORT}", s.address).parse()?, "/index.html")?;
+    ensure!(
+        served.status == 200 && served.body.trim() == "first",
+        "{} {}",
+        served.status,
+        served.body
+    );
+    ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
+    ensure!(
+        pid(s, "redis-server.service")? == redis,
+        "redis was restarted"
+    );
+    ensure!(pid(s, "api@1.service")? == api, "the api was restarted");
+    let web_pid = pid(s, "hostd-app-cfgweb@1.service")?;
+
+    // The job removed: its units go; the app, unchanged, keeps running.
+    let verdict = reload_with(s, &web(SERVE))?;
+    ensure!(verdict.contains("reload finished: applied"), "{verdict}");
+    let left = s.root_sh("ls /etc/systemd/system | grep -c hostd-job-tick || true")?;
+    ensure!(left.trim() == "0", "the removed job's units stayed: {left}");
+    ensure!(
+        pid(s, "hostd-app-cfgweb@1.service")? == web_pid,
+        "the unchanged app restarted"
+    );
+
+    // A file that does not validate: refused, nothing changes.
+    let verdict = reload_with(s, &format!("{}\nbogus = 1", web(SERVE)))?;
+    ensure!(
+        verdict.contains("reload refused") && verdict.contains("bogus"),
+        "{verdict}"
+    );
+    ensure!(
+        pid(s, "hostd-app-cfgweb@1.service")? == web_pid,
+        "a refused file restarted the app"
+    );
+    ensure!(
+        http_get(s.health_addr()?, "/health")?.status == 200,
+        "health after a refused file"
+    );
+
+    // A command that cannot serve: the new configuration is put back.
+    let verdict = reload_with(s, &web("/bin/false"))?;
+    ensure!(
+        verdict.contains("reload finished: rolled_back"),
+        "{verdict}"
+    );
+    let file = s.root_sh(&format!("cat {HOSTD_TOML}; ls {HOSTD_TOML}.rejected"))?;
+    ensure!(
+        file.contains("http.server") && !file.contains("/bin/false"),
+        "the previous file was not put back: {file}"
+    );
+    let served = poll("the app to serve again", Duration::from_secs(30), || {
+        let r = http_get(format!("{}:{PORT}", s.address).parse()?, "/index.html")?;
+        Ok((r.status == 200).then_some(r.body))
+    })?;
+    ensure!(served.trim() == "first", "{served}");
+    ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
+    Ok(())
+}
