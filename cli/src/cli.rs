@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::backup::args::{BackupCommand, BackupsArgs};
 use crate::deploy::args::{DeployArgs, RollbackArgs};
 use crate::flags::GlobalArgs;
+use crate::host_config::args::{AppliesArgs, ApplyArgs, DiffArgs};
 use crate::jobs::args::{JobsArgs, RunArgs};
 use crate::lock::args::LockCommand;
 use crate::logs::args::LogsArgs;
@@ -81,6 +82,16 @@ pub enum Command {
     /// Install a new hostd build on every host, one at a time: hostd checks
     /// it runs there and restarts on it; managed services keep running
     UpgradeHostd(UpgradeArgs),
+    /// What applying the hostd.toml declared in hostctl.toml (hostd_config)
+    /// would change on each host: keys, generated unit files, actions.
+    /// Exit 0 when no host would change, 1 when one would
+    Diff(DiffArgs),
+    /// Apply the declared hostd.toml host by host, after showing the plan
+    /// and asking: each host ends healthy on it or hostd puts the previous
+    /// one back; the first failure stops the rest
+    Apply(ApplyArgs),
+    /// Each host's ledger of applies: when, who, from which file, outcome
+    Applies(AppliesArgs),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]

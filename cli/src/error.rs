@@ -5,7 +5,9 @@ use std::io;
 use std::process::ExitCode;
 
 use crate::exit::CommandError;
-use crate::{backup, deploy, fleet, jobs, logs, restore, sandbox, secrets, service, upgrade};
+use crate::{
+    backup, deploy, fleet, host_config, jobs, logs, restore, sandbox, secrets, service, upgrade,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,6 +31,8 @@ pub enum Error {
     Upgrade(#[from] upgrade::UpgradeError),
     #[error(transparent)]
     Jobs(#[from] jobs::JobsError),
+    #[error(transparent)]
+    HostConfig(#[from] host_config::HostConfigError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] io::Error),
     #[error("cannot write the output")]
@@ -48,6 +52,7 @@ impl Error {
             Self::Deploy(e) => Some(e),
             Self::Upgrade(e) => Some(e),
             Self::Jobs(e) => Some(e),
+            Self::HostConfig(e) => Some(e),
             Self::CurrentDir(_) | Self::Output(_) => None,
         }
     }

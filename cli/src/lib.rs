@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod deploy;
 pub mod error;
 pub mod exit;
@@ -13,6 +14,7 @@ mod fake_hosts;
 pub mod flags;
 pub mod fleet;
 pub mod followed;
+pub mod host_config;
 pub mod host_status;
 pub mod jobs;
 pub mod lock;
@@ -64,6 +66,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(a) => jobs::run_task(&a, g, &cwd()?).await?,
         Command::Jobs(a) => jobs::jobs(&a, g, &cwd()?).await?,
         Command::UpgradeHostd(a) => upgrade::run(&a, g, &cwd()?).await?,
+        Command::Diff(a) => host_config::diff(&a, g, &cwd()?).await?,
+        Command::Apply(a) => host_config::apply(&a, g, &cwd()?).await?,
+        Command::Applies(a) => host_config::applies(&a, g, &cwd()?).await?,
         Command::Sandbox(cmd) => sandbox::run(cmd).await?,
         Command::Completions { shell } => completions(shell)?,
     })

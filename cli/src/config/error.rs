@@ -44,6 +44,17 @@ pub enum ConfigError {
     },
     #[error("{} configures several services ({}); pick one with --service", path.display(), known.join(", "))]
     WhichService { path: PathBuf, known: Vec<String> },
+    #[error(
+        "{}: environment {environment} sets no hostd_config{}; set `hostd_config = \"PATH\"` under [environments.{environment}] (the hostd.toml its hosts run; PATH relative to the directory of {FILE_NAME}), or under [hosts.NAME] for a host with a file of its own",
+        path.display(),
+        for_hosts(hosts)
+    )]
+    NoHostdConfig {
+        path: PathBuf,
+        environment: String,
+        /// The hosts lacking one, when others have their own; else empty.
+        hosts: Vec<String>,
+    },
     #[error("unknown task {name:?}; {} {}", path.display(), services::configured_tasks(service, known))]
     UnknownTask {
         path: PathBuf,
@@ -51,6 +62,15 @@ pub enum ConfigError {
         name: String,
         known: Vec<String>,
     },
+}
+
+fn for_hosts(hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        String::new()
+    } else {
+        let have = if hosts.len() == 1 { "has" } else { "have" };
+        format!(" and {} {have} none of its own", hosts.join(", "))
+    }
 }
 
 fn located(path: &Path, line: Option<usize>, key: &str, message: &str) -> String {

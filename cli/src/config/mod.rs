@@ -3,6 +3,9 @@
 //! to deploy them.
 
 mod error;
+mod hostd_config;
+#[cfg(test)]
+mod hostd_config_tests;
 #[cfg(test)]
 mod proptests;
 mod raw;
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use hostd_config::{HostdConfigFile, HostdConfigs};
 use raw::{Located, RawConfig, RawHost, RawSsh, line_of};
 use services::SpannedError;
 pub use services::{
@@ -40,6 +44,8 @@ pub struct Config {
     pub environments: BTreeMap<String, Vec<HostTarget>>,
     /// `[services.NAME]` tables: how each service is deployed.
     pub services: BTreeMap<String, DeployService>,
+    /// The hostd.toml files the hosts run (`hostctl diff`, `apply`).
+    pub hostd_config: HostdConfigs,
 }
 
 /// One host of an environment with `[ssh]` defaults and `[hosts.X]`
@@ -172,6 +178,9 @@ fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErro
         environments.insert(env_name.clone(), hosts);
     }
 
+    let hostd_config = hostd_config::resolve(&raw, base_dir)
+        .map_err(|(span, key, msg)| invalid(Some(span), key, msg))?;
+
     let default_environment = match raw.default_environment {
         Some(d) if !environments.contains_key(d.get_ref()) => {
             let known: Vec<&str> = environments.keys().map(String::as_str).collect();
@@ -198,6 +207,7 @@ fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErro
         default_environment,
         environments,
         services,
+        hostd_config,
     })
 }
 

@@ -41,6 +41,7 @@ pub(super) struct RawSsh {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnvironment {
     pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub hostd_config: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +53,7 @@ pub(super) struct RawHost {
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
     pub options: Option<Vec<String>>,
+    pub hostd_config: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,6 +21,7 @@ use hostd_api::{API_PREFIX, BackupKind, RestoreEvent, RestorePlan, RestoreReques
 use hyper::body::Bytes;
 
 use crate::config::HostTarget;
+use crate::confirm::{Confirmation, accepted, ask_on_terminal, confirmation};
 use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
 use crate::followed::{Run, Stopped, Unfollowed};
@@ -139,30 +140,6 @@ impl RestoreSettings {
     }
 }
 
-/// How the go-ahead is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Confirmation {
-    /// --yes.
-    Given,
-    /// A person at the terminal decides.
-    Ask,
-    /// Nobody to ask (a script, a pipe): replacing live data needs --yes.
-    Refused,
-}
-
-pub(crate) fn confirmation(yes: bool, stdin_tty: bool) -> Confirmation {
-    match (yes, stdin_tty) {
-        (true, _) => Confirmation::Given,
-        (false, true) => Confirmation::Ask,
-        (false, false) => Confirmation::Refused,
-    }
-}
-
-/// Only an explicit yes: the default of a destructive question is no.
-fn accepted(answer: &str) -> bool {
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
-
 /// `hostctl restore SNAPSHOT`.
 pub async fn run(
     args: &RestoreArgs,
@@ -181,17 +158,6 @@ pub async fn run(
     )
     .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks on stderr and reads stdin. Blocking is fine: nothing else runs
-/// while the operator thinks, and no connection is open.
-fn ask_on_terminal(question: &str) -> std::io::Result<String> {
-    let mut err = anstream::stderr();
-    write!(err, "{question} ")?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer)
 }
 
 /// [`run`] with the transport, output and question given, for tests.

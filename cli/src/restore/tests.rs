@@ -334,20 +334,6 @@ async fn a_plan_that_fails_changes_nothing() -> Result<(), Box<dyn std::error::E
 }
 
 #[test]
-fn only_yes_or_a_terminal_lets_a_restore_go_ahead() {
-    assert_eq!(confirmation(true, false), Confirmation::Given);
-    assert_eq!(confirmation(true, true), Confirmation::Given);
-    assert_eq!(confirmation(false, true), Confirmation::Ask);
-    assert_eq!(confirmation(false, false), Confirmation::Refused);
-    for yes in ["y", "Y\n", "yes", " YES \n"] {
-        assert!(accepted(yes), "{yes:?}");
-    }
-    for no in ["", "\n", "n", "no", "yess", "y y", "ok"] {
-        assert!(!accepted(no), "{no:?}");
-    }
-}
-
-#[test]
 fn restore_acts_on_exactly_one_host() -> Result<(), Box<dyn std::error::Error>> {
     let fake = FakeHosts::new("restore-single", &[("a", ""), ("b", "")], "{}")?;
     let e = Targets::pick("x", &fake.hosts, None)?
