@@ -143,3 +143,164 @@ fn reload_scenario(s: &Sandbox) -> Result<()> {
     ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
     Ok(())
 }
+
+/// The operator's repository: hostctl.toml naming the environment's
+/// hostd.toml, and that file.
+struct Repository {
+    dir: tempfile::TempDir,
+    hostctl_toml: std::path::PathBuf,
+}
+
+impl Repository {
+    fn of(s: &Sandbox, hostd_toml: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let hostctl = std::fs::read_to_string(&s.hostctl_toml)?.replace(
+            "[environments.sandbox]\n",
+            "[environments.sandbox]\nhostd_config = \"hostd/sandbox.toml\"\n",
+        );
+        ensure!(hostctl.contains("hostd_config"), "{hostctl}");
+        let hostctl_toml = dir.path().join("hostctl.toml");
+        std::fs::write(&hostctl_toml, hostctl)?;
+        std::fs::create_dir(dir.path().join("hostd"))?;
+        let repo = Self { dir, hostctl_toml };
+        repo.declare(hostd_toml)?;
+        Ok(repo)
+    }
+
+    fn declare(&self, text: &str) -> Result<()> {
+        Ok(std::fs::write(
+            self.dir.path().join("hostd/sandbox.toml"),
+            text,
+        )?)
+    }
+
+    fn hostctl(&self, s: &Sandbox, args: &[&str]) -> Result<std::process::Output> {
+        s.hostctl_with_config(&self.hostctl_toml, args)
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failure(
+    s: &Sandbox,
+) -> Result<()> {
+    s.root_sh(&format!(
+        "cp -p {HOSTD_TOML} {HOSTD_TOML}.good && mkdir -p /srv/cfgweb/r1 && echo first > /srv/cfgweb/r1/index.html && ln -sfn r1 /srv/cfgweb/current"
+    ))?;
+    let result = apply_scenario(s);
+    let restored = s.root_sh(&format!(
+        "mv {HOSTD_TOML}.good {HOSTD_TOML}; systemctl restart hostd; rm -rf /srv/cfgweb"
+    ));
+    result?;
+    restored?;
+    s.wait_reconciled()
+}
+
+fn apply_scenario(s: &Sandbox) -> Result<()> {
+    let on_host = s.root_sh(&format!("cat {HOSTD_TOML}"))?;
+    let repo = Repository::of(s, &on_host)?;
+    let hostd = pid(s, "hostd.service")?;
+    let api = pid(s, "api@1.service")?;
+
+    // The repository says what the host runs: no drift.
+    let diff = repo.hostctl(s, &["diff"])?;
+    ensure!(diff.status.code() == Some(0), "{}", text(&diff));
+
+    // A job and an app added in the repository: diff shows them, exit 1.
+    let declared = format!("{on_host}\n{JOB}\n{}\n", web(SERVE));
+    repo.declare(&declared)?;
+    let diff = repo.hostctl(s, &["diff"])?;
+    let shown = text(&diff);
+    ensure!(diff.status.code() == Some(1), "{shown}");
+    ensure!(
+        shown.contains("jobs.tick.schedule")
+            && shown.contains("cfgweb")
+            && shown.contains("hostd-job-tick.timer"),
+        "{shown}"
+    );
+    let json = repo.hostctl(s, &["diff", "--json"])?;
+    let plans: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    let actions = plans[0]["plan"]["actions"].to_string();
+    ensure!(
+        actions.contains("\"start\"") && actions.contains("cfgweb"),
+        "{plans}"
+    );
+
+    // Applied: the file on the host is the repository's under a header,
+    // the timer runs, the app serves, nothing else restarted.
+    let apply = repo.hostctl(s, &["apply", "--yes"])?;
+    ensure!(apply.status.success(), "{}", text(&apply));
+    let file = s.root_sh(&format!("head -1 {HOSTD_TOML}; stat -c %a {HOSTD_TOML}"))?;
+    ensure!(
+        file.contains("Written by `hostctl apply` from hostd/sandbox.toml") && file.contains("600"),
+        "{file}"
+    );
+    ensure!(
+        s.unit_property("hostd-job-tick.timer", "ActiveState")? == "active",
+        "timer"
+    );
+    let served = http_get(format!("{}:{PORT}", s.address).parse()?, "/index.html")?;
+    ensure!(served.status == 200, "the new app: {}", served.status);
+    ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
+    ensure!(pid(s, "api@1.service")? == api, "the api was restarted");
+    let diff = repo.hostctl(s, &["diff"])?;
+    ensure!(
+        diff.status.code() == Some(0),
+        "drift after apply: {}",
+        text(&diff)
+    );
+
+    // A bad file is refused naming the repository's path and the key;
+    // the host's file stays.
+    repo.declare(&format!("{declared}bogus_key = 1\n"))?;
+    let apply = repo.hostctl(s, &["apply", "--yes"])?;
+    let shown = text(&apply);
+    ensure!(apply.status.code() == Some(2), "{shown}");
+    ensure!(
+        shown.contains("hostd/sandbox.toml:") && shown.contains("bogus_key"),
+        "{shown}"
+    );
+    ensure!(
+        !s.root_sh(&format!("cat {HOSTD_TOML}"))?
+            .contains("bogus_key"),
+        "the bad file reached the host"
+    );
+
+    // An app that cannot come up: hostd puts the previous one back.
+    repo.declare(&declared.replace(SERVE, "/bin/false"))?;
+    let apply = repo.hostctl(s, &["apply", "--yes", "--health-timeout", "20s"])?;
+    let shown = text(&apply);
+    ensure!(apply.status.code() == Some(1), "{shown}");
+    ensure!(
+        shown.contains("rolled_back") || shown.contains("rolled back"),
+        "{shown}"
+    );
+    let file = s.root_sh(&format!("cat {HOSTD_TOML}"))?;
+    ensure!(
+        file.contains("http.server") && !file.contains("/bin/false"),
+        "{file}"
+    );
+
+    // The ledger has both, newest last, with who asked.
+    let applies = repo.hostctl(s, &["applies", "--json"])?;
+    ensure!(applies.status.success(), "{}", text(&applies));
+    let ledger = String::from_utf8_lossy(&applies.stdout).into_owned();
+    let applied = ledger.find("\"applied\"");
+    let rolled = ledger.rfind("\"rolled_back\"");
+    ensure!(
+        applied.is_some() && rolled.is_some() && applied < rolled,
+        "{ledger}"
+    );
+    ensure!(
+        ledger.contains("hostd/sandbox.toml") && ledger.contains('@'),
+        "{ledger}"
+    );
+    Ok(())
+}

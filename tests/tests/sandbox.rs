@@ -113,6 +113,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     jobs::jobs_run_on_schedule_and_by_hand_and_failures_degrade_health,
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     host_config::a_reload_applies_in_place_and_puts_back_what_does_not_come_up,
+    host_config::hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failure,
     image::packer_provisions_a_bare_host_that_boots_healthy,
     upgrades::a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel,
     upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,
