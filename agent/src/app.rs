@@ -194,9 +194,11 @@ async fn spawn_all(
         front: any_front.then_some(front),
     };
     let metrics = metrics::spawn(Arc::clone(config), metrics_deps, lifetime);
+    let last_apply = host_config::last_apply(&config.state_dir);
     let host_deps = host::Deps {
         snapshot: health.snapshot(),
         view: manager.view(),
+        last_apply: last_apply.subscribe(),
     };
     let host = host::spawn(current.clone(), host_deps, at_start.started, lifetime);
     let host_config = host_config::spawn(
@@ -209,6 +211,7 @@ async fn spawn_all(
             jobs: jobs.clone(),
             ops: ops.clone(),
             snapshots: apply_snapshots,
+            last_apply,
         },
         lifetime,
     );

@@ -226,6 +226,7 @@ pub(crate) fn host_status(units: Vec<UnitStatus>, services: Vec<ServiceSummary>)
             components: vec![],
         },
         instance: None,
+        last_apply: None,
     }
 }
 

@@ -302,5 +302,12 @@ fn apply_scenario(s: &Sandbox) -> Result<()> {
         ledger.contains("hostd/sandbox.toml") && ledger.contains('@'),
         "{ledger}"
     );
+    // status says what the host runs and how it came to be.
+    let (_, status) = s.status_json_with(&repo.hostctl_toml)?;
+    let last = &status[0]["status"]["last_apply"];
+    ensure!(
+        last["outcome"] == "rolled_back" && last["source"] == "hostd/sandbox.toml",
+        "{status:?}"
+    );
     Ok(())
 }

@@ -78,6 +78,9 @@ pub struct HostStatus {
     /// The EC2 instance, from IMDSv2; absent off EC2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<InstanceIdentity>,
+    /// The last `hostctl apply` (or reload) of its configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_apply: Option<host_config::ApplyRecord>,
 }
 
 /// What EC2's instance metadata says this host is.

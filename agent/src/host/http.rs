@@ -43,6 +43,7 @@ async fn status(State(host): State<HostHandle>) -> Json<HostStatus> {
         events: view.events,
         health: snap.report,
         instance: host.instance.get().cloned(),
+        last_apply: host.last_apply.borrow().clone(),
     })
 }
 
@@ -70,6 +71,7 @@ mod tests {
             build: Arc::new(OnceLock::new()),
             snapshot: crate::health::channel().1,
             view: watch::channel(ManagerView::default()).1,
+            last_apply: watch::channel(None).1,
         };
         let (code, body) = get(routes(host), "/v1/status").await?;
         assert_eq!(code, StatusCode::OK);

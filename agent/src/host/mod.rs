@@ -29,6 +29,8 @@ pub fn hostname() -> String {
 pub struct Deps {
     pub snapshot: watch::Receiver<Snapshot>,
     pub view: watch::Receiver<ManagerView>,
+    /// The last apply of the configuration, for `hostctl status`.
+    pub last_apply: watch::Receiver<Option<hostd_api::ApplyRecord>>,
 }
 
 #[derive(Clone)]
@@ -40,6 +42,7 @@ pub struct HostHandle {
     build: Arc<OnceLock<String>>,
     snapshot: watch::Receiver<Snapshot>,
     view: watch::Receiver<ManagerView>,
+    last_apply: watch::Receiver<Option<hostd_api::ApplyRecord>>,
 }
 
 impl HostHandle {
@@ -79,6 +82,7 @@ pub fn spawn(
         build,
         snapshot: deps.snapshot,
         view: deps.view,
+        last_apply: deps.last_apply,
     }
 }
 

@@ -118,6 +118,18 @@ pub struct Deps {
     pub jobs: JobsHandle,
     pub ops: OpsHandle,
     pub snapshots: watch::Receiver<Snapshot>,
+    /// Where the last apply is published (see [`last_apply`]).
+    pub last_apply: watch::Sender<Option<ApplyRecord>>,
+}
+
+/// The ledger's last entry, published for `hostctl status` from the start.
+pub fn last_apply(state_dir: &Path) -> watch::Sender<Option<ApplyRecord>> {
+    let last = ledger_file(state_dir).read().ok().and_then(|mut l| l.pop());
+    watch::channel(last).0
+}
+
+fn ledger_file(state_dir: &Path) -> JsonLog<ApplyRecord> {
+    JsonLog::new(state_dir.join("applies.jsonl"), "apply ledger", 0o640)
 }
 
 #[derive(Clone)]
@@ -135,6 +147,7 @@ struct Inner {
     ops: OpsHandle,
     snapshots: watch::Receiver<Snapshot>,
     ledger: JsonLog<ApplyRecord>,
+    last_apply: watch::Sender<Option<ApplyRecord>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,7 +167,8 @@ pub fn spawn(deps: Deps, lifetime: &Lifetime) -> ConfigHandle {
             jobs: deps.jobs,
             ops: deps.ops,
             snapshots: deps.snapshots,
-            ledger: JsonLog::new(state_dir.join("applies.jsonl"), "apply ledger", 0o640),
+            ledger: ledger_file(&state_dir),
+            last_apply: deps.last_apply,
         }),
     };
     let on_hangup = handle.clone();
@@ -233,6 +247,7 @@ impl ConfigHandle {
     }
 
     fn record(&self, record: &ApplyRecord) {
+        self.inner.last_apply.send_replace(Some(record.clone()));
         let ledger = &self.inner.ledger;
         if let Err(e) = ledger.append(record) {
             tracing::error!("{}", hostd_api::error_chain(&e));

@@ -81,6 +81,18 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
             i.instance_id
         )?;
     }
+    if let Some(a) = &status.last_apply {
+        let outcome = serde_json::to_value(a.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let digest = a.digest.get(..12).unwrap_or(&a.digest);
+        writeln!(
+            out,
+            "    {DIM}config {outcome} {} from {} by {} ({digest}){DIM:#}",
+            a.at, a.source, a.requested_by
+        )?;
+    }
     units(out, status)?;
     components(out, status)?;
     recent_failures(out, status)

@@ -183,3 +183,32 @@ async fn queries_hosts_in_parallel_and_keeps_config_order() -> Result<(), Box<dy
     assert_eq!(outcome(&reports), Outcome::Trouble);
     Ok(())
 }
+
+#[test]
+fn human_output_names_the_last_apply_of_the_configuration() -> Result<(), Box<dyn std::error::Error>>
+{
+    let mut st = status(HealthStatus::Healthy);
+    st.health.components.clear();
+    st.last_apply = Some(hostd_api::ApplyRecord {
+        at: "2026-12-07T19:43:24Z".into(),
+        requested_by: "ana@laptop".into(),
+        caller: None,
+        source: "hostd/prod.toml".into(),
+        digest: "b07ee00aa29032c000c4ae34664c23240c9e9f70eae4c9f69f4e9fa75b059f92".into(),
+        previous_digest: String::new(),
+        outcome: hostd_api::ApplyOutcome::RolledBack,
+        actions: Vec::new(),
+        seconds: 1.5,
+        error: Some("web did not become healthy".into()),
+    });
+    let mut out = Vec::new();
+    render::human(&mut out, "prod", &[report("a", Some(st))])?;
+    let text = text(&out);
+    assert!(
+        text.contains(
+            "    config rolled_back 2026-12-07T19:43:24Z from hostd/prod.toml by ana@laptop (b07ee00aa290)\n"
+        ),
+        "{text}"
+    );
+    Ok(())
+}
