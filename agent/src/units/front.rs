@@ -58,6 +58,8 @@ pub struct FrontSockets {
     /// A socket unit was written or removed: systemd must reload and the
     /// front restart to take its sockets.
     pub changed: bool,
+    /// Socket units whose files went: still listening until stopped.
+    pub removed: Vec<String>,
 }
 
 /// Writes the socket unit of every app on a port and removes the others.
@@ -80,12 +82,13 @@ pub fn install(config: &Config) -> Result<FrontSockets, UnitsError> {
         tracing::info!(service = name, port, "installed the front's socket");
         out.changed = true;
     }
-    out.changed |= remove_stale(config, target);
+    out.removed = remove_stale(config, target);
+    out.changed |= !out.removed.is_empty();
     Ok(out)
 }
 
-fn remove_stale(config: &Config, target: &Path) -> bool {
-    let mut removed = false;
+fn remove_stale(config: &Config, target: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
     for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(app) = app_of_socket(&file) else {
@@ -105,7 +108,7 @@ fn remove_stale(config: &Config, target: &Path) -> bool {
                     unit = file,
                     "removing the socket of an app no longer on a port"
                 );
-                removed = true;
+                removed.push(file);
             }
             Err(e) => tracing::error!(unit = file, "cannot remove: {e}"),
         }
@@ -118,6 +121,17 @@ fn remove_stale(config: &Config, target: &Path) -> bool {
 pub async fn start(systemd: &Systemd, front: &FrontSockets) -> Result<(), UnitsError> {
     let unit = |name: &str| UnitName::try_from(name.to_owned()).map_err(UnitsError::Name);
     let service = unit(FRONT_SERVICE)?;
+    // A socket unit outlives its file until stopped: the port would go on
+    // accepting connections nobody serves, and a socket written again
+    // later would not reach the front.
+    for socket in &front.removed {
+        if let Err(e) = systemd
+            .job(JobKind::Stop, &unit(socket)?, JOB_TIMEOUT)
+            .await
+        {
+            tracing::warn!(unit = socket, "cannot stop: {}", hostd_api::error_chain(&e));
+        }
+    }
     if front.sockets.is_empty() {
         if front.changed {
             systemd.job(JobKind::Stop, &service, JOB_TIMEOUT).await?;
