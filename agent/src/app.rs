@@ -163,13 +163,13 @@ async fn spawn_all(
     let secrets = secrets::refresh::spawn(
         prepared.runtime,
         prepared.state,
-        Arc::clone(config),
+        current.clone(),
         apply,
+        secrets::source_for,
         lifetime,
     );
     let backup_deps = backup::Deps {
         secrets: secrets_state.clone(),
-        hostname: backup::host_of(config),
         ops: ops.view(),
     };
     let backup = backup::spawn(Arc::clone(config), backup_deps, lifetime);
@@ -180,7 +180,7 @@ async fn spawn_all(
         view: manager.view(),
         changes: manager.changes(),
         secrets: Some(secrets_state),
-        backup: config.backup.as_ref().map(|_| backup.state()),
+        backup: Some(backup.state()),
         jobs: jobs.status(),
     };
     let health = health::spawn(current.clone(), health_deps, publish_health, lifetime).await;
@@ -193,7 +193,7 @@ async fn spawn_all(
         view: manager.view(),
         front: any_front.then_some(front),
     };
-    let metrics = metrics::spawn(Arc::clone(config), metrics_deps, lifetime);
+    let metrics = metrics::spawn(current.clone(), metrics_deps, lifetime);
     let last_apply = host_config::last_apply(&config.state_dir);
     let host_deps = host::Deps {
         snapshot: health.snapshot(),
@@ -209,6 +209,8 @@ async fn spawn_all(
             systemd: systemd.clone(),
             manager: manager.clone(),
             jobs: jobs.clone(),
+            secrets: secrets.clone(),
+            backup: backup.clone(),
             ops: ops.clone(),
             snapshots: apply_snapshots,
             last_apply,

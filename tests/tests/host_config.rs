@@ -140,6 +140,16 @@ fn reload_scenario(s: &Sandbox) -> Result<()> {
         Ok((r.status == 200).then_some(r.body))
     })?;
     ensure!(served.trim() == "first", "{served}");
+
+    // The app removed: stopped, its units gone, its port closed.
+    let verdict = reload_with(s, "")?;
+    ensure!(verdict.contains("reload finished: applied"), "{verdict}");
+    let left = s.root_sh("ls /etc/systemd/system | grep -c cfgweb || true")?;
+    ensure!(left.trim() == "0", "the removed app's units stayed: {left}");
+    ensure!(
+        http_get(format!("{}:{PORT}", s.address).parse()?, "/").is_err(),
+        "the removed app's port still accepts connections"
+    );
     ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
     Ok(())
 }
@@ -309,5 +319,33 @@ fn apply_scenario(s: &Sandbox) -> Result<()> {
         last["outcome"] == "rolled_back" && last["source"] == "hostd/sandbox.toml",
         "{status:?}"
     );
+    // [secrets] and [backup] added in place: fetched, and a backup runs,
+    // with no restart of hostd; then taken away again.
+    let prefix = format!("apply-{:x}/{{hostname}}", std::process::id());
+    let with_backup = format!(
+        "{declared}\n[secrets]\npath = \"/hostd/sandbox/\"\nbackup_password = \"backup_password\"\n\
+         [backup]\nbucket = \"hostd-sandbox\"\nprefix = \"{prefix}\"\n"
+    );
+    repo.declare(&with_backup)?;
+    let apply = repo.hostctl(s, &["apply", "--yes"])?;
+    ensure!(apply.status.success(), "{}", text(&apply));
+    let listed = repo.hostctl(s, &["secrets", "list"])?;
+    ensure!(
+        listed.status.success() && text(&listed).contains("backup_password"),
+        "{}",
+        text(&listed)
+    );
+    let backup = repo.hostctl(s, &["backup", "now", "--wait"])?;
+    ensure!(backup.status.success(), "{}", text(&backup));
+    repo.declare(&declared)?;
+    let apply = repo.hostctl(s, &["apply", "--yes"])?;
+    ensure!(apply.status.success(), "{}", text(&apply));
+    let backups = repo.hostctl(s, &["backups"])?;
+    ensure!(
+        !backups.status.success() && text(&backups).contains("not configured"),
+        "{}",
+        text(&backups)
+    );
+    ensure!(pid(s, "hostd.service")? == hostd, "hostd was restarted");
     Ok(())
 }

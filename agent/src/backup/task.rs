@@ -49,36 +49,111 @@ enum Request {
         wait: bool,
         reply: oneshot::Sender<BackupRun>,
     },
+    /// New settings: the next run uses them, a run going finishes with
+    /// the old ones. Without `[backup]` the task ends after it.
+    Reconfigure {
+        config: Arc<Config>,
+        ctx: Arc<Context>,
+    },
+}
+
+/// The task while `[backup]` is configured.
+#[derive(Clone, Default)]
+struct Live {
+    tx: Option<mpsc::Sender<Request>>,
+    ctx: Option<Arc<Context>>,
+}
+
+/// What starting a task again (a new `[backup]` applied) takes.
+struct Spawning {
+    state: watch::Sender<BackupState>,
+    secrets: watch::Receiver<SecretsState>,
+    ops: watch::Receiver<OpsView>,
+    lifetime: Lifetime,
 }
 
 #[derive(Clone)]
 pub struct BackupHandle {
-    tx: Option<mpsc::Sender<Request>>,
+    live: Arc<std::sync::RwLock<Live>>,
     state: watch::Receiver<BackupState>,
-    ctx: Option<Arc<Context>>,
+    spawning: Arc<Spawning>,
 }
 
 impl BackupHandle {
     /// A host without `[backup]`: every call says so.
     pub fn unconfigured() -> Self {
+        let (state_tx, state) = watch::channel(BackupState::default());
         Self {
-            tx: None,
-            state: watch::channel(BackupState::default()).1,
-            ctx: None,
+            live: Arc::default(),
+            state,
+            spawning: Arc::new(Spawning {
+                state: state_tx,
+                secrets: watch::channel(SecretsState::default()).1,
+                ops: watch::channel(OpsView::default()).1,
+                lifetime: Lifetime::new(),
+            }),
         }
+    }
+
+    fn live(&self) -> Live {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_live(&self, live: Live) {
+        *self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = live;
     }
 
     /// What a restore needs to reach the repository; None without `[backup]`.
     pub fn context(&self) -> Option<Arc<Context>> {
-        self.ctx.clone()
+        self.live().ctx
     }
 
+    /// The same channel for the whole life of hostd, whatever applies
+    /// change.
     pub fn state(&self) -> watch::Receiver<BackupState> {
         self.state.clone()
     }
 
+    /// A new configuration in force: the task takes its `[backup]` (or
+    /// ends without one, or starts with a first one). The schedule moves
+    /// only when `at` or `jitter` changed.
+    pub async fn reconfigure(&self, config: Arc<Config>) {
+        let live = self.live();
+        match (live.tx, config.backup.is_some()) {
+            (Some(tx), configured) => {
+                let ctx = Arc::new(Context::new(
+                    Arc::clone(&config),
+                    self.spawning.secrets.clone(),
+                    host_of(&config),
+                ));
+                let _ = tx
+                    .send(Request::Reconfigure {
+                        config,
+                        ctx: Arc::clone(&ctx),
+                    })
+                    .await;
+                self.set_live(if configured {
+                    Live {
+                        tx: Some(tx),
+                        ctx: Some(ctx),
+                    }
+                } else {
+                    Live::default()
+                });
+            }
+            (None, true) => self.set_live(start(&config, &self.spawning)),
+            (None, false) => {}
+        }
+    }
+
     pub async fn now(&self, wait: bool) -> Result<BackupRun, BackupError> {
-        let tx = self.tx.as_ref().ok_or(BackupError::NotConfigured)?;
+        let tx = self.live().tx.ok_or(BackupError::NotConfigured)?;
         let (reply, rx) = oneshot::channel();
         tx.send(Request::Now { wait, reply })
             .await
@@ -87,8 +162,8 @@ impl BackupHandle {
     }
 
     pub async fn list(&self) -> Result<BackupsList, BackupError> {
-        let ctx = self.ctx.as_ref().ok_or(BackupError::NotConfigured)?;
-        let (repository, snapshots) = run::list(ctx).await?;
+        let ctx = self.context().ok_or(BackupError::NotConfigured)?;
+        let (repository, snapshots) = run::list(&ctx).await?;
         let st = self.state.borrow().clone();
         Ok(BackupsList {
             repository,
@@ -105,8 +180,6 @@ impl BackupHandle {
 pub struct Deps {
     /// The repository password is one of the delivered secrets.
     pub secrets: watch::Receiver<SecretsState>,
-    /// The host whose snapshots these are (`backup.host`, else this one).
-    pub hostname: String,
     /// What the operations task runs: no scheduled run under it.
     pub ops: watch::Receiver<OpsView>,
 }
@@ -121,36 +194,53 @@ pub fn host_of(config: &Config) -> String {
         .map_or_else(crate::host::hostname, |h| h.as_str().to_owned())
 }
 
-/// Without `[backup]`: an unconfigured handle and no task.
+/// Without `[backup]`: a handle that says so and no task, until an apply
+/// brings a `[backup]`.
 pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> BackupHandle {
-    let Some(backup) = config.backup.clone() else {
-        return BackupHandle::unconfigured();
-    };
-    let mut initial = state::state_file(&config).load_or_log().unwrap_or_default();
-    if initial.configured_since.is_none() {
-        initial.configured_since = Some(rfc3339(SystemTime::now()));
-        state::save(&config, &initial);
-    }
-    let ctx = Arc::new(Context::new(
-        Arc::clone(&config),
-        deps.secrets,
-        deps.hostname,
-    ));
-    let (state_tx, state) = watch::channel(initial);
-    let (tx, rx) = mpsc::channel::<Request>(8);
-    let task = Task {
-        config,
-        backup,
-        ctx: Arc::clone(&ctx),
+    let (state_tx, state) = watch::channel(BackupState::default());
+    let spawning = Arc::new(Spawning {
         state: state_tx,
+        secrets: deps.secrets,
         ops: deps.ops,
         lifetime: lifetime.clone(),
+    });
+    let live = start(&config, &spawning);
+    BackupHandle {
+        live: Arc::new(std::sync::RwLock::new(live)),
+        state,
+        spawning,
+    }
+}
+
+/// The schedule's task for `config`'s `[backup]`; nothing without one.
+fn start(config: &Arc<Config>, spawning: &Spawning) -> Live {
+    let Some(backup) = config.backup.clone() else {
+        return Live::default();
+    };
+    let mut initial = state::state_file(config).load_or_log().unwrap_or_default();
+    if initial.configured_since.is_none() {
+        initial.configured_since = Some(rfc3339(SystemTime::now()));
+        state::save(config, &initial);
+    }
+    spawning.state.send_replace(initial);
+    let ctx = Arc::new(Context::new(
+        Arc::clone(config),
+        spawning.secrets.clone(),
+        host_of(config),
+    ));
+    let (tx, rx) = mpsc::channel::<Request>(8);
+    let task = Task {
+        config: Arc::clone(config),
+        backup,
+        ctx: Arc::clone(&ctx),
+        state: spawning.state.clone(),
+        ops: spawning.ops.clone(),
+        lifetime: spawning.lifetime.clone(),
         running: None,
     };
-    lifetime.spawn("backup schedule", task.run(rx));
-    BackupHandle {
+    spawning.lifetime.spawn("backup schedule", task.run(rx));
+    Live {
         tx: Some(tx),
-        state,
         ctx: Some(ctx),
     }
 }
@@ -202,6 +292,17 @@ impl Task {
                 }
                 req = rx.recv() => match req {
                     Some(Request::Now { wait, reply }) => self.now(wait, reply),
+                    Some(Request::Reconfigure { config, ctx }) => {
+                        let Some(backup) = config.backup.clone() else {
+                            tracing::info!("[backup] removed: no more scheduled backups");
+                            break;
+                        };
+                        let moved = (backup.at.0, backup.jitter.0) != (self.backup.at.0, self.backup.jitter.0);
+                        (self.config, self.backup, self.ctx) = (config, backup, ctx);
+                        if moved {
+                            next = self.schedule();
+                        }
+                    }
                     None => break,
                 },
                 () = lifetime.ending() => break,

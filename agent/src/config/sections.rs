@@ -363,7 +363,7 @@ fn default_max_release_entries() -> u64 {
     200_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// CloudWatch Embedded Metric Format: one JSON document per line,

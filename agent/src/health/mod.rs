@@ -109,7 +109,9 @@ impl Probes {
             instances: Arc::new(HttpUnixProbe { timeout }),
             system,
             secrets: deps.secrets.clone(),
-            backup: deps.backup.clone(),
+            // Judged only while `[backup]` is configured: an apply may add
+            // or remove it.
+            backup: config.backup.as_ref().and(deps.backup.clone()),
             jobs: Some(deps.jobs.clone()),
         }
     }

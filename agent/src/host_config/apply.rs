@@ -200,6 +200,29 @@ impl ConfigHandle {
         let s = step("install units");
         self.install_units(to).await?;
         done(s);
+        if changes.secrets {
+            let s = step("deliver secrets");
+            let skip = changes.restart.iter().cloned().collect();
+            let synced = self
+                .inner
+                .secrets
+                .reconfigure(to.config.clone(), skip)
+                .await
+                .map_err(|e| chain(&e))?;
+            // Without `[secrets]` there is nothing to fetch, and nothing
+            // the services could lack.
+            if to.config.secrets.is_some()
+                && let Some(e) = synced.error
+            {
+                return Err(format!("secrets: {e}"));
+            }
+            done(s);
+        }
+        if changes.backup {
+            let s = step("reconfigure backups");
+            self.inner.backup.reconfigure(to.config.clone()).await;
+            done(s);
+        }
         if changes.jobs {
             let s = step("install jobs");
             self.inner.jobs.install().await.map_err(|e| chain(&e))?;

@@ -18,12 +18,14 @@ use std::time::Duration;
 use hostd_api::{ApplyRecord, ConfigPlan, HostConfig};
 use tokio::sync::watch;
 
+use crate::backup::BackupHandle;
 use crate::config::{Config, ConfigError};
 use crate::health::Snapshot;
 use crate::jobs::JobsHandle;
 use crate::lifetime::Lifetime;
 use crate::manager::ManagerHandle;
 use crate::ops::OpsHandle;
+use crate::secrets::SecretsHandle;
 use crate::state_file::JsonLog;
 use crate::systemd::Systemd;
 
@@ -116,6 +118,8 @@ pub struct Deps {
     pub systemd: Systemd,
     pub manager: ManagerHandle,
     pub jobs: JobsHandle,
+    pub secrets: SecretsHandle,
+    pub backup: BackupHandle,
     pub ops: OpsHandle,
     pub snapshots: watch::Receiver<Snapshot>,
     /// Where the last apply is published (see [`last_apply`]).
@@ -144,6 +148,8 @@ struct Inner {
     systemd: Systemd,
     manager: ManagerHandle,
     jobs: JobsHandle,
+    secrets: SecretsHandle,
+    backup: BackupHandle,
     ops: OpsHandle,
     snapshots: watch::Receiver<Snapshot>,
     ledger: JsonLog<ApplyRecord>,
@@ -165,6 +171,8 @@ pub fn spawn(deps: Deps, lifetime: &Lifetime) -> ConfigHandle {
             systemd: deps.systemd,
             manager: deps.manager,
             jobs: deps.jobs,
+            secrets: deps.secrets,
+            backup: deps.backup,
             ops: deps.ops,
             snapshots: deps.snapshots,
             ledger: ledger_file(&state_dir),

@@ -11,23 +11,14 @@ use crate::config::Config;
 /// Keys whose values may hold a password: shown as changed, never shown.
 const HIDDEN: &[&str] = &["checks.postgres", "checks.redis"];
 
-/// Sections hostd reads once at start; changing them in place would leave
-/// a task working from the old values. Applied by restarting hostd.
-const AT_START: &[&str] = &[
-    "health.listen",
-    "control",
-    "state_dir",
-    "units",
-    "secrets",
-    "backup",
-    "metrics",
-    "checks.postgres",
-    "checks.redis",
-];
+/// Where hostd listens and keeps its state: bound and opened once at
+/// start. Applied by restarting hostd.
+const AT_START: &[&str] = &["health.listen", "control", "state_dir", "units"];
 
-/// Service keys that feed the secrets delivery or the backup's database
-/// list, both read at start.
-const SERVICE_KEYS_AT_START: &[&str] = &["secrets", "database"];
+/// What the secrets delivery reads besides `[secrets]`.
+const SECRETS_INPUTS: &[&str] = &["secrets", "checks.redis"];
+/// What backups read besides `[backup]`.
+const BACKUP_INPUTS: &[&str] = &["backup", "checks.postgres", "checks.redis"];
 
 /// What the parts of hostd must do, derived from the changed keys.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -38,6 +29,11 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Services or jobs changed: the jobs' units are written again.
     pub jobs: bool,
+    /// Who receives which secret, or where they come from, changed: the
+    /// secrets are fetched and delivered again.
+    pub secrets: bool,
+    /// `[backup]` or what it reads changed: the backup task takes it.
+    pub backup: bool,
     /// Keys that cannot change without a restart of hostd.
     pub at_start: Vec<String>,
 }
@@ -134,11 +130,14 @@ fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
             at_start.insert(k.key.clone());
         }
         if let Some(rest) = k.key.strip_prefix("services.") {
-            let field = rest.split('.').nth(1).unwrap_or_default();
-            if SERVICE_KEYS_AT_START.contains(&field) {
-                at_start.insert(k.key.clone());
+            match rest.split('.').nth(1).unwrap_or_default() {
+                "secrets" => c.secrets = true,
+                "database" => c.backup = true,
+                _ => {}
             }
         }
+        c.secrets |= SECRETS_INPUTS.iter().any(|s| under(&k.key, s));
+        c.backup |= BACKUP_INPUTS.iter().any(|s| under(&k.key, s));
         if under(&k.key, "jobs") {
             c.jobs = true;
         }
@@ -158,6 +157,8 @@ fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
         .filter(|n| !new.services.contains_key(*n))
         .cloned()
         .collect();
+    // (A service that comes or goes with `secrets` or `database` brings
+    // those keys into the diff: the loop above has seen them.)
     if !c.removed.is_empty() {
         c.jobs = true;
     }
@@ -226,6 +227,29 @@ fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Ve
             target: "jobs".into(),
             reason: reason.join("; "),
         });
+    }
+    let reconfigure = |target: &str, reason: &str| PlanAction {
+        kind: ActionKind::Reconfigure,
+        target: target.into(),
+        reason: reason.into(),
+    };
+    if c.secrets {
+        actions.push(reconfigure(
+            "secrets",
+            "fetched and delivered again; services whose credentials change restart",
+        ));
+    }
+    if c.backup {
+        actions.push(reconfigure(
+            "backup",
+            "the next run takes the new settings (a run going finishes with the old)",
+        ));
+    }
+    if keys.iter().any(|k| under(&k.key, "metrics")) {
+        actions.push(reconfigure(
+            "metrics",
+            "the EMF writer follows the new settings",
+        ));
     }
     if keys
         .iter()

@@ -93,18 +93,16 @@ fn removing_an_app_stops_it_but_a_service_of_its_own_unit_is_only_let_go()
 }
 
 #[test]
-fn keys_read_at_start_are_named_and_passwords_hidden() -> Result<(), crate::config::ConfigError> {
+fn passwords_are_hidden_and_what_reads_them_reconfigured() -> Result<(), crate::config::ConfigError>
+{
     let new = format!(
         "{BASE}[checks]\npostgres = \"host=/run/postgresql user=postgres password=hunter2\"\n[metrics]\nemf_interval = \"30s\"\n"
     );
     let p = planned(BASE, &new)?;
-    assert_eq!(
-        p.changes.at_start,
-        vec![
-            "checks.postgres".to_owned(),
-            "metrics.emf_interval".to_owned()
-        ]
-    );
+    assert!(p.changes.at_start.is_empty());
+    assert!(p.changes.backup && !p.changes.secrets);
+    let targets: Vec<&str> = p.plan.actions.iter().map(|a| a.target.as_str()).collect();
+    assert_eq!(targets, vec!["backup", "metrics", "checks"]);
     let shown = serde_json::to_string(&p.plan).unwrap_or_default();
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("(hidden)"), "{shown}");
@@ -112,10 +110,22 @@ fn keys_read_at_start_are_named_and_passwords_hidden() -> Result<(), crate::conf
 }
 
 #[test]
-fn a_service_gaining_a_database_waits_for_a_restart() -> Result<(), crate::config::ConfigError> {
+fn a_service_gaining_a_database_reconfigures_backups_and_restarts_it()
+-> Result<(), crate::config::ConfigError> {
     let new = BASE.replace("release_dir", "database = \"api\"\nrelease_dir");
     let p = planned(BASE, &new)?;
-    assert_eq!(p.changes.at_start, vec!["services.api.database".to_owned()]);
+    assert!(p.changes.backup && !p.changes.secrets);
+    assert_eq!(p.changes.restart, vec!["api".to_owned()]);
+    Ok(())
+}
+
+#[test]
+fn where_hostd_listens_needs_a_restart_of_hostd() -> Result<(), crate::config::ConfigError> {
+    let p = planned(
+        BASE,
+        &format!("{BASE}[health]\nlisten = \"127.0.0.1:7781\"\n"),
+    )?;
+    assert_eq!(p.changes.at_start, vec!["health.listen".to_owned()]);
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{Config, MetricsConfig};
+use crate::config::{CurrentConfig, MetricsConfig};
 use crate::desired::ManagerView;
 use crate::health::Snapshot;
 use crate::lifetime::Lifetime;
@@ -42,20 +42,48 @@ pub struct MetricsHandle {
     front: Option<Arc<crate::front::client::LiveFront>>,
 }
 
-/// Starts the EMF writer when `metrics.emf_path` is set; `/metrics` needs
-/// no task of its own.
-pub fn spawn(config: Arc<Config>, deps: Deps, lifetime: &Lifetime) -> MetricsHandle {
-    if let Some(path) = config.metrics.emf_path.clone() {
-        let writer = emf::write_every(
-            config,
-            path,
-            deps.snapshot.clone(),
-            deps.view.clone(),
-            deps.front.clone(),
-            lifetime.clone(),
-        );
-        lifetime.spawn("EMF writer", writer);
-    }
+/// Runs the EMF writer while `metrics.emf_path` is set, starting it again
+/// when an apply changes `[metrics]` (and only then); `/metrics` needs no
+/// task of its own.
+pub fn spawn(config: CurrentConfig, deps: Deps, lifetime: &Lifetime) -> MetricsHandle {
+    let (snapshot, view, front) = (deps.snapshot.clone(), deps.view.clone(), deps.front.clone());
+    let ending = lifetime.clone();
+    let mut changes = config.clone();
+    lifetime.spawn("EMF writer", async move {
+        loop {
+            let current = config.get();
+            let settings = current.metrics.clone();
+            let writer = async {
+                match settings.emf_path.clone() {
+                    Some(path) => {
+                        let w = emf::write_every(
+                            Arc::clone(&current),
+                            path,
+                            snapshot.clone(),
+                            view.clone(),
+                            front.clone(),
+                            ending.clone(),
+                        );
+                        w.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let changed = async {
+                loop {
+                    changes.changed().await;
+                    if changes.get().metrics != settings {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                () = writer => return,
+                () = changed => tracing::info!("[metrics] changed: EMF lines follow the new settings"),
+                () = ending.ending() => return,
+            }
+        }
+    });
     MetricsHandle {
         snapshot: deps.snapshot,
         view: deps.view,

@@ -44,13 +44,7 @@ pub struct Prepared {
 /// `[secrets]` it fetches nothing (the source is never asked) and only
 /// clears drop-ins an earlier configuration left.
 pub async fn prepare(config: &Arc<Config>) -> Prepared {
-    let source = match &config.secrets {
-        Some(s) => SsmSource::from_config(s).await,
-        None => Err(FetchError::Unreachable {
-            prefix: String::new(),
-            detail: "no [secrets] section".to_owned(),
-        }),
-    };
+    let source = source_for(Arc::clone(config)).await;
     let (mut runtime, state) = Runtime::new(
         Arc::clone(config),
         source,
@@ -61,6 +55,18 @@ pub async fn prepare(config: &Arc<Config>) -> Prepared {
         runtime,
         state,
         reload: delivered.reload,
+    }
+}
+
+/// The SSM client of `config`'s `[secrets]`; an error without one (every
+/// refresh then delivers the empty set).
+pub async fn source_for(config: Arc<Config>) -> Result<SsmSource, FetchError> {
+    match &config.secrets {
+        Some(s) => SsmSource::from_config(s).await,
+        None => Err(FetchError::Unreachable {
+            prefix: String::new(),
+            detail: "no [secrets] section".to_owned(),
+        }),
     }
 }
 

@@ -16,7 +16,7 @@ use hostd_api::{SecretInfo, SecretsList, SecretsSyncResult, ServiceAction};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Runtime, SecretSource, SecretsState};
-use crate::config::Config;
+use crate::config::{Config, CurrentConfig};
 use crate::lifetime::Lifetime;
 use crate::manager::{ManagerError, ManagerHandle};
 use crate::systemd::{SystemdError, Units};
@@ -73,27 +73,59 @@ impl<U: Units> Apply for Live<U> {
 
 type SyncReply = oneshot::Sender<SecretsSyncResult>;
 
+enum Request {
+    Sync(SyncReply),
+    /// A new configuration: fetch and deliver by it now, restarting the
+    /// services whose credentials changed except `skip` (the apply restarts
+    /// those itself).
+    Reconfigure {
+        config: Arc<Config>,
+        skip: BTreeSet<String>,
+        reply: SyncReply,
+    },
+}
+
 /// How the control API reaches the refresh task and what it publishes.
 #[derive(Clone)]
 pub struct SecretsHandle {
-    tx: mpsc::Sender<SyncReply>,
-    config: Arc<Config>,
+    tx: mpsc::Sender<Request>,
+    config: CurrentConfig,
     state: watch::Receiver<SecretsState>,
 }
 
 impl SecretsHandle {
     /// Refresh now (after any refresh already running) and say what it did.
     pub async fn sync(&self) -> Result<SecretsSyncResult, RefreshError> {
-        if self.config.secrets.is_none() {
+        if self.config.get().secrets.is_none() {
             return Err(RefreshError::NotConfigured);
         }
         let (reply, rx) = oneshot::channel();
-        self.tx.send(reply).await.map_err(|_| RefreshError::Gone)?;
+        self.tx
+            .send(Request::Sync(reply))
+            .await
+            .map_err(|_| RefreshError::Gone)?;
+        rx.await.map_err(|_| RefreshError::Gone)
+    }
+
+    /// Switches the task to `config` and refreshes by it (see
+    /// [`Request::Reconfigure`]).
+    pub async fn reconfigure(
+        &self,
+        config: Arc<Config>,
+        skip: BTreeSet<String>,
+    ) -> Result<SecretsSyncResult, RefreshError> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Reconfigure {
+            config,
+            skip,
+            reply,
+        };
+        self.tx.send(req).await.map_err(|_| RefreshError::Gone)?;
         rx.await.map_err(|_| RefreshError::Gone)
     }
 
     pub fn list(&self) -> Result<SecretsList, RefreshError> {
-        list(&self.config, &self.state.borrow())
+        list(&self.config.get(), &self.state.borrow())
     }
 
     /// A handle whose task is gone, over a given state.
@@ -101,7 +133,7 @@ impl SecretsHandle {
     pub fn detached(config: Arc<Config>, state: watch::Receiver<SecretsState>) -> Self {
         Self {
             tx: mpsc::channel(1).0,
-            config,
+            config: CurrentConfig::fixed(config),
             state,
         }
     }
@@ -137,31 +169,40 @@ pub fn list(config: &Config, state: &SecretsState) -> Result<SecretsList, Refres
     })
 }
 
-/// Starts the task. Without `[secrets]` it never refreshes on its own (the
-/// startup refresh already cleared what an earlier configuration left).
-pub fn spawn<S, A>(
-    mut runtime: Runtime<S>,
-    state: watch::Receiver<SecretsState>,
-    config: Arc<Config>,
-    apply: A,
-    lifetime: &Lifetime,
-) -> SecretsHandle
-where
-    S: SecretSource + Send + Sync + 'static,
-    A: Apply + 'static,
-{
-    let (tx, mut rx) = mpsc::channel::<SyncReply>(8);
-    let handle = SecretsHandle {
-        tx,
-        config: Arc::clone(&config),
-        state: state.clone(),
-    };
+/// How often, and whether, the task refreshes on its own.
+fn period(config: &Config) -> (std::time::Duration, bool) {
     let every = config
         .secrets
         .as_ref()
         .map(|s| s.refresh_interval.0)
         .unwrap_or(std::time::Duration::from_secs(3600));
-    let periodic = config.secrets.is_some();
+    (every, config.secrets.is_some())
+}
+
+/// Starts the task. Without `[secrets]` it never refreshes on its own (the
+/// startup refresh already cleared what an earlier configuration left).
+/// `source_for` makes the SSM client of a new configuration's `[secrets]`.
+pub fn spawn<S, A, M, F>(
+    mut runtime: Runtime<S>,
+    state: watch::Receiver<SecretsState>,
+    config: CurrentConfig,
+    apply: A,
+    source_for: M,
+    lifetime: &Lifetime,
+) -> SecretsHandle
+where
+    S: SecretSource + Send + Sync + 'static,
+    A: Apply + 'static,
+    M: Fn(Arc<Config>) -> F + Send + 'static,
+    F: Future<Output = Result<S, super::FetchError>> + Send,
+{
+    let (tx, mut rx) = mpsc::channel::<Request>(8);
+    let (mut every, mut periodic) = period(&config.get());
+    let handle = SecretsHandle {
+        tx,
+        config,
+        state: state.clone(),
+    };
     let ending = lifetime.clone();
     lifetime.spawn("secrets refresh", async move {
         // hostd refreshed once before starting services: the first periodic
@@ -171,19 +212,25 @@ where
             tokio::select! {
                 _ = tokio::time::sleep_until(next), if periodic => {
                     refresh_once(&mut runtime, &state, &apply).await;
-                    next = tokio::time::Instant::now() + jittered(every);
                 }
                 req = rx.recv() => match req {
-                    Some(reply) => {
+                    Some(Request::Sync(reply)) => {
                         let result = refresh_once(&mut runtime, &state, &apply).await;
                         let _ = reply.send(result);
-                        // Just fetched: the next periodic one can wait.
-                        next = tokio::time::Instant::now() + jittered(every);
+                    }
+                    Some(Request::Reconfigure { config, skip, reply }) => {
+                        (every, periodic) = period(&config);
+                        let source = source_for(Arc::clone(&config)).await;
+                        runtime.reconfigure(config, source);
+                        let result = refresh_skipping(&mut runtime, &state, &apply, &skip).await;
+                        let _ = reply.send(result);
                     }
                     None => return,
                 },
                 () = ending.ending() => return,
             }
+            // Just fetched: the next periodic one can wait.
+            next = tokio::time::Instant::now() + jittered(every);
         }
     });
     handle
@@ -201,6 +248,20 @@ pub async fn refresh_once<S, A>(
     runtime: &mut Runtime<S>,
     state: &watch::Receiver<SecretsState>,
     apply: &A,
+) -> SecretsSyncResult
+where
+    S: SecretSource + Sync,
+    A: Apply,
+{
+    refresh_skipping(runtime, state, apply, &BTreeSet::new()).await
+}
+
+/// The same, restarting none of `skip`.
+async fn refresh_skipping<S, A>(
+    runtime: &mut Runtime<S>,
+    state: &watch::Receiver<SecretsState>,
+    apply: &A,
+    skip: &BTreeSet<String>,
 ) -> SecretsSyncResult
 where
     S: SecretSource + Sync,
@@ -235,6 +296,9 @@ where
         true
     };
     for service in refreshed.changed.iter().filter(|_| reloaded) {
+        if skip.contains(service) {
+            continue;
+        }
         if !apply.keeps_running(service) {
             tracing::info!(
                 service,

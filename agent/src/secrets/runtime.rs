@@ -176,6 +176,31 @@ impl<S: SecretSource + Sync> Runtime<S> {
         (runtime, rx)
     }
 
+    /// A new configuration in force: its `[secrets]` (another path or
+    /// store reads that store's last good set) and its services (who gets
+    /// what). The next refresh fetches and delivers by it.
+    pub fn reconfigure(&mut self, config: Arc<Config>, source: Result<S, FetchError>) {
+        let place = |c: &Config| {
+            c.secrets
+                .as_ref()
+                .map(|s| (s.store_dir.0.clone(), s.path.as_str().to_owned()))
+        };
+        if place(&config) != place(&self.config) {
+            self.store = match &config.secrets {
+                Some(s) => Store::new(&s.store_dir.0, s.path.as_str()),
+                None => Store::new(&config.state_dir, ""),
+            };
+            self.tracker = match config.secrets {
+                Some(_) => Tracker::load(&self.store),
+                None => Tracker::default(),
+            };
+        }
+        self.state
+            .send_modify(|s| s.configured = config.secrets.is_some());
+        self.source = source;
+        self.config = config;
+    }
+
     /// Fetch (or fall back), deliver, publish. Without `[secrets]` it still
     /// delivers an empty set, which removes drop-ins a previous
     /// configuration left.
