@@ -242,7 +242,7 @@ fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Ve
     if c.backup {
         actions.push(reconfigure(
             "backup",
-            "the next run takes the new settings (a run going finishes with the old)",
+            "the next run takes the new settings; a run going finishes with the old",
         ));
     }
     if keys.iter().any(|k| under(&k.key, "metrics")) {
