@@ -17,6 +17,7 @@ use crate::restore::args::RestoreArgs;
 use crate::sandbox::SandboxCommand;
 use crate::secrets::args::SecretsCommand;
 use crate::service::args::{ScaleArgs, ServiceArgs};
+use crate::setup::args::SetupArgs;
 use crate::status::args::StatusArgs;
 use crate::upgrade::args::UpgradeArgs;
 
@@ -92,6 +93,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Each host's ledger of applies: when, who, from which file, outcome
     Applies(AppliesArgs),
+    Setup(SetupArgs),
     /// Print a shell completion script to stdout
     Completions {
         #[arg(value_enum)]

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use crate::exit::CommandError;
 use crate::{
-    backup, deploy, fleet, host_config, jobs, logs, restore, sandbox, secrets, service, upgrade,
+    backup, deploy, fleet, host_config, jobs, logs, restore, sandbox, secrets, service, setup,
+    upgrade,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum Error {
     Jobs(#[from] jobs::JobsError),
     #[error(transparent)]
     HostConfig(#[from] host_config::HostConfigError),
+    #[error(transparent)]
+    Setup(#[from] setup::SetupError),
     #[error("cannot determine the current directory")]
     CurrentDir(#[source] io::Error),
     #[error("cannot write the output")]
@@ -53,6 +56,7 @@ impl Error {
             Self::Upgrade(e) => Some(e),
             Self::Jobs(e) => Some(e),
             Self::HostConfig(e) => Some(e),
+            Self::Setup(e) => Some(e),
             Self::CurrentDir(_) | Self::Output(_) => None,
         }
     }

@@ -28,6 +28,7 @@ pub mod restore;
 pub mod sandbox;
 pub mod secrets;
 pub mod service;
+pub mod setup;
 pub mod status;
 pub mod targets;
 pub mod transport;
@@ -69,6 +70,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Diff(a) => host_config::diff(&a, g, &cwd()?).await?,
         Command::Apply(a) => host_config::apply(&a, g, &cwd()?).await?,
         Command::Applies(a) => host_config::applies(&a, g, &cwd()?).await?,
+        Command::Setup(a) => setup::run(&a, g, &cwd()?).await?,
         Command::Sandbox(cmd) => sandbox::run(cmd).await?,
         Command::Completions { shell } => completions(shell)?,
     })

@@ -55,7 +55,7 @@ fn reload_with(s: &Sandbox, extra: &str) -> Result<String> {
     )
 }
 
-fn pid(s: &Sandbox, unit: &str) -> Result<String> {
+pub(crate) fn pid(s: &Sandbox, unit: &str) -> Result<String> {
     s.unit_property(unit, "MainPID")
 }
 
@@ -156,13 +156,13 @@ fn reload_scenario(s: &Sandbox) -> Result<()> {
 
 /// The operator's repository: hostctl.toml naming the environment's
 /// hostd.toml, and that file.
-struct Repository {
+pub(crate) struct Repository {
     dir: tempfile::TempDir,
-    hostctl_toml: std::path::PathBuf,
+    pub(crate) hostctl_toml: std::path::PathBuf,
 }
 
 impl Repository {
-    fn of(s: &Sandbox, hostd_toml: &str) -> Result<Self> {
+    pub(crate) fn of(s: &Sandbox, hostd_toml: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let hostctl = std::fs::read_to_string(&s.hostctl_toml)?.replace(
             "[environments.sandbox]\n",
@@ -177,19 +177,19 @@ impl Repository {
         Ok(repo)
     }
 
-    fn declare(&self, text: &str) -> Result<()> {
+    pub(crate) fn declare(&self, text: &str) -> Result<()> {
         Ok(std::fs::write(
             self.dir.path().join("hostd/sandbox.toml"),
             text,
         )?)
     }
 
-    fn hostctl(&self, s: &Sandbox, args: &[&str]) -> Result<std::process::Output> {
+    pub(crate) fn hostctl(&self, s: &Sandbox, args: &[&str]) -> Result<std::process::Output> {
         s.hostctl_with_config(&self.hostctl_toml, args)
     }
 }
 
-fn text(o: &std::process::Output) -> String {
+pub(crate) fn text(o: &std::process::Output) -> String {
     format!(
         "exit {:?}\n{}\n{}",
         o.status.code(),
@@ -204,7 +204,10 @@ pub fn hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failur
     s.root_sh(&format!(
         "cp -p {HOSTD_TOML} {HOSTD_TOML}.good && mkdir -p /srv/cfgweb/r1 && echo first > /srv/cfgweb/r1/index.html && ln -sfn r1 /srv/cfgweb/current"
     ))?;
-    let result = apply_scenario(s);
+    let result = s
+        .root_sh(&format!("cat {HOSTD_TOML}"))
+        .and_then(|on_host| Ok((Repository::of(s, &on_host)?, on_host)))
+        .and_then(|(repo, on_host)| apply_scenario(s, &repo, &on_host, true));
     let restored = s.root_sh(&format!(
         "mv {HOSTD_TOML}.good {HOSTD_TOML}; systemctl restart hostd; rm -rf /srv/cfgweb"
     ));
@@ -213,9 +216,15 @@ pub fn hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failur
     s.wait_reconciled()
 }
 
-fn apply_scenario(s: &Sandbox) -> Result<()> {
-    let on_host = s.root_sh(&format!("cat {HOSTD_TOML}"))?;
-    let repo = Repository::of(s, &on_host)?;
+/// Run against a host whose configuration is `repo`'s `on_host`, with
+/// /srv/cfgweb/current holding an index.html of `first`. `aws`: the host
+/// reaches the AWS stand-in ([secrets] and [backup] are tried too).
+pub(crate) fn apply_scenario(
+    s: &Sandbox,
+    repo: &Repository,
+    on_host: &str,
+    aws: bool,
+) -> Result<()> {
     let hostd = pid(s, "hostd.service")?;
     let api = pid(s, "api@1.service")?;
 
@@ -224,8 +233,8 @@ fn apply_scenario(s: &Sandbox) -> Result<()> {
     ensure!(diff.status.code() == Some(0), "{}", text(&diff));
 
     // A job and an app added in the repository: diff shows them, exit 1.
-    let declared = format!("{on_host}\n{JOB}\n{}\n", web(SERVE));
-    repo.declare(&declared)?;
+    let with_job = format!("{on_host}\n{JOB}\n{}\n", web(SERVE));
+    repo.declare(&with_job)?;
     let diff = repo.hostctl(s, &["diff"])?;
     let shown = text(&diff);
     ensure!(diff.status.code() == Some(1), "{shown}");
@@ -266,6 +275,14 @@ fn apply_scenario(s: &Sandbox) -> Result<()> {
         "drift after apply: {}",
         text(&diff)
     );
+
+    // The job removed from the repository: its units go.
+    let declared = format!("{on_host}\n{}\n", web(SERVE));
+    repo.declare(&declared)?;
+    let apply = repo.hostctl(s, &["apply", "--yes"])?;
+    ensure!(apply.status.success(), "{}", text(&apply));
+    let left = s.root_sh("ls /etc/systemd/system | grep -c hostd-job-tick || true")?;
+    ensure!(left.trim() == "0", "the removed job's units stayed: {left}");
 
     // A bad file is refused naming the repository's path and the key;
     // the host's file stays.
@@ -319,6 +336,9 @@ fn apply_scenario(s: &Sandbox) -> Result<()> {
         last["outcome"] == "rolled_back" && last["source"] == "hostd/sandbox.toml",
         "{status:?}"
     );
+    if !aws {
+        return Ok(());
+    }
     // [secrets] and [backup] added in place: fetched, and a backup runs,
     // with no restart of hostd; then taken away again.
     let prefix = format!("apply-{:x}/{{hostname}}", std::process::id());

@@ -31,6 +31,7 @@ mod secrets_delivery;
 mod secrets_rotation;
 mod secrets_wiring;
 mod services;
+mod setup;
 mod upgrades;
 
 type TestFn = fn(&Sandbox) -> Result<()>;
@@ -115,6 +116,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     host_config::a_reload_applies_in_place_and_puts_back_what_does_not_come_up,
     host_config::hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failure,
     image::packer_provisions_a_bare_host_that_boots_healthy,
+    setup::setup_brings_a_bare_host_to_the_image_state_and_the_repository_drives_it,
     upgrades::a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel,
     upgrades::upgrade_hostd_restarts_on_the_new_build_and_keeps_services_running,
 ];

@@ -12,8 +12,29 @@ use crate::config::Config;
 const HIDDEN: &[&str] = &["checks.postgres", "checks.redis"];
 
 /// Where hostd listens and keeps its state: bound and opened once at
-/// start. Applied by restarting hostd.
-const AT_START: &[&str] = &["health.listen", "control", "state_dir", "units"];
+/// start, so a change is applied by restarting hostd. Compared by value:
+/// a key written out at its default is no change.
+fn at_start(old: &Config, new: &Config) -> Vec<String> {
+    let changed = [
+        ("health.listen", old.health.listen != new.health.listen),
+        ("control.socket", old.control.socket != new.control.socket),
+        ("control.group", old.control.group != new.control.group),
+        ("state_dir", old.state_dir != new.state_dir),
+        (
+            "units.source_dir",
+            old.units.source_dir != new.units.source_dir,
+        ),
+        (
+            "units.target_dir",
+            old.units.target_dir != new.units.target_dir,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter(|(_, c)| *c)
+        .map(|(k, _)| k.to_owned())
+        .collect()
+}
 
 /// What the secrets delivery reads besides `[secrets]`.
 const SECRETS_INPUTS: &[&str] = &["secrets", "checks.redis"];
@@ -124,11 +145,7 @@ fn under(key: &str, section: &str) -> bool {
 
 fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
     let mut c = Changes::default();
-    let mut at_start = BTreeSet::new();
     for k in keys {
-        if AT_START.iter().any(|s| under(&k.key, s)) {
-            at_start.insert(k.key.clone());
-        }
         if let Some(rest) = k.key.strip_prefix("services.") {
             match rest.split('.').nth(1).unwrap_or_default() {
                 "secrets" => c.secrets = true,
@@ -162,7 +179,7 @@ fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
     if !c.removed.is_empty() {
         c.jobs = true;
     }
-    c.at_start = at_start.into_iter().collect();
+    c.at_start = at_start(old, new);
     c
 }
 

@@ -139,3 +139,17 @@ fn a_removed_jobs_timer_on_disk_shows_as_removed() -> Result<(), crate::config::
     assert!(p.plan.units[0].after.is_none());
     Ok(())
 }
+
+#[test]
+fn a_default_written_out_is_no_restart_but_dropping_the_group_is()
+-> Result<(), crate::config::ConfigError> {
+    let with_defaults = format!(
+        "[health]\nlisten = \"0.0.0.0:7780\"\n[control]\nsocket = \"/run/hostd/control.sock\"\ngroup = \"hostd\"\n{BASE}"
+    );
+    let grouped = format!("[control]\ngroup = \"hostd\"\n{BASE}");
+    let p = planned(&with_defaults, &grouped)?;
+    assert!(p.changes.at_start.is_empty(), "{:?}", p.changes.at_start);
+    let p = planned(&with_defaults, BASE)?;
+    assert_eq!(p.changes.at_start, vec!["control.group".to_owned()]);
+    Ok(())
+}

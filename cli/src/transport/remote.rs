@@ -49,6 +49,21 @@ impl Transport {
         cmd
     }
 
+    /// Ends the connection shared by every command to `target` (its
+    /// ControlMaster), so the next one logs in afresh: after provisioning
+    /// put the account in a group, only a new login has it. Nothing to end
+    /// is no error.
+    pub async fn end_shared_connection(&self, target: &HostTarget) {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(["-O", "exit"])
+            .args(ssh_args(target, &self.control_dir, &[]))
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = cmd.status().await;
+    }
+
     /// Starts `argv` on `target`; read its output with
     /// [`RemoteProcess::next_line`], then [`RemoteProcess::finish`].
     pub fn spawn_remote(
