@@ -103,6 +103,10 @@ pub enum ActionKind {
     /// A service whose settings changed restarted, instance by instance
     /// through its health gate.
     Restart,
+    /// A service whose declared `instances` changed (and nothing else)
+    /// brought to that count: new instances through their gate, extra ones
+    /// stopped; the others keep running.
+    Scale,
     /// A service no longer declared stopped (its units removed if hostd
     /// wrote them).
     Stop,

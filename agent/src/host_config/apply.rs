@@ -244,10 +244,12 @@ impl ConfigHandle {
                 let _ = events.send(event);
             }
         };
-        let reconfigure =
-            self.inner
-                .manager
-                .reconfigure(to.config.clone(), changes.restart.clone(), progress);
+        let reconfigure = self.inner.manager.reconfigure(
+            to.config.clone(),
+            changes.restart.clone(),
+            changes.scale.clone(),
+            progress,
+        );
         let (reconfigured, ()) = tokio::join!(reconfigure, relay);
         reconfigured.map_err(|e| chain(&e))?;
         let s = step("wait for health");

@@ -46,6 +46,9 @@ const BACKUP_INPUTS: &[&str] = &["backup", "checks.postgres", "checks.redis"];
 pub struct Changes {
     /// New or changed services: brought up or restarted through their gate.
     pub restart: Vec<String>,
+    /// Services whose declared `instances` (or `max_instances`) alone
+    /// changed: scaled to it, nothing restarted.
+    pub scale: Vec<String>,
     /// Services no longer declared.
     pub removed: Vec<String>,
     /// Services or jobs changed: the jobs' units are written again.
@@ -160,13 +163,18 @@ fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
         }
     }
     for name in new.services.keys() {
-        let changed = keys
-            .iter()
-            .any(|k| under(&k.key, &format!("services.{name}")));
-        if !old.services.contains_key(name) || changed {
+        let fields = changed_fields(keys, name);
+        if !old.services.contains_key(name) {
             c.restart.push(name.clone());
-            c.jobs = true;
+        } else if fields.is_empty() {
+            continue;
+        } else if fields.iter().all(|f| SCALE_KEYS.contains(f)) {
+            c.scale.push(name.clone());
+            continue;
+        } else {
+            c.restart.push(name.clone());
         }
+        c.jobs = true;
     }
     c.removed = old
         .services
@@ -183,6 +191,18 @@ fn changes_of(keys: &[KeyChange], old: &Config, new: &Config) -> Changes {
     c
 }
 
+/// Keys that change how many instances run, not what they run.
+const SCALE_KEYS: &[&str] = &["instances", "max_instances"];
+
+/// The keys directly under `services.NAME` that changed.
+fn changed_fields<'a>(keys: &'a [KeyChange], name: &str) -> BTreeSet<&'a str> {
+    let prefix = format!("services.{name}.");
+    keys.iter()
+        .filter_map(|k| k.key.strip_prefix(&prefix))
+        .map(|f| f.split('.').next().unwrap_or(f))
+        .collect()
+}
+
 fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Vec<PlanAction> {
     let mut actions = Vec::new();
     for name in &c.removed {
@@ -197,15 +217,22 @@ fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Ve
             },
         });
     }
+    for name in &c.scale {
+        let count = |cfg: &Config| {
+            cfg.services
+                .get(name)
+                .and_then(|s| s.instances)
+                .map_or_else(|| "1".to_owned(), |n| n.0.to_string())
+        };
+        actions.push(PlanAction {
+            kind: ActionKind::Scale,
+            target: name.clone(),
+            reason: format!("instances {} -> {}", count(old), count(new)),
+        });
+    }
     for name in &c.restart {
         let (kind, reason) = if old.services.contains_key(name) {
-            let prefix = format!("services.{name}.");
-            let fields: BTreeSet<&str> = keys
-                .iter()
-                .filter_map(|k| k.key.strip_prefix(&prefix))
-                .map(|f| f.split('.').next().unwrap_or(f))
-                .collect();
-            let list: Vec<&str> = fields.into_iter().collect();
+            let list: Vec<&str> = changed_fields(keys, name).into_iter().collect();
             (ActionKind::Restart, format!("{} changed", list.join(", ")))
         } else {
             (ActionKind::Start, "new service".to_owned())

@@ -153,3 +153,20 @@ fn a_default_written_out_is_no_restart_but_dropping_the_group_is()
     assert_eq!(p.changes.at_start, vec!["control.group".to_owned()]);
     Ok(())
 }
+
+#[test]
+fn a_changed_count_alone_scales_and_restarts_nothing() -> Result<(), crate::config::ConfigError> {
+    let old = BASE.replace("release_dir", "instances = 2\nrelease_dir");
+    let p = planned(&old, &old.replace("instances = 2", "instances = 3"))?;
+    assert_eq!(p.changes.scale, vec!["api".to_owned()]);
+    assert!(p.changes.restart.is_empty() && !p.changes.jobs);
+    let action = p.plan.actions.first().map(|a| (a.kind, a.reason.as_str()));
+    assert_eq!(action, Some((ActionKind::Scale, "instances 2 -> 3")));
+    let p = planned(
+        &old,
+        &old.replace("instances = 2", "instances = 3\nhealth_path = \"/up\""),
+    )?;
+    assert_eq!(p.changes.restart, vec!["api".to_owned()]);
+    assert!(p.changes.scale.is_empty());
+    Ok(())
+}

@@ -401,10 +401,27 @@ impl<U: Units> Manager<U> {
         &mut self,
         config: Arc<Config>,
         restart: &[String],
+        scale: &[String],
         progress: &Progress,
     ) -> Result<(), ManagerError> {
+        let declared = |c: &Config, s: &str| c.services.get(s).and_then(|svc| svc.instances);
+        let recounted: Vec<(String, u32)> = config
+            .services
+            .keys()
+            .filter(|s| declared(&self.config, s) != declared(&config, s))
+            .filter_map(|s| Some((s.clone(), declared(&config, s)?.0)))
+            .collect();
         self.config = config;
         self.desired = DesiredState::reconcile_with(&self.config, Some(&self.desired));
+        // The repository's count wins over an earlier `hostctl scale` when
+        // the declaration itself changed.
+        for (service, n) in recounted {
+            if let Some(d) = self.desired.services.get_mut(&service)
+                && d.instances.is_some()
+            {
+                d.instances = Some(n);
+            }
+        }
         self.store.save(&self.desired)?;
         let config = Arc::clone(&self.config);
         let gone = |unit: &UnitName| config.service_of_unit(unit.as_str()).is_none();
@@ -431,6 +448,23 @@ impl<U: Units> Manager<U> {
             let began = super::step_begins(Some(progress), &step);
             self.restart_each(service, &Gate::of(svc), Some(progress))
                 .await?;
+            super::step_done(Some(progress), step, began);
+        }
+        for service in scale {
+            let Some(svc) = config.services.get(service) else {
+                continue;
+            };
+            if !self
+                .desired
+                .services
+                .get(service)
+                .is_some_and(|d| d.running)
+            {
+                continue;
+            }
+            let step = format!("scale {service}");
+            let began = super::step_begins(Some(progress), &step);
+            self.bring_up(service, Some(&Gate::of(svc))).await?;
             super::step_done(Some(progress), step, began);
         }
         Ok(())

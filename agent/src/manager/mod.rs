@@ -115,6 +115,7 @@ enum Request {
     Reconfigure {
         config: Arc<Config>,
         restart: Vec<String>,
+        scale: Vec<String>,
         progress: Progress,
         reply: oneshot::Sender<Result<(), ManagerError>>,
     },
@@ -214,19 +215,23 @@ impl ManagerHandle {
     }
 
     /// Switches to a new configuration: services it no longer declares
-    /// leave the desired state (hostd stops supervising them), new ones
-    /// start, and each of `restart` (new or changed) is brought up or
-    /// restarted instance by instance through its health gate.
+    /// leave the desired state (hostd stops supervising them), a declared
+    /// `instances` that changed becomes the desired count, each of
+    /// `restart` (new or changed) is brought up or restarted instance by
+    /// instance through its health gate, and each of `scale` brought to
+    /// its count (new instances gated, nothing restarted).
     pub async fn reconfigure(
         &self,
         config: Arc<Config>,
         restart: Vec<String>,
+        scale: Vec<String>,
         progress: Progress,
     ) -> Result<(), ManagerError> {
         let (reply, rx) = oneshot::channel();
         let req = Request::Reconfigure {
             config,
             restart,
+            scale,
             progress,
             reply,
         };
@@ -412,10 +417,11 @@ impl<U: Units> Manager<U> {
             Request::Reconfigure {
                 config,
                 restart,
+                scale,
                 progress,
                 reply,
             } => {
-                let result = self.reconfigure(config, &restart, &progress).await;
+                let result = self.reconfigure(config, &restart, &scale, &progress).await;
                 self.await_fresh_snapshot().await;
                 let _ = reply.send(result);
                 return;

@@ -519,3 +519,43 @@ async fn an_app_behind_the_front_is_replaced_blue_green_and_a_failed_set_never_s
     h.lifetime.finish(Duration::from_secs(5)).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_new_declared_count_scales_without_restarting_and_a_removed_service_is_let_go() -> Res {
+    let h = host(API).await?;
+    until("api is up", || {
+        h.systemd.active_state("api@2.service") == ActiveState::Active
+    })
+    .await;
+    // An operator's scale, then a configuration whose count changed: the
+    // declaration wins.
+    h.manager.scale("api".into(), 4).await?;
+    h.systemd.clear_jobs();
+    let state = h._state.path().display().to_string();
+    let text = format!(
+        "state_dir = \"{state}\"\n{}",
+        API.replace("instances = 2", "instances = 3")
+            .split("[services.redis]")
+            .next()
+            .unwrap_or_default()
+    );
+    let config = Arc::new(Config::parse(std::path::Path::new("hostd.toml"), &text)?);
+    let (progress, _steps) = tokio::sync::mpsc::unbounded_channel();
+    h.manager
+        .reconfigure(config, Vec::new(), vec!["api".into()], progress)
+        .await?;
+    assert_eq!(h.systemd.jobs(), ["stop api@4.service"]);
+    let view = h.manager.view().borrow().clone();
+    assert_eq!(
+        view.desired.services.get("api").and_then(|d| d.instances),
+        Some(3)
+    );
+    // Redis, no longer declared, is neither stopped nor watched over.
+    assert!(!view.desired.services.contains_key("redis"));
+    assert_eq!(
+        h.systemd.active_state("redis-server.service"),
+        ActiveState::Active
+    );
+    h.lifetime.finish(Duration::from_secs(5)).await;
+    Ok(())
+}

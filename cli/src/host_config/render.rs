@@ -110,6 +110,7 @@ fn action(out: &mut impl Write, a: &PlanAction) -> io::Result<()> {
     let (style, kind) = match a.kind {
         ActionKind::Start => (GREEN, "start"),
         ActionKind::Restart => (YELLOW, "restart"),
+        ActionKind::Scale => (YELLOW, "scale"),
         ActionKind::Stop => (RED, "stop"),
         ActionKind::Reconfigure => (Style::new(), "reconfigure"),
     };
