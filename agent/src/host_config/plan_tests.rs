@@ -32,6 +32,8 @@ fn a_new_app_and_job_start_and_touch_nothing_else() -> Result<(), crate::config:
     assert_eq!(p.changes.restart, vec!["web".to_owned()]);
     assert!(p.changes.jobs);
     assert!(p.changes.at_start.is_empty());
+    // No refetch of secrets, no new backup schedule, nothing restarted.
+    assert!(!p.changes.secrets && !p.changes.backup && p.changes.scale.is_empty());
     let kinds: Vec<(ActionKind, &str)> = p
         .plan
         .actions
