@@ -176,6 +176,10 @@ pub enum ApplyOutcome {
     /// Putting the previous configuration back failed too: the host needs
     /// an operator (`error` says what is where).
     Failed,
+    /// Nothing was changed: by the time the apply's turn came (after an
+    /// operation it waited for), it needed what an apply cannot do in
+    /// place (`error` says what).
+    Refused,
 }
 
 /// One apply in the host's ledger.

@@ -115,6 +115,15 @@ impl ConfigHandle {
             seconds: 0.0,
             error: None,
         };
+        // Checked again: another apply may have run while this one waited.
+        if !planned.changes.at_start.is_empty() {
+            record.outcome = ApplyOutcome::Refused;
+            let refusal = HostConfigError::NeedsRestart {
+                keys: planned.changes.at_start,
+            };
+            record.error = Some(refusal.to_string());
+            return self.finish(record, began);
+        }
         if planned.plan.is_empty() {
             // The text may differ in comments only: the file follows it.
             if write && let Err(e) = file::write(&self.inner.path, &new) {

@@ -66,6 +66,7 @@ impl From<ApplyOutcome> for HostOutcome {
             ApplyOutcome::Unchanged => Self::Unchanged,
             ApplyOutcome::RolledBack => Self::RolledBack,
             ApplyOutcome::Failed => Self::Failed,
+            ApplyOutcome::Refused => Self::NotApplied,
         }
     }
 }
