@@ -252,6 +252,24 @@ pub(crate) fn apply_scenario(
         "{plans}"
     );
 
+    // A member of the control group (not root) may plan but not apply.
+    let as_operator = repo.hostctl_toml.with_file_name("operator.toml");
+    std::fs::write(
+        &as_operator,
+        std::fs::read_to_string(&repo.hostctl_toml)?
+            .replace("[ssh]\n", "[ssh]\nroot_hostd_path = \"hostd\"\n"),
+    )?;
+    let refused = s.hostctl_with_config(&as_operator, &["apply", "--yes"])?;
+    let shown = text(&refused);
+    ensure!(
+        refused.status.code() == Some(1) && shown.contains("needs root"),
+        "{shown}"
+    );
+    ensure!(
+        !s.root_sh(&format!("cat {HOSTD_TOML}"))?.contains("cfgweb"),
+        "a refused apply changed the host's file"
+    );
+
     // Applied: the file on the host is the repository's under a header,
     // the timer runs, the app serves, nothing else restarted.
     let apply = repo.hostctl(s, &["apply", "--yes"])?;
