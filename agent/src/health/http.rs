@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hostd_api::HealthStatus;
+use hostd_api::{HealthReport, HealthStatus};
+use serde::Serialize;
 
 use super::HealthHandle;
 
@@ -18,13 +19,37 @@ pub fn routes(health: HealthHandle) -> Router {
         .with_state(health)
 }
 
+/// The body: the report, after a first member that a string-matching
+/// health check (Route 53's `HTTP_STR_MATCH`) can search for. `"healthy"`
+/// alone cannot tell: an unhealthy body holds it in `"unhealthy"` and in
+/// every healthy component.
+#[derive(Serialize)]
+struct HealthBody<'a> {
+    verdict: &'static str,
+    #[serde(flatten)]
+    report: &'a HealthReport,
+}
+
+/// Found only as the verdict: no other text of the body contains them.
+pub fn verdict(status: HealthStatus) -> &'static str {
+    match status {
+        HealthStatus::Healthy => "HOST_HEALTHY",
+        HealthStatus::Degraded => "HOST_DEGRADED",
+        HealthStatus::Unhealthy => "HOST_UNHEALTHY",
+    }
+}
+
 async fn health_answer(State(health): State<HealthHandle>) -> Response {
     let report = health.snapshot.borrow().report.clone();
     let code = match report.status {
         HealthStatus::Healthy | HealthStatus::Degraded => StatusCode::OK,
         HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
-    (code, Json(report)).into_response()
+    let body = HealthBody {
+        verdict: verdict(report.status),
+        report: &report,
+    };
+    (code, Json(body)).into_response()
 }
 
 #[cfg(test)]
@@ -62,6 +87,38 @@ mod tests {
     async fn degraded_still_answers_200() -> Result<(), Box<dyn std::error::Error>> {
         let (code, _) = get(health(HealthStatus::Degraded, vec![]), "/health").await?;
         assert_eq!(code, StatusCode::OK);
+        Ok(())
+    }
+
+    /// What a Route 53 string match searches for is the body's first
+    /// member and appears in no body of another verdict, whatever its
+    /// components say.
+    #[tokio::test]
+    async fn the_verdict_comes_first_and_matches_only_its_own_status()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let all = [
+            HealthStatus::Healthy,
+            HealthStatus::Degraded,
+            HealthStatus::Unhealthy,
+        ];
+        let components: Vec<ComponentHealth> = all
+            .iter()
+            .map(|s| ComponentHealth {
+                name: format!("unit:{}", s.as_str()),
+                status: *s,
+                reason: Some(format!("{} on purpose", s.as_str())),
+            })
+            .collect();
+        for status in all {
+            let (_, body) = get(health(status, components.clone()), "/health").await?;
+            let first = format!("{{\"verdict\":\"{}\",", verdict(status));
+            assert!(body.starts_with(&first), "{body}");
+            for other in all.into_iter().filter(|o| *o != status) {
+                assert!(!body.contains(verdict(other)), "{body}");
+            }
+            let report: HealthReport = serde_json::from_str(&body)?;
+            assert_eq!(report.status, status);
+        }
         Ok(())
     }
 
