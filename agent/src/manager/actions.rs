@@ -432,7 +432,8 @@ impl<U: Units> Manager<U> {
         self.restarts.retain(|s, _| config.services.contains_key(s));
         self.failures.retain(|s, _| config.services.contains_key(s));
         self.publish();
-        for service in restart {
+        let restarts = restart.iter().map(|s| (s, false));
+        for (service, count_only) in restarts.chain(scale.iter().map(|s| (s, true))) {
             let Some(svc) = config.services.get(service) else {
                 continue;
             };
@@ -444,27 +445,15 @@ impl<U: Units> Manager<U> {
             {
                 continue;
             }
-            let step = format!("bring up {service}");
+            let gate = Gate::of(svc);
+            let verb = if count_only { "scale" } else { "bring up" };
+            let step = format!("{verb} {service}");
             let began = super::step_begins(Some(progress), &step);
-            self.restart_each(service, &Gate::of(svc), Some(progress))
-                .await?;
-            super::step_done(Some(progress), step, began);
-        }
-        for service in scale {
-            let Some(svc) = config.services.get(service) else {
-                continue;
-            };
-            if !self
-                .desired
-                .services
-                .get(service)
-                .is_some_and(|d| d.running)
-            {
-                continue;
+            if count_only {
+                self.bring_up(service, Some(&gate)).await?;
+            } else {
+                self.restart_each(service, &gate, Some(progress)).await?;
             }
-            let step = format!("scale {service}");
-            let began = super::step_begins(Some(progress), &step);
-            self.bring_up(service, Some(&Gate::of(svc))).await?;
             super::step_done(Some(progress), step, began);
         }
         Ok(())
