@@ -182,6 +182,19 @@ pub enum ApplyOutcome {
     Refused,
 }
 
+impl ApplyOutcome {
+    /// As the JSON says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::RolledBack => "rolled_back",
+            Self::Failed => "failed",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 /// One apply in the host's ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyRecord {
@@ -229,6 +242,15 @@ mod tests {
             }
         );
         assert_eq!(serde_json::to_string(&e)?, line);
+        Ok(())
+    }
+
+    #[test]
+    fn an_outcome_is_named_as_its_json_says() -> Result<(), serde_json::Error> {
+        use ApplyOutcome::*;
+        for o in [Applied, Unchanged, RolledBack, Failed, Refused] {
+            assert_eq!(serde_json::to_string(&o)?, format!("\"{}\"", o.as_str()));
+        }
         Ok(())
     }
 

@@ -82,11 +82,11 @@ impl ConfigHandle {
         }
         while let Some(event) = rx.recv().await {
             if let ApplyEvent::Finished { record } = event {
-                let outcome = serde_json::to_string(&record.outcome).unwrap_or_default();
+                let outcome = record.outcome.as_str();
                 match &record.error {
-                    None => tracing::info!("reload finished: {}", outcome.trim_matches('"')),
+                    None => tracing::info!("reload finished: {outcome}"),
                     Some(why) => {
-                        tracing::error!("reload finished: {}: {why}", outcome.trim_matches('"'))
+                        tracing::error!("reload finished: {outcome}: {why}")
                     }
                 }
             }

@@ -210,7 +210,7 @@ impl ConfigHandle {
             digest: hostd_api::host_config::digest(&running.text),
             text: running.text,
             source: running.source,
-            last_apply: self.ledger().pop(),
+            last_apply: self.inner.last_apply.borrow().clone(),
         }
     }
 

@@ -82,10 +82,7 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
         )?;
     }
     if let Some(a) = &status.last_apply {
-        let outcome = serde_json::to_value(a.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let outcome = a.outcome.as_str();
         let digest = a.digest.get(..12).unwrap_or(&a.digest);
         writeln!(
             out,
