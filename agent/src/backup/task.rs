@@ -72,6 +72,17 @@ struct Spawning {
     lifetime: Lifetime,
 }
 
+impl Spawning {
+    /// What runs read the repository and the databases through.
+    fn context(&self, config: &Arc<Config>) -> Arc<Context> {
+        Arc::new(Context::new(
+            Arc::clone(config),
+            self.secrets.clone(),
+            host_of(config),
+        ))
+    }
+}
+
 #[derive(Clone)]
 pub struct BackupHandle {
     live: Arc<std::sync::RwLock<Live>>,
@@ -127,11 +138,7 @@ impl BackupHandle {
         let live = self.live();
         match (live.tx, config.backup.is_some()) {
             (Some(tx), configured) => {
-                let ctx = Arc::new(Context::new(
-                    Arc::clone(&config),
-                    self.spawning.secrets.clone(),
-                    host_of(&config),
-                ));
+                let ctx = self.spawning.context(&config);
                 let _ = tx
                     .send(Request::Reconfigure {
                         config,
@@ -223,11 +230,7 @@ fn start(config: &Arc<Config>, spawning: &Spawning) -> Live {
         state::save(config, &initial);
     }
     spawning.state.send_replace(initial);
-    let ctx = Arc::new(Context::new(
-        Arc::clone(config),
-        spawning.secrets.clone(),
-        host_of(config),
-    ));
+    let ctx = spawning.context(config);
     let (tx, rx) = mpsc::channel::<Request>(8);
     let task = Task {
         config: Arc::clone(config),

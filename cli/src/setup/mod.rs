@@ -24,7 +24,7 @@ use crate::exit::{CommandError, Failure};
 use crate::flags::GlobalArgs;
 use crate::host_config::{self, ApplySettings, HostConfigError};
 use crate::targets::{TargetError, Targets};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use args::SetupArgs;
 pub use remote::Provisioned;
 
@@ -51,6 +51,8 @@ pub enum SetupError {
         detail: String,
     },
     #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
     Apply(#[from] HostConfigError),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
@@ -61,6 +63,7 @@ impl CommandError for SetupError {
         match self {
             Self::Target(_) | Self::NoBinary(_) | Self::Package(_) => Failure::Usage,
             Self::Read { .. } | Self::Pack(_) | Self::Step { .. } => Failure::Failed,
+            Self::Transport(e) => Failure::Transport(e),
             Self::Apply(e) => e.failure(),
             Self::Output(e) => Failure::Output(e),
         }
@@ -137,11 +140,7 @@ fn beside_hostctl() -> Result<PathBuf, SetupError> {
 
 pub async fn run(a: &SetupArgs, global: &GlobalArgs, cwd: &Path) -> Result<ExitCode, SetupError> {
     let s = SetupSettings::resolve(a, global, cwd)?;
-    let transport = Transport::system().map_err(|e| SetupError::Step {
-        host: String::new(),
-        step: "ssh",
-        detail: e.to_string(),
-    })?;
+    let transport = Transport::system()?;
     let out = &mut anstream::stdout().lock();
     run_with(&transport, &s, out, &mut anstream::stderr()).await?;
     Ok(ExitCode::SUCCESS)
