@@ -57,18 +57,12 @@ pub(super) fn applies(fake: &FakeHosts) -> Vec<String> {
     all
 }
 
+/// The ledger's record, as the apply of the changing plan ends.
 fn record(outcome: ApplyOutcome, error: Option<&str>) -> ApplyRecord {
     ApplyRecord {
-        at: "2026-01-02T03:00:00Z".into(),
-        requested_by: "op@laptop".into(),
-        caller: Some("admin".into()),
-        source: SOURCE.into(),
-        digest: "0123456789abcdef".repeat(4),
-        previous_digest: "fedcba9876543210".repeat(4),
-        outcome,
         actions: changing_plan().actions,
         seconds: 1.5,
-        error: error.map(Into::into),
+        ..super::tests::record(outcome, error)
     }
 }
 

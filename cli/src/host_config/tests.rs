@@ -225,7 +225,7 @@ async fn an_unreachable_host_fails_the_diff_with_exit_1() -> TestResult {
     Ok(())
 }
 
-fn record(outcome: ApplyOutcome, error: Option<&str>) -> ApplyRecord {
+pub(super) fn record(outcome: ApplyOutcome, error: Option<&str>) -> ApplyRecord {
     ApplyRecord {
         at: "2026-01-02T03:00:00Z".into(),
         requested_by: "op@laptop".into(),
