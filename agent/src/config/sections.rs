@@ -203,7 +203,7 @@ fn default_restart_window() -> HumanDuration {
 }
 
 /// Component checks beyond unit states. Each is optional.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChecksConfig {
     /// libpq connection string for `SELECT 1` (no password here: use peer
@@ -257,7 +257,7 @@ fn default_check_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(2))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskThresholds {
     /// Mount points to watch; a path that is not mounted is checked on the
@@ -284,7 +284,7 @@ fn default_disk_paths() -> Vec<PathBuf> {
     vec![PathBuf::from("/"), PathBuf::from("/data")]
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PercentThresholds {
     #[serde(default = "default_degraded_percent")]
@@ -310,7 +310,7 @@ fn default_unhealthy_percent() -> Percent {
 }
 
 /// 1-minute load average per CPU.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadThresholds {
     #[serde(default = "default_load_degraded")]

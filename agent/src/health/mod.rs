@@ -209,11 +209,26 @@ impl<S: UnitStates> Checker<S> {
         check_once(&self.units, &self.config, &current, &self.probes).await
     }
 
-    /// A new configuration in force: probes for its checks (a changed
-    /// PostgreSQL or Redis address, disk paths), rounds at its interval.
-    fn follow_config(&mut self) {
-        self.config = self.current.get();
-        self.probes = Probes::from_config(&self.config, &self.probe_deps);
+    /// A new configuration in force: its services checked from the next
+    /// round; new probes only when what they are built from changed (a
+    /// PostgreSQL or Redis address, disk paths, thresholds, whether Redis
+    /// has a password and backups are judged), so a probe's connection is
+    /// not dropped for a job added. True when the interval changed.
+    fn follow_config(&mut self) -> bool {
+        let new = self.current.get();
+        let probed = |c: &Config| {
+            (
+                c.checks.clone(),
+                c.secrets.as_ref().map(|s| s.redis_password.is_some()),
+                c.backup.is_some(),
+            )
+        };
+        if probed(&new) != probed(&self.config) {
+            self.probes = Probes::from_config(&new, &self.probe_deps);
+        }
+        let interval_changed = new.health.check_interval != self.config.health.check_interval;
+        self.config = new;
+        interval_changed
     }
 
     async fn run(
@@ -234,10 +249,11 @@ impl<S: UnitStates> Checker<S> {
             let triggered = tokio::select! {
                 _ = ticker.tick() => false,
                 () = config_changes.changed() => {
-                    self.follow_config();
-                    ticker = tokio::time::interval(self.config.health.check_interval.0);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    ticker.tick().await;
+                    if self.follow_config() {
+                        ticker = tokio::time::interval(self.config.health.check_interval.0);
+                        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        ticker.tick().await;
+                    }
                     true
                 }
                 changed = changes.changed(), if changes_open => {
