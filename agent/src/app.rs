@@ -14,8 +14,8 @@ use crate::host_config::Loaded;
 use crate::lifetime::Lifetime;
 use crate::systemd::Systemd;
 use crate::{
-    backup, deploy, health, host, host_config, http, jobs, manager, metrics, notify, ops, restore,
-    secrets, units, upgrade,
+    backup, cloudwatch, deploy, health, host, host_config, http, jobs, manager, metrics, notify,
+    ops, restore, secrets, units, upgrade,
 };
 
 /// How long shutdown waits for every task: a running operation gets
@@ -175,13 +175,15 @@ async fn spawn_all(
     let backup = backup::spawn(Arc::clone(config), backup_deps, lifetime);
     let jobs_status = tokio::sync::watch::channel(Vec::new()).0;
     let jobs = jobs::spawn(current.clone(), systemd.clone(), jobs_status, lifetime);
+    let (publish_shipping, shipping) = cloudwatch::channel();
     let health_deps = health::Deps {
         units: systemd.clone(),
         view: manager.view(),
         changes: manager.changes(),
-        secrets: Some(secrets_state),
+        secrets: Some(secrets_state.clone()),
         backup: Some(backup.state()),
         jobs: jobs.status(),
+        shipping: Some(shipping.clone()),
     };
     let health = health::spawn(current.clone(), health_deps, publish_health, lifetime).await;
     let any_front = config
@@ -193,14 +195,22 @@ async fn spawn_all(
         view: manager.view(),
         front: any_front.then_some(front),
     };
-    let metrics = metrics::spawn(current.clone(), metrics_deps, lifetime);
+    let metrics = metrics::spawn(current.clone(), metrics_deps.clone(), lifetime);
     let last_apply = host_config::last_apply(&config.state_dir);
     let host_deps = host::Deps {
         snapshot: health.snapshot(),
         view: manager.view(),
         last_apply: last_apply.subscribe(),
+        shipping,
     };
     let host = host::spawn(current.clone(), host_deps, at_start.started, lifetime);
+    let cloudwatch_deps = cloudwatch::Deps {
+        secrets: secrets_state,
+        metrics: metrics_deps,
+        instance: host.instance(),
+    };
+    let cloudwatch =
+        cloudwatch::spawn(current.clone(), cloudwatch_deps, publish_shipping, lifetime);
     let host_config = host_config::spawn(
         host_config::Deps {
             path: at_start.path,
@@ -227,6 +237,7 @@ async fn spawn_all(
             .merge(jobs::http::routes(jobs))
             .merge(ops::http::routes(ops))
             .merge(host_config::http::routes(host_config))
+            .merge(cloudwatch::http::routes(cloudwatch))
             .merge(operations),
     })
 }

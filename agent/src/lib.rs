@@ -6,6 +6,7 @@ pub mod app;
 pub mod aws;
 pub mod backup;
 pub mod checks;
+pub mod cloudwatch;
 pub mod config;
 pub mod deploy;
 pub mod desired;

@@ -227,6 +227,7 @@ pub(crate) fn host_status(units: Vec<UnitStatus>, services: Vec<ServiceSummary>)
         },
         instance: None,
         last_apply: None,
+        shipping: None,
     }
 }
 

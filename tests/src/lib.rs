@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 pub mod backup;
+pub mod cloudwatch;
 pub mod config;
 pub mod deploy;
 pub mod load;

@@ -12,6 +12,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 mod app_services;
 mod backup_faults;
 mod backups;
+mod cloudwatch;
 mod confinement;
 mod data_volume;
 mod declared_apps;
@@ -115,6 +116,7 @@ const TRIALS: &[(&str, TestFn)] = trials![
     jobs::a_failed_migration_aborts_the_deploy_and_run_executes_tasks_by_hand,
     host_config::a_reload_applies_in_place_and_puts_back_what_does_not_come_up,
     host_config::hostctl_apply_converges_the_host_to_the_repository_and_puts_back_a_failure,
+    cloudwatch::journals_and_metrics_reach_cloudwatch_once_in_order_across_kills_and_outages,
     image::packer_provisions_a_bare_host_that_boots_healthy,
     setup::setup_brings_a_bare_host_to_the_image_state_and_the_repository_drives_it,
     upgrades::a_group_member_cannot_upgrade_hostd_and_is_recorded_by_the_kernel,

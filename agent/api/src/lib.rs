@@ -81,6 +81,34 @@ pub struct HostStatus {
     /// The last `hostctl apply` (or reload) of its configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_apply: Option<host_config::ApplyRecord>,
+    /// Shipping of journals and metrics to CloudWatch, with `[cloudwatch]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<ShippingStatus>,
+}
+
+/// How hostd's shipping to CloudWatch Logs is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippingStatus {
+    pub log_group: String,
+    /// Age of the oldest line not yet accepted by CloudWatch (or, while
+    /// the journal cannot be read, since it last was); 0 when caught up.
+    pub lag_seconds: u64,
+    /// `/health` is degraded past this lag.
+    pub max_lag_seconds: u64,
+    /// Waiting in the spool on disk.
+    pub backlog_bytes: u64,
+    /// Lines dropped since the spool was made: the backlog bound was
+    /// reached, or CloudWatch refused them as too old or too new.
+    pub dropped_lines: u64,
+    /// Lines and calls accepted since hostd started.
+    pub shipped_lines: u64,
+    pub calls: u64,
+    /// RFC 3339: the last round that read and shipped without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// Why the last round failed (names the call and the error code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// What EC2's instance metadata says this host is.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 mod apps;
 mod backup;
+mod cloudwatch;
 mod current;
 mod jobs;
 mod secrets;
@@ -17,6 +18,7 @@ mod sections;
 mod values;
 
 pub use backup::*;
+pub use cloudwatch::*;
 pub use current::CurrentConfig;
 pub use jobs::*;
 pub use secrets::*;
@@ -73,6 +75,9 @@ pub struct Config {
     pub jobs: BTreeMap<String, JobConfig>,
     #[serde(default)]
     pub deploy: DeployConfig,
+    /// None: nothing is shipped to CloudWatch.
+    #[serde(default)]
+    pub cloudwatch: Option<CloudWatchConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -369,6 +374,9 @@ impl Config {
         }
         if self.metrics.emf_interval.0 < Duration::from_secs(1) {
             return Err(("metrics.emf_interval".into(), "must be at least 1s".into()));
+        }
+        if let Some(cw) = &self.cloudwatch {
+            cw.check()?;
         }
         Ok(())
     }

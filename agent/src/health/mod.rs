@@ -67,6 +67,8 @@ pub struct Probes {
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
     /// What the jobs observer publishes (one entry per `[jobs.NAME]`).
     pub jobs: Option<watch::Receiver<Vec<hostd_api::JobStatus>>>,
+    /// What the CloudWatch shipper publishes.
+    pub shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
 }
 
 /// What the checker reads besides its own probes.
@@ -78,6 +80,7 @@ pub struct Deps<S> {
     pub secrets: Option<watch::Receiver<SecretsState>>,
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
     pub jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
+    pub shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
 }
 
 impl Probes {
@@ -113,6 +116,7 @@ impl Probes {
             // or remove it.
             backup: config.backup.as_ref().and(deps.backup.clone()),
             jobs: Some(deps.jobs.clone()),
+            shipping: deps.shipping.clone(),
         }
     }
 }
@@ -153,6 +157,7 @@ pub async fn spawn<S: UnitStates + Send + Sync + 'static>(
         secrets: deps.secrets,
         backup: deps.backup,
         jobs: deps.jobs,
+        shipping: deps.shipping,
     };
     let config = current.get();
     let probes = Probes::from_config(&config, &probe_deps);
@@ -191,6 +196,7 @@ struct ProbeDeps {
     secrets: Option<watch::Receiver<SecretsState>>,
     backup: Option<watch::Receiver<crate::backup::BackupState>>,
     jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
+    shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
 }
 
 struct Checker<S> {

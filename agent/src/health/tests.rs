@@ -120,6 +120,7 @@ fn probes(pg: Result<(), CheckError>, system: SystemSample) -> (Probes, Arc<Fake
         secrets: None,
         backup: None,
         jobs: None,
+        shipping: None,
     };
     (p, pg)
 }
@@ -353,6 +354,7 @@ async fn signals_and_view_changes_trigger_rounds_reads_do_not() -> Res {
             secrets: None,
             backup: None,
             jobs: watch::channel(Vec::new()).1,
+            shipping: None,
         },
         probes: p,
     };

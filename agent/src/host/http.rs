@@ -44,6 +44,7 @@ async fn status(State(host): State<HostHandle>) -> Json<HostStatus> {
         health: snap.report,
         instance: host.instance.get().cloned(),
         last_apply: host.last_apply.borrow().clone(),
+        shipping: host.shipping.borrow().status(std::time::SystemTime::now()),
     })
 }
 
@@ -72,6 +73,7 @@ mod tests {
             snapshot: crate::health::channel().1,
             view: watch::channel(ManagerView::default()).1,
             last_apply: watch::channel(None).1,
+            shipping: crate::cloudwatch::channel().1,
         };
         let (code, body) = get(routes(host), "/v1/status").await?;
         assert_eq!(code, StatusCode::OK);

@@ -18,6 +18,11 @@ use crate::desired::ManagerView;
 use crate::health::Snapshot;
 use crate::lifetime::Lifetime;
 
+/// `AWS_EC2_METADATA_DISABLED=true`: no identity will come.
+pub fn metadata_disabled() -> bool {
+    imds::disabled()
+}
+
 /// This machine's hostname ("" when unreadable).
 pub fn hostname() -> String {
     nix::unistd::gethostname()
@@ -31,6 +36,7 @@ pub struct Deps {
     pub view: watch::Receiver<ManagerView>,
     /// The last apply of the configuration, for `hostctl status`.
     pub last_apply: watch::Receiver<Option<hostd_api::ApplyRecord>>,
+    pub shipping: watch::Receiver<crate::cloudwatch::ShippingState>,
 }
 
 #[derive(Clone)]
@@ -43,9 +49,15 @@ pub struct HostHandle {
     snapshot: watch::Receiver<Snapshot>,
     view: watch::Receiver<ManagerView>,
     last_apply: watch::Receiver<Option<hostd_api::ApplyRecord>>,
+    shipping: watch::Receiver<crate::cloudwatch::ShippingState>,
 }
 
 impl HostHandle {
+    /// The EC2 identity, once instance metadata has given it.
+    pub fn instance(&self) -> Arc<OnceLock<InstanceIdentity>> {
+        Arc::clone(&self.instance)
+    }
+
     /// sha256 of the running hostd binary, once hashed.
     pub fn build(&self) -> Option<String> {
         self.build.get().cloned()
@@ -83,6 +95,7 @@ pub fn spawn(
         snapshot: deps.snapshot,
         view: deps.view,
         last_apply: deps.last_apply,
+        shipping: deps.shipping,
     }
 }
 

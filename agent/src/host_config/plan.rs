@@ -295,6 +295,12 @@ fn actions_of(keys: &[KeyChange], c: &Changes, old: &Config, new: &Config) -> Ve
             "the EMF writer follows the new settings",
         ));
     }
+    if keys.iter().any(|k| under(&k.key, "cloudwatch")) {
+        actions.push(reconfigure(
+            "cloudwatch",
+            "shipping follows the new settings, from where it stopped",
+        ));
+    }
     if keys
         .iter()
         .any(|k| under(&k.key, "checks") || k.key == "health.check_interval")

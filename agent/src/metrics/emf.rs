@@ -152,40 +152,79 @@ pub fn append(path: &Path, lines: &[Value]) -> Result<(), MetricsError> {
     f.write_all(buf.as_bytes()).map_err(err)
 }
 
+/// Builds each interval's documents, keeping what the counts since the
+/// previous one need: one per destination (the file, CloudWatch).
+pub struct Collector {
+    snapshot: watch::Receiver<Snapshot>,
+    view: watch::Receiver<ManagerView>,
+    front: Option<Arc<crate::front::client::LiveFront>>,
+    prev: Previous,
+    prev_front: super::front::Previous,
+    /// A dimension added when `[metrics] dimensions` names none.
+    default_dimension: Option<(String, String)>,
+}
+
+impl Collector {
+    pub fn new(deps: &super::Deps) -> Self {
+        Self {
+            snapshot: deps.snapshot.clone(),
+            view: deps.view.clone(),
+            front: deps.front.clone(),
+            prev: Previous::default(),
+            prev_front: super::front::Previous::default(),
+            default_dimension: None,
+        }
+    }
+
+    /// `name = value` on every document when the configuration sets no
+    /// dimension of its own (the instance id, for CloudWatch).
+    pub fn dimensions_default(&mut self, name: &str, value: Option<String>) {
+        self.default_dimension = value.map(|v| (name.to_owned(), v));
+    }
+
+    pub async fn collect(&mut self, cfg: &MetricsConfig) -> Vec<Value> {
+        let mut cfg = std::borrow::Cow::Borrowed(cfg);
+        if let Some((k, v)) = &self.default_dimension
+            && cfg.dimensions.is_empty()
+        {
+            cfg.to_mut().dimensions.insert(k.clone(), v.clone());
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let snap = self.snapshot.borrow().clone();
+        let current = self.view.borrow().clone();
+        let mut docs = documents(&snap, &current, &cfg, now_ms, &mut self.prev);
+        if let Some(stats) = super::front::fetch(self.front.as_deref()).await {
+            docs.extend(super::front::emf_documents(
+                &cfg,
+                now_ms,
+                &stats,
+                &mut self.prev_front,
+            ));
+        }
+        docs
+    }
+}
+
 /// Writes every `metrics.emf_interval` until hostd stops. A failed write
 /// is logged and retried at the next interval: metrics must never take
 /// hostd down.
 pub async fn write_every(
     config: Arc<Config>,
     path: std::path::PathBuf,
-    snapshot: watch::Receiver<Snapshot>,
-    view: watch::Receiver<ManagerView>,
-    front: Option<Arc<crate::front::client::LiveFront>>,
+    deps: &super::Deps,
     lifetime: Lifetime,
 ) {
     let mut ticker = tokio::time::interval(config.metrics.emf_interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut prev = Previous::default();
-    let mut prev_front = super::front::Previous::default();
+    let mut collector = Collector::new(deps);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = lifetime.ending() => return,
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let snap = snapshot.borrow().clone();
-        let current = view.borrow().clone();
-        let mut docs = documents(&snap, &current, &config.metrics, now_ms, &mut prev);
-        if let Some(stats) = super::front::fetch(front.as_deref()).await {
-            docs.extend(super::front::emf_documents(
-                &config.metrics,
-                now_ms,
-                &stats,
-                &mut prev_front,
-            ));
-        }
+        let docs = collector.collect(&config.metrics).await;
         let path = path.clone();
         let written = lifetime
             .spawn_blocking("EMF write", move || append(&path, &docs))

@@ -28,6 +28,7 @@ pub mod front;
 pub mod http;
 
 /// What `/metrics` and the EMF writer render.
+#[derive(Clone)]
 pub struct Deps {
     pub snapshot: watch::Receiver<Snapshot>,
     pub view: watch::Receiver<ManagerView>,
@@ -46,7 +47,7 @@ pub struct MetricsHandle {
 /// when an apply changes `[metrics]` (and only then); `/metrics` needs no
 /// task of its own.
 pub fn spawn(config: CurrentConfig, deps: Deps, lifetime: &Lifetime) -> MetricsHandle {
-    let (snapshot, view, front) = (deps.snapshot.clone(), deps.view.clone(), deps.front.clone());
+    let writer_deps = deps.clone();
     let ending = lifetime.clone();
     let mut changes = config.clone();
     lifetime.spawn("EMF writer", async move {
@@ -59,9 +60,7 @@ pub fn spawn(config: CurrentConfig, deps: Deps, lifetime: &Lifetime) -> MetricsH
                         let w = emf::write_every(
                             Arc::clone(&current),
                             path,
-                            snapshot.clone(),
-                            view.clone(),
-                            front.clone(),
+                            &writer_deps,
                             ending.clone(),
                         );
                         w.await;

@@ -42,6 +42,9 @@ pub struct SecretsState {
     /// them (ALTER ROLE, requirepass, the backup repository) and hostd's own
     /// Redis check. `Debug` redacts them; nothing publishes them.
     pub wired: Wired,
+    /// Every value of the set in use (delivered or not), for taking them
+    /// out of lines shipped off the host. `Debug` redacts them.
+    pub known: Arc<[SecretValue]>,
 }
 
 /// Values of `secrets.postgres_password`, `redis_password` and
@@ -312,6 +315,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                         versions,
                         modified,
                         wired,
+                        known: known_values(set),
                     },
                     problem,
                 );
@@ -331,6 +335,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
                         versions,
                         modified,
                         wired,
+                        known: known_values(set),
                     },
                     Some(message),
                 );
@@ -353,6 +358,7 @@ impl<S: SecretSource + Sync> Runtime<S> {
             s.stale_since = stale_since;
             s.problem = problem;
             s.wired = listed.wired;
+            s.known = listed.known;
         });
     }
 }
@@ -363,6 +369,11 @@ struct Listed {
     versions: BTreeMap<String, i64>,
     modified: BTreeMap<String, SystemTime>,
     wired: Wired,
+    known: Arc<[SecretValue]>,
+}
+
+fn known_values(set: &SecretSet) -> Arc<[SecretValue]> {
+    set.iter().map(|s| s.value.clone()).collect()
 }
 
 fn delivery_message(e: &DeliveryError) -> String {

@@ -90,9 +90,32 @@ fn host(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {
             a.at, a.source, a.requested_by
         )?;
     }
+    if let Some(s) = &status.shipping {
+        shipping(out, s)?;
+    }
     units(out, status)?;
     components(out, status)?;
     recent_failures(out, status)
+}
+
+/// `cloudwatch lag 3s, backlog 12 KiB` (and what is wrong, when it is).
+fn shipping(out: &mut impl Write, s: &hostd_api::ShippingStatus) -> std::io::Result<()> {
+    let lag = humantime::format_duration(Duration::from_secs(s.lag_seconds));
+    let behind = s.lag_seconds > s.max_lag_seconds;
+    let style = if behind { YELLOW } else { DIM };
+    write!(
+        out,
+        "    {style}cloudwatch {} lag {lag}, backlog {} KiB",
+        s.log_group,
+        s.backlog_bytes.div_ceil(1024)
+    )?;
+    if s.dropped_lines > 0 {
+        write!(out, ", {} lines dropped", s.dropped_lines)?;
+    }
+    if let Some(p) = &s.problem {
+        write!(out, ": {p}")?;
+    }
+    writeln!(out, "{style:#}")
 }
 
 fn no_status(out: &mut impl Write, r: &HostReport) -> std::io::Result<()> {

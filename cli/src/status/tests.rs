@@ -212,3 +212,29 @@ fn human_output_names_the_last_apply_of_the_configuration() -> Result<(), Box<dy
     );
     Ok(())
 }
+
+#[test]
+fn human_output_shows_the_shipping_lag_and_why_it_grows() -> Result<(), Box<dyn std::error::Error>>
+{
+    let mut st = status(HealthStatus::Healthy);
+    st.health.components.clear();
+    st.shipping = Some(hostd_api::ShippingStatus {
+        log_group: "/hostd/prod".into(),
+        lag_seconds: 420,
+        max_lag_seconds: 300,
+        backlog_bytes: 5000,
+        dropped_lines: 3,
+        problem: Some("cannot reach CloudWatch Logs: timed out".into()),
+        ..hostd_api::ShippingStatus::default()
+    });
+    let mut out = Vec::new();
+    render::human(&mut out, "prod", &[report("a", Some(st))])?;
+    let text = text(&out);
+    assert!(
+        text.contains(
+            "    cloudwatch /hostd/prod lag 7m, backlog 5 KiB, 3 lines dropped: cannot reach CloudWatch Logs: timed out\n"
+        ),
+        "{text}"
+    );
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Sending the spool to CloudWatch, window by window, each line once.
+//!
+//! A window is cut so that each of its streams takes one PutLogEvents
+//! call (at most 10,000 events and 1 MiB per call, at most 24 hours
+//! apart, in time order). Before the calls, the window is marked in
+//! flight with the last record of each stream; after each accepted call
+//! its stream is struck off. A window found in flight (hostd was killed
+//! mid-window, or a call timed out with its fate unknown) is resolved by
+//! asking CloudWatch for each pending stream's newest event: the same as
+//! the window's last record means the call got through and is not sent
+//! again. So a restart neither loses nor duplicates a line.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::CloudWatchError;
+use super::sink::{Event, LogSink};
+use super::spool::{Bounds, InFlight, Record, Spool};
+
+/// One call's worth: CloudWatch's limits are 10,000 events and 1 MiB
+/// (messages plus 26 bytes each); we stay well below both so a window of
+/// spool lines (which are longer than their messages) always fits.
+pub const WINDOW: Bounds = Bounds {
+    max_records: 5000,
+    max_bytes: 768 * 1024,
+    max_span_ms: 23 * 3600 * 1000,
+    until: None,
+};
+
+/// Where the lines go and how streams are named.
+pub struct Destination<'a> {
+    pub group: &'a str,
+    /// unit → stream name.
+    pub stream: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+/// What one pass sent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub events: u64,
+    pub calls: u64,
+    /// Refused by CloudWatch as too old or too new.
+    pub refused: u64,
+}
+
+/// Sends every window waiting, stopping at the first failure (the spool
+/// keeps what was not sent; the caller backs off).
+pub async fn ship_pending<S: LogSink>(
+    spool: &mut Spool,
+    sink: &S,
+    to: &Destination<'_>,
+) -> Result<Sent, CloudWatchError> {
+    let mut sent = Sent::default();
+    loop {
+        let (window, mut pending) = match spool.shipped().in_flight.clone() {
+            Some(f) => {
+                let bounds = Bounds {
+                    max_records: usize::MAX,
+                    max_bytes: usize::MAX,
+                    max_span_ms: i64::MAX,
+                    until: Some(f.end),
+                };
+                let window = spool.read_window(&bounds)?;
+                let mut pending = f.pending.clone();
+                for (stream, last) in &f.pending {
+                    let newest = sink
+                        .last_event(to.group, stream)
+                        .await
+                        .map_err(CloudWatchError::Sink)?;
+                    if newest.is_some_and(|e| &mark(e.timestamp_ms, &e.message) == last) {
+                        tracing::info!(%stream, "a call cut short had got through; not sending it again");
+                        pending.remove(stream);
+                        spool.stream_done(stream)?;
+                    }
+                }
+                (window, pending)
+            }
+            None => {
+                let window = spool.read_window(&WINDOW)?;
+                if window.records.is_empty() {
+                    if window.end != spool.shipped().position {
+                        spool.begin(InFlight {
+                            end: window.end,
+                            pending: BTreeMap::new(),
+                        })?;
+                        spool.finish()?;
+                    }
+                    return Ok(sent);
+                }
+                let streams = by_stream(&window.records, to);
+                let pending: BTreeMap<_, _> = streams
+                    .iter()
+                    .filter_map(|(s, events)| {
+                        let last = events.last()?;
+                        Some((s.clone(), mark(last.timestamp_ms, &last.message)))
+                    })
+                    .collect();
+                spool.begin(InFlight {
+                    end: window.end,
+                    pending: pending.clone(),
+                })?;
+                (window, pending)
+            }
+        };
+        for (stream, events) in by_stream(&window.records, to) {
+            if !pending.contains_key(&stream) {
+                continue;
+            }
+            let refused = sink
+                .put(to.group, &stream, &events)
+                .await
+                .map_err(CloudWatchError::Sink)?;
+            if refused > 0 {
+                tracing::warn!(%stream, refused, "CloudWatch refused events as too old or too new");
+                spool.count_refused(refused);
+            }
+            sent.events += events.len() as u64;
+            sent.calls += 1;
+            sent.refused += refused;
+            pending.remove(&stream);
+            spool.stream_done(&stream)?;
+        }
+        spool.finish()?;
+    }
+}
+
+/// The window's records per stream, each stream's in time order (stable:
+/// lines of one millisecond keep the journal's order).
+fn by_stream(records: &[Record], to: &Destination<'_>) -> BTreeMap<String, Vec<Event>> {
+    let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+    for r in records {
+        out.entry((to.stream)(&r.unit)).or_default().push(Event {
+            timestamp_ms: r.timestamp_ms,
+            message: r.message.clone(),
+        });
+    }
+    for events in out.values_mut() {
+        events.sort_by_key(|e| e.timestamp_ms);
+    }
+    out
+}
+
+/// What identifies a stream's last event: its time and a digest of its
+/// text (the spool's state file holds no line).
+fn mark(timestamp_ms: i64, message: &str) -> (i64, String) {
+    let digest = Sha256::digest(message.as_bytes());
+    (timestamp_ms, hostd_api::deploy::hex(&digest[..16]))
+}
