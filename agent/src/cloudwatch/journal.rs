@@ -10,9 +10,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use super::CloudWatchError;
 use super::spool::Record;
 
-/// Entries read per round at most: 100 lines a second at a 5 s interval
-/// is 500; the rest of a backlog comes in the next rounds.
-pub const MAX_ENTRIES: usize = 5000;
+/// Entries read (and held in memory) at once: 100 lines a second at a 5 s
+/// interval is 500; a backlog is read in several.
+pub const MAX_ENTRIES: usize = 500;
 /// Longer messages are cut: CloudWatch takes up to 256 KiB an event,
 /// but a line that long is a blob, not a log line.
 pub const MAX_MESSAGE: usize = 16 * 1024;
@@ -64,19 +64,14 @@ pub async fn read(
         if n == 0 {
             break;
         }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+        let Ok(entry) = serde_json::from_slice::<Entry>(&line) else {
             continue;
         };
-        let Some(c) = v.get("__CURSOR").and_then(|c| c.as_str()) else {
-            continue;
-        };
-        last = Some(c.to_owned());
-        if let Some(r) = record(&v) {
-            records.push(Record {
-                cursor: Some(c.to_owned()),
-                ..r
-            });
+        let cursor = entry.cursor.clone();
+        if let Some(r) = record(entry) {
+            records.push(r);
         }
+        last = Some(cursor);
     }
     if records.len() < MAX_ENTRIES {
         let out = child
@@ -92,24 +87,42 @@ pub async fn read(
     Ok((records, last))
 }
 
-/// The record of one `journalctl --output=json` entry: its unit (the
-/// process's, or for PID 1's messages the unit they are about), its time
-/// and message (lossy UTF-8 when the journal holds bytes; cut).
-pub fn record(v: &serde_json::Value) -> Option<Record> {
-    let field = |k: &str| v.get(k).and_then(|f| f.as_str());
-    let own = field("_SYSTEMD_UNIT").filter(|u| *u != "init.scope");
-    let unit = own.or_else(|| field("UNIT"))?.to_owned();
-    let micros: i64 = field("__REALTIME_TIMESTAMP")?.parse().ok()?;
-    let mut message = match v.get("MESSAGE")? {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(bytes) => {
-            let raw: Vec<u8> = bytes
-                .iter()
-                .filter_map(|b| b.as_u64().and_then(|n| u8::try_from(n).ok()))
-                .collect();
-            String::from_utf8_lossy(&raw).into_owned()
-        }
-        _ => return None,
+/// The fields of a `journalctl --output=json` entry that are read (the
+/// rest is not even parsed into values).
+#[derive(serde::Deserialize)]
+pub struct Entry {
+    #[serde(rename = "__CURSOR")]
+    cursor: String,
+    #[serde(rename = "__REALTIME_TIMESTAMP")]
+    realtime: Option<String>,
+    #[serde(rename = "_SYSTEMD_UNIT")]
+    own_unit: Option<String>,
+    #[serde(rename = "UNIT")]
+    about_unit: Option<String>,
+    /// A string, or an array of bytes when it is not UTF-8.
+    #[serde(rename = "MESSAGE")]
+    message: Option<Message>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Message {
+    Text(String),
+    Bytes(Vec<u8>),
+    Other(serde::de::IgnoredAny),
+}
+
+/// The record of one entry: its unit (the process's, or for PID 1's
+/// messages the unit they are about), its time and message (lossy UTF-8
+/// when the journal holds bytes; cut), and its cursor.
+pub fn record(e: Entry) -> Option<Record> {
+    let own = e.own_unit.filter(|u| u != "init.scope");
+    let unit = own.or(e.about_unit)?;
+    let micros: i64 = e.realtime?.parse().ok()?;
+    let mut message = match e.message? {
+        Message::Text(s) => s,
+        Message::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+        Message::Other(_) => return None,
     };
     if message.len() > MAX_MESSAGE {
         let mut cut = MAX_MESSAGE;
@@ -122,7 +135,7 @@ pub fn record(v: &serde_json::Value) -> Option<Record> {
         unit,
         timestamp_ms: micros / 1000,
         message,
-        cursor: None,
+        cursor: Some(e.cursor),
     })
 }
 
@@ -131,7 +144,8 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Option<Record> {
-        record(&serde_json::from_str(json).unwrap_or_default())
+        let with_cursor = json.replacen('{', r#"{"__CURSOR":"c1","#, 1);
+        record(serde_json::from_str(&with_cursor).ok()?)
     }
 
     #[test]
@@ -145,7 +159,7 @@ mod tests {
                 unit: "api@1.service".into(),
                 timestamp_ms: 1_700_000_000_123,
                 message: "GET / 200".into(),
-                cursor: None
+                cursor: Some("c1".into())
             })
         );
         let pid1 = parse(

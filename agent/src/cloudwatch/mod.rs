@@ -53,6 +53,22 @@ pub enum CloudWatchError {
     Sink(#[from] sink::SinkError),
 }
 
+/// Nothing asks the shipper to act, so none of these reaches a request;
+/// were one to, it is hostd's own trouble (the disk, journalctl) or
+/// CloudWatch's.
+impl crate::http::Refusal for CloudWatchError {
+    fn http_status(&self) -> u16 {
+        match self {
+            Self::Sink(_) => 502,
+            Self::Spool { .. }
+            | Self::State(_)
+            | Self::Encode(_)
+            | Self::Journal(_)
+            | Self::JournalFailed(_) => 500,
+        }
+    }
+}
+
 /// What the shipper publishes, for `/health`, `hostctl status` and
 /// `GET /v1/cloudwatch`. No line is ever part of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

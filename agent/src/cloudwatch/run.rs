@@ -148,7 +148,8 @@ async fn round(
                 cursor: None,
             })
             .collect();
-        report_dropped(spool.append(&records, None)?);
+        let dropped = spool.append(&records, None)?;
+        report_dropped(spool, dropped)?;
     }
     loop {
         let cursor = spool.shipped().journal_cursor.clone();
@@ -164,7 +165,8 @@ async fn round(
             }
         }
         if last != cursor {
-            report_dropped(spool.append(&records, last.as_deref())?);
+            let dropped = spool.append(&records, last.as_deref())?;
+            report_dropped(spool, dropped)?;
         }
         if !full {
             return Ok(());
@@ -172,13 +174,23 @@ async fn round(
     }
 }
 
-fn report_dropped(n: u64) {
-    if n > 0 {
-        tracing::error!(
-            dropped = n,
-            "the CloudWatch backlog reached cloudwatch.max_backlog_mib: its oldest lines were dropped"
-        );
+/// A gap is logged, counted in the state, and marked where it is in
+/// hostd's own stream, so a reader of the logs sees it too.
+fn report_dropped(spool: &mut Spool, n: u64) -> Result<(), CloudWatchError> {
+    if n == 0 {
+        return Ok(());
     }
+    let message = format!(
+        "hostd: {n} journal lines were dropped before this one: the CloudWatch backlog reached cloudwatch.max_backlog_mib while CloudWatch could not be reached"
+    );
+    tracing::error!(dropped = n, "{message}");
+    let mark = Record {
+        unit: "hostd.service".to_owned(),
+        timestamp_ms: now_ms(),
+        message,
+        cursor: None,
+    };
+    spool.append(std::slice::from_ref(&mark), None).map(|_| ())
 }
 
 fn oldest_waiting(spool: &Spool) -> Option<i64> {

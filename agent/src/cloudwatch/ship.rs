@@ -20,13 +20,19 @@ use super::spool::{Bounds, InFlight, Record, Spool};
 
 /// One call's worth: CloudWatch's limits are 10,000 events and 1 MiB
 /// (messages plus 26 bytes each); we stay well below both so a window of
-/// spool lines (which are longer than their messages) always fits.
+/// spool lines (which are longer than their messages) always fits, and
+/// hostd's memory stays small (a window is in memory while it is sent).
 pub const WINDOW: Bounds = Bounds {
-    max_records: 5000,
-    max_bytes: 768 * 1024,
+    max_records: 500,
+    max_bytes: 128 * 1024,
     max_span_ms: 23 * 3600 * 1000,
     until: None,
 };
+
+/// Between two windows of a backlog: each stream then gets at most five
+/// calls a second, CloudWatch's historical per-stream rate, while a
+/// backlog still drains at up to 2,500 lines a second.
+const PACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Where the lines go and how streams are named.
 pub struct Destination<'a> {
@@ -53,7 +59,7 @@ pub async fn ship_pending<S: LogSink>(
 ) -> Result<Sent, CloudWatchError> {
     let mut sent = Sent::default();
     loop {
-        let (window, mut pending) = match spool.shipped().in_flight.clone() {
+        let (streams, mut pending) = match spool.shipped().in_flight.clone() {
             Some(f) => {
                 let bounds = Bounds {
                     max_records: usize::MAX,
@@ -74,7 +80,7 @@ pub async fn ship_pending<S: LogSink>(
                         spool.stream_done(stream)?;
                     }
                 }
-                (window, pending)
+                (by_stream(window.records, to), pending)
             }
             None => {
                 let window = spool.read_window(&WINDOW)?;
@@ -88,7 +94,8 @@ pub async fn ship_pending<S: LogSink>(
                     }
                     return Ok(sent);
                 }
-                let streams = by_stream(&window.records, to);
+                let end = window.end;
+                let streams = by_stream(window.records, to);
                 let pending: BTreeMap<_, _> = streams
                     .iter()
                     .filter_map(|(s, events)| {
@@ -97,42 +104,46 @@ pub async fn ship_pending<S: LogSink>(
                     })
                     .collect();
                 spool.begin(InFlight {
-                    end: window.end,
+                    end,
                     pending: pending.clone(),
                 })?;
-                (window, pending)
+                (streams, pending)
             }
         };
-        for (stream, events) in by_stream(&window.records, to) {
+        for (stream, events) in streams {
             if !pending.contains_key(&stream) {
                 continue;
             }
+            let count = events.len() as u64;
             let refused = sink
-                .put(to.group, &stream, &events)
+                .put(to.group, &stream, events)
                 .await
                 .map_err(CloudWatchError::Sink)?;
             if refused > 0 {
                 tracing::warn!(%stream, refused, "CloudWatch refused events as too old or too new");
                 spool.count_refused(refused);
             }
-            sent.events += events.len() as u64;
+            sent.events += count;
             sent.calls += 1;
             sent.refused += refused;
             pending.remove(&stream);
-            spool.stream_done(&stream)?;
+            if !pending.is_empty() {
+                spool.stream_done(&stream)?;
+            }
         }
         spool.finish()?;
+        tokio::time::sleep(PACE).await;
     }
 }
 
 /// The window's records per stream, each stream's in time order (stable:
 /// lines of one millisecond keep the journal's order).
-fn by_stream(records: &[Record], to: &Destination<'_>) -> BTreeMap<String, Vec<Event>> {
+fn by_stream(records: Vec<Record>, to: &Destination<'_>) -> BTreeMap<String, Vec<Event>> {
     let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     for r in records {
         out.entry((to.stream)(&r.unit)).or_default().push(Event {
             timestamp_ms: r.timestamp_ms,
-            message: r.message.clone(),
+            message: r.message,
         });
     }
     for events in out.values_mut() {

@@ -48,7 +48,7 @@ pub trait LogSink: Send + Sync {
         &self,
         group: &str,
         stream: &str,
-        events: &[Event],
+        events: Vec<Event>,
     ) -> impl Future<Output = Result<u64, SinkError>> + Send;
 
     /// The newest event of a stream, to tell whether a call cut short by
@@ -66,6 +66,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct CloudWatchLogs {
     client: aws_sdk_cloudwatchlogs::Client,
+    /// Streams made (or found) since hostd started: the others are
+    /// created before their first call, so a call never has to be sent
+    /// twice and its events are moved into it, not copied.
+    made: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl CloudWatchLogs {
@@ -99,6 +103,7 @@ impl CloudWatchLogs {
         }
         Ok(Self {
             client: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            made: std::sync::Mutex::default(),
         })
     }
 
@@ -134,19 +139,19 @@ impl CloudWatchLogs {
         &self,
         group: &str,
         stream: &str,
-        events: &[InputLogEvent],
+        events: Vec<InputLogEvent>,
     ) -> Result<u64, SdkError<aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError>>
     {
+        let len = events.len() as u64;
         let out = self
             .client
             .put_log_events()
             .log_group_name(group)
             .log_stream_name(stream)
-            .set_log_events(Some(events.to_vec()))
+            .set_log_events(Some(events))
             .send()
             .await?;
         Ok(out.rejected_log_events_info().map_or(0, |r| {
-            let len = events.len() as u64;
             let index = |i: Option<i32>| i.and_then(|i| u64::try_from(i).ok());
             let old = index(r.too_old_log_event_end_index())
                 .max(index(r.expired_log_event_end_index()))
@@ -158,27 +163,34 @@ impl CloudWatchLogs {
 }
 
 impl LogSink for CloudWatchLogs {
-    async fn put(&self, group: &str, stream: &str, events: &[Event]) -> Result<u64, SinkError> {
+    async fn put(&self, group: &str, stream: &str, events: Vec<Event>) -> Result<u64, SinkError> {
         let input = events
-            .iter()
+            .into_iter()
             .filter_map(|e| {
                 InputLogEvent::builder()
                     .timestamp(e.timestamp_ms)
-                    .message(e.message.clone())
+                    .message(e.message)
                     .build()
                     .ok()
             })
             .collect::<Vec<_>>();
-        match self.put_once(group, stream, &input).await {
-            Ok(refused) => Ok(refused),
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                self.create(group, stream).await?;
-                self.put_once(group, stream, &input)
-                    .await
-                    .map_err(|e| classify("PutLogEvents", stream, e))
+        let key = format!("{group}\n{stream}");
+        let made = self.made.lock().is_ok_and(|m| m.contains(&key));
+        if !made {
+            self.create(group, stream).await?;
+            if let Ok(mut m) = self.made.lock() {
+                m.insert(key.clone());
             }
-            Err(e) => Err(classify("PutLogEvents", stream, e)),
         }
+        self.put_once(group, stream, input).await.map_err(|e| {
+            // Deleted behind our back: made again before the next call.
+            if e.code() == Some("ResourceNotFoundException")
+                && let Ok(mut m) = self.made.lock()
+            {
+                m.remove(&key);
+            }
+            classify("PutLogEvents", stream, e)
+        })
     }
 
     async fn last_event(&self, group: &str, stream: &str) -> Result<Option<Event>, SinkError> {

@@ -201,6 +201,7 @@ impl Spool {
         journal_cursor: Option<&str>,
     ) -> Result<u64, CloudWatchError> {
         let mut buf = Vec::new();
+        let mut rotated = false;
         for r in records {
             serde_json::to_writer(&mut buf, r).map_err(CloudWatchError::Encode)?;
             buf.push(b'\n');
@@ -210,6 +211,7 @@ impl Spool {
                 self.sealed_bytes += self.active_len;
                 self.segments.push(self.active() + 1);
                 self.active_len = 0;
+                rotated = true;
             }
         }
         self.write_active(&buf)?;
@@ -217,7 +219,11 @@ impl Spool {
         if let Some(c) = journal_cursor {
             self.shipped.journal_cursor = Some(c.to_owned());
         }
-        if dropped > 0 || journal_cursor.is_some() {
+        // The cursor rides on the batch's last record, in the active
+        // segment, where opening finds it: the state needs saving only
+        // when that is no longer where the newest cursor would be looked
+        // for (a new segment) or when lines were dropped.
+        if dropped > 0 || rotated {
             self.save()?;
         }
         Ok(dropped)
@@ -350,7 +356,8 @@ impl Spool {
         self.save()
     }
 
-    /// One stream of the window in flight was accepted.
+    /// One stream of the window in flight was accepted (the last one is
+    /// settled by [`Spool::finish`]).
     pub fn stream_done(&mut self, stream: &str) -> Result<(), CloudWatchError> {
         if let Some(f) = &mut self.shipped.in_flight {
             f.pending.remove(stream);

@@ -48,7 +48,7 @@ impl FakeSink {
 }
 
 impl LogSink for FakeSink {
-    async fn put(&self, _group: &str, stream: &str, events: &[Event]) -> Result<u64, SinkError> {
+    async fn put(&self, _group: &str, stream: &str, events: Vec<Event>) -> Result<u64, SinkError> {
         if let Ok(mut c) = self.calls.lock() {
             *c += 1;
         }

@@ -118,6 +118,19 @@ pub fn documents(
             &[("HealthStatus", "None", v)],
         ));
     }
+    // A job's last finished run: 1 succeeded, 0 failed (alarm on < 1).
+    for j in &snap.jobs {
+        let Some(run) = j.last_run.as_ref().filter(|r| r.finished.is_some()) else {
+            continue;
+        };
+        let v = if run.succeeded() { 1.0 } else { 0.0 };
+        out.push(document(
+            cfg,
+            timestamp_ms,
+            &[("Job", j.name.clone())],
+            &[("JobLastRunSuccess", "None", v)],
+        ));
+    }
     for d in &s.disks {
         if let Some(r) = d.used_ratio {
             out.push(document(
@@ -341,6 +354,44 @@ mod tests {
         v.restarts.insert("api".into(), 5);
         let second = documents(&snapshot(), &v, &cfg(), 2, &mut prev);
         assert_eq!(api(&second), Some((json!(3.0), json!(0.0))));
+    }
+
+    #[test]
+    fn a_finished_job_run_is_one_for_success_and_zero_for_failure() {
+        let job = |name: &str, result: &str, finished: bool| hostd_api::JobStatus {
+            name: name.into(),
+            schedule: "hourly".into(),
+            command: "x".into(),
+            service: None,
+            unit: format!("hostd-job-{name}.service"),
+            running: !finished,
+            last_run: Some(hostd_api::JobRun {
+                started: "2026-12-07T00:00:00Z".into(),
+                finished: finished.then(|| "2026-12-07T00:00:01Z".into()),
+                result: result.into(),
+                exit_code: None,
+                trigger: "timer".into(),
+            }),
+            next_run: None,
+            health: hostd_api::HealthStatus::Healthy,
+            reason: None,
+        };
+        let mut snap = snapshot();
+        snap.jobs = vec![
+            job("ok", "success", true),
+            job("bad", "exit-code", true),
+            job("going", "", false),
+        ];
+        let docs = documents(&snap, &view(), &cfg(), 1, &mut Previous::default());
+        let runs: Vec<_> = docs
+            .iter()
+            .filter(|d| d.get("JobLastRunSuccess").is_some())
+            .map(|d| (d["Job"].clone(), d["JobLastRunSuccess"].clone()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![(json!("ok"), json!(1.0)), (json!("bad"), json!(0.0))]
+        );
     }
 
     #[test]
