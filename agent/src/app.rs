@@ -183,7 +183,7 @@ async fn spawn_all(
         secrets: Some(secrets_state.clone()),
         backup: Some(backup.state()),
         jobs: jobs.status(),
-        shipping: Some(shipping.clone()),
+        shipping: Some(Arc::new(cloudwatch::Judged(shipping.clone()))),
     };
     let health = health::spawn(current.clone(), health_deps, publish_health, lifetime).await;
     let any_front = config
@@ -208,6 +208,8 @@ async fn spawn_all(
         secrets: secrets_state,
         metrics: metrics_deps,
         instance: host.instance(),
+        metadata_disabled: host::metadata_disabled(),
+        hostname: host::hostname(),
     };
     let cloudwatch =
         cloudwatch::spawn(current.clone(), cloudwatch_deps, publish_shipping, lifetime);

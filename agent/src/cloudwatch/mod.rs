@@ -144,6 +144,15 @@ impl ShippingState {
     }
 }
 
+/// The `cloudwatch` component of `/health`, from the published state.
+pub struct Judged(pub watch::Receiver<ShippingState>);
+
+impl crate::health::Judge for Judged {
+    fn component(&self, now: SystemTime) -> Option<ComponentHealth> {
+        self.0.borrow().component(now)
+    }
+}
+
 /// Made before the health checker (which reads it) and the shipper
 /// (which needs the checker's snapshots for its metrics).
 pub fn channel() -> (watch::Sender<ShippingState>, watch::Receiver<ShippingState>) {
@@ -156,6 +165,10 @@ pub struct Deps {
     /// Filled when instance metadata answers: the `{host}` of stream
     /// names and the default `InstanceId` dimension.
     pub instance: Arc<OnceLock<InstanceIdentity>>,
+    /// Metadata is off (`AWS_EC2_METADATA_DISABLED`): no id will come.
+    pub metadata_disabled: bool,
+    /// The `{host}` without an instance id.
+    pub hostname: String,
 }
 
 #[derive(Clone)]

@@ -222,7 +222,7 @@ fn redactor(secrets: &watch::Receiver<crate::secrets::SecretsState>) -> Redactor
 /// off EC2, or when metadata never answers, the hostname.
 async fn host_name(deps: &Deps) -> String {
     let deadline = Instant::now() + IDENTITY_WAIT;
-    while !crate::host::metadata_disabled() && Instant::now() < deadline {
+    while !deps.metadata_disabled && Instant::now() < deadline {
         if let Some(id) = deps.instance.get() {
             return id.instance_id.clone();
         }
@@ -231,7 +231,7 @@ async fn host_name(deps: &Deps) -> String {
     if let Some(id) = deps.instance.get() {
         return id.instance_id.clone();
     }
-    let name = crate::host::hostname();
+    let name = deps.hostname.clone();
     tracing::warn!(host = %name, "no instance id from metadata: streams are named after the hostname");
     name
 }

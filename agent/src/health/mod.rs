@@ -55,6 +55,12 @@ impl Snapshot {
     }
 }
 
+/// A component another subsystem judges from what it publishes (no I/O),
+/// read each round: the health checker needs nothing else of it.
+pub trait Judge: Send + Sync {
+    fn component(&self, now: std::time::SystemTime) -> Option<hostd_api::ComponentHealth>;
+}
+
 /// The checks beyond unit states; `None` where not configured.
 pub struct Probes {
     pub postgres: Option<Arc<dyn Probe>>,
@@ -67,8 +73,8 @@ pub struct Probes {
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
     /// What the jobs observer publishes (one entry per `[jobs.NAME]`).
     pub jobs: Option<watch::Receiver<Vec<hostd_api::JobStatus>>>,
-    /// What the CloudWatch shipper publishes.
-    pub shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
+    /// How shipping to CloudWatch is doing.
+    pub shipping: Option<Arc<dyn Judge>>,
 }
 
 /// What the checker reads besides its own probes.
@@ -80,7 +86,7 @@ pub struct Deps<S> {
     pub secrets: Option<watch::Receiver<SecretsState>>,
     pub backup: Option<watch::Receiver<crate::backup::BackupState>>,
     pub jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
-    pub shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
+    pub shipping: Option<Arc<dyn Judge>>,
 }
 
 impl Probes {
@@ -196,7 +202,7 @@ struct ProbeDeps {
     secrets: Option<watch::Receiver<SecretsState>>,
     backup: Option<watch::Receiver<crate::backup::BackupState>>,
     jobs: watch::Receiver<Vec<hostd_api::JobStatus>>,
-    shipping: Option<watch::Receiver<crate::cloudwatch::ShippingState>>,
+    shipping: Option<Arc<dyn Judge>>,
 }
 
 struct Checker<S> {

@@ -67,8 +67,8 @@ pub async fn check_once<S: UnitStates>(
         components.push(crate::backup::health::component(&st, b.max_age.0, now));
         backup = Some(crate::backup::health::figures(&st, now));
     }
-    if let Some(rx) = &probes.shipping {
-        components.extend(rx.borrow().component(SystemTime::now()));
+    if let Some(judge) = &probes.shipping {
+        components.extend(judge.component(SystemTime::now()));
     }
     let jobs = probes
         .jobs

@@ -219,6 +219,29 @@ async fn a_warning_is_degraded_not_unhealthy() -> Res {
     Ok(())
 }
 
+struct Behind;
+
+impl super::Judge for Behind {
+    fn component(&self, _now: std::time::SystemTime) -> Option<hostd_api::ComponentHealth> {
+        Some(hostd_api::ComponentHealth {
+            name: "cloudwatch".into(),
+            status: HealthStatus::Degraded,
+            reason: Some("6m behind".into()),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_judged_component_is_part_of_every_round() -> Res {
+    let c = config(CONFIG)?;
+    let (mut p, _) = probes(Ok(()), calm());
+    p.shipping = Some(Arc::new(Behind));
+    let snap = check_once(&all_active(), &c, &view(&c), &p).await;
+    assert_eq!(snap.report.status, HealthStatus::Degraded);
+    assert!(names(&snap).contains(&("cloudwatch", HealthStatus::Degraded)));
+    Ok(())
+}
+
 #[tokio::test]
 async fn stale_secrets_are_degraded_saying_since_when_and_fresh_ones_healthy() -> Res {
     use crate::secrets::SecretsState;
