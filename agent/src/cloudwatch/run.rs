@@ -294,3 +294,49 @@ impl Backoff {
         self.until = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_double_the_wait_up_to_a_minute_and_a_success_resets_it() {
+        let mut b = Backoff::new(Duration::from_secs(5));
+        assert!(b.due());
+        for _ in 0..10 {
+            b.failed();
+        }
+        assert!(!b.due());
+        assert_eq!(b.wait, MAX_BACKOFF);
+        b.reset();
+        assert!(b.due());
+        assert_eq!(b.wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_gap_is_marked_in_hostds_stream_with_its_size() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut spool = Spool::open(dir.path(), 1 << 20)?;
+        report_dropped(&mut spool, 0)?;
+        assert!(
+            spool
+                .read_window(&super::super::ship::WINDOW)?
+                .records
+                .is_empty()
+        );
+        report_dropped(&mut spool, 1234)?;
+        let w = spool.read_window(&super::super::ship::WINDOW)?;
+        let marks: Vec<_> = w
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r.unit.as_str(),
+                    r.message.contains("1234 journal lines were dropped"),
+                )
+            })
+            .collect();
+        assert_eq!(marks, [("hostd.service", true)]);
+        Ok(())
+    }
+}
