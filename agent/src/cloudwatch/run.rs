@@ -49,6 +49,7 @@ pub async fn run(
         publish.send_replace(state.clone());
     };
     let mut problems = Problems::default();
+    let mut more = false;
     let dir = config.state_dir.join("cloudwatch");
     let mut spool = match Spool::open(&dir, cw.max_backlog_mib << 20) {
         Ok(s) => s,
@@ -91,6 +92,8 @@ pub async fn run(
         let mut collected = Vec::new();
         tokio::select! {
             _ = tick.tick() => {}
+            // A backlog left by the last pass: on with it at once.
+            () = std::future::ready(()), if more => {}
             _ = metrics_tick.tick(), if metrics.is_some() => {
                 if let Some(m) = &mut metrics {
                     collected = m.collect(&config.metrics).await;
@@ -107,6 +110,7 @@ pub async fn run(
         if backoff.due() {
             match ship_pending(&mut spool, &sink, &to).await {
                 Ok(sent) => {
+                    more = sent.more;
                     backoff.reset();
                     problems.ship = None;
                     state.shipped += sent.events;
@@ -116,6 +120,7 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
+                    more = false;
                     backoff.failed();
                     problems.ship = Some(hostd_api::error_chain(&e));
                 }

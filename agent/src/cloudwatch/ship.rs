@@ -48,17 +48,32 @@ pub struct Sent {
     pub calls: u64,
     /// Refused by CloudWatch as too old or too new.
     pub refused: u64,
+    /// Windows were left for the next pass.
+    pub more: bool,
 }
 
-/// Sends every window waiting, stopping at the first failure (the spool
-/// keeps what was not sent; the caller backs off).
+/// Windows sent per pass at most: a backlog is drained over passes, so the
+/// shipper reads the journal, publishes its state and sees shutdown
+/// between them (25 windows at the pace below is about 5 s).
+pub const WINDOWS_PER_PASS: usize = 25;
+
+/// Sends the windows waiting (up to [`WINDOWS_PER_PASS`]), stopping at the
+/// first failure (the spool keeps what was not sent; the caller backs
+/// off).
 pub async fn ship_pending<S: LogSink>(
     spool: &mut Spool,
     sink: &S,
     to: &Destination<'_>,
 ) -> Result<Sent, CloudWatchError> {
     let mut sent = Sent::default();
-    loop {
+    for pass in 0.. {
+        if pass == WINDOWS_PER_PASS {
+            sent.more = true;
+            return Ok(sent);
+        }
+        if pass > 0 {
+            tokio::time::sleep(PACE).await;
+        }
         let (streams, mut pending) = match spool.shipped().in_flight.clone() {
             Some(f) => {
                 let bounds = Bounds {
@@ -132,8 +147,8 @@ pub async fn ship_pending<S: LogSink>(
             }
         }
         spool.finish()?;
-        tokio::time::sleep(PACE).await;
     }
+    Ok(sent)
 }
 
 /// The window's records per stream, each stream's in time order (stable:

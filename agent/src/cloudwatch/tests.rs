@@ -272,3 +272,29 @@ fn reading_resumes_after_the_newest_cursor_in_the_spool_even_if_its_save_was_los
     assert_eq!(spool.shipped().journal_cursor.as_deref(), Some("c2"));
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backlog_is_drained_over_passes_leaving_the_shipper_free_between() -> Res {
+    let dir = tempfile::tempdir()?;
+    let mut spool = Spool::open(dir.path(), 4 << 20)?;
+    let per_window = ship::WINDOW.max_records;
+    let total = per_window * (ship::WINDOWS_PER_PASS + 1);
+    let records: Vec<_> = (0..total)
+        .map(|i| rec("x.service", i64::try_from(i).unwrap_or(0), &format!("{i}")))
+        .collect();
+    spool.append(&records, None)?;
+    let sink = FakeSink::default();
+    let first = ship_pending(&mut spool, &sink, &to()).await?;
+    assert!(first.more);
+    assert_eq!(
+        first.events,
+        u64::try_from(per_window * ship::WINDOWS_PER_PASS)?
+    );
+    let second = ship_pending(&mut spool, &sink, &to()).await?;
+    assert!(!second.more);
+    assert_eq!(second.events, u64::try_from(per_window)?);
+    let got = sink.messages("i-1/x.service");
+    assert_eq!(got.len(), total);
+    assert!(got.iter().enumerate().all(|(i, m)| *m == i.to_string()));
+    Ok(())
+}
