@@ -18,6 +18,12 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Milliseconds since the epoch (0 before it, saturating far after).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A systemd timestamp (µs since the epoch).
 pub fn rfc3339_usec(usec: u64) -> String {
     rfc3339(SystemTime::UNIX_EPOCH + Duration::from_micros(usec))

@@ -112,9 +112,7 @@ impl ShippingState {
             dropped_lines: self.dropped,
             shipped_lines: self.shipped,
             calls: self.calls,
-            last_success: self
-                .last_success
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            last_success: self.last_success.map(hostd_api::time::rfc3339),
             problem: self.problem.clone(),
         })
     }

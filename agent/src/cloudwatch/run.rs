@@ -3,7 +3,7 @@
 //! at the metrics interval, and the state published after each round.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -153,8 +153,7 @@ async fn round(
                 cursor: None,
             })
             .collect();
-        let dropped = spool.append(&records, None)?;
-        report_dropped(spool, dropped)?;
+        append(spool, &records, None)?;
     }
     loop {
         let cursor = spool.shipped().journal_cursor.clone();
@@ -170,13 +169,22 @@ async fn round(
             }
         }
         if last != cursor {
-            let dropped = spool.append(&records, last.as_deref())?;
-            report_dropped(spool, dropped)?;
+            append(spool, &records, last.as_deref())?;
         }
         if !full {
             return Ok(());
         }
     }
+}
+
+/// Appends to the spool and reports a gap its bound made.
+fn append(
+    spool: &mut Spool,
+    records: &[Record],
+    journal_cursor: Option<&str>,
+) -> Result<(), CloudWatchError> {
+    let dropped = spool.append(records, journal_cursor)?;
+    report_dropped(spool, dropped)
 }
 
 /// A gap is logged, counted in the state, and marked where it is in
@@ -199,6 +207,10 @@ fn report_dropped(spool: &mut Spool, n: u64) -> Result<(), CloudWatchError> {
 }
 
 fn oldest_waiting(spool: &Spool) -> Option<i64> {
+    // Nothing waiting: no need to open the spool to find out.
+    if spool.backlog_bytes() == 0 {
+        return None;
+    }
     let first = spool
         .read_window(&super::spool::Bounds {
             max_records: 1,
@@ -242,9 +254,7 @@ async fn host_name(deps: &Deps) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(hostd_api::time::unix_ms(SystemTime::now())).unwrap_or(i64::MAX)
 }
 
 /// Why reading the journal and why shipping last failed, each logged

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -202,9 +202,7 @@ impl Collector {
         {
             cfg.to_mut().dimensions.insert(k.clone(), v.clone());
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = hostd_api::time::unix_ms(SystemTime::now());
         let snap = self.snapshot.borrow().clone();
         let current = self.view.borrow().clone();
         let mut docs = documents(&snap, &current, &cfg, now_ms, &mut self.prev);

@@ -8,6 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use hostd_api::time::unix_ms;
 use serde::{Deserialize, Serialize};
 
 use super::set::{Secret, SecretSet, SecretValue};
@@ -141,11 +142,6 @@ impl Store {
 
 fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io(crate::fsutil::file_error(what, path)(source))
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
